@@ -1,0 +1,61 @@
+"""Exception hierarchy.
+
+Every error chandra raises on purpose derives from :class:`ChandraError`, so a
+caller (the CLI, the dashboard) can catch one type and show its message as a
+single readable line.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ChandraError",
+    "AudioError",
+    "SegmentationError",
+    "EncoderError",
+    "WeightsNotFoundError",
+    "VocabularyError",
+    "OracleError",
+    "ModelFormatError",
+    "ConstraintError",
+    "TraceError",
+]
+
+
+class ChandraError(Exception):
+    """Root of every deliberate chandra error."""
+
+
+class AudioError(ChandraError):
+    """Audio that cannot be read or is unusable (empty, silent, NaN, too short)."""
+
+
+class SegmentationError(ChandraError):
+    """Onset segmentation could not produce usable segments."""
+
+
+class EncoderError(ChandraError):
+    """A feature encoder failed or was configured inconsistently."""
+
+
+class WeightsNotFoundError(EncoderError):
+    """Neural encoder weights are not available locally."""
+
+
+class VocabularyError(ChandraError):
+    """The token vocabulary cannot be fitted as asked (e.g. K > segments)."""
+
+
+class OracleError(ChandraError):
+    """An oracle could not be built or violates its invariants."""
+
+
+class ModelFormatError(ChandraError):
+    """A model file is malformed, of an unknown format or version."""
+
+
+class ConstraintError(ChandraError):
+    """A generation constraint is malformed or cannot be satisfied."""
+
+
+class TraceError(ChandraError):
+    """A trace directory or checkpoint is malformed."""

@@ -1,0 +1,71 @@
+import numpy as np
+import pytest
+
+from chandra.errors import SegmentationError
+from chandra.segment import Segments, bound_durations, estimate_f0, segment_audio, validate_segments
+
+from helpers_audio import SR, tone_bursts
+
+KNOWN = [0.3, 0.8, 1.25, 1.9, 2.4, 3.1]
+
+
+def test_known_onsets_found():
+    y = tone_bursts(KNOWN, duration=3.6)
+    segs = segment_audio(y, SR, min_duration=0.1, max_duration=2.0)
+    validate_segments(segs, duration=len(y) / SR)
+    # Every true onset starts a segment within one analysis hop (23 ms) + backtrack slack.
+    for onset in KNOWN:
+        assert np.min(np.abs(segs.start - onset)) < 0.035, (onset, segs.start)
+    # Segments tile the file.
+    assert segs.start[0] == 0.0 and segs.end[-1] == pytest.approx(len(y) / SR)
+    np.testing.assert_allclose(segs.end[:-1], segs.start[1:])
+    assert len(segs) == len(KNOWN) + 1  # the leading silence is a segment of its own
+
+
+def test_descriptors():
+    y = tone_bursts(KNOWN, duration=3.6, freqs=[220.0])
+    segs = segment_audio(y, SR)
+    sounding = segs.rms > 0.01
+    assert sounding.sum() == len(KNOWN)
+    # Bursts are pitched at 220 Hz; the near-silent lead-in is not.
+    np.testing.assert_allclose(segs.f0[sounding], 220.0, rtol=0.02)
+    assert np.isnan(segs.f0[0])
+    assert np.all(segs.centroid[sounding] > 200)
+    records = segs.to_records()
+    assert records[0]["f0"] is None and set(records[0]) == {"segment_id", "start", "end", "rms", "f0", "centroid"}
+
+
+def test_f0_of_pure_tones():
+    t = np.arange(SR) / SR
+    y = np.concatenate([np.sin(2 * np.pi * f * t) for f in (110.0, 261.63, 440.0)]).astype(np.float32)
+    f0 = estimate_f0(y, SR, np.array([0.0, 1.0, 2.0]), np.array([1.0, 2.0, 3.0]))
+    np.testing.assert_allclose(f0, [110.0, 261.63, 440.0], rtol=0.01)
+
+
+def test_duration_bounds_merge_and_split():
+    edges = bound_durations(np.array([0.05, 0.5, 0.52, 1.0]), duration=6.0, min_duration=0.1, max_duration=2.0)
+    d = np.diff(edges)
+    assert edges[0] == 0 and edges[-1] == 6.0
+    assert np.all(d >= 0.1 - 1e-9) and np.all(d <= 2.0 + 1e-9)
+    assert 0.52 not in edges and 0.05 not in edges  # too-short pieces merged
+    with pytest.raises(SegmentationError):
+        bound_durations(np.array([]), duration=1.0, min_duration=0.5, max_duration=0.2)
+
+
+def test_no_onsets_still_segments():
+    t = np.arange(3 * SR) / SR
+    y = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    segs = segment_audio(y, SR, max_duration=1.0)
+    assert len(segs) >= 3 and np.all(segs.duration <= 1.0 + 1e-9)
+
+
+def test_validate_segments_rejects_bad():
+    good = Segments(id=np.arange(2), start=np.array([0.0, 1.0]), end=np.array([1.0, 2.0]), rms=np.ones(2),
+                    f0=np.full(2, np.nan), centroid=np.ones(2))
+    validate_segments(good, duration=2.0)
+    bad = Segments(id=np.arange(2), start=np.array([0.0, 1.0]), end=np.array([1.0, 0.5]), rms=np.ones(2),
+                   f0=np.full(2, np.nan), centroid=np.ones(2))
+    with pytest.raises(SegmentationError, match="end <= start"):
+        validate_segments(bad)
+    with pytest.raises(SegmentationError, match="outside"):
+        validate_segments(good, duration=1.5)
