@@ -1,0 +1,722 @@
+"""Gesture vocabulary: normalised feature vectors -> K-means tokens.
+
+The vocabulary turns one feature vector per segment into one integer
+"gesture token" per segment. Features are normalised (row-wise L2 by
+default, the IRCAM choice), optionally reduced with PCA, and clustered with
+seeded K-means. :class:`GestureVocabulary` is a scikit-learn style
+estimator: ``__init__`` only stores keyword parameters, ``fit`` returns
+``self`` and learned state ends in ``_``.
+
+Token statistics (:func:`token_metrics`) are kept apart from the estimator on
+purpose: the same function must describe the K-means fit set *and* the
+tokens that later arrive in events, saved models and generations, because a
+vocabulary that looks perfect on its fit set says nothing about whether the
+tokens survived the rest of the pipeline.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from chandra.errors import VocabularyError
+
+__all__ = [
+    "NORMALISATIONS",
+    "normalise",
+    "count_zero_rows",
+    "GestureVocabulary",
+    "token_metrics",
+    "validate_tokens",
+    "summarize_vocabulary",
+]
+
+NORMALISATIONS = ("l2", "standard", "none")
+
+# A row whose L2 norm is below this is treated as all-zero: dividing by a
+# denormal norm would blow tiny noise up to a unit vector.
+_ZERO_NORM = 1e-12
+# How many offending row indices an error message lists before "...".
+_MAX_ROWS_IN_MESSAGE = 5
+
+
+# ---------------------------------------------------------------------------
+# normalisation
+# ---------------------------------------------------------------------------
+
+
+def _check_matrix(X: Any, *, name: str = "X") -> np.ndarray:
+    """Return ``X`` as a finite 2-D float64 array or raise VocabularyError."""
+    try:
+        arr = np.asarray(X, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise VocabularyError(f"{name} must be a numeric 2-D array: {exc}") from exc
+    if arr.ndim != 2:
+        raise VocabularyError(
+            f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D with shape {arr.shape}"
+        )
+    if arr.shape[0] == 0:
+        raise VocabularyError(f"{name} has no rows (0 segments); give audio with at least one onset")
+    if arr.shape[1] == 0:
+        raise VocabularyError(f"{name} has rows of dimension 0")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_IN_MESSAGE])
+        more = ", ..." if rows.size > _MAX_ROWS_IN_MESSAGE else ""
+        raise VocabularyError(
+            f"{name} has {rows.size} of {arr.shape[0]} rows containing NaN or inf "
+            f"(rows {shown}{more}); fix the encoder output or drop those segments"
+        )
+    return arr
+
+
+def count_zero_rows(X: Any) -> int:
+    """Number of rows of ``X`` whose L2 norm is (numerically) zero.
+
+    Parameters
+    ----------
+    X : array_like, shape (n_samples, n_features)
+
+    Returns
+    -------
+    int
+    """
+    arr = np.asarray(X, dtype=np.float64)
+    if arr.ndim != 2:
+        raise VocabularyError(f"X must be 2-D; got shape {arr.shape}")
+    return int(np.count_nonzero(np.linalg.norm(arr, axis=1) <= _ZERO_NORM))
+
+
+def normalise(X: Any, *, method: str = "l2") -> np.ndarray:
+    """Normalise feature vectors.
+
+    Parameters
+    ----------
+    X : array_like, shape (n_samples, n_features)
+        One feature vector per segment. Must be finite.
+    method : {"l2", "standard", "none"}
+        ``"l2"``: divide each row by its Euclidean norm; rows whose norm is
+        zero stay zero (never NaN; count them with :func:`count_zero_rows`).
+        ``"standard"``: per-dimension z-score using the statistics of ``X``
+        itself; constant dimensions become 0. ``"none"``: unchanged.
+
+    Returns
+    -------
+    np.ndarray, float32, shape (n_samples, n_features)
+
+    Raises
+    ------
+    VocabularyError
+        If ``X`` is not 2-D, has NaN/inf rows, or ``method`` is unknown.
+    """
+    if method not in NORMALISATIONS:
+        raise VocabularyError(f"unknown normalisation {method!r}; choose one of {NORMALISATIONS}")
+    arr = _check_matrix(X)
+    if method == "l2":
+        return _l2(arr).astype(np.float32)
+    if method == "standard":
+        mean, scale = _standard_stats(arr)
+        return ((arr - mean) / scale).astype(np.float32)
+    return arr.astype(np.float32)
+
+
+def _l2(arr: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(arr, axis=1, keepdims=True)
+    safe = np.where(norms > _ZERO_NORM, norms, 1.0)
+    out = arr / safe
+    out[norms[:, 0] <= _ZERO_NORM] = 0.0
+    return out
+
+
+def _standard_stats(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and scale; constant dimensions get scale 1 so they map to 0."""
+    mean = arr.mean(axis=0)
+    std = arr.std(axis=0)
+    # Relative tolerance: a dimension that is constant up to rounding must not
+    # turn rounding noise into unit-variance signal.
+    tol = 1e-12 * np.maximum(1.0, np.abs(mean))
+    scale = np.where(std > tol, std, 1.0)
+    return mean, scale
+
+
+# ---------------------------------------------------------------------------
+# estimator
+# ---------------------------------------------------------------------------
+
+
+class GestureVocabulary(BaseEstimator):
+    """Seeded K-means vocabulary of gesture tokens.
+
+    Parameters
+    ----------
+    n_tokens : int
+        Configured vocabulary size K (number of K-means clusters).
+    normalisation : {"l2", "standard", "none"}
+        Applied before PCA and K-means. For ``"standard"`` the statistics of
+        the fit set are stored and reused by :meth:`transform`/:meth:`predict`.
+    pca_components : int or None
+        Reduce the normalised features to this many principal components
+        before clustering; ``None`` keeps all dimensions.
+    seed : int
+        Seed for K-means initialisation (and PCA, whose full SVD does not use
+        it). The same seed on the same data gives byte-identical centres and
+        labels.
+    n_init : int
+        K-means restarts; the lowest-inertia run wins.
+    max_iter : int
+        Maximum Lloyd iterations per restart.
+    reduce_k : bool
+        When the data cannot support K clusters (fewer samples or fewer
+        distinct rows than ``n_tokens``), ``False`` raises
+        :class:`~chandra.errors.VocabularyError`; ``True`` lowers K to the
+        number of distinct rows and records why in ``effective_params_``.
+
+    Attributes
+    ----------
+    cluster_centers_ : np.ndarray, float32, shape (n_tokens_, d')
+        Centres in the transformed space (d' = PCA components or n_features).
+    n_tokens_ : int
+        Effective K.
+    pca_ : sklearn.decomposition.PCA or None
+    fit_metrics_ : dict
+        :func:`token_metrics` of the fit-set labels (against ``n_tokens_``).
+    labels_ : np.ndarray, int64, shape (n_samples,)
+        Tokens of the fit set.
+    inertia_ : float
+        Sum of squared distances of fit rows to their centre (transformed space).
+    n_features_in_ : int
+    n_samples_fit_ : int
+    n_zero_rows_ : int
+        Fit rows that were all-zero before normalisation.
+    n_distinct_rows_ : int
+        Distinct rows of the fit set in the transformed space.
+    effective_params_ : dict
+        ``{"n_tokens": {"configured", "effective"}, "pca_components":
+        {"configured", "effective"}, "reduced": bool, "reason": str | None}``.
+    """
+
+    def __init__(
+        self,
+        *,
+        n_tokens: int = 64,
+        normalisation: str = "l2",
+        pca_components: int | None = None,
+        seed: int = 0,
+        n_init: int = 4,
+        max_iter: int = 300,
+        reduce_k: bool = False,
+    ) -> None:
+        self.n_tokens = n_tokens
+        self.normalisation = normalisation
+        self.pca_components = pca_components
+        self.seed = seed
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.reduce_k = reduce_k
+
+    # -- parameter checks -------------------------------------------------
+
+    def _check_params(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise VocabularyError(
+                f"unknown normalisation {self.normalisation!r}; choose one of {NORMALISATIONS}"
+            )
+        if not _is_int(self.n_tokens) or self.n_tokens < 1:
+            raise VocabularyError(f"n_tokens must be a positive integer; got {self.n_tokens!r}")
+        if self.pca_components is not None and (
+            not _is_int(self.pca_components) or self.pca_components < 1
+        ):
+            raise VocabularyError(
+                f"pca_components must be a positive integer or None; got {self.pca_components!r}"
+            )
+        if not _is_int(self.n_init) or self.n_init < 1:
+            raise VocabularyError(f"n_init must be a positive integer; got {self.n_init!r}")
+        if not _is_int(self.max_iter) or self.max_iter < 1:
+            raise VocabularyError(f"max_iter must be a positive integer; got {self.max_iter!r}")
+        if not _is_int(self.seed):
+            raise VocabularyError(f"seed must be an integer; got {self.seed!r}")
+
+    # -- fitting ------------------------------------------------------------
+
+    def fit(self, X: Any, y: Any = None) -> "GestureVocabulary":
+        """Learn normalisation statistics, PCA and K-means centres.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features)
+            One feature vector per segment.
+        y : ignored
+            Present for scikit-learn API compatibility.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        VocabularyError
+            Malformed ``X``; NaN/inf rows; fewer samples or distinct rows
+            than ``n_tokens`` (unless ``reduce_k``); ``pca_components`` larger
+            than ``min(n_samples, n_features)``.
+        """
+        from sklearn.cluster import KMeans
+        from sklearn.decomposition import PCA
+        from threadpoolctl import threadpool_limits
+
+        self._check_params()
+        arr = _check_matrix(X)
+        n_samples, n_features = arr.shape
+        k_cfg = int(self.n_tokens)
+
+        if n_samples < k_cfg and not self.reduce_k:
+            raise VocabularyError(
+                f"cannot fit {k_cfg} tokens to {n_samples} segments (K must be <= the number "
+                f"of segments); lower --tokens to at most {n_samples} or give longer audio"
+            )
+        if self.pca_components is not None and self.pca_components > min(n_samples, n_features):
+            raise VocabularyError(
+                f"pca_components={self.pca_components} exceeds min(n_samples={n_samples}, "
+                f"n_features={n_features}); lower --pca or give more segments"
+            )
+
+        self.n_zero_rows_ = int(np.count_nonzero(np.linalg.norm(arr, axis=1) <= _ZERO_NORM))
+        if self.normalisation == "standard":
+            self.norm_mean_, self.norm_scale_ = _standard_stats(arr)
+        else:
+            self.norm_mean_, self.norm_scale_ = None, None
+        Z = self._normalise(arr).astype(np.float32)
+
+        # Single-threaded BLAS/OpenMP: parallel reductions sum in a
+        # scheduling-dependent order, which would break byte-identical
+        # results for a fixed seed. The data sizes here are small.
+        with threadpool_limits(limits=1):
+            if self.pca_components is not None:
+                self.pca_ = PCA(
+                    n_components=int(self.pca_components), svd_solver="full", random_state=self.seed
+                )
+                self.pca_.fit(Z.astype(np.float64))
+                self.pca_mean_ = self.pca_.mean_.astype(np.float64)
+                self.pca_components_matrix_ = self.pca_.components_.astype(np.float64)
+            else:
+                self.pca_ = None
+                self.pca_mean_ = None
+                self.pca_components_matrix_ = None
+            T = self._project(Z)
+
+            n_distinct = _n_distinct_rows(T)
+            self.n_distinct_rows_ = n_distinct
+            k_eff, reason = k_cfg, None
+            if n_samples < k_cfg:
+                k_eff = min(n_samples, n_distinct)
+                reason = (
+                    f"{n_samples} segments < {k_cfg} tokens; K lowered to {k_eff}"
+                    + (f" ({n_distinct} distinct rows)" if n_distinct < n_samples else "")
+                )
+            elif n_distinct < k_cfg:
+                if not self.reduce_k:
+                    raise VocabularyError(
+                        f"cannot fit {k_cfg} tokens: only {n_distinct} distinct feature rows among "
+                        f"{n_samples} segments (after {self.normalisation} normalisation"
+                        f"{' and PCA' if self.pca_ is not None else ''}); lower --tokens to at most "
+                        f"{n_distinct} or give longer / more varied audio"
+                    )
+                k_eff = n_distinct
+                reason = f"only {n_distinct} distinct rows < {k_cfg} tokens; K lowered to {k_eff}"
+
+            km = KMeans(
+                n_clusters=k_eff,
+                init="k-means++",
+                n_init=int(self.n_init),
+                max_iter=int(self.max_iter),
+                random_state=int(self.seed),
+                algorithm="lloyd",
+            )
+            km.fit(T.astype(np.float64))
+
+        self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
+        self.n_tokens_ = int(k_eff)
+        self.n_features_in_ = int(n_features)
+        self.n_samples_fit_ = int(n_samples)
+        self.n_iter_ = int(km.n_iter_)
+        # Labels come from our own nearest-centre rule on the stored float32
+        # centres, so predict(X_fit) reproduces labels_ exactly.
+        labels, d2 = self._nearest(T)
+        self.labels_ = labels
+        self.inertia_ = float(d2.sum())
+        self.fit_metrics_ = token_metrics(labels, n_tokens=self.n_tokens_)
+        self.effective_params_ = {
+            "n_tokens": {"configured": k_cfg, "effective": self.n_tokens_},
+            "pca_components": {
+                "configured": self.pca_components,
+                "effective": None if self.pca_ is None else int(self.pca_.n_components_),
+            },
+            "reduced": reason is not None,
+            "reason": reason,
+        }
+        return self
+
+    def fit_predict(self, X: Any, y: Any = None) -> np.ndarray:
+        """Fit and return the fit-set tokens, int64 shape (n_samples,)."""
+        return self.fit(X).labels_.copy()
+
+    # -- inference ------------------------------------------------------------
+
+    def transform(self, X: Any) -> np.ndarray:
+        """Normalised (and PCA-projected) features: the space K-means runs in.
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        np.ndarray, float32, shape (n_samples, d')
+        """
+        self._check_fitted()
+        arr = _check_matrix(X)
+        if arr.shape[1] != self.n_features_in_:
+            raise VocabularyError(
+                f"X has {arr.shape[1]} features but the vocabulary was fitted on "
+                f"{self.n_features_in_}"
+            )
+        return self._project(self._normalise(arr).astype(np.float32))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Token of each row: index of the nearest centre (ties -> lowest index).
+
+        Parameters
+        ----------
+        X : array_like, shape (n_samples, n_features_in_)
+
+        Returns
+        -------
+        np.ndarray, int64, shape (n_samples,)
+        """
+        return self._nearest(self.transform(X))[0]
+
+    # -- persistence without pickle -----------------------------------------
+
+    def get_state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """JSON-able metadata and numeric arrays that fully describe the fit.
+
+        Returns
+        -------
+        meta : dict
+            ``{"params", "effective_params", "fit_metrics", ...}`` (JSON-able).
+        arrays : dict of str -> np.ndarray
+            ``centers`` float32 (K, d'), and where used ``norm_mean``,
+            ``norm_scale`` (n_features,), ``pca_mean`` (n_features,),
+            ``pca_components`` (d', n_features), ``pca_explained_variance_ratio``.
+        """
+        self._check_fitted()
+        meta = {
+            "params": self.get_params(),
+            "effective_params": self.effective_params_,
+            "fit_metrics": self.fit_metrics_,
+            "n_tokens_": self.n_tokens_,
+            "n_features_in_": self.n_features_in_,
+            "n_samples_fit_": self.n_samples_fit_,
+            "n_zero_rows_": self.n_zero_rows_,
+            "n_distinct_rows_": self.n_distinct_rows_,
+            "inertia_": self.inertia_,
+        }
+        arrays: dict[str, np.ndarray] = {"centers": self.cluster_centers_}
+        if self.norm_mean_ is not None:
+            arrays["norm_mean"] = self.norm_mean_
+            arrays["norm_scale"] = self.norm_scale_
+        if self.pca_mean_ is not None:
+            arrays["pca_mean"] = self.pca_mean_
+            arrays["pca_components"] = self.pca_components_matrix_
+            arrays["pca_explained_variance_ratio"] = np.asarray(
+                self.pca_.explained_variance_ratio_, dtype=np.float64
+            )
+        return meta, arrays
+
+    @classmethod
+    def from_state(cls, meta: Mapping, arrays: Mapping[str, np.ndarray]) -> "GestureVocabulary":
+        """Rebuild a fitted vocabulary from :meth:`get_state` output.
+
+        ``pca_`` is restored as a PCA object carrying ``mean_``,
+        ``components_``, ``explained_variance_ratio_`` and ``n_components_``.
+        """
+        try:
+            vocab = cls(**dict(meta["params"]))
+            vocab._check_params()
+            vocab.cluster_centers_ = np.asarray(arrays["centers"], dtype=np.float32)
+            vocab.n_tokens_ = int(meta["n_tokens_"])
+            vocab.n_features_in_ = int(meta["n_features_in_"])
+            vocab.n_samples_fit_ = int(meta["n_samples_fit_"])
+            vocab.n_zero_rows_ = int(meta["n_zero_rows_"])
+            vocab.n_distinct_rows_ = int(meta["n_distinct_rows_"])
+            vocab.inertia_ = float(meta["inertia_"])
+            vocab.fit_metrics_ = dict(meta["fit_metrics"])
+            vocab.effective_params_ = dict(meta["effective_params"])
+            if "norm_mean" in arrays:
+                vocab.norm_mean_ = np.asarray(arrays["norm_mean"], dtype=np.float64)
+                vocab.norm_scale_ = np.asarray(arrays["norm_scale"], dtype=np.float64)
+            else:
+                vocab.norm_mean_, vocab.norm_scale_ = None, None
+            if "pca_mean" in arrays:
+                from sklearn.decomposition import PCA
+
+                vocab.pca_mean_ = np.asarray(arrays["pca_mean"], dtype=np.float64)
+                vocab.pca_components_matrix_ = np.asarray(arrays["pca_components"], dtype=np.float64)
+                pca = PCA(n_components=vocab.pca_components_matrix_.shape[0], svd_solver="full")
+                pca.mean_ = vocab.pca_mean_
+                pca.components_ = vocab.pca_components_matrix_
+                pca.n_components_ = vocab.pca_components_matrix_.shape[0]
+                pca.explained_variance_ratio_ = np.asarray(
+                    arrays.get("pca_explained_variance_ratio", np.full(pca.n_components_, np.nan))
+                )
+                vocab.pca_ = pca
+            else:
+                vocab.pca_, vocab.pca_mean_, vocab.pca_components_matrix_ = None, None, None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VocabularyError(f"malformed vocabulary state: {exc!r}") from exc
+        if vocab.cluster_centers_.shape[0] != vocab.n_tokens_:
+            raise VocabularyError(
+                f"malformed vocabulary state: {vocab.cluster_centers_.shape[0]} centres for "
+                f"n_tokens_={vocab.n_tokens_}"
+            )
+        vocab.labels_ = np.zeros(0, dtype=np.int64)  # the fit set is not part of the state
+        return vocab
+
+    # -- internals ------------------------------------------------------------
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "cluster_centers_"):
+            raise VocabularyError("vocabulary is not fitted; call fit(X) first")
+
+    def _normalise(self, arr: np.ndarray) -> np.ndarray:
+        if self.normalisation == "l2":
+            return _l2(arr)
+        if self.normalisation == "standard":
+            return (arr - self.norm_mean_) / self.norm_scale_
+        return arr
+
+    def _project(self, Z: np.ndarray) -> np.ndarray:
+        """PCA projection done by hand so fitted and restored vocabularies agree exactly."""
+        if self.pca_components_matrix_ is None:
+            return np.asarray(Z, dtype=np.float32)
+        out = (np.asarray(Z, dtype=np.float64) - self.pca_mean_) @ self.pca_components_matrix_.T
+        return out.astype(np.float32)
+
+    def _nearest(self, T: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest-centre labels (int64) and squared distances (float64)."""
+        T64 = np.asarray(T, dtype=np.float64)
+        C64 = self.cluster_centers_.astype(np.float64)
+        d2 = (
+            np.einsum("ij,ij->i", T64, T64)[:, None]
+            - 2.0 * (T64 @ C64.T)
+            + np.einsum("ij,ij->i", C64, C64)[None, :]
+        )
+        np.maximum(d2, 0.0, out=d2)
+        labels = np.argmin(d2, axis=1).astype(np.int64)
+        return labels, d2[np.arange(d2.shape[0]), labels]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _n_distinct_rows(T: np.ndarray) -> int:
+    rows = np.ascontiguousarray(np.asarray(T, dtype=np.float32))
+    # -0.0 and 0.0 are the same point but differ in bytes.
+    rows = rows + np.float32(0.0)
+    view = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1])))
+    return int(np.unique(view).shape[0])
+
+
+# ---------------------------------------------------------------------------
+# token statistics
+# ---------------------------------------------------------------------------
+
+
+def _token_array(tokens: Any, *, n_tokens: int) -> tuple[np.ndarray, int]:
+    """Present tokens as int64 and the number of missing entries.
+
+    Missing: ``None``, ``-1`` or a float NaN. Anything else must be an integer
+    in ``[0, n_tokens)``.
+    """
+    if not _is_int(n_tokens) or n_tokens < 1:
+        raise VocabularyError(f"n_tokens must be a positive integer; got {n_tokens!r}")
+    if isinstance(tokens, np.ndarray):
+        if tokens.ndim != 1:
+            raise VocabularyError(f"tokens must be 1-D; got shape {tokens.shape}")
+        seq: Iterable = tokens.tolist() if tokens.dtype == object else tokens
+    elif isinstance(tokens, (str, bytes, Mapping)):
+        raise VocabularyError(f"tokens must be a sequence of integers; got {type(tokens).__name__}")
+    else:
+        seq = list(tokens)
+
+    if isinstance(seq, np.ndarray) and seq.dtype.kind in "iu":
+        arr = seq.astype(np.int64)
+        missing_mask = arr == -1
+    else:
+        values: list[int] = []
+        missing_mask_list: list[bool] = []
+        for i, v in enumerate(seq):
+            if v is None or (isinstance(v, (float, np.floating)) and math.isnan(v)):
+                values.append(-1)
+                missing_mask_list.append(True)
+                continue
+            if isinstance(v, (bool, np.bool_)):
+                raise VocabularyError(f"token at index {i} is a boolean ({v!r}), not a token id")
+            if isinstance(v, (float, np.floating)):
+                if not float(v).is_integer():
+                    raise VocabularyError(f"token at index {i} is not an integer: {v!r}")
+                v = int(v)
+            if not isinstance(v, (int, np.integer)):
+                raise VocabularyError(f"token at index {i} is not an integer: {v!r}")
+            values.append(int(v))
+            missing_mask_list.append(int(v) == -1)
+        arr = np.asarray(values, dtype=np.int64)
+        missing_mask = np.asarray(missing_mask_list, dtype=bool)
+
+    present = arr[~missing_mask]
+    bad = (present < 0) | (present >= n_tokens)
+    if bad.any():
+        idx = np.flatnonzero(~missing_mask)[bad]
+        shown = ", ".join(f"{int(i)}:{int(arr[i])}" for i in idx[:_MAX_ROWS_IN_MESSAGE])
+        raise VocabularyError(
+            f"{idx.size} tokens outside [0, {n_tokens}) (index:value {shown}"
+            f"{', ...' if idx.size > _MAX_ROWS_IN_MESSAGE else ''})"
+        )
+    return present, int(missing_mask.sum())
+
+
+def validate_tokens(tokens: Any, *, n_tokens: int, allow_missing: bool = True) -> None:
+    """Check that ``tokens`` is a 1-D sequence of ids in ``[0, n_tokens)``.
+
+    Parameters
+    ----------
+    tokens : sequence of int (may contain None / -1 for missing)
+    n_tokens : int
+        Vocabulary size K.
+    allow_missing : bool
+        When False, a missing token (None, -1, NaN) is an error.
+
+    Raises
+    ------
+    VocabularyError
+    """
+    _, missing = _token_array(tokens, n_tokens=n_tokens)
+    if missing and not allow_missing:
+        raise VocabularyError(f"{missing} records have no token (None or -1)")
+
+
+def token_metrics(tokens: Any, *, n_tokens: int) -> dict:
+    """Distribution statistics of a token sequence.
+
+    Parameters
+    ----------
+    tokens : sequence of int, shape (n,)
+        Token ids in ``[0, n_tokens)``. ``None``, ``-1`` and NaN mark a record
+        without a token; such records are counted in ``missing`` and left out
+        of every distribution statistic.
+    n_tokens : int
+        Vocabulary size K (the entropy ceiling is ``log2(K)``).
+
+    Returns
+    -------
+    dict
+        ``n`` (records given, present + missing), ``present``, ``missing``,
+        ``unique`` (distinct tokens present), ``active`` (= unique),
+        ``n_tokens``, ``entropy_bits`` (Shannon, base 2, over present tokens),
+        ``max_entropy_bits`` (log2 K), ``normalised_entropy`` (H / log2 K, 0
+        when K = 1), ``perplexity`` (2**H; 0 when nothing is present),
+        ``top_token`` (most frequent id, lowest id on ties; None when nothing
+        is present), ``top_share`` (its share of present tokens),
+        ``counts`` (list of K ints), ``empty_tokens`` (ids never used).
+
+    Raises
+    ------
+    VocabularyError
+        Token ids outside ``[0, n_tokens)`` or not integers.
+    """
+    present, missing = _token_array(tokens, n_tokens=n_tokens)
+    counts = np.bincount(present, minlength=n_tokens).astype(np.int64)
+    n_present = int(present.size)
+    max_entropy = math.log2(n_tokens) if n_tokens > 1 else 0.0
+    if n_present == 0:
+        entropy = 0.0
+        perplexity = 0.0
+        top_token = None
+        top_share = 0.0
+    else:
+        p = counts[counts > 0] / n_present
+        entropy = float(-(p * np.log2(p)).sum())
+        entropy = max(entropy, 0.0)  # -0.0 for a single token reads oddly in reports
+        perplexity = float(2.0**entropy)
+        top_token = int(np.argmax(counts))
+        top_share = float(counts[top_token] / n_present)
+    unique = int(np.count_nonzero(counts))
+    return {
+        "n": n_present + missing,
+        "present": n_present,
+        "missing": missing,
+        "unique": unique,
+        "active": unique,
+        "n_tokens": int(n_tokens),
+        "entropy_bits": entropy,
+        "max_entropy_bits": max_entropy,
+        "normalised_entropy": entropy / max_entropy if max_entropy > 0 else 0.0,
+        "perplexity": perplexity,
+        "top_token": top_token,
+        "top_share": top_share,
+        "counts": counts.tolist(),
+        "empty_tokens": np.flatnonzero(counts == 0).tolist(),
+    }
+
+
+def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
+    """Scalars describing a fitted vocabulary, for dashboards and provenance.
+
+    Returns
+    -------
+    dict
+        ``n_tokens_configured``, ``n_tokens`` (effective), ``reduced``,
+        ``reduce_reason``, ``normalisation``, ``pca_components`` (effective or
+        None), ``pca_explained_variance`` (summed ratio or None),
+        ``n_features_in``, ``n_samples_fit``, ``n_zero_rows``,
+        ``n_distinct_rows``, ``inertia``, ``seed``, and the fit-set
+        ``active``, ``empty_tokens`` (count), ``entropy_bits``,
+        ``max_entropy_bits``, ``normalised_entropy``, ``perplexity``,
+        ``top_share``.
+    """
+    if not isinstance(vocab, GestureVocabulary):
+        raise VocabularyError(f"expected a GestureVocabulary; got {type(vocab).__name__}")
+    vocab._check_fitted()
+    eff = vocab.effective_params_
+    m = vocab.fit_metrics_
+    evr = None
+    if vocab.pca_ is not None and hasattr(vocab.pca_, "explained_variance_ratio_"):
+        total = float(np.sum(vocab.pca_.explained_variance_ratio_))
+        evr = total if math.isfinite(total) else None
+    return {
+        "n_tokens_configured": eff["n_tokens"]["configured"],
+        "n_tokens": vocab.n_tokens_,
+        "reduced": bool(eff["reduced"]),
+        "reduce_reason": eff["reason"],
+        "normalisation": vocab.normalisation,
+        "pca_components": eff["pca_components"]["effective"],
+        "pca_explained_variance": evr,
+        "n_features_in": vocab.n_features_in_,
+        "n_samples_fit": vocab.n_samples_fit_,
+        "n_zero_rows": vocab.n_zero_rows_,
+        "n_distinct_rows": vocab.n_distinct_rows_,
+        "inertia": vocab.inertia_,
+        "seed": vocab.seed,
+        "active": m["active"],
+        "empty_tokens": len(m["empty_tokens"]),
+        "entropy_bits": m["entropy_bits"],
+        "max_entropy_bits": m["max_entropy_bits"],
+        "normalised_entropy": m["normalised_entropy"],
+        "perplexity": m["perplexity"],
+        "top_share": m["top_share"],
+    }

@@ -1,0 +1,345 @@
+"""Tests for chandra.vocabulary: normalisation, the K-means estimator, token metrics."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from chandra.errors import ChandraError, VocabularyError
+from chandra.vocabulary import (
+    GestureVocabulary,
+    count_zero_rows,
+    normalise,
+    summarize_vocabulary,
+    token_metrics,
+    validate_tokens,
+)
+
+
+def blobs(n_per: int = 30, dim: int = 16, seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Four well-separated clusters on different axes (distinct after L2 too)."""
+    rng = np.random.default_rng(seed)
+    X, y = [], []
+    for c in range(4):
+        centre = np.zeros(dim)
+        centre[c] = 10.0
+        X.append(centre + rng.normal(scale=0.3, size=(n_per, dim)))
+        y.extend([c] * n_per)
+    return np.vstack(X).astype(np.float32), np.asarray(y)
+
+
+# ---------------------------------------------------------------- normalise
+
+
+def test_l2_rows_have_unit_norm_and_zero_rows_stay_zero():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(20, 8))
+    X[3] = 0.0
+    X[11] = 0.0
+    Z = normalise(X, method="l2")
+    assert Z.dtype == np.float32 and Z.shape == (20, 8)
+    norms = np.linalg.norm(Z.astype(np.float64), axis=1)
+    keep = np.ones(20, bool)
+    keep[[3, 11]] = False
+    np.testing.assert_allclose(norms[keep], 1.0, atol=1e-6)
+    assert np.all(Z[[3, 11]] == 0.0)
+    assert np.isfinite(Z).all()
+    assert count_zero_rows(X) == 2
+
+
+def test_standard_zscores_and_constant_dims_become_zero():
+    rng = np.random.default_rng(0)
+    X = rng.normal(loc=5.0, scale=3.0, size=(50, 4))
+    X[:, 2] = 7.25
+    Z = normalise(X, method="standard").astype(np.float64)
+    np.testing.assert_allclose(Z.mean(axis=0), 0.0, atol=1e-6)
+    np.testing.assert_allclose(Z[:, [0, 1, 3]].std(axis=0), 1.0, atol=1e-5)
+    assert np.all(Z[:, 2] == 0.0)
+
+
+def test_none_is_identity_as_float32():
+    X = np.arange(12, dtype=np.float64).reshape(3, 4)
+    Z = normalise(X, method="none")
+    assert Z.dtype == np.float32
+    np.testing.assert_array_equal(Z, X.astype(np.float32))
+
+
+def test_normalise_rejects_bad_input():
+    with pytest.raises(VocabularyError, match="2-D"):
+        normalise(np.zeros(5))
+    with pytest.raises(VocabularyError, match="unknown normalisation"):
+        normalise(np.zeros((2, 2)), method="max")
+    X = np.ones((10, 3))
+    X[4, 1] = np.nan
+    X[7, 0] = np.inf
+    with pytest.raises(VocabularyError, match=r"2 of 10 rows.*rows 4, 7"):
+        normalise(X)
+
+
+# ---------------------------------------------------------------- estimator
+
+
+def test_known_clusters_recovered_each_pure():
+    X, y = blobs()
+    vocab = GestureVocabulary(n_tokens=4, seed=0)
+    assert vocab.fit(X) is vocab
+    tokens = vocab.predict(X)
+    assert tokens.dtype == np.int64 and tokens.shape == (120,)
+    # each true cluster maps to exactly one token, and the mapping is a bijection
+    mapping = {c: set(tokens[y == c].tolist()) for c in range(4)}
+    assert all(len(s) == 1 for s in mapping.values())
+    assert len({next(iter(s)) for s in mapping.values()}) == 4
+    np.testing.assert_array_equal(vocab.labels_, tokens)
+    assert vocab.n_tokens_ == 4
+    assert vocab.cluster_centers_.dtype == np.float32
+    assert vocab.cluster_centers_.shape == (4, 16)
+    assert vocab.n_features_in_ == 16
+    assert vocab.fit_metrics_["active"] == 4
+    assert vocab.fit_metrics_["entropy_bits"] == pytest.approx(2.0)
+    assert vocab.effective_params_["reduced"] is False
+    assert vocab.inertia_ > 0
+    np.testing.assert_array_equal(vocab.fit_predict(X), tokens)
+
+
+def test_transform_is_l2_normalised_space():
+    X, _ = blobs()
+    vocab = GestureVocabulary(n_tokens=4).fit(X)
+    T = vocab.transform(X)
+    assert T.dtype == np.float32 and T.shape == X.shape
+    np.testing.assert_allclose(np.linalg.norm(T.astype(np.float64), axis=1), 1.0, atol=1e-6)
+
+
+def test_same_seed_is_byte_identical():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 12)).astype(np.float32)
+    a = GestureVocabulary(n_tokens=8, seed=3).fit(X)
+    b = GestureVocabulary(n_tokens=8, seed=3).fit(X)
+    assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
+    assert a.predict(X).tobytes() == b.predict(X).tobytes()
+    assert a.inertia_ == b.inertia_
+
+
+def test_different_seed_differs_on_ambiguous_data():
+    # isotropic noise has no true clusters, so the seeded initialisation shows
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(300, 12)).astype(np.float32)
+    a = GestureVocabulary(n_tokens=8, seed=0, n_init=1).fit(X)
+    b = GestureVocabulary(n_tokens=8, seed=1, n_init=1).fit(X)
+    assert a.cluster_centers_.tobytes() != b.cluster_centers_.tobytes()
+
+
+def test_k_larger_than_segments_raises_with_both_numbers():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(VocabularyError) as info:
+        GestureVocabulary(n_tokens=64).fit(X)
+    msg = str(info.value)
+    assert "64" in msg and "10" in msg and "--tokens" in msg and "longer audio" in msg
+    assert isinstance(info.value, ChandraError)
+
+
+def test_reduce_k_records_reduction_for_few_samples():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    vocab = GestureVocabulary(n_tokens=64, reduce_k=True).fit(X)
+    assert vocab.n_tokens_ == 10
+    eff = vocab.effective_params_
+    assert eff["n_tokens"] == {"configured": 64, "effective": 10}
+    assert eff["reduced"] is True
+    assert "10" in eff["reason"] and "64" in eff["reason"]
+    assert vocab.fit_metrics_["n_tokens"] == 10
+    assert set(vocab.predict(X).tolist()) == set(range(10))
+
+
+def test_too_few_distinct_rows():
+    base = np.random.default_rng(0).normal(size=(3, 4))
+    # 30 rows but only 3 distinct directions (scaled copies coincide after L2)
+    X = np.vstack([base * s for s in np.linspace(1, 5, 10)])
+    with pytest.raises(VocabularyError, match=r"only 3 distinct"):
+        GestureVocabulary(n_tokens=5).fit(X)
+    vocab = GestureVocabulary(n_tokens=5, reduce_k=True).fit(X)
+    assert vocab.n_tokens_ == 3
+    assert vocab.effective_params_["reduced"] is True
+    assert vocab.n_distinct_rows_ == 3
+
+
+def test_fit_rejects_nan_rows_and_bad_shapes():
+    X, _ = blobs()
+    X = X.astype(np.float64)
+    X[[5, 17, 90]] = np.nan
+    with pytest.raises(VocabularyError, match=r"3 of 120 rows.*rows 5, 17, 90"):
+        GestureVocabulary(n_tokens=4).fit(X)
+    with pytest.raises(VocabularyError, match="2-D"):
+        GestureVocabulary(n_tokens=4).fit(np.zeros((2, 3, 4)))
+    with pytest.raises(VocabularyError, match="n_tokens"):
+        GestureVocabulary(n_tokens=0).fit(np.zeros((3, 3)))
+    with pytest.raises(VocabularyError, match="normalisation"):
+        GestureVocabulary(normalisation="l1").fit(np.zeros((3, 3)))
+
+
+def test_predict_before_fit_and_dimension_mismatch():
+    with pytest.raises(VocabularyError, match="not fitted"):
+        GestureVocabulary().predict(np.zeros((2, 3)))
+    X, _ = blobs()
+    vocab = GestureVocabulary(n_tokens=4).fit(X)
+    with pytest.raises(VocabularyError, match="16"):
+        vocab.predict(np.zeros((2, 3)))
+
+
+def test_zero_rows_counted_and_tokenised():
+    X, _ = blobs()
+    X = X.copy()
+    X[:2] = 0.0
+    vocab = GestureVocabulary(n_tokens=4).fit(X)
+    assert vocab.n_zero_rows_ == 2
+    assert np.isfinite(vocab.cluster_centers_).all()
+
+
+def test_pca_path():
+    X, y = blobs(dim=32)
+    vocab = GestureVocabulary(n_tokens=4, pca_components=3, seed=0).fit(X)
+    T = vocab.transform(X)
+    assert T.shape == (120, 3) and T.dtype == np.float32
+    assert vocab.cluster_centers_.shape == (4, 3)
+    assert vocab.pca_ is not None
+    assert vocab.effective_params_["pca_components"] == {"configured": 3, "effective": 3}
+    tokens = vocab.predict(X)
+    assert all(len(set(tokens[y == c].tolist())) == 1 for c in range(4))
+    with pytest.raises(VocabularyError, match=r"pca_components=40 exceeds"):
+        GestureVocabulary(n_tokens=4, pca_components=40).fit(X)
+
+
+def test_standard_normalisation_reuses_fit_statistics():
+    X, _ = blobs()
+    vocab = GestureVocabulary(n_tokens=4, normalisation="standard").fit(X)
+    # one row alone must land where it landed in the fit set, which needs the
+    # fit-set mean and scale rather than its own (which would zero it out)
+    np.testing.assert_array_equal(vocab.predict(X[7:8]), vocab.labels_[7:8])
+    np.testing.assert_allclose(vocab.transform(X).mean(axis=0), 0.0, atol=1e-5)
+
+
+def test_get_params_set_params_and_clone():
+    from sklearn.base import clone
+
+    vocab = GestureVocabulary(n_tokens=16, pca_components=8, seed=7, reduce_k=True)
+    params = vocab.get_params()
+    assert params == {
+        "n_tokens": 16,
+        "normalisation": "l2",
+        "pca_components": 8,
+        "seed": 7,
+        "n_init": 4,
+        "max_iter": 300,
+        "reduce_k": True,
+    }
+    json.dumps(params)  # usable as a provenance / cache key
+    assert vocab.set_params(n_tokens=4) is vocab
+    assert vocab.n_tokens == 4
+    assert clone(vocab).get_params() == vocab.get_params()
+    with pytest.raises(TypeError):
+        GestureVocabulary(16)  # options are keyword-only
+
+
+def test_state_round_trip_without_pickle():
+    X, _ = blobs(dim=20)
+    vocab = GestureVocabulary(n_tokens=4, pca_components=5, normalisation="standard").fit(X)
+    meta, arrays = vocab.get_state()
+    meta = json.loads(json.dumps(meta))
+    assert all(isinstance(a, np.ndarray) and a.dtype != object for a in arrays.values())
+    again = GestureVocabulary.from_state(meta, arrays)
+    np.testing.assert_array_equal(again.predict(X), vocab.predict(X))
+    assert again.transform(X).tobytes() == vocab.transform(X).tobytes()
+    assert summarize_vocabulary(again)["pca_components"] == 5
+    with pytest.raises(VocabularyError, match="malformed"):
+        GestureVocabulary.from_state({"params": {}}, arrays)
+
+
+def test_summarize_vocabulary_is_scalars():
+    X, _ = blobs()
+    s = summarize_vocabulary(GestureVocabulary(n_tokens=4, pca_components=2).fit(X))
+    assert s["n_tokens"] == 4 and s["n_tokens_configured"] == 4
+    assert s["active"] == 4 and s["empty_tokens"] == 0
+    assert 0.0 < s["pca_explained_variance"] <= 1.0
+    assert all(v is None or isinstance(v, (int, float, str, bool)) for v in s.values())
+    json.dumps(s)
+
+
+# ---------------------------------------------------------------- token metrics
+
+
+def test_token_metrics_uniform_over_four():
+    m = token_metrics([0, 1, 2, 3] * 5, n_tokens=4)
+    assert m["n"] == 20 and m["present"] == 20 and m["missing"] == 0
+    assert m["unique"] == 4 and m["active"] == 4
+    assert m["entropy_bits"] == 2.0
+    assert m["max_entropy_bits"] == 2.0
+    assert m["normalised_entropy"] == 1.0
+    assert m["perplexity"] == 4.0
+    assert m["top_share"] == 0.25 and m["top_token"] == 0
+    assert m["counts"] == [5, 5, 5, 5]
+    assert m["empty_tokens"] == []
+
+
+def test_token_metrics_single_token_collapse():
+    m = token_metrics(np.full(50, 3, dtype=np.int64), n_tokens=64)
+    assert m["entropy_bits"] == 0.0
+    assert m["perplexity"] == 1.0
+    assert m["top_token"] == 3 and m["top_share"] == 1.0
+    assert m["unique"] == 1
+    assert m["max_entropy_bits"] == 6.0
+    assert len(m["counts"]) == 64 and m["counts"][3] == 50
+    assert len(m["empty_tokens"]) == 63 and 3 not in m["empty_tokens"]
+
+
+def test_token_metrics_known_skewed_distribution():
+    m = token_metrics([0, 0, 1, 2], n_tokens=8)
+    # H = 0.5*1 + 0.25*2 + 0.25*2
+    assert m["entropy_bits"] == pytest.approx(1.5)
+    assert m["perplexity"] == pytest.approx(2**1.5)
+    assert m["normalised_entropy"] == pytest.approx(0.5)
+    assert m["empty_tokens"] == [3, 4, 5, 6, 7]
+
+
+def test_token_metrics_counts_missing():
+    m = token_metrics([None, 1, -1, 1, float("nan"), 2], n_tokens=4)
+    assert m["n"] == 6 and m["missing"] == 3 and m["present"] == 3
+    assert m["counts"] == [0, 2, 1, 0]
+    assert m["top_token"] == 1 and m["top_share"] == pytest.approx(2 / 3)
+    all_missing = token_metrics([None] * 5, n_tokens=4)
+    assert all_missing["missing"] == 5 and all_missing["unique"] == 0
+    assert all_missing["entropy_bits"] == 0.0 and all_missing["top_token"] is None
+
+
+def test_token_metrics_empty_input():
+    m = token_metrics([], n_tokens=64)
+    assert m["n"] == 0 and m["unique"] == 0 and m["missing"] == 0
+    assert m["entropy_bits"] == 0.0 and m["perplexity"] == 0.0 and m["top_share"] == 0.0
+    assert m["counts"] == [0] * 64
+    json.dumps(m)
+
+
+def test_token_metrics_and_validate_reject_out_of_range():
+    with pytest.raises(VocabularyError, match=r"outside \[0, 4\)"):
+        token_metrics([0, 4], n_tokens=4)
+    with pytest.raises(VocabularyError, match="not an integer"):
+        token_metrics([0, 1.5], n_tokens=4)
+    with pytest.raises(VocabularyError, match="n_tokens"):
+        token_metrics([0], n_tokens=0)
+    validate_tokens([0, 1, None], n_tokens=2)
+    with pytest.raises(VocabularyError, match="1 records have no token"):
+        validate_tokens([0, 1, None], n_tokens=2, allow_missing=False)
+    with pytest.raises(VocabularyError, match="-2"):
+        validate_tokens(np.array([0, -2]), n_tokens=2)
+    with pytest.raises(VocabularyError, match="1-D"):
+        validate_tokens(np.zeros((2, 2), dtype=int), n_tokens=2)
+
+
+def test_entropy_matches_definition_on_random_tokens():
+    rng = np.random.default_rng(3)
+    toks = rng.integers(0, 10, size=500)
+    m = token_metrics(toks.tolist(), n_tokens=16)
+    p = np.bincount(toks, minlength=16) / 500
+    p = p[p > 0]
+    assert m["entropy_bits"] == pytest.approx(float(-(p * np.log2(p)).sum()))
+    assert math.isclose(m["perplexity"], 2 ** m["entropy_bits"])
