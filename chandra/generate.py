@@ -1,0 +1,733 @@
+"""Improvisation: navigate a trained oracle and resynthesise the path from the source audio.
+
+Navigation follows Assayag & Dubnov (2004), "Using factor oracles for machine
+improvisation", with the continuity/jump view of Wang & Dubnov's VMO
+improviser. The oracle's states are numbered as in :mod:`chandra.oracle`:
+state 0 is the root and state ``i`` (1..n) is reached after playing frame
+``i-1``. So "being in state ``s``" means frame ``s-1`` was just played.
+
+One step from state ``s``
+-------------------------
+Two uniform numbers ``u, v`` are drawn from a seeded
+:class:`numpy.random.Generator` at every step, whatever happens, so the random
+stream never depends on which branch an earlier step took.
+
+forward
+    Play frame ``s`` (move to state ``s+1``). Allowed when ``s < n``, when
+    fewer than ``max_continuous`` forward moves happened in a row, and, with a
+    hard constraint, when frame ``s`` satisfies it. Chosen when ``u <
+    continuity`` (weight mode: see below).
+jump
+    Candidates are states that share a context (a suffix) with ``s``:
+
+    * ``k = sfx[s]``; shared context ``lrs[s]``;
+    * every ``k`` with ``sfx[k] = s`` (reverse suffix links of ``s``);
+      shared context ``lrs[k]``;
+    * every ``k != s`` with ``sfx[k] = sfx[s]`` (reverse suffix links of
+      ``sfx[s]``, the siblings of ``s``); shared context
+      ``min(lrs[k], lrs[s])``, since both share a suffix with ``sfx[s]``.
+
+    Only candidates with shared context ``>= min_lrs`` are kept. Jumping to
+    state ``k`` means continuing *after* the shared context: the next frame
+    played is frame ``k`` and the new state is ``k+1`` (so ``k = n``, which
+    has no continuation, is never a candidate). With ``avoid_repeats`` the
+    frame just played (``k = s-1``) is excluded; ``k = s`` never is a
+    candidate (it would be the forward step). With a hard constraint only
+    candidates whose frame ``k`` satisfies it remain. One candidate is drawn
+    with ``v``, uniformly (weight mode: proportionally to the weights).
+    The step records the shared context length as ``lrs``.
+fallback
+    When the chosen move is impossible and no jump candidate remains, in this
+    order: the forward step if allowed (choice ``"forward"``); else the
+    closest frame after ``s`` in source order (wrapping round to frame 0)
+    that satisfies the constraint and is neither ``s`` nor the frame just
+    played (choice ``"next"``: the walk skips ahead through the source
+    rather than bouncing between two neighbours); else the start frame
+    (choice ``"start"``, possibly a repeat when a single frame qualifies).
+    Every fallback is recorded in :attr:`Generation.fallbacks` with its step,
+    reason and choice.
+restart
+    At the end of the source (``s = n``) the walk follows the suffix chain
+    ``sfx[n], sfx[sfx[n]], ...`` to the first state ``k >= 1`` whose frame
+    ``k`` is allowed (and not the frame just played) and plays frame ``k``;
+    ``lrs`` is the context shared with state ``n`` (the minimum ``lrs``
+    along the chain). When the chain reaches the root it goes back to the
+    start frame. Restarts are recorded as steps of kind ``"restart"`` with a
+    reason.
+
+Constraints (``where``)
+    ``where_mode="filter"`` (default) only ever plays frames that satisfy the
+    constraint, except where a recorded fallback says otherwise.
+    ``where_mode="weight"`` multiplies the probability of each move by
+    ``where_weight`` when its frame matches: the forward move has mass
+    ``continuity * w(s)``, the jumps together ``(1 - continuity) *
+    mean(w(k))``, and ``u`` picks between them. A constraint that no frame
+    satisfies raises :class:`~chandra.errors.ConstraintError` in both modes.
+
+Nothing here depends on dict ordering or object identity: candidates are
+sorted state numbers built from ``sfx`` alone, so a model saved and reloaded
+generates exactly the same path for the same seed.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import struct
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+
+from chandra.constraints import Constraint, parse_where
+from chandra.errors import ChandraError, ConstraintError, ModelFormatError, OracleError
+from chandra.io_utils import atomic_write
+
+__all__ = [
+    "Generation",
+    "improvise",
+    "resynthesise",
+    "write_wav",
+    "generate_to_wav",
+    "frame_bounds",
+]
+
+_MAX_STEPS = 10_000_000
+
+
+@dataclass
+class Generation:
+    """A path through a model's frames and how each step was taken.
+
+    Attributes
+    ----------
+    frames : ndarray of int64, shape (m,)
+        Event (frame) indices played, in order.
+    steps : list of dict, length m
+        One per played frame: ``step`` (int), ``frame`` (int), ``kind``
+        (``"start" | "forward" | "jump" | "fallback" | "restart"``),
+        ``from_frame`` (int, or None for the first step), ``lrs`` (shared
+        context length in frames for jumps and restarts, else None),
+        ``reason`` (str for fallbacks, restarts and a moved start, else None).
+    jumps : ndarray of int64
+        Indices into ``steps`` of the steps of kind ``"jump"``.
+    fallbacks : list of dict
+        ``{"step", "frame", "reason", "choice"}`` for every fallback taken,
+        including a start frame moved because it failed the constraint.
+    params : dict
+        The effective parameters (JSON-able).
+    tokens : ndarray of int64, shape (m,), optional
+        ``gesture_token`` of each played frame, -1 where the event has none.
+    durations : ndarray of float64, shape (m,), optional
+        ``duration`` (seconds) of each played event, NaN where it has none.
+    """
+
+    frames: np.ndarray
+    steps: list[dict]
+    jumps: np.ndarray
+    fallbacks: list[dict]
+    params: dict = field(default_factory=dict)
+    tokens: np.ndarray | None = None
+    durations: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(len(self.frames))
+
+    def summary(self, model: Any = None) -> dict:
+        """Scalars describing the path.
+
+        Parameters
+        ----------
+        model : Model, optional
+            Source of tokens and durations when the generation does not carry
+            them (one built by hand); :func:`improvise` fills both.
+
+        Returns
+        -------
+        dict
+            ``n_frames``, ``n_forward``, ``n_jumps``, ``n_restarts``,
+            ``n_fallbacks``, ``mean_jump_lrs`` (None without jumps),
+            ``unique_frames``, ``unique_tokens`` (distinct gesture tokens
+            played, None when unknown) and ``duration_s`` (sum of the played
+            events' durations in seconds, None when unknown).
+        """
+        kinds = [s["kind"] for s in self.steps]
+        jump_lrs = [self.steps[int(i)]["lrs"] for i in self.jumps]
+        tokens, durations = self.tokens, self.durations
+        if model is not None:
+            tokens, durations = _played_tokens_and_durations(model, self.frames)
+        unique_tokens = None
+        if tokens is not None:
+            unique_tokens = int(len(np.unique(tokens[tokens >= 0])))
+        duration_s = None
+        if durations is not None and len(durations) and np.all(np.isfinite(durations)):
+            duration_s = float(np.sum(durations))
+        return {
+            "n_frames": len(self),
+            "n_forward": kinds.count("forward"),
+            "n_jumps": len(self.jumps),
+            "n_restarts": kinds.count("restart"),
+            "n_fallbacks": len(self.fallbacks),
+            "mean_jump_lrs": float(np.mean(jump_lrs)) if jump_lrs else None,
+            "unique_frames": int(len(np.unique(self.frames))),
+            "unique_tokens": unique_tokens,
+            "duration_s": duration_s,
+        }
+
+    def to_dict(self) -> dict:
+        """JSON-able form (frames as a list)."""
+        return {
+            "frames": [int(f) for f in self.frames],
+            "steps": [dict(s) for s in self.steps],
+            "jumps": [int(j) for j in self.jumps],
+            "fallbacks": [dict(f) for f in self.fallbacks],
+            "params": dict(self.params),
+            "tokens": None if self.tokens is None else [int(t) for t in self.tokens],
+            "durations": None if self.durations is None else
+            [None if not np.isfinite(d) else float(d) for d in self.durations],
+        }
+
+    def ledger_entry(self, model: Any) -> dict:
+        """The ``"generated"`` ledger stage: the events of the played frames, in order.
+
+        The events keep their source times ``t``, so the time axis is judged
+        against the source audio's duration (when the model has audio), not
+        the generation's.
+        """
+        from chandra.ledger import ledger_entry
+
+        idx = np.asarray(self.frames, dtype=np.int64)
+        records = [model.events[int(i)] for i in idx]
+        features = None
+        if getattr(model, "features", None) is not None and len(model.features) == len(model.events):
+            features = np.asarray(model.features)[idx]
+        tokens, _ = _played_tokens_and_durations(model, idx)
+        n_tokens = _n_tokens(model)
+        audio, sr = getattr(model, "audio", None), getattr(model, "sample_rate", None)
+        duration = float(len(audio)) / float(sr) if audio is not None and sr else None
+        return ledger_entry("generated", records, features=features, tokens=tokens,
+                            n_tokens=n_tokens, duration=duration)
+
+
+def _played_tokens_and_durations(model: Any, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Gesture token (-1 when absent) and duration (s, NaN when absent) of each played frame."""
+    tokens = np.full(len(frames), -1, dtype=np.int64)
+    durations = np.full(len(frames), np.nan, dtype=np.float64)
+    for i, f in enumerate(np.asarray(frames, dtype=np.int64)):
+        ev = model.events[int(f)]
+        tok = ev.get("gesture_token")
+        if isinstance(tok, (int, np.integer)) and not isinstance(tok, (bool, np.bool_)):
+            tokens[i] = int(tok)
+        d = ev.get("duration")
+        if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
+            durations[i] = float(d)
+    return tokens, durations
+
+
+def _n_tokens(model: Any) -> int | None:
+    centers = getattr(model, "centers", None)
+    if centers is not None:
+        return int(len(centers))
+    vocab = getattr(model, "vocabulary", None) or {}
+    params = vocab.get("params") or {}
+    value = params.get("n_tokens")
+    return int(value) if value is not None else None
+
+
+# --------------------------------------------------------------------------- navigation
+
+
+def _reverse_links(sfx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """CSR of reverse suffix links: children of state j are ``dst[ptr[j]:ptr[j+1]]``, sorted."""
+    n_states = len(sfx)
+    parents = sfx[1:]
+    order = np.argsort(parents, kind="stable").astype(np.int64) + 1
+    counts = np.bincount(parents, minlength=n_states)
+    ptr = np.zeros(n_states + 1, dtype=np.int64)
+    np.cumsum(counts, out=ptr[1:])
+    return ptr, order
+
+
+def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, int]:
+    oracle = getattr(model, "oracle", None)
+    if oracle is None:
+        raise OracleError("model has no oracle; build one before improvising")
+    sfx = np.asarray(oracle.sfx, dtype=np.int64)
+    lrs = np.asarray(oracle.lrs, dtype=np.int64)
+    n = len(sfx) - 1
+    if n < 1:
+        raise OracleError("the oracle has no frames to improvise from")
+    if len(lrs) != n + 1:
+        raise OracleError(f"oracle lrs has {len(lrs)} entries, expected {n + 1}")
+    if len(model.events) != n:
+        raise ModelFormatError(
+            f"model has {len(model.events)} events but its oracle has {n} frames; they must match"
+        )
+    if sfx[0] != -1 or np.any(sfx[1:] < 0) or np.any(sfx[1:] >= np.arange(1, n + 1)):
+        raise OracleError("oracle suffix links violate 0 <= sfx[i] < i")
+    return sfx, lrs, n
+
+
+def _durations(events: Sequence[dict]) -> np.ndarray:
+    out = np.empty(len(events), dtype=np.float64)
+    for i, ev in enumerate(events):
+        d = ev.get("duration")
+        if d is None or not math.isfinite(float(d)) or float(d) < 0:
+            raise ModelFormatError(f"event {i} has no usable 'duration' ({d!r}); cannot generate by seconds")
+        out[i] = float(d)
+    return out
+
+
+def improvise(
+    model: Any,
+    *,
+    n_frames: int | None = None,
+    seconds: float | None = None,
+    seed: int = 0,
+    continuity: float = 0.8,
+    min_lrs: int = 1,
+    max_continuous: int | None = None,
+    avoid_repeats: bool = True,
+    where: str | Constraint | None = None,
+    where_mode: str = "filter",
+    where_weight: float = 4.0,
+    start: int | None = None,
+) -> Generation:
+    """Walk the model's oracle and return the frames to play.
+
+    The rules for each step are in the module docstring.
+
+    Parameters
+    ----------
+    model : Model
+        Needs ``events`` and ``oracle`` (``sfx``, ``lrs`` over the same n frames).
+    n_frames : int, optional
+        Number of frames to play. Give exactly one of ``n_frames`` and ``seconds``.
+    seconds : float, optional
+        Play frames until the sum of their event ``duration`` values (seconds)
+        reaches ``seconds``.
+    seed : int
+        Seed of the :class:`numpy.random.Generator`; same model and seed, same path.
+    continuity : float in [0, 1]
+        Probability of a forward (source-order) step when one is possible.
+    min_lrs : int >= 0
+        Minimum shared context (frames) for a jump candidate.
+    max_continuous : int >= 1, optional
+        At most this many forward steps in a row; then a jump (or fallback) is forced.
+    avoid_repeats : bool
+        Never jump to the frame just played.
+    where : str or Constraint, optional
+        Constraint over event fields (see :mod:`chandra.constraints`).
+    where_mode : {"filter", "weight"}
+        Hard filter, or soft weight of ``where_weight`` for matching frames.
+    where_weight : float > 0
+        Weight factor in weight mode.
+    start : int, optional
+        Frame index to play first (default 0). If it fails a hard constraint,
+        the next satisfying frame in source order is used and a fallback recorded.
+
+    Returns
+    -------
+    Generation
+
+    Raises
+    ------
+    ConstraintError
+        Bad parameters, a malformed constraint, or one no frame satisfies.
+    OracleError, ModelFormatError
+        The model has no usable oracle, or events and oracle disagree.
+    """
+    sfx, lrs, n = _validate_model(model)
+    events = model.events
+    if (n_frames is None) == (seconds is None):
+        raise ConstraintError("give exactly one of n_frames and seconds")
+    if n_frames is not None and (int(n_frames) != n_frames or n_frames < 1):
+        raise ConstraintError(f"n_frames must be a positive integer, got {n_frames!r}")
+    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
+        raise ConstraintError(f"seconds must be a positive number, got {seconds!r}")
+    if not (0.0 <= continuity <= 1.0):
+        raise ConstraintError(f"continuity must be in [0, 1], got {continuity!r}")
+    if int(min_lrs) != min_lrs or min_lrs < 0:
+        raise ConstraintError(f"min_lrs must be a non-negative integer, got {min_lrs!r}")
+    if max_continuous is not None and (int(max_continuous) != max_continuous or max_continuous < 1):
+        raise ConstraintError(f"max_continuous must be a positive integer or None, got {max_continuous!r}")
+    if where_mode not in ("filter", "weight"):
+        raise ConstraintError(f"where_mode must be 'filter' or 'weight', got {where_mode!r}")
+
+    if where is not None and not isinstance(where, (str, Constraint)):
+        raise ConstraintError(f"where must be an expression string or a Constraint, not {type(where).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise ConstraintError(f"seed must be an integer, got {seed!r}")
+    constraint = parse_where(where) if isinstance(where, str) else where
+    if constraint is not None:
+        satisfied = constraint.mask(events)
+        if not satisfied.any():
+            raise ConstraintError(constraint.explain_empty(events))
+    else:
+        satisfied = np.ones(n, dtype=bool)
+    if where_mode == "filter":
+        allowed = satisfied
+        weight = np.ones(n, dtype=np.float64)
+    else:
+        allowed = np.ones(n, dtype=bool)
+        weight = (constraint.weights(events, factor=float(where_weight))
+                  if constraint is not None else np.ones(n, dtype=np.float64))
+    allowed_idx = np.flatnonzero(allowed)
+
+    durations = _durations(events) if seconds is not None else None
+    if durations is not None and durations.sum() <= 0:
+        raise ModelFormatError("every event has zero duration; cannot generate by seconds")
+
+    rptr, rdst = _reverse_links(sfx)
+    rng = np.random.default_rng(seed)
+    min_lrs = int(min_lrs)
+
+    frames: list[int] = []
+    steps: list[dict] = []
+    fallbacks: list[dict] = []
+
+    def next_allowed(target: int, exclude: tuple[int, ...]) -> int | None:
+        """First allowed frame at or after ``target`` in source order, wrapping, not in ``exclude``."""
+        pos = int(np.searchsorted(allowed_idx, target))
+        for step in range(min(len(exclude) + 1, len(allowed_idx))):
+            f = int(allowed_idx[(pos + step) % len(allowed_idx)])
+            if f not in exclude:
+                return f
+        return None
+
+    def record(frame: int, kind: str, from_frame: int | None, shared: int | None,
+               reason: str | None = None) -> None:
+        steps.append({"step": len(steps), "frame": int(frame), "kind": kind,
+                      "from_frame": None if from_frame is None else int(from_frame),
+                      "lrs": None if shared is None else int(shared), "reason": reason})
+        frames.append(int(frame))
+
+    # start
+    start_frame = 0 if start is None else start
+    if int(start_frame) != start_frame or not (0 <= start_frame < n):
+        raise ConstraintError(f"start frame must be in 0..{n - 1}, got {start!r}")
+    start_frame = int(start_frame)
+    if allowed[start_frame]:
+        record(start_frame, "start", None, None)
+    else:
+        moved = next_allowed(start_frame, ())
+        reason = f"start frame {start_frame} does not satisfy the constraint"
+        fallbacks.append({"step": 0, "frame": moved, "reason": reason, "choice": "next"})
+        record(moved, "start", None, None, reason)
+        start_frame = moved
+
+    played_s = 0.0 if durations is None else float(durations[frames[0]])
+    run = 0  # consecutive forward moves
+    s = frames[0] + 1
+
+    def done() -> bool:
+        if n_frames is not None:
+            return len(frames) >= n_frames
+        return played_s >= seconds or len(frames) >= _MAX_STEPS
+
+    while not done():
+        u, v = rng.random(2)
+        prev = s - 1
+        if s == n:
+            # end of source: follow the suffix chain for the longest shared context
+            k, shared = int(sfx[s]), int(lrs[s])
+            chosen = None
+            while k >= 1:
+                if allowed[k] and not (avoid_repeats and k == prev):
+                    chosen = k
+                    break
+                shared = min(shared, int(lrs[k]))
+                k = int(sfx[k])
+            if chosen is not None:
+                record(chosen, "restart", prev, shared, "end of source: follow suffix link")
+            else:
+                target = start_frame
+                if avoid_repeats and target == prev:
+                    alt = next_allowed(target, (prev,))
+                    target = target if alt is None else alt
+                record(target, "restart", prev, 0, "end of source: back to the start frame")
+            run = 0
+        else:
+            forward_ok = bool(allowed[s]) and (max_continuous is None or run < max_continuous)
+            j = int(sfx[s])
+            sib = rdst[rptr[j]:rptr[j + 1]]
+            kids = rdst[rptr[s]:rptr[s + 1]]
+            cand = np.concatenate(([j], kids, sib))
+            shared = np.concatenate(([lrs[s]], lrs[kids], np.minimum(lrs[sib], lrs[s])))
+            keep = (cand != s) & (cand < n) & (shared >= min_lrs)
+            if avoid_repeats:
+                keep &= cand != prev
+            keep[keep] &= allowed[cand[keep]]
+            cand, shared = cand[keep], shared[keep]
+            order = np.argsort(cand, kind="stable")
+            cand, shared = cand[order], shared[order]
+
+            if where_mode == "weight":
+                fw = continuity * weight[s] if forward_ok else 0.0
+                jw = (1.0 - continuity) * float(weight[cand].mean()) if len(cand) else 0.0
+                wants_forward = (fw + jw) > 0 and u * (fw + jw) < fw
+            else:
+                wants_forward = u < continuity
+
+            if forward_ok and wants_forward:
+                record(s, "forward", prev, None)
+                run += 1
+            elif len(cand):
+                w = weight[cand]
+                cdf = np.cumsum(w) / w.sum()
+                idx = min(int(np.searchsorted(cdf, v, side="right")), len(cand) - 1)
+                record(int(cand[idx]), "jump", prev, int(shared[idx]))
+                run = 0
+            else:
+                why = [f"no jump candidate with lrs >= {min_lrs}"]
+                if constraint is not None and where_mode == "filter":
+                    why.append("satisfying the constraint")
+                reason = " ".join(why)
+                if forward_ok:
+                    choice, target = "forward", s
+                    run += 1
+                else:
+                    reason += " and forward step not allowed"
+                    target = next_allowed(s, (s, prev) if avoid_repeats else (s,))
+                    choice = "next"
+                    if target is None:
+                        choice, target = "start", start_frame
+                    run = 0
+                fallbacks.append({"step": len(steps), "frame": int(target), "reason": reason,
+                                  "choice": choice})
+                record(target, "fallback", prev, None, reason)
+        s = frames[-1] + 1
+        if durations is not None:
+            played_s += float(durations[frames[-1]])
+
+    frames_arr = np.asarray(frames, dtype=np.int64)
+    jumps = np.array([st["step"] for st in steps if st["kind"] == "jump"], dtype=np.int64)
+    params = {
+        "n_frames": None if n_frames is None else int(n_frames),
+        "seconds": None if seconds is None else float(seconds),
+        "seed": int(seed),
+        "continuity": float(continuity),
+        "min_lrs": min_lrs,
+        "max_continuous": None if max_continuous is None else int(max_continuous),
+        "avoid_repeats": bool(avoid_repeats),
+        "where": None if constraint is None else constraint.text,
+        "where_mode": where_mode,
+        "where_weight": float(where_weight) if where_mode == "weight" else None,
+        "start": None if start is None else int(start),
+        "oracle_kind": getattr(model.oracle, "kind", None),
+        "source_frames": int(n),
+    }
+    played_tokens, played_durations = _played_tokens_and_durations(model, frames_arr)
+    return Generation(frames=frames_arr, steps=steps, jumps=jumps, fallbacks=fallbacks, params=params,
+                      tokens=played_tokens, durations=played_durations)
+
+
+# --------------------------------------------------------------------------- resynthesis
+
+
+def frame_bounds(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Sample bounds of every event in ``model.audio``.
+
+    Returns
+    -------
+    starts, ends : ndarray of int64, shape (n,)
+        ``round(t * sr)`` and ``round((t + duration) * sr)``, clipped to the
+        signal; ``ends >= starts``.
+    """
+    audio = getattr(model, "audio", None)
+    sr = getattr(model, "sample_rate", None)
+    if audio is None or sr is None:
+        raise ModelFormatError("model has no source audio; retrain with audio embedded to resynthesise")
+    length = len(audio)
+    starts = np.empty(len(model.events), dtype=np.int64)
+    ends = np.empty(len(model.events), dtype=np.int64)
+    for i, ev in enumerate(model.events):
+        t, d = ev.get("t"), ev.get("duration")
+        if t is None or d is None:
+            raise ModelFormatError(f"event {i} lacks 't' or 'duration'; cannot cut its audio")
+        a = int(round(float(t) * sr))
+        b = int(round((float(t) + float(d)) * sr))
+        starts[i] = min(max(a, 0), length)
+        ends[i] = min(max(b, starts[i]), length)
+    return starts, ends
+
+
+def _ramps(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Equal-power fade-in (sin) and fade-out (cos) of ``length`` samples; in² + out² = 1."""
+    theta = (np.arange(length, dtype=np.float64) + 0.5) * (np.pi / 2.0 / length)
+    return np.sin(theta), np.cos(theta)
+
+
+def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20.0) -> tuple[np.ndarray, int]:
+    """Render a generation by splicing the source audio of its frames.
+
+    Consecutive frames that are consecutive in the source (``f, f+1``, ...)
+    form a *run* and are copied as one continuous slice from the start of the
+    first event to the end of the last (so a forward step has no fade and no
+    artefact at all). Runs are joined with an equal-power crossfade (``sin`` in,
+    ``cos`` out) of ``crossfade_ms``: the outgoing run continues past its end
+    with the source audio that follows it, fading out over the first
+    ``crossfade_ms`` of the incoming run, which fades in. When the source has
+    no audio after the outgoing run (it ended at the end of the file), the
+    incoming run's preceding source audio fades in over the outgoing run's
+    last samples instead. The fade is shortened to at most half of either
+    run and to the audio available. Either way the output has exactly the
+    summed length of the runs, so frame ``i`` of the path starts at the
+    cumulative run lengths. The whole output gets the same fade in at its
+    start and out at its end.
+
+    The result is scaled to a peak of 0.99 only if it would exceed 1.0
+    (clip); otherwise the source level is kept.
+
+    Parameters
+    ----------
+    model : Model
+        With ``audio`` (float32 mono, shape (N,)) and ``sample_rate`` (Hz).
+    generation : Generation
+    crossfade_ms : float >= 0
+        Crossfade length in milliseconds.
+
+    Returns
+    -------
+    y : ndarray of float32, shape (m,)
+    sr : int
+        ``model.sample_rate``.
+
+    Raises
+    ------
+    ModelFormatError
+        The model has no source audio, or events lack ``t``/``duration``.
+    """
+    if not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
+        raise ChandraError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}")
+    starts, ends = frame_bounds(model)
+    audio = np.asarray(model.audio, dtype=np.float64)
+    sr = int(model.sample_rate)
+    frames = np.asarray(generation.frames, dtype=np.int64)
+    if len(frames) == 0:
+        return np.zeros(0, dtype=np.float32), sr
+    if frames.min() < 0 or frames.max() >= len(starts):
+        raise ModelFormatError("generation refers to frames this model does not have")
+
+    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    firsts = np.concatenate(([0], breaks))
+    lasts = np.concatenate((breaks - 1, [len(frames) - 1]))
+    src_a = starts[frames[firsts]]
+    src_b = np.maximum(ends[frames[lasts]], src_a)
+    lens = src_b - src_a
+    offsets = np.concatenate(([0], np.cumsum(lens)))
+    total = int(offsets[-1])
+    y = np.zeros(total, dtype=np.float64)
+    envelopes = [np.ones(int(m), dtype=np.float64) for m in lens]
+    extras: list[tuple[int, int, int, np.ndarray]] = []  # (out_start, src_start, length, gain)
+
+    fade = int(round(crossfade_ms * sr / 1000.0))
+    for r in range(1, len(lens)):
+        p_len, q_len = int(lens[r - 1]), int(lens[r])
+        cap = min(fade, p_len // 2, q_len // 2)
+        after_p = min(cap, len(audio) - int(src_b[r - 1]))
+        before_q = min(cap, int(src_a[r]))
+        if after_p >= before_q and after_p > 0:
+            fin, fout = _ramps(after_p)
+            extras.append((int(offsets[r]), int(src_b[r - 1]), after_p, fout))
+            envelopes[r][:after_p] *= fin
+        elif before_q > 0:
+            fin, fout = _ramps(before_q)
+            extras.append((int(offsets[r]) - before_q, int(src_a[r]) - before_q, before_q, fin))
+            envelopes[r - 1][p_len - before_q:] *= fout
+    edge = min(fade, int(lens[0]) // 2, int(lens[-1]) // 2)
+    if edge > 0:
+        fin, fout = _ramps(edge)
+        envelopes[0][:edge] *= fin
+        envelopes[-1][len(envelopes[-1]) - edge:] *= fout
+
+    for r in range(len(lens)):
+        o = int(offsets[r])
+        y[o:o + int(lens[r])] += audio[int(src_a[r]):int(src_b[r])] * envelopes[r]
+    for out_start, src_start, length, gain in extras:
+        y[out_start:out_start + length] += audio[src_start:src_start + length] * gain
+
+    peak = float(np.max(np.abs(y))) if total else 0.0
+    if peak > 1.0:
+        y *= 0.99 / peak
+    return y.astype(np.float32), sr
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _zero_peak_timestamp(data: bytes) -> bytes:
+    """libsndfile stamps the wall-clock time into a float WAV's PEAK chunk; zero it."""
+    buf = bytearray(data)
+    pos = 12  # after "RIFF", size, "WAVE"
+    while pos + 8 <= len(buf):
+        cid = bytes(buf[pos:pos + 4])
+        size = struct.unpack("<I", buf[pos + 4:pos + 8])[0]
+        if cid == b"PEAK" and size >= 8:
+            buf[pos + 12:pos + 16] = b"\x00\x00\x00\x00"
+        pos += 8 + size + (size & 1)
+    return bytes(buf)
+
+
+def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, subtype: str = "PCM_16") -> None:
+    """Write a mono WAV atomically with deterministic bytes.
+
+    Parameters
+    ----------
+    path : path-like
+    y : ndarray of float, shape (m,)
+        Samples in [-1, 1]; PCM subtypes clip outside.
+    sr : int
+        Sample rate in Hz.
+    subtype : {"PCM_16", "PCM_24", "FLOAT"}
+        Sample format. Identical input gives identical file bytes.
+    """
+    import soundfile as sf
+
+    if subtype not in ("PCM_16", "PCM_24", "FLOAT"):
+        raise ChandraError(f"unsupported WAV subtype {subtype!r}; use PCM_16, PCM_24 or FLOAT")
+    y = np.asarray(y, dtype=np.float32)
+    if y.ndim != 1:
+        raise ChandraError(f"write_wav expects mono samples of shape (m,), got {y.shape}")
+    mem = io.BytesIO()
+    sf.write(mem, y, int(sr), format="WAV", subtype=subtype)
+    data = _zero_peak_timestamp(mem.getvalue())
+    with atomic_write(path, "wb") as fh:
+        fh.write(data)
+
+
+def generate_to_wav(
+    model: Any,
+    out_path: str | os.PathLike,
+    *,
+    seconds: float | None = 30.0,
+    n_frames: int | None = None,
+    seed: int = 0,
+    continuity: float = 0.8,
+    min_lrs: int = 1,
+    max_continuous: int | None = None,
+    avoid_repeats: bool = True,
+    where: str | Constraint | None = None,
+    where_mode: str = "filter",
+    where_weight: float = 4.0,
+    start: int | None = None,
+    crossfade_ms: float = 20.0,
+    subtype: str = "PCM_16",
+) -> Generation:
+    """Improvise, resynthesise and write a WAV in one call (what ``chandra generate`` runs).
+
+    ``n_frames``, when given, takes the place of ``seconds``. The remaining
+    parameters are those of :func:`improvise`, :func:`resynthesise` and
+    :func:`write_wav`. Returns the :class:`Generation` so the caller can report it.
+    """
+    if n_frames is not None:
+        seconds = None
+    gen = improvise(model, n_frames=n_frames, seconds=seconds, seed=seed, continuity=continuity,
+                    min_lrs=min_lrs, max_continuous=max_continuous, avoid_repeats=avoid_repeats,
+                    where=where, where_mode=where_mode, where_weight=where_weight, start=start)
+    y, sr = resynthesise(model, gen, crossfade_ms=crossfade_ms)
+    write_wav(out_path, y, sr, subtype=subtype)
+    gen.params["crossfade_ms"] = float(crossfade_ms)
+    gen.params["output"] = str(out_path)
+    return gen
