@@ -1026,7 +1026,9 @@ _ALIASES: dict[str, tuple[type, dict]] = {
     "wav2vec2": (Wav2Vec2Encoder, {"model": "facebook/wav2vec2-base"}),
     "hubert": (Wav2Vec2Encoder, {"model": "facebook/hubert-base-ls960"}),
     "wavlm": (Wav2Vec2Encoder, {"model": "microsoft/wavlm-base-plus"}),
-    "mert": (Wav2Vec2Encoder, {"model": "m-a-p/MERT-v1-95M", "trust_remote_code": True}),
+    # MERT's model code ships with its weights; running it stays an explicit
+    # opt-in (trust_remote_code=True / --trust-remote-code), never a default.
+    "mert": (Wav2Vec2Encoder, {"model": "m-a-p/MERT-v1-95M"}),
 }
 
 

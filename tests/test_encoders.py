@@ -465,8 +465,9 @@ def test_make_encoder_and_aliases(tiny_dirs):
     assert make_encoder("hubert").model == "facebook/hubert-base-ls960"
     assert make_encoder("wavlm").model == "microsoft/wavlm-base-plus"
     mert = make_encoder("mert")
-    assert mert.trust_remote_code is True and "MERT" in mert.model
-    assert make_encoder("mert", trust_remote_code=False).trust_remote_code is False
+    # Remote code is never trusted by default, not even for the MERT alias.
+    assert mert.trust_remote_code is False and "MERT" in mert.model
+    assert make_encoder("mert", trust_remote_code=True).trust_remote_code is True
     names = available_encoders()
     assert {"dsp", "wav2vec2", "hubert", "wavlm", "mert"} <= set(names)
     with pytest.raises(EncoderError, match="unknown encoder 'mfcc'.*dsp"):
