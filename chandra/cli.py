@@ -1,0 +1,278 @@
+"""The ``chandra`` command line.
+
+Subcommands::
+
+    chandra train AUDIO -o MODEL [options]      train a model, one progress bar per stage
+    chandra inspect MODEL [--json]              fields, tokens, oracle, provenance, findings
+    chandra export MODEL --format musichal -o OUT.json
+    chandra generate MODEL -o OUT.wav [options] improvise and resynthesise
+    chandra trace-report DIR [--json]           survival of fields across trace checkpoints
+
+Errors print one readable line on stderr and exit with status 1 (2 for usage
+errors, as argparse does). No model file is left behind by a failed run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from chandra import __version__
+from chandra.errors import ChandraError
+
+__all__ = ["main", "build_parser"]
+
+
+def _threshold(text: str) -> float | str:
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'auto', got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"threshold must be positive, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="chandra", description="Train machine-improvisation models from "
+                                     "recordings, with every stage visible.")
+    parser.add_argument("--version", action="version", version=f"chandra {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", help="train a model from an audio file")
+    p.add_argument("audio", help="wav, flac, ogg, aiff/aif or mp3 file")
+    p.add_argument("-o", "--output", required=True, help="model file to write (.chandra)")
+    p.add_argument("--encoder", default="dsp", choices=["dsp", "wav2vec2", "hubert", "wavlm", "mert"])
+    p.add_argument("--model", default=None, help="neural encoder: hub name (local cache only) or local directory")
+    p.add_argument("--layer", type=int, default=-1, help="hidden layer of the neural encoder (-1 = last)")
+    p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model directory "
+                   "(needed for MERT)")
+    p.add_argument("--tokens", type=_positive_int, default=64, help="vocabulary size K (default 64)")
+    p.add_argument("--reduce-k", action="store_true", help="allow a recorded reduction of K when there are "
+                   "fewer segments than tokens")
+    p.add_argument("--normalisation", default="l2", choices=["l2", "standard", "none"])
+    p.add_argument("--pca", type=_positive_int, default=None, help="PCA components before K-means")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--min-duration", type=float, default=0.1, help="shortest segment in seconds")
+    p.add_argument("--max-duration", type=float, default=2.0, help="longest segment in seconds")
+    p.add_argument("--oracle", default="tokens", choices=["tokens", "features"])
+    p.add_argument("--threshold", type=_threshold, default=None,
+                   help="audio-oracle distance threshold, or 'auto' to pick it by information rate")
+    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
+    p.add_argument("--no-embed-audio", action="store_true", help="do not store the source audio in the model")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
+
+    p = sub.add_parser("inspect", help="inspect a chandra or MusicHal 9000 model")
+    p.add_argument("model")
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+
+    p = sub.add_parser("export", help="export a model to another format")
+    p.add_argument("model")
+    p.add_argument("--format", default="musichal", choices=["musichal"])
+    p.add_argument("-o", "--output", required=True)
+
+    p = sub.add_parser("generate", help="improvise from a model and write a WAV")
+    p.add_argument("model")
+    p.add_argument("-o", "--output", required=True, help="WAV file to write")
+    p.add_argument("--seconds", type=float, default=30.0)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--continuity", type=float, default=0.8, help="probability of continuing forward (0-1)")
+    p.add_argument("--min-lrs", type=int, default=1, help="minimum shared context for a jump")
+    p.add_argument("--max-continuous", type=int, default=None, help="cap on consecutive forward steps")
+    p.add_argument("--where", default=None, help="constraint on event fields, e.g. 'consonance > 0.7'")
+    p.add_argument("--crossfade-ms", type=float, default=20.0)
+    p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
+
+    p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
+    p.add_argument("directory")
+    p.add_argument("--json", action="store_true")
+    return parser
+
+
+class _Bars:
+    """One tqdm bar per stage, fed by the shared progress callback."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+        self.bar = None
+        self.stage = None
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if not self.enabled:
+            return
+        from tqdm import tqdm
+
+        if stage != self.stage:
+            self.close()
+            self.stage = stage
+            self.bar = tqdm(total=max(total, 1), desc=f"{stage:<10}", unit="step", leave=True, file=sys.stderr,
+                            dynamic_ncols=True)
+        if self.bar is not None:
+            if total and self.bar.total != total:
+                self.bar.total = total
+            self.bar.n = min(done, self.bar.total)
+            self.bar.refresh()
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def _print_summary(summary: dict) -> None:
+    k = summary["tokens_k"]
+    print(f"audio       {summary['audio']} ({summary['duration_s']:.1f} s)")
+    print(f"segments    {summary['segments']}  (feature dim {summary['feature_dim']})")
+    print(f"tokens      K={k}: fit set {summary['tokens_fit_active']}/{k} active, "
+          f"{summary['entropy_fit_bits']:.2f} bits; assigned {summary['tokens_assigned_unique']}/{k} unique, "
+          f"{summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits")
+    threshold = summary.get("oracle_threshold")
+    extra = f", threshold {threshold:.4g}" if threshold is not None else ""
+    print(f"oracle      {summary['oracle_kind']}: {summary['oracle_states']} states, "
+          f"{summary['oracle_transitions']} transitions{extra}")
+    times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
+    print(f"time        {times}")
+    for line in summary["findings"]:
+        print(f"finding     {line}")
+    print(f"saved       {summary['saved']}")
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from chandra.pipeline import TrainConfig, train, training_summary
+
+    config = TrainConfig(
+        encoder=args.encoder, model=args.model, layer=args.layer, trust_remote_code=args.trust_remote_code,
+        n_tokens=args.tokens, reduce_k=args.reduce_k, normalisation=args.normalisation,
+        pca_components=args.pca, seed=args.seed, min_duration=args.min_duration,
+        max_duration=args.max_duration, oracle=args.oracle, threshold=args.threshold, metric=args.metric,
+        embed_audio=not args.no_embed_audio,
+    )
+    config.validate()
+    output = Path(args.output)
+    if output.is_dir():
+        raise ChandraError(f"{output}: is a directory; give a model file name such as model.chandra")
+    bars = _Bars(enabled=not args.quiet and not args.json)
+    try:
+        result = train(args.audio, config, output=output, progress=bars)
+    finally:
+        bars.close()
+    summary = training_summary(result.state, result.findings)
+    if args.json:
+        print(json.dumps(summary, indent=1))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    from chandra.inspect import format_report, inspect_model
+
+    report = inspect_model(args.model)
+    if args.json:
+        from chandra.io_utils import json_default
+
+        print(json.dumps(report, indent=1, default=json_default))
+    else:
+        print(format_report(report))
+    return 0
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from chandra.model import load_model
+    from chandra.musichal import export_musichal
+
+    model = load_model(args.model)
+    export_musichal(model, args.output)
+    print(f"wrote {args.output} (MusicHal v2.0, {model.n_frames} frames)")
+    return 0
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    from chandra.generate import generate_to_wav
+    from chandra.model import load_model
+
+    if not 0.0 <= args.continuity <= 1.0:
+        raise ChandraError(f"--continuity must lie in [0, 1], got {args.continuity}")
+    if args.seconds <= 0:
+        raise ChandraError(f"--seconds must be positive, got {args.seconds}")
+    model = load_model(args.model)
+    generation = generate_to_wav(model, args.output, seconds=args.seconds, seed=args.seed,
+                                 continuity=args.continuity, min_lrs=args.min_lrs,
+                                 max_continuous=args.max_continuous, where=args.where,
+                                 crossfade_ms=args.crossfade_ms)
+    summary = generation.summary()
+    if args.json:
+        from chandra.io_utils import json_default
+
+        print(json.dumps(summary, indent=1, default=json_default))
+    else:
+        print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
+        for fb in generation.fallbacks:
+            print(f"fallback    {fb}")
+    return 0
+
+
+def _cmd_trace_report(args: argparse.Namespace) -> int:
+    from chandra.trace import format_trace_report, trace_report
+
+    report = trace_report(args.directory)
+    if args.json:
+        from chandra.io_utils import json_default
+
+        print(json.dumps(report, indent=1, default=json_default))
+    else:
+        print(format_trace_report(report))
+    return 0
+
+
+_COMMANDS = {
+    "train": _cmd_train,
+    "inspect": _cmd_inspect,
+    "export": _cmd_export,
+    "generate": _cmd_generate,
+    "trace-report": _cmd_trace_report,
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the process exit status."""
+    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return _COMMANDS[args.command](args)
+    except ChandraError as exc:
+        print(f"chandra {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"chandra {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except (OSError, MemoryError) as exc:
+        print(f"chandra {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

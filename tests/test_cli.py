@@ -1,0 +1,193 @@
+"""End-to-end: the `chandra` command on real sample audio and on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from chandra.cli import main
+from chandra.model import load_model
+
+from helpers_audio import SR, melody, tone_bursts, write
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLES = sorted((REPO / "sample_audio").glob("*.flac"))
+
+
+def run_cli(*args, capsys=None):
+    code = main([str(a) for a in args])
+    out = capsys.readouterr() if capsys is not None else None
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def trained_samples(tmp_path_factory):
+    out = {}
+    root = tmp_path_factory.mktemp("models")
+    for audio in SAMPLES:
+        model = root / f"{audio.stem}.chandra"
+        assert main(["train", str(audio), "-o", str(model), "--quiet"]) == 0
+        out[audio] = model
+    return out
+
+
+def test_samples_exist_and_are_long_enough():
+    assert len(SAMPLES) >= 2
+    total = 0
+    for path in SAMPLES:
+        info = sf.info(str(path))
+        assert info.duration >= 20.0
+        total += path.stat().st_size
+    assert total <= 10 * 1024 * 1024
+
+
+@pytest.mark.parametrize("index", [0, 1])
+def test_train_then_inspect_every_frame_has_token_and_features(trained_samples, capsys, index):
+    audio = SAMPLES[index]
+    model_path = trained_samples[audio]
+    capsys.readouterr()
+    assert main(["inspect", str(model_path), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    frames = report["frames"]
+    assert frames > 50
+    for field in ("gesture_token", "features", "t", "consonance", "ratios"):
+        assert report["fields"][field]["present"] == frames, field
+        assert report["fields"][field]["fraction"] == 1.0
+    assert report["tokens"]["unique"] >= 16
+    assert report["feature_dim"] > 16
+    assert report["oracle"]["states"] == frames + 1
+    assert report["provenance"]["encoder"]["encoder"] == "dsp"
+    assert not [f for f in report["findings"] if f["severity"] in ("error", "warning")], report["findings"]
+    model = load_model(model_path)
+    duration = sf.info(str(audio)).duration
+    t = np.array([e["t"] for e in model.events])
+    assert t.min() >= 0 and t.max() <= duration
+    assert all(e["t"] + e["duration"] <= duration + 1e-6 for e in model.events)
+
+
+def test_train_prints_a_summary(tmp_path):
+    audio = write(tmp_path / "m.wav", melody(40))
+    proc = subprocess.run([sys.executable, "-m", "chandra.cli", "train", str(audio), "-o", str(tmp_path / "m.chandra"),
+                           "--tokens", "8"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "segments" in proc.stdout and "tokens" in proc.stdout and "oracle" in proc.stdout
+    assert "K=8" in proc.stdout
+    assert "vocabulary" in proc.stderr  # the per-stage progress bars
+
+
+def test_same_seed_gives_identical_tokens_and_oracle(tmp_path):
+    audio = write(tmp_path / "m.wav", melody(48))
+    models = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.chandra"
+        assert main(["train", str(audio), "-o", str(path), "--tokens", "8", "--seed", "3", "--quiet"]) == 0
+        models.append(load_model(path))
+    a, b = models
+    assert a.tokens().tobytes() == b.tokens().tobytes()
+    for name, arr in a.oracle.to_arrays().items():
+        assert arr.tobytes() == b.oracle.to_arrays()[name].tobytes(), name
+    assert a.features.tobytes() == b.features.tobytes()
+
+
+def test_audio_oracle_with_auto_threshold(tmp_path, capsys):
+    audio = write(tmp_path / "m.wav", melody(48))
+    path = tmp_path / "f.chandra"
+    assert main(["train", str(audio), "-o", str(path), "--tokens", "8", "--oracle", "features",
+                 "--threshold", "auto", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model = load_model(path)
+    assert model.oracle.kind == "features" and model.oracle.threshold == pytest.approx(summary["oracle_threshold"])
+    assert model.provenance["oracle"]["threshold_configured"] == "auto"
+
+
+def _nan_wav(path: Path) -> Path:
+    y = tone_bursts([0.1, 0.6], duration=2.0)
+    y[SR // 2] = np.nan
+    sf.write(str(path), y, SR, subtype="FLOAT")
+    return path
+
+
+BAD_INPUTS = {
+    "empty": lambda p: (p / "empty.wav").write_bytes(b"") or p / "empty.wav",
+    "text": lambda p: (p / "text.wav").write_text("not audio at all\n" * 10) or p / "text.wav",
+    "truncated": lambda p: _truncate(write(p / "trunc.wav", melody(8))),
+    "short": lambda p: write(p / "short.wav", tone_bursts([0.05], duration=0.3)),
+    "silence": lambda p: write(p / "silence.wav", np.zeros(3 * SR, dtype=np.float32)),
+    "nan": lambda p: _nan_wav(p / "nan.wav"),
+}
+
+
+def _truncate(path: Path) -> Path:
+    data = path.read_bytes()
+    path.write_bytes(data[:40])
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_INPUTS))
+def test_bad_input_gives_one_line_and_no_model(tmp_path, kind):
+    audio = BAD_INPUTS[kind](tmp_path)
+    out = tmp_path / "out" / "model.chandra"
+    out.parent.mkdir()
+    proc = subprocess.run([sys.executable, "-m", "chandra.cli", "train", str(audio), "-o", str(out), "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("chandra train: error:")
+    assert "Traceback" not in proc.stderr
+    assert list(out.parent.iterdir()) == []  # no model, no temp file
+
+
+def test_k_larger_than_segments(tmp_path, capsys):
+    audio = write(tmp_path / "few.wav", tone_bursts([0.2, 0.7, 1.2], duration=1.8))
+    out = tmp_path / "few.chandra"
+    assert main(["train", str(audio), "-o", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "64" in err and not out.exists()
+    assert main(["train", str(audio), "-o", str(out), "--quiet", "--reduce-k"]) == 0
+    model = load_model(out)
+    vocab = model.provenance["vocabulary"]
+    assert vocab["effective"]["reduced"] is True
+    assert vocab["configured"]["n_tokens"] == 64 and vocab["effective"]["n_tokens"] < 64
+    assert model.vocabulary["n_tokens"] == vocab["effective"]["n_tokens"]
+
+
+def test_inspect_bad_model_file(tmp_path, capsys):
+    bad = tmp_path / "bad.chandra"
+    bad.write_text("{ not json")
+    assert main(["inspect", str(bad)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("chandra inspect: error:")
+
+
+def test_wav2vec2_trains_end_to_end_from_local_dir(tmp_path, capsys):
+    from helpers_models import save_tiny_wav2vec2
+
+    model_dir = save_tiny_wav2vec2(tmp_path / "tiny")
+    audio = write(tmp_path / "m.wav", melody(40))
+    out = tmp_path / "w.chandra"
+    assert main(["train", str(audio), "-o", str(out), "--encoder", "wav2vec2", "--model", str(model_dir),
+                 "--layer", "1", "--tokens", "8", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fields"]["gesture_token"]["present"] == report["frames"]
+    enc = report["provenance"]["encoder"]
+    assert enc["encoder"] == "wav2vec2" and enc["model_type"] == "wav2vec2"
+    assert report["feature_dim"] == 32
+
+
+def test_wav2vec2_missing_weights_is_one_clear_line(tmp_path, capsys):
+    audio = write(tmp_path / "m.wav", melody(16))
+    out = tmp_path / "w.chandra"
+    assert main(["train", str(audio), "-o", str(out), "--encoder", "wav2vec2", "--model",
+                 "no-such-org/no-such-model", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no-such-org/no-such-model" in err[0]
+    assert not out.exists()
