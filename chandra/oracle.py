@@ -1,0 +1,1265 @@
+"""Factor oracle and audio oracle: construction, invariants, health, information rate.
+
+The oracle is the memory an improviser navigates: state 0 is the root and state
+``i`` (1..n) is reached after frame ``i - 1`` (0-based frame index). Every
+transition into state ``j`` is labelled by frame ``j - 1``'s symbol (a token for
+the factor oracle, a feature vector for the audio oracle), so a transition is
+stored as a (source, destination) pair in CSR form and its label is implied.
+
+Algorithms (implemented from the papers):
+
+* factor oracle: Allauzen, Crochemore & Raffinot, "Factor oracle: a new
+  structure for pattern matching" (SOFSEM 1999), online construction;
+* LRS (length of the repeated suffix each suffix link points to): Lefebvre &
+  Lecroq, "Computing repeated factors with a factor oracle" (2000) and
+  Lefebvre, Lecroq & Alexandre (2003), the ``LengthCommonSuffix`` recursion
+  over suffix links;
+* audio oracle: Dubnov, Assayag & Cont, "Audio oracle: a new algorithm for
+  fast learning of audio structures" (ICMC 2007), and its variable-Markov
+  form (Wang & Dubnov, VMO): symbols compared by a distance and a threshold;
+* information rate: Dubnov, "Audio oracle analysis of musical information
+  rate" (2011), code lengths from a compression of the sequence by the oracle.
+
+Construction kernels are compiled with numba (cached on disk); everything the
+dashboard or model I/O touches is plain ``int64``/``float64`` numpy arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+
+from chandra.errors import ModelFormatError, OracleError
+from chandra.progress import ProgressCallback, report
+
+__all__ = [
+    "Oracle",
+    "build_factor_oracle",
+    "build_audio_oracle",
+    "check_oracle",
+    "oracle_health",
+    "information_rate",
+    "information_rate_profile",
+    "ir_tokens",
+    "ir_threshold_sweep",
+    "select_threshold",
+    "default_thresholds",
+    "KINDS",
+    "METRICS",
+    "CHECK_CODES",
+]
+
+KINDS = ("tokens", "features")
+METRICS = ("cosine", "euclidean")
+
+#: Stable codes returned by :func:`check_oracle`.
+CHECK_CODES = (
+    "malformed",
+    "input_length_mismatch",
+    "sfx_out_of_range",
+    "lrs_exceeds_sfx",
+    "lrs_zero_mismatch",
+    "lrs_context_mismatch",
+    "too_many_transitions",
+    "missing_direct_transition",
+    "nondeterministic_transition",
+    "sfx_distance_above_threshold",
+)
+
+_ARRAY_NAMES = ("sfx", "lrs", "trn_ptr", "trn_dst")
+_CHUNK = 1 << 16  # states per kernel call: progress granularity, negligible overhead
+_AO_BLOCK = 256  # audio-oracle frames per kernel call (and per Gram block)
+_DENSE_RATIO = 16  # a Gram block pays off when a frame is compared with > 1/16 of the past
+
+
+# ---------------------------------------------------------------------------
+# The Oracle container
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class Oracle:
+    """A factor oracle (``kind="tokens"``) or audio oracle (``kind="features"``).
+
+    Attributes
+    ----------
+    kind : {"tokens", "features"}
+        Factor oracle over tokens, or audio oracle over feature vectors.
+    sfx : np.ndarray, int64, shape (n + 1,)
+        Suffix link of every state; ``sfx[0] == -1``.
+    lrs : np.ndarray, int64, shape (n + 1,)
+        Length of the repeated suffix shared by state ``i`` and ``sfx[i]``,
+        in frames; ``lrs[0] == 0``.
+    trn_ptr : np.ndarray, int64, shape (n + 2,)
+        CSR row pointer: the forward transitions of state ``i`` are
+        ``trn_dst[trn_ptr[i]:trn_ptr[i + 1]]``.
+    trn_dst : np.ndarray, int64, shape (n_transitions,)
+        Transition destinations, sorted ascending within each state. The
+        label of a transition into ``j`` is frame ``j - 1``.
+    threshold : float or None
+        Audio oracle distance threshold (a match is ``distance < threshold``).
+    metric : {"cosine", "euclidean"} or None
+        Audio oracle distance.
+    """
+
+    kind: str
+    sfx: np.ndarray
+    lrs: np.ndarray
+    trn_ptr: np.ndarray
+    trn_dst: np.ndarray
+    threshold: Optional[float] = None
+    metric: Optional[str] = None
+
+    @property
+    def n_frames(self) -> int:
+        """Number of frames ``n`` (states are 0..n)."""
+        return int(self.sfx.shape[0]) - 1
+
+    @property
+    def n_states(self) -> int:
+        """Number of states, ``n + 1`` (the root included)."""
+        return int(self.sfx.shape[0])
+
+    @property
+    def n_transitions(self) -> int:
+        """Number of forward transitions."""
+        return int(self.trn_dst.shape[0])
+
+    def transitions(self, i: int) -> np.ndarray:
+        """Destinations of state ``i``'s forward transitions, ascending (a view)."""
+        if not 0 <= i <= self.n_frames:
+            raise OracleError(f"state {i} out of range 0..{self.n_frames}")
+        return self.trn_dst[self.trn_ptr[i] : self.trn_ptr[i + 1]]
+
+    def out_degree(self) -> np.ndarray:
+        """Number of forward transitions per state, int64 (n + 1,)."""
+        return np.diff(self.trn_ptr)[: self.n_states]
+
+    def rsfx(self) -> list[np.ndarray]:
+        """Reverse suffix links: element ``j`` lists the states whose ``sfx`` is ``j``, ascending."""
+        n_states = self.n_states
+        src = np.arange(1, n_states, dtype=np.int64)
+        tgt = self.sfx[1:]
+        ok = (tgt >= 0) & (tgt < n_states)
+        src, tgt = src[ok], tgt[ok]
+        order = np.argsort(tgt, kind="stable")
+        counts = np.bincount(tgt, minlength=n_states)
+        return np.split(src[order], np.cumsum(counts)[:-1])
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The four int64 arrays (``sfx``, ``lrs``, ``trn_ptr``, ``trn_dst``) for ``.npy`` storage."""
+        return {name: np.ascontiguousarray(getattr(self, name), dtype=np.int64) for name in _ARRAY_NAMES}
+
+    def to_meta(self) -> dict[str, Any]:
+        """JSON-able description: ``kind``, ``threshold``, ``metric``, ``n_frames``."""
+        return {
+            "kind": self.kind,
+            "threshold": None if self.threshold is None else float(self.threshold),
+            "metric": self.metric,
+            "n_frames": self.n_frames,
+        }
+
+    @classmethod
+    def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Oracle":
+        """Rebuild an oracle from :meth:`to_meta` and :meth:`to_arrays` output.
+
+        Checks the layout (keys, dtypes, shapes, CSR consistency, index ranges)
+        so that nothing downstream can index out of bounds; semantic
+        invariants are :func:`check_oracle`'s job.
+
+        Raises
+        ------
+        ModelFormatError
+            On any inconsistency.
+        """
+        if not isinstance(meta, dict):
+            raise ModelFormatError("oracle meta must be a JSON object")
+        kind = meta.get("kind")
+        if kind not in KINDS:
+            raise ModelFormatError(f"oracle kind {kind!r} is not one of {KINDS}")
+        metric = meta.get("metric")
+        threshold = meta.get("threshold")
+        if kind == "features":
+            if metric not in METRICS:
+                raise ModelFormatError(f"audio oracle metric {metric!r} is not one of {METRICS}")
+            if not isinstance(threshold, (int, float)) or isinstance(threshold, bool) or not math.isfinite(threshold):
+                raise ModelFormatError(f"audio oracle threshold {threshold!r} is not a finite number")
+            threshold = float(threshold)
+        else:
+            if metric is not None or threshold is not None:
+                raise ModelFormatError("a factor oracle (kind 'tokens') has no metric or threshold")
+        out: dict[str, np.ndarray] = {}
+        for name in _ARRAY_NAMES:
+            if name not in arrays:
+                raise ModelFormatError(f"oracle array {name!r} is missing")
+            arr = np.asarray(arrays[name])
+            if arr.dtype.kind not in "iu":
+                raise ModelFormatError(f"oracle array {name!r} has dtype {arr.dtype}, expected an integer type")
+            if arr.ndim != 1:
+                raise ModelFormatError(f"oracle array {name!r} has shape {arr.shape}, expected 1-D")
+            out[name] = np.ascontiguousarray(arr, dtype=np.int64)
+        sfx, lrs, ptr, dst = out["sfx"], out["lrs"], out["trn_ptr"], out["trn_dst"]
+        n_states = sfx.shape[0]
+        if n_states < 1:
+            raise ModelFormatError("oracle 'sfx' is empty: the root state is missing")
+        n = n_states - 1
+        if "n_frames" in meta and meta["n_frames"] != n:
+            raise ModelFormatError(f"oracle meta says {meta['n_frames']} frames, arrays hold {n}")
+        if lrs.shape[0] != n_states:
+            raise ModelFormatError(f"oracle 'lrs' has {lrs.shape[0]} entries, expected {n_states}")
+        if ptr.shape[0] != n_states + 1:
+            raise ModelFormatError(f"oracle 'trn_ptr' has {ptr.shape[0]} entries, expected {n_states + 1}")
+        if ptr[0] != 0 or ptr[-1] != dst.shape[0] or np.any(np.diff(ptr) < 0):
+            raise ModelFormatError("oracle 'trn_ptr' is not a valid CSR pointer over 'trn_dst'")
+        if dst.size and (dst.min() < 1 or dst.max() > n):
+            raise ModelFormatError(f"oracle 'trn_dst' holds states outside 1..{n}")
+        if sfx[0] != -1 or np.any(sfx < -1) or np.any(sfx > n):
+            raise ModelFormatError(f"oracle 'sfx' must start with -1 and hold states in -1..{n}")
+        if lrs[0] != 0 or np.any(lrs < 0):
+            raise ModelFormatError("oracle 'lrs' must start with 0 and be non-negative")
+        return cls(kind=kind, sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=threshold, metric=metric)
+
+
+def _empty_oracle(kind: str, threshold: Optional[float] = None, metric: Optional[str] = None) -> Oracle:
+    return Oracle(
+        kind=kind,
+        sfx=np.array([-1], dtype=np.int64),
+        lrs=np.zeros(1, dtype=np.int64),
+        trn_ptr=np.zeros(2, dtype=np.int64),
+        trn_dst=np.zeros(0, dtype=np.int64),
+        threshold=threshold,
+        metric=metric,
+    )
+
+
+# ---------------------------------------------------------------------------
+# numba kernels
+#
+# numba is imported on the first kernel call, not at import: model I/O, the
+# inspector and the CLI import this module for the Oracle container alone.
+# ``_kernel`` records the python function and leaves a stand-in under its
+# name; the first call compiles (or loads from the on-disk cache) every kernel
+# and rebinds the module globals, so kernels calling kernels see dispatchers.
+# ---------------------------------------------------------------------------
+
+_KERNEL_SOURCES: dict[str, tuple[Any, dict]] = {}
+# Reassociation lets the dot products vectorise; no "no-NaN/inf" assumption,
+# so a NaN in the features still surfaces in the squared norms.
+_FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
+
+
+class _LazyKernel:
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args):
+        _materialise_kernels()
+        return globals()[self.name](*args)
+
+
+def _kernel(**options):
+    def register(fn):
+        _KERNEL_SOURCES[fn.__name__] = (fn, options)
+        return _LazyKernel(fn.__name__)
+
+    return register
+
+
+def _materialise_kernels() -> None:
+    namespace = globals()
+    if not any(isinstance(namespace[name], _LazyKernel) for name in _KERNEL_SOURCES):
+        return
+    from numba import njit
+
+    for name, (fn, options) in _KERNEL_SOURCES.items():
+        namespace[name] = njit(cache=True, **options)(fn)
+
+
+@_kernel()
+def _length_common_suffix(pi1, pi2, sfx, lrs):
+    # Lefebvre-Lecroq: length of the common suffix of the prefixes ending at
+    # states pi1 and pi2, read off the suffix-link tree.
+    if pi2 == sfx[pi1]:
+        return lrs[pi1]
+    # The guard on pi2 > 0 never fires for a factor oracle; the audio oracle's
+    # non-transitive matches could otherwise walk past the root.
+    while pi2 > 0 and sfx[pi2] != sfx[pi1]:
+        pi2 = sfx[pi2]
+    if pi2 <= 0:
+        return 0
+    return min(lrs[pi1], lrs[pi2])
+
+
+@_kernel()
+def _append_edge(src, dst, head, tail, e_next, e_src, e_dst, ne):
+    # Append keeps each state's list in ascending destination order, which is
+    # what makes "closest match, ties to the earliest" deterministic.
+    if ne >= e_dst.shape[0]:
+        cap = 2 * e_dst.shape[0] + 16
+        nn = np.empty(cap, np.int64)
+        nn[:ne] = e_next[:ne]
+        e_next = nn
+        ns = np.empty(cap, np.int64)
+        ns[:ne] = e_src[:ne]
+        e_src = ns
+        nd = np.empty(cap, np.int64)
+        nd[:ne] = e_dst[:ne]
+        e_dst = nd
+    e_next[ne] = -1
+    e_src[ne] = src
+    e_dst[ne] = dst
+    if tail[src] < 0:
+        head[src] = ne
+    else:
+        e_next[tail[src]] = ne
+    tail[src] = ne
+    return e_next, e_src, e_dst, ne + 1
+
+
+@_kernel()
+def _hash_slot(key, shift):
+    # Fibonacci hashing: multiply by 2^64 / golden ratio, keep the top bits.
+    h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
+    return np.int64(h >> np.uint64(shift))
+
+
+@_kernel()
+def _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_val, e_src, e_dst, ne):
+    # Non-root transitions live in an open-addressing table keyed by
+    # (state, code): one probe per lookup instead of a walk along the state's
+    # list, which dominated on rich alphabets.
+    mask = tab_key.shape[0] - 1
+    shift = 64
+    size = tab_key.shape[0]
+    while size > 1:
+        size >>= 1
+        shift -= 1
+    for i in range(start + 1, stop + 1):
+        c = codes[i - 1]
+        e_src[ne] = i - 1
+        e_dst[ne] = i
+        ne += 1
+        if i == 1:
+            root_next[c] = i
+        else:
+            key = (i - 1) * n_codes + c
+            h = _hash_slot(key, shift)
+            while tab_key[h] >= 0:
+                h = (h + 1) & mask
+            tab_key[h] = key
+            tab_val[h] = i
+        k = sfx[i - 1]
+        pi1 = i - 1
+        found = -1
+        while k > -1:
+            if k == 0:
+                found = root_next[c]
+            else:
+                key = k * n_codes + c
+                h = _hash_slot(key, shift)
+                while tab_key[h] >= 0:
+                    if tab_key[h] == key:
+                        found = tab_val[h]
+                        break
+                    h = (h + 1) & mask
+            if found >= 0:
+                break
+            e_src[ne] = k
+            e_dst[ne] = i
+            ne += 1
+            if k == 0:
+                root_next[c] = i
+            else:
+                tab_key[h] = key
+                tab_val[h] = i
+            pi1 = k
+            k = sfx[k]
+        if found < 0:
+            sfx[i] = 0
+            lrs[i] = 0
+        else:
+            sfx[i] = found
+            lrs[i] = _length_common_suffix(pi1, found - 1, sfx, lrs) + 1
+    return ne
+
+
+@_kernel(fastmath=_FAST_MATH)
+def _dist_from_dot(dot, na, nb, metric):
+    # metric 0: cosine distance 1 - cos; 1: euclidean, from squared norms.
+    if metric == 0:
+        if na == 0.0 or nb == 0.0:
+            # Cosine is undefined for a zero vector: two silences are the same
+            # thing, a silence and a sound are not.
+            return 0.0 if (na == 0.0 and nb == 0.0) else 1.0
+        return 1.0 - dot / math.sqrt(na * nb)
+    return math.sqrt(max(na + nb - 2.0 * dot, 0.0))
+
+
+@_kernel(fastmath=_FAST_MATH)
+def _dist(X, a, b, sqnorm, metric):
+    # Accumulate in the features' own precision: float32 halves the cost and
+    # its rounding (~1e-6 relative) is far below any useful threshold.
+    d = X.shape[1]
+    acc = X[a, 0] - X[a, 0]
+    if metric == 0:
+        for t in range(d):
+            acc += X[a, t] * X[b, t]
+        return _dist_from_dot(np.float64(acc), sqnorm[a], sqnorm[b], 0)
+    for t in range(d):
+        diff = X[a, t] - X[b, t]
+        acc += diff * diff
+    return math.sqrt(np.float64(acc))
+
+
+@_kernel()
+def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e_next, e_src, e_dst, ne, stats):
+    # G: when it has rows, G[f - start, j] = X[f] . X[j] for the frames f of
+    # this block and every earlier frame j (one matrix product per block,
+    # chosen by the caller when most comparisons hit the root).
+    # stats[0] accumulates distance evaluations.
+    dense = G.shape[0] > 0
+    n_eval = 0
+    for i in range(start + 1, stop + 1):
+        f = i - 1
+        e_next, e_src, e_dst, ne = _append_edge(i - 1, i, head, tail, e_next, e_src, e_dst, ne)
+        k = sfx[i - 1]
+        pi1 = i - 1
+        found = -1
+        while k > -1:
+            best = theta
+            e = head[k]
+            while e >= 0:
+                j = e_dst[e] - 1
+                n_eval += 1
+                if dense:
+                    # The product's rounding (and, for euclidean, cancellation
+                    # in |a|^2 + |b|^2 - 2 a.b) could move a pair across the
+                    # threshold, so anything near ``best`` is recomputed
+                    # directly: both paths then take the same decisions.
+                    dot = np.float64(G[f - start, j])
+                    if metric == 0:
+                        if _dist_from_dot(dot, sqnorm[f], sqnorm[j], 0) >= best + 1e-4:
+                            e = e_next[e]
+                            continue
+                    elif sqnorm[f] + sqnorm[j] - 2.0 * dot >= best * best + 1e-4 * (sqnorm[f] + sqnorm[j]):
+                        e = e_next[e]
+                        continue
+                dd = _dist(X, f, j, sqnorm, metric)
+                if dd < best:
+                    best = dd
+                    found = j + 1
+                e = e_next[e]
+            if found >= 0:
+                break
+            e_next, e_src, e_dst, ne = _append_edge(k, i, head, tail, e_next, e_src, e_dst, ne)
+            pi1 = k
+            k = sfx[k]
+        if found < 0:
+            sfx[i] = 0
+            lrs[i] = 0
+        else:
+            sfx[i] = found
+            lrs[i] = _length_common_suffix(pi1, found - 1, sfx, lrs) + 1
+    stats[0] += n_eval
+    return e_next, e_src, e_dst, ne
+
+
+@_kernel(fastmath=_FAST_MATH)
+def _row_sqnorms(X):
+    out = np.empty(X.shape[0], np.float64)
+    for a in range(X.shape[0]):
+        acc = X[a, 0] - X[a, 0]
+        for t in range(X.shape[1]):
+            acc += X[a, t] * X[a, t]
+        out[a] = acc
+    return out
+
+
+@_kernel()
+def _pair_dist_kernel(X, a, b, sqnorm, metric):
+    out = np.empty(a.shape[0], np.float64)
+    for k in range(a.shape[0]):
+        out[k] = _dist(X, a[k], b[k], sqnorm, metric)
+    return out
+
+
+@_kernel()
+def _edges_to_csr(e_src, e_dst, ne, n_states):
+    # Edges were created in ascending destination order, so a stable counting
+    # sort by source leaves every row sorted by destination.
+    ptr = np.zeros(n_states + 1, np.int64)
+    for e in range(ne):
+        ptr[e_src[e] + 1] += 1
+    for s in range(n_states):
+        ptr[s + 1] += ptr[s]
+    fill = ptr[:-1].copy()
+    dst = np.empty(ne, np.int64)
+    for e in range(ne):
+        s = e_src[e]
+        dst[fill[s]] = e_dst[e]
+        fill[s] += 1
+    return ptr, dst
+
+
+@_kernel(fastmath=_FAST_MATH)
+def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, verified):
+    # verified[i] = min(lrs[i], M(i, sfx[i])) where M(a, b) is the number of
+    # consecutive matching frame pairs ending at states a and b. When
+    # sfx[i-1] == sfx[i] - 1 the pair chain of i extends the one of i-1, so
+    # one comparison suffices; only "jumps" walk the context. Returns the
+    # number of comparisons made.
+    n = sfx.shape[0] - 1
+    n_cmp = 0
+    for i in range(1, n + 1):
+        verified[i] = -1
+        if not valid[i]:
+            continue
+        s = sfx[i]
+        want = lrs[i]
+        shortcut = False
+        if i >= 2 and valid[i - 1] and sfx[i - 1] == s - 1 and s - 1 >= 1:
+            if verified[i - 1] < lrs[i - 1] or want - 1 <= lrs[i - 1]:
+                shortcut = True
+        if shortcut:
+            n_cmp += 1
+            if use_symbols:
+                ok = sym[i - 1] == sym[s - 1]
+            else:
+                ok = _dist(X, i - 1, s - 1, sqnorm, metric) < theta
+            verified[i] = min(want, 1 + verified[i - 1]) if ok else 0
+            continue
+        m = 0
+        while m < want:
+            n_cmp += 1
+            if use_symbols:
+                ok = sym[i - 1 - m] == sym[s - 1 - m]
+            else:
+                ok = _dist(X, i - 1 - m, s - 1 - m, sqnorm, metric) < theta
+            if not ok:
+                break
+            m += 1
+        verified[i] = m
+    return n_cmp
+
+
+@_kernel()
+def _ir_profile(lrs, alphabet):
+    # See information_rate_profile for the formula.
+    n = lrs.shape[0] - 1
+    ir = np.zeros(n, np.float64)
+    i = 1
+    while i <= n:
+        length = 0
+        while i + length <= n and lrs[i + length] >= length + 1:
+            length += 1
+        if length == 0:
+            i += 1
+            continue
+        share = math.log2(i) / length
+        for j in range(i, i + length):
+            gain = math.log2(alphabet[j - 1]) - share if alphabet[j - 1] > 0 else 0.0
+            ir[j - 1] = gain if gain > 0.0 else 0.0
+        i += length
+    return ir
+
+
+# ---------------------------------------------------------------------------
+# Construction
+# ---------------------------------------------------------------------------
+
+
+def _as_symbols(symbols: Any) -> np.ndarray:
+    arr = np.asarray(symbols)
+    if arr.ndim != 1:
+        raise OracleError(f"symbols must be 1-D, got shape {arr.shape}")
+    if arr.size == 0:
+        return np.zeros(0, dtype=np.int64)
+    if arr.dtype.kind == "b" or arr.dtype.kind not in "iu":
+        raise OracleError(f"symbols must be integers (tokens), got dtype {arr.dtype}")
+    return np.ascontiguousarray(arr, dtype=np.int64)
+
+
+def _dense_codes(sym: np.ndarray) -> tuple[np.ndarray, int]:
+    # Tokens are usually 0..K-1 already; only sparse or negative ids pay for np.unique.
+    lo, hi = int(sym.min()), int(sym.max())
+    if lo >= 0 and hi < max(2 * sym.size, 1024):
+        return sym, hi + 1
+    uniq, inverse = np.unique(sym, return_inverse=True)
+    return inverse.astype(np.int64, copy=False), int(uniq.size)
+
+
+def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = None) -> Oracle:
+    """Build the factor oracle of a token sequence, online, with LRS.
+
+    Parameters
+    ----------
+    symbols : array_like of int, shape (n,)
+        Token per frame (any integers; they are only compared for equality).
+    progress : callable, optional
+        ``progress("oracle", done_frames, n)``.
+
+    Returns
+    -------
+    Oracle
+        ``kind="tokens"``, n + 1 states, at most 2n - 1 transitions.
+
+    Notes
+    -----
+    Allauzen-Crochemore-Raffinot construction: adding frame ``i - 1`` creates
+    state ``i`` and the transition ``i-1 -> i``; the suffix chain of ``i - 1``
+    is walked, adding ``k -> i`` from each state lacking a transition on the
+    new symbol; the first state that has one gives ``sfx[i]`` (its target),
+    else ``sfx[i] = 0``. ``lrs[i]`` follows Lefebvre & Lecroq's
+    ``LengthCommonSuffix``. Linear time for a fixed alphabet (root lookups
+    use a dense table, other states an open-addressing hash table).
+
+    ``lrs[i]`` is the length of a suffix of frames ``..i-1`` that also ends at
+    frame ``sfx[i] - 1``: it is always a genuine repeat, and exact when the
+    longest repeated suffix has length <= 1, but it can be shorter than the
+    longest repeated suffix because the oracle also recognises some
+    non-factors (in ``abbcabcdabc``, ``sfx[11] = 4`` and ``lrs[11] = 2``
+    though ``abc`` repeats).
+    """
+    sym = _as_symbols(symbols)
+    n = sym.size
+    if n == 0:
+        report(progress, "oracle", 0, 0)
+        return _empty_oracle("tokens")
+    codes, n_codes = _dense_codes(sym)
+    sfx = np.empty(n + 1, np.int64)
+    lrs = np.empty(n + 1, np.int64)
+    sfx[0], lrs[0] = -1, 0
+    root_next = np.full(n_codes, -1, np.int64)
+    # At most 2n - 1 transitions (ACR 1999); a power-of-two table of more
+    # than 4n slots keeps the load under 1/2 and probe sequences short.
+    size = 1 << max(4, int(4 * n).bit_length())
+    tab_key = np.full(size, -1, np.int64)
+    tab_val = np.empty(size, np.int64)
+    cap = 2 * n + 1
+    e_src = np.empty(cap, np.int64)
+    e_dst = np.empty(cap, np.int64)
+    ne = 0
+    for start in range(0, n, _CHUNK):
+        stop = min(n, start + _CHUNK)
+        ne = _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_val, e_src, e_dst, ne)
+        report(progress, "oracle", stop, n)
+    ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
+    return Oracle(kind="tokens", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst)
+
+
+def _as_features(features: Any, *, check_finite: bool = True) -> np.ndarray:
+    X = np.asarray(features)
+    if X.ndim != 2:
+        raise OracleError(f"features must be 2-D (n_frames, dim), got shape {X.shape}")
+    if X.dtype.kind not in "fiu" or X.dtype.kind == "b":
+        raise OracleError(f"features must be numeric, got dtype {X.dtype}")
+    if X.shape[1] == 0 and X.shape[0] > 0:
+        raise OracleError("features have dimension 0")
+    if X.dtype not in (np.float32, np.float64):
+        X = X.astype(np.float64)
+    X = np.ascontiguousarray(X)
+    if check_finite and X.size and not np.all(np.isfinite(X)):
+        raise OracleError("features contain NaN or infinite values")
+    return X
+
+
+def _metric_code(metric: str) -> int:
+    if metric not in METRICS:
+        raise OracleError(f"metric {metric!r} is not one of {METRICS}")
+    return METRICS.index(metric)
+
+
+def _sqnorms(X: np.ndarray) -> np.ndarray:
+    """Squared row norms, float64 (n,), accumulated in the features' precision like the distances."""
+    if X.shape[0] == 0:
+        return np.zeros(0, dtype=np.float64)
+    return _row_sqnorms(X)
+
+
+def _checked_sqnorms(X: np.ndarray) -> np.ndarray:
+    # A NaN or inf anywhere in a row makes its squared norm non-finite, so the
+    # full scan over n x d values only runs when something is off.
+    sq = _sqnorms(X)
+    if not np.all(np.isfinite(sq)) and not np.all(np.isfinite(X)):
+        raise OracleError("features contain NaN or infinite values")
+    return sq
+
+
+def build_audio_oracle(
+    features: Any,
+    *,
+    threshold: float,
+    metric: str = "cosine",
+    progress: Optional[ProgressCallback] = None,
+) -> Oracle:
+    """Build the audio oracle (variable Markov oracle) of a feature sequence.
+
+    Parameters
+    ----------
+    features : array_like of float, shape (n, d)
+        One feature vector per frame (float32 or float64; not assumed to be
+        L2-normalised).
+    threshold : float
+        Two frames match when their distance is strictly below it
+        (cosine distance in [0, 2]; euclidean in feature units).
+    metric : {"cosine", "euclidean"}
+        ``cosine`` is ``1 - a.b / (|a| |b|)`` (0 between two zero vectors, 1
+        between a zero and a non-zero vector); ``euclidean`` is ``|a - b|``.
+    progress : callable, optional
+        ``progress("oracle", done_frames, n)``.
+
+    Returns
+    -------
+    Oracle
+        ``kind="features"`` with ``threshold`` and ``metric`` recorded.
+
+    Notes
+    -----
+    Dubnov-Assayag-Cont construction: adding frame ``i - 1`` creates state
+    ``i`` and ``i-1 -> i``; the suffix chain of ``i - 1`` is walked and at
+    each state ``k`` the new frame is compared with the frames labelling all
+    of ``k``'s transitions. If one or more are within the threshold the
+    closest one's destination (earliest on ties) becomes ``sfx[i]``; else
+    ``k -> i`` is added and the walk goes on; reaching past the root gives
+    ``sfx[i] = 0``. ``lrs`` as in :func:`build_factor_oracle`. With one-hot
+    (or otherwise well separated) frames and a threshold between within- and
+    between-symbol distances the result equals the factor oracle of the
+    symbol sequence.
+
+    Cost. Each comparison is one ``d``-dimensional distance (squared norms are
+    precomputed). On structured material (frames recurring within the
+    threshold) the suffix chain is short and out-degrees are small, so the
+    cost is about linear in ``n`` (10k x 768: a few milliseconds). On
+    unstructured material (no two frames within the threshold: noise, or a
+    threshold that is too small) every new frame reaches the root and is
+    compared with every earlier root transition; the root's out-degree grows
+    to ``n`` and construction costs ``n (n - 1) / 2`` distance evaluations,
+    i.e. O(n^2 d). That is a property of the algorithm, not of this
+    implementation. When most comparisons reach that far, frames are handled
+    in blocks whose dot products with the whole past come from one BLAS
+    matrix product (pairs near the threshold are recomputed directly, so the
+    result is the same); 10k x 768 unstructured then takes about half a
+    second instead of several. Such thresholds get an information rate of 0
+    in :func:`ir_threshold_sweep`.
+    """
+    X = _as_features(features, check_finite=False)
+    code = _metric_code(metric)
+    theta = float(threshold)
+    if not math.isfinite(theta) or theta < 0:
+        raise OracleError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    n = X.shape[0]
+    if n == 0:
+        report(progress, "oracle", 0, 0)
+        return _empty_oracle("features", theta, metric)
+    sqnorm = _checked_sqnorms(X)
+    sfx = np.empty(n + 1, np.int64)
+    lrs = np.empty(n + 1, np.int64)
+    sfx[0], lrs[0] = -1, 0
+    head = np.full(n + 1, -1, np.int64)
+    tail = np.full(n + 1, -1, np.int64)
+    cap = 2 * n + 16
+    e_next = np.empty(cap, np.int64)
+    e_src = np.empty(cap, np.int64)
+    e_dst = np.empty(cap, np.int64)
+    ne = 0
+    stats = np.zeros(1, np.int64)
+    no_gram = np.zeros((0, 0), dtype=X.dtype)
+    dense = False
+    for start in range(0, n, _AO_BLOCK):
+        stop = min(n, start + _AO_BLOCK)
+        # One BLAS product for the whole block beats frame-by-frame dots once
+        # the walks compare each frame with a sizeable share of the past.
+        gram = X[start:stop] @ X[:stop].T if dense else no_gram
+        before = int(stats[0])
+        e_next, e_src, e_dst, ne = _ao_kernel(
+            X, sqnorm, code, theta, start, stop, gram, sfx, lrs, head, tail, e_next, e_src, e_dst, ne, stats
+        )
+        per_frame = (int(stats[0]) - before) / (stop - start)
+        dense = per_frame * _DENSE_RATIO > stop
+        report(progress, "oracle", stop, n)
+    ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
+    return Oracle(kind="features", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=theta, metric=metric)
+
+
+# ---------------------------------------------------------------------------
+# Invariants
+# ---------------------------------------------------------------------------
+
+
+class _Collector:
+    def __init__(self, cap: int):
+        self.cap = cap
+        self.records: list[dict] = []
+
+    def add(self, code: str, states: np.ndarray, describe, *, severity: str = "error") -> None:
+        states = np.asarray(states, dtype=np.int64)
+        total = int(states.size)
+        if total == 0:
+            return
+        for s in states[: self.cap]:
+            self.records.append(
+                {
+                    "code": code,
+                    "state": int(s),
+                    "message": f"{describe(int(s))} ({total} state(s) with {code})",
+                    "count": total,
+                    "severity": severity,
+                }
+            )
+
+    def add_global(self, code: str, message: str, *, severity: str = "error") -> None:
+        self.records.append({"code": code, "state": None, "message": message, "count": 1, "severity": severity})
+
+
+def check_oracle(
+    oracle: Oracle,
+    *,
+    symbols: Any = None,
+    features: Any = None,
+    max_per_code: int = 20,
+) -> list[dict]:
+    """List violated oracle invariants (empty when the oracle is healthy).
+
+    Parameters
+    ----------
+    oracle : Oracle
+    symbols : array_like of int, shape (n,), optional
+        The token sequence a ``"tokens"`` oracle was built from; enables the
+        context and determinism checks.
+    features : array_like of float, shape (n, d), optional
+        The frames a ``"features"`` oracle was built from; enables the
+        distance checks.
+    max_per_code : int
+        At most this many records per code; every record carries the total.
+
+    Returns
+    -------
+    list of dict
+        ``{"code", "state", "message", "count", "severity"}``; ``count`` is the
+        total number of states violating that code, ``state`` is None for
+        whole-oracle findings. Codes (stable, see ``CHECK_CODES``):
+
+        ``malformed``  arrays inconsistent with the layout (nothing else checked);
+        ``input_length_mismatch``  symbols/features length differs from n;
+        ``sfx_out_of_range``  not ``0 <= sfx[i] < i`` (i >= 1) or ``sfx[0] != -1``;
+        ``lrs_exceeds_sfx``  ``lrs[i] > sfx[i]``;
+        ``lrs_zero_mismatch``  ``lrs[i] == 0`` but ``sfx[i] != 0`` or vice versa;
+        ``lrs_context_mismatch``  the ``lrs[i]`` frames ending at ``i`` differ
+        from those ending at ``sfx[i]``: exact symbol equality for tokens; for
+        an audio oracle each aligned pair should be within the threshold, but
+        matching is not transitive, so there it is a ``"warning"``;
+        ``too_many_transitions``  more than ``2n - 1`` (factor oracle);
+        ``missing_direct_transition``  no ``i-1 -> i``;
+        ``nondeterministic_transition``  two transitions of one state with the
+        same token (factor oracle, with symbols);
+        ``sfx_distance_above_threshold``  ``d(frame i-1, frame sfx[i]-1) >= θ``
+        with ``sfx[i] > 0`` (audio oracle, with features).
+
+    Notes
+    -----
+    Linear in ``n`` plus the transitions; the context check compares one pair
+    per state while suffix links advance in step and walks the context only
+    where they jump.
+    """
+    col = _Collector(max(0, int(max_per_code)))
+    try:
+        arrays = oracle.to_arrays()
+        Oracle.from_arrays(
+            {"kind": oracle.kind, "threshold": oracle.threshold, "metric": oracle.metric}
+            if oracle.kind == "features"
+            else {"kind": oracle.kind},
+            arrays,
+        )
+    except ModelFormatError as exc:
+        col.add_global("malformed", str(exc))
+        return col.records
+    sfx, lrs, ptr, dst = arrays["sfx"], arrays["lrs"], arrays["trn_ptr"], arrays["trn_dst"]
+    n = sfx.shape[0] - 1
+    idx = np.arange(n + 1, dtype=np.int64)
+
+    sym = None
+    if symbols is not None:
+        sym = _as_symbols(symbols)
+        if sym.size != n:
+            col.add_global("input_length_mismatch", f"{sym.size} symbols for an oracle of {n} frames")
+            sym = None
+    X = None
+    sqnorm = None
+    if features is not None:
+        X = _as_features(features, check_finite=False)
+        if X.shape[0] == n and n > 0:
+            sqnorm = _checked_sqnorms(X)
+        if X.shape[0] != n:
+            col.add_global("input_length_mismatch", f"{X.shape[0]} feature rows for an oracle of {n} frames")
+            X = None
+
+    # Suffix links and LRS.
+    bad = np.flatnonzero((sfx < 0) | (sfx >= idx))
+    bad = bad[bad >= 1]
+    if sfx[0] != -1:
+        bad = np.concatenate([[0], bad])
+    col.add("sfx_out_of_range", bad, lambda s: f"sfx[{s}] = {sfx[s]} is not in 0..{s - 1}")
+    in_range = np.zeros(n + 1, dtype=bool)
+    in_range[1:] = (sfx[1:] >= 0) & (sfx[1:] < idx[1:])
+    col.add(
+        "lrs_exceeds_sfx",
+        np.flatnonzero(in_range & (lrs > sfx)),
+        lambda s: f"lrs[{s}] = {lrs[s]} exceeds sfx[{s}] = {sfx[s]}",
+    )
+    zero_bad = np.flatnonzero(in_range & ((lrs == 0) != (sfx == 0)))
+    col.add("lrs_zero_mismatch", zero_bad, lambda s: f"lrs[{s}] = {lrs[s]} but sfx[{s}] = {sfx[s]}")
+
+    # Transitions.
+    if oracle.kind == "tokens" and n >= 1 and dst.size > 2 * n - 1:
+        col.add_global("too_many_transitions", f"{dst.size} transitions exceed the factor-oracle bound 2n-1 = {2 * n - 1}")
+    src = np.repeat(np.arange(n + 1, dtype=np.int64), np.diff(ptr))
+    has_direct = np.zeros(n + 1, dtype=bool)
+    has_direct[src[dst == src + 1]] = True
+    missing = np.flatnonzero(~has_direct[:n]) + 1
+    col.add("missing_direct_transition", missing, lambda s: f"no transition {s - 1} -> {s}")
+    if oracle.kind == "tokens" and sym is not None and dst.size:
+        label = sym[dst - 1]
+        order = np.lexsort((label, src))
+        s_sorted, l_sorted = src[order], label[order]
+        dup = np.flatnonzero((s_sorted[1:] == s_sorted[:-1]) & (l_sorted[1:] == l_sorted[:-1]))
+        dup_states = np.unique(s_sorted[dup])
+        col.add(
+            "nondeterministic_transition",
+            dup_states,
+            lambda s: f"state {s} has two transitions labelled by the same token",
+        )
+
+    # Context of the repeated suffix.
+    valid = in_range & (sfx >= 1) & (lrs >= 1) & (lrs <= sfx)
+    use_symbols = oracle.kind == "tokens" and sym is not None
+    use_features = oracle.kind == "features" and X is not None and n > 0
+    if use_symbols or use_features:
+        verified = np.empty(n + 1, np.int64)
+        dummy_sym = np.zeros(1, np.int64)
+        dummy_X = np.zeros((1, 1), np.float64)
+        if use_symbols:
+            _context_check(sym, dummy_X, np.zeros(1), 0, 0.0, True, sfx, lrs, valid, verified)
+        else:
+            _context_check(
+                dummy_sym, X, sqnorm, _metric_code(oracle.metric), float(oracle.threshold), False,
+                sfx, lrs, valid, verified,
+            )
+        ctx_bad = np.flatnonzero(valid & (verified < lrs))
+        what = "symbols" if use_symbols else "frame pairs within the threshold"
+        col.add(
+            "lrs_context_mismatch",
+            ctx_bad,
+            lambda s: f"only {verified[s]} of the lrs[{s}] = {lrs[s]} {what} ending at {s} and sfx = {sfx[s]} agree",
+            severity="error" if use_symbols else "warning",
+        )
+
+    if use_features:
+        linked = np.flatnonzero(in_range & (sfx > 0))
+        if linked.size:
+            d = _pair_distances(X, linked - 1, sfx[linked] - 1, oracle.metric, sqnorm)
+            far = d >= float(oracle.threshold)
+            far_states = linked[far]
+            far_d = dict(zip(far_states[: col.cap].tolist(), d[far][: col.cap].tolist()))
+            col.add(
+                "sfx_distance_above_threshold",
+                far_states,
+                lambda s: f"d(frame {s - 1}, frame {sfx[s] - 1}) = {far_d.get(s, float('nan')):.4g} "
+                f">= threshold {oracle.threshold:.4g}",
+            )
+    return col.records
+
+
+def _pair_distances(X: np.ndarray, a: np.ndarray, b: np.ndarray, metric: str, sqnorm: np.ndarray) -> np.ndarray:
+    """Distances between rows ``a[k]`` and ``b[k]`` of ``X``, float64 (len(a),), as the builder computes them."""
+    return _pair_dist_kernel(X, np.ascontiguousarray(a), np.ascontiguousarray(b), sqnorm, _metric_code(metric))
+
+
+# ---------------------------------------------------------------------------
+# Health
+# ---------------------------------------------------------------------------
+
+
+def oracle_health(oracle: Oracle, *, lrs_bins: int = 32) -> dict[str, Any]:
+    """Summary scalars of an oracle's shape, for the ledger and the dashboard.
+
+    Parameters
+    ----------
+    oracle : Oracle
+    lrs_bins : int
+        LRS histogram has one bin per value ``0..lrs_bins - 1`` and a last bin
+        for ``>= lrs_bins``.
+
+    Returns
+    -------
+    dict
+        ``kind``, ``n_states`` (n + 1), ``n_frames``, ``n_transitions``,
+        ``transitions_per_state_mean``, ``transitions_per_state_max``,
+        ``root_out_degree``, ``root_out_degree_share`` (/ n),
+        ``sfx_to_root_share`` and ``sfx_to_previous_share`` (shares of the n
+        states 1..n with ``sfx[i] == 0``, and with ``sfx[i] == i - 1`` for
+        i >= 2, as state 1's link to the root is not a "previous" link),
+        ``lrs_mean``,
+        ``lrs_max``, ``lrs_median`` (states 1..n, in frames),
+        ``lrs_histogram`` (list of ``lrs_bins + 1`` counts),
+        ``lrs_histogram_cap`` (= ``lrs_bins``), ``transition_density``
+        (``n_transitions / (n (n + 1) / 2)``, 1.0 = every forward pair),
+        ``threshold``, ``metric``. Shares are NaN-free: 0.0 when n = 0.
+    """
+    n = oracle.n_frames
+    deg = oracle.out_degree()
+    sfx = oracle.sfx[1:]
+    lrs = oracle.lrs[1:]
+    states = np.arange(1, n + 1)
+    hist = np.bincount(np.minimum(lrs, lrs_bins), minlength=lrs_bins + 1) if n else np.zeros(lrs_bins + 1, np.int64)
+    return {
+        "kind": oracle.kind,
+        "n_states": n + 1,
+        "n_frames": n,
+        "n_transitions": oracle.n_transitions,
+        "transitions_per_state_mean": float(deg.mean()) if deg.size else 0.0,
+        "transitions_per_state_max": int(deg.max()) if deg.size else 0,
+        "root_out_degree": int(deg[0]) if deg.size else 0,
+        "root_out_degree_share": float(deg[0] / n) if n else 0.0,
+        "sfx_to_root_share": float(np.mean(sfx == 0)) if n else 0.0,
+        "sfx_to_previous_share": float(np.sum((sfx == states - 1) & (states >= 2)) / n) if n else 0.0,
+        "lrs_mean": float(lrs.mean()) if n else 0.0,
+        "lrs_max": int(lrs.max()) if n else 0,
+        "lrs_median": float(np.median(lrs)) if n else 0.0,
+        "lrs_histogram": [int(c) for c in hist[: lrs_bins + 1]],
+        "lrs_histogram_cap": int(lrs_bins),
+        "transition_density": float(oracle.n_transitions / (n * (n + 1) / 2)) if n else 0.0,
+        "threshold": oracle.threshold,
+        "metric": oracle.metric,
+    }
+
+
+# ---------------------------------------------------------------------------
+# Information rate
+# ---------------------------------------------------------------------------
+
+
+def information_rate_profile(oracle: Oracle) -> np.ndarray:
+    """Per-frame information rate in bits, float64 (n,).
+
+    Notes
+    -----
+    Dubnov's information rate ``IR(past, present) = C(present) -
+    C(present | past)`` with code lengths read off the oracle:
+
+    * unconditional ``C_u(i) = log2 a_i`` bits, where ``a_i`` is the number
+      of distinct symbols seen up to frame ``i - 1`` (the root's out-degree
+      counting transitions into states ``<= i``: new tokens, or new clusters
+      for the audio oracle) — a uniform code over the alphabet so far;
+    * conditional: the sequence is parsed left to right into blocks, as in a
+      Lempel-Ziv compressor driven by the oracle (Lefebvre & Lecroq's
+      Compror). At state ``i`` the block is the longest ``i..i+L-1`` with
+      ``lrs[i + m] >= m + 1`` for every ``m < L`` (each prefix of the block
+      ends a suffix that already occurred). A block costs one pointer into
+      the past, ``log2 i`` bits, shared by its ``L`` frames:
+      ``C_c = log2(i) / L``. A frame with ``lrs[i] = 0`` (a new symbol) is
+      coded literally, ``C_c = C_u`` and gains nothing.
+
+    ``IR_i = max(0, C_u(i) - C_c(i))``: an encoder never pays more for a
+    pointer than for a literal. A sequence of one repeated symbol and a
+    sequence with no repeats both get 0; long recurring motifs over a rich
+    alphabet get close to ``log2 a``.
+    """
+    n = oracle.n_frames
+    if n == 0:
+        return np.zeros(0, dtype=np.float64)
+    root = oracle.transitions(0)
+    alphabet = np.searchsorted(root, np.arange(1, n + 1), side="right").astype(np.int64)
+    return _ir_profile(np.ascontiguousarray(oracle.lrs, dtype=np.int64), alphabet)
+
+
+def information_rate(oracle: Oracle) -> float:
+    """Mean information rate per frame, in bits (see :func:`information_rate_profile`); 0.0 when empty."""
+    prof = information_rate_profile(oracle)
+    return float(prof.mean()) if prof.size else 0.0
+
+
+def ir_tokens(symbols: Any) -> float:
+    """Mean information rate (bits per frame) of a token sequence through its factor oracle.
+
+    Used to compare vocabularies (a K sweep): the same audio tokenised with
+    different K gives different IR.
+    """
+    return information_rate(build_factor_oracle(symbols))
+
+
+def default_thresholds(
+    features: Any, *, metric: str = "cosine", n_thresholds: int = 20, max_rows: int = 512, seed: int = 0
+) -> np.ndarray:
+    """A grid of candidate thresholds spanning the data's distance scale, float64 (n_thresholds,).
+
+    ``n_thresholds`` points evenly spaced from the 5th percentile of
+    nearest-neighbour distances to the 90th percentile of pairwise distances,
+    both estimated on at most ``max_rows`` rows drawn with ``seed``. Even
+    spacing (not quantiles) keeps points inside the gap between within- and
+    between-cluster distances, where the best threshold usually lies.
+    """
+    X = _as_features(features)
+    _metric_code(metric)
+    n = X.shape[0]
+    if n < 2:
+        # No distances to learn a scale from: any grid gives the same one-state oracle.
+        return np.linspace(0.05, 1.0, n_thresholds)
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.choice(n, size=min(n, max_rows), replace=False))
+    S = X[rows].astype(np.float64)
+    if metric == "cosine":
+        norms = np.linalg.norm(S, axis=1)
+        safe = np.where(norms > 0, norms, 1.0)
+        U = S / safe[:, None]
+        D = 1.0 - U @ U.T
+        zero = norms == 0
+        D[zero, :] = 1.0
+        D[:, zero] = 1.0
+        D[np.ix_(zero, zero)] = 0.0
+        np.clip(D, 0.0, 2.0, out=D)
+    else:
+        sq = np.einsum("ij,ij->i", S, S)
+        D = np.sqrt(np.maximum(sq[:, None] + sq[None, :] - 2.0 * (S @ S.T), 0.0))
+    np.fill_diagonal(D, np.inf)
+    nn = D.min(axis=1)
+    pairs = D[np.triu_indices(D.shape[0], k=1)]
+    lo = float(np.percentile(nn, 5))
+    hi = float(np.percentile(pairs, 90))
+    if not hi > lo:
+        hi = lo + 1e-6 if lo > 0 else 1e-6
+    lo = max(lo, hi * 1e-3)
+    return np.linspace(lo, hi, n_thresholds)
+
+
+def ir_threshold_sweep(
+    features: Any,
+    *,
+    thresholds: Any = None,
+    metric: str = "cosine",
+    progress: Optional[ProgressCallback] = None,
+) -> dict[str, Any]:
+    """Information rate of the audio oracle over a grid of thresholds.
+
+    Parameters
+    ----------
+    features : array_like of float, shape (n, d)
+    thresholds : array_like of float, optional
+        Default: :func:`default_thresholds` (20 points).
+    metric : {"cosine", "euclidean"}
+    progress : callable, optional
+        ``progress("ir_sweep", done_thresholds, n_thresholds)``.
+
+    Returns
+    -------
+    dict
+        ``thresholds`` (list), ``ir`` (list, mean bits per frame),
+        ``root_out_degree`` (list: clusters the oracle found),
+        ``best_threshold`` and ``best_ir``: the maximum IR; when several
+        consecutive thresholds tie (they give the same oracle), the middle of
+        the longest such run.
+    """
+    X = _as_features(features)
+    _metric_code(metric)
+    grid = default_thresholds(X, metric=metric) if thresholds is None else np.asarray(thresholds, dtype=np.float64).ravel()
+    if grid.size == 0:
+        raise OracleError("the threshold grid is empty")
+    irs: list[float] = []
+    roots: list[int] = []
+    for k, theta in enumerate(grid):
+        oracle = build_audio_oracle(X, threshold=float(theta), metric=metric)
+        irs.append(information_rate(oracle))
+        roots.append(int(oracle.transitions(0).size))
+        report(progress, "ir_sweep", k + 1, grid.size)
+    best = _plateau_centre(np.asarray(irs))
+    return {
+        "thresholds": [float(t) for t in grid],
+        "ir": irs,
+        "root_out_degree": roots,
+        "best_threshold": float(grid[best]),
+        "best_ir": float(irs[best]),
+    }
+
+
+def _plateau_centre(values: np.ndarray, *, rtol: float = 1e-9) -> int:
+    """Index in the middle of the longest run of grid points that reach the maximum.
+
+    Thresholds inside the gap between within- and between-cluster distances
+    all give the same oracle and the same IR; the middle of that run is the
+    choice least sensitive to noise in new material.
+    """
+    top = values.max()
+    at_top = values >= top - rtol * max(1.0, abs(top))
+    best_start, best_len, start = 0, 0, None
+    for k, flag in enumerate(np.append(at_top, False)):
+        if flag and start is None:
+            start = k
+        elif not flag and start is not None:
+            if k - start > best_len:
+                best_start, best_len = start, k - start
+            start = None
+    return best_start + (best_len - 1) // 2
+
+
+def select_threshold(
+    features: Any,
+    *,
+    thresholds: Any = None,
+    metric: str = "cosine",
+    progress: Optional[ProgressCallback] = None,
+) -> tuple[float, dict[str, Any]]:
+    """The information-rate-maximising threshold and the whole curve.
+
+    Returns
+    -------
+    (best_threshold, curve)
+        ``curve`` is :func:`ir_threshold_sweep`'s dict.
+    """
+    curve = ir_threshold_sweep(features, thresholds=thresholds, metric=metric, progress=progress)
+    return curve["best_threshold"], curve
+
+
+# ---------------------------------------------------------------------------
+# Pure-python reference (tests compare the compiled kernels against it)
+# ---------------------------------------------------------------------------
+
+
+def _factor_oracle_reference(symbols: Any) -> Oracle:
+    """Dictionary-based factor oracle, written straight from the pseudo-code."""
+    sym = [int(s) for s in _as_symbols(symbols)]
+    n = len(sym)
+    sfx = [-1] + [0] * n
+    lrs = [0] * (n + 1)
+    trans: list[dict[int, int]] = [dict() for _ in range(n + 1)]
+
+    def common_suffix(p1: int, p2: int) -> int:
+        if p2 == sfx[p1]:
+            return lrs[p1]
+        while p2 > 0 and sfx[p2] != sfx[p1]:
+            p2 = sfx[p2]
+        return min(lrs[p1], lrs[p2]) if p2 > 0 else 0
+
+    for i in range(1, n + 1):
+        c = sym[i - 1]
+        trans[i - 1][c] = i
+        k, p1 = sfx[i - 1], i - 1
+        while k > -1 and c not in trans[k]:
+            trans[k][c] = i
+            p1, k = k, sfx[k]
+        if k == -1:
+            sfx[i], lrs[i] = 0, 0
+        else:
+            sfx[i] = trans[k][c]
+            lrs[i] = common_suffix(p1, sfx[i] - 1) + 1
+    rows = [sorted(t.values()) for t in trans]
+    ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    dst = np.array([d for r in rows for d in r], dtype=np.int64)
+    return Oracle(
+        kind="tokens",
+        sfx=np.array(sfx, dtype=np.int64),
+        lrs=np.array(lrs, dtype=np.int64),
+        trn_ptr=ptr,
+        trn_dst=dst,
+    )

@@ -1,0 +1,621 @@
+"""Factor oracle, audio oracle, invariant checks, health and information rate."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import chandra.oracle as oracle_mod
+from chandra.errors import ModelFormatError, OracleError
+from chandra.oracle import (
+    CHECK_CODES,
+    Oracle,
+    build_audio_oracle,
+    build_factor_oracle,
+    check_oracle,
+    default_thresholds,
+    information_rate,
+    information_rate_profile,
+    ir_threshold_sweep,
+    ir_tokens,
+    oracle_health,
+    select_threshold,
+)
+
+ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst")
+
+
+def codes_of(text: str) -> np.ndarray:
+    return np.array([ord(c) - ord("a") for c in text], dtype=np.int64)
+
+
+def transition_lists(o: Oracle) -> list[list[int]]:
+    return [o.transitions(i).tolist() for i in range(o.n_states)]
+
+
+def assert_same_oracle(a: Oracle, b: Oracle) -> None:
+    for name in ARRAYS:
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+
+
+def brute_longest_repeated_suffix(s) -> list[int]:
+    """lrs_true[i]: longest suffix of s[:i] that also ends at some earlier position (overlap allowed)."""
+    s = list(s)
+    out = [0]
+    for i in range(1, len(s) + 1):
+        best = 0
+        for length in range(1, i):
+            suffix = s[i - length : i]
+            if any(s[j - length : j] == suffix for j in range(length, i)):
+                best = length
+            else:
+                break  # a longer suffix contains this one, so it cannot repeat either
+        out.append(best)
+    return out
+
+
+def with_edges(o: Oracle, edges: list[tuple[int, int]], **changes) -> Oracle:
+    """A copy of ``o`` whose transitions are exactly ``edges`` (CSR rebuilt)."""
+    n_states = o.n_states
+    edges = sorted(set(edges))
+    src = np.array([e[0] for e in edges], dtype=np.int64)
+    dst = np.array([e[1] for e in edges], dtype=np.int64)
+    ptr = np.zeros(n_states + 1, dtype=np.int64)
+    np.add.at(ptr, src + 1, 1)
+    fields = dict(
+        kind=o.kind, sfx=o.sfx.copy(), lrs=o.lrs.copy(), trn_ptr=np.cumsum(ptr), trn_dst=dst,
+        threshold=o.threshold, metric=o.metric,
+    )
+    fields.update(changes)
+    return Oracle(**fields)
+
+
+def edges_of(o: Oracle) -> list[tuple[int, int]]:
+    return [(i, int(j)) for i in range(o.n_states) for j in o.transitions(i)]
+
+
+def codes_found(records) -> set[str]:
+    return {r["code"] for r in records}
+
+
+# ---------------------------------------------------------------------------
+# Known strings. Derived by hand from the ACR construction (walk the suffix
+# chain of state i-1, add transitions until a state already has one on the new
+# letter) and Lefebvre-Lecroq's LengthCommonSuffix; cross-checked against the
+# brute-force repeated suffix below. States: a=1, b=2, ... in the string.
+# ---------------------------------------------------------------------------
+
+
+def test_factor_oracle_abbbaab():
+    o = build_factor_oracle(codes_of("abbbaab"))
+    # e.g. state 4 ("abbb"): "bb" ends at 3 too -> sfx 3, lrs 2;
+    # state 5 ("abbba"): chain 3, 2 gain transitions on 'a', root has 'a' -> sfx 1.
+    assert o.sfx.tolist() == [-1, 0, 0, 2, 3, 1, 1, 2]
+    assert o.lrs.tolist() == [0, 0, 0, 1, 2, 1, 1, 2]
+    assert transition_lists(o) == [[1, 2], [2, 6], [3, 5], [4, 5], [5], [6], [7], []]
+    assert o.lrs.tolist() == brute_longest_repeated_suffix("abbbaab")
+    assert check_oracle(o, symbols=codes_of("abbbaab")) == []
+
+
+def test_factor_oracle_abbcabcdabc():
+    text = "abbcabcdabc"
+    o = build_factor_oracle(codes_of(text))
+    assert o.sfx.tolist() == [-1, 0, 0, 2, 0, 1, 2, 4, 0, 1, 2, 4]
+    assert o.lrs.tolist() == [0, 0, 0, 1, 0, 1, 2, 2, 0, 1, 2, 2]
+    assert transition_lists(o) == [[1, 2, 4, 8], [2], [3, 4], [4], [5, 8], [6], [7], [8], [9], [10], [11], []]
+    # The factor oracle reads "abc" as 0 -a-> 1 -b-> 2 -c-> 4 (2 -> 4 was added
+    # for the first 'c'), so state 11's suffix link is 4, which shares only
+    # "bc" with it: lrs[11] = 2 although "abc" (ending at 7) repeats. LRS from
+    # a factor oracle is a lower bound of the true repeated suffix.
+    assert brute_longest_repeated_suffix(text)[11] == 3
+    assert check_oracle(o, symbols=codes_of(text)) == []
+
+
+def test_symbols_may_be_any_integers():
+    a = build_factor_oracle(codes_of("abbcabcdabc"))
+    b = build_factor_oracle(codes_of("abbcabcdabc") * 1_000_003 - 7)  # sparse, negative ids
+    assert_same_oracle(a, b)
+
+
+# ---------------------------------------------------------------------------
+# Random sequences
+# ---------------------------------------------------------------------------
+
+
+sequences = st.integers(1, 5).flatmap(lambda k: st.lists(st.integers(0, k - 1), min_size=0, max_size=60))
+
+
+@settings(max_examples=150, deadline=None)
+@given(sequences)
+def test_factor_oracle_invariants_on_random_sequences(seq):
+    sym = np.array(seq, dtype=np.int64)
+    o = build_factor_oracle(sym)
+    n = len(seq)
+    assert o.n_frames == n
+    # Compiled kernel == straight pseudo-code.
+    assert_same_oracle(o, oracle_mod._factor_oracle_reference(sym))
+    # Every invariant of DESIGN.md section 4 (check_oracle verifies them all).
+    assert check_oracle(o, symbols=sym) == []
+    assert o.n_transitions <= max(0, 2 * n - 1)
+    # What the theory guarantees about LRS, asserted here:
+    #  * lrs[i] never exceeds the true longest repeated suffix (it is a real repeat);
+    #  * lrs[i] equals it whenever the true value is 0 or 1 (a letter seen before
+    #    always gets a non-root suffix link);
+    # larger values may be underestimated (see test_factor_oracle_abbcabcdabc).
+    truth = brute_longest_repeated_suffix(seq)
+    for i in range(1, n + 1):
+        assert o.lrs[i] <= truth[i]
+        if truth[i] <= 1:
+            assert o.lrs[i] == truth[i]
+
+
+@settings(max_examples=60, deadline=None)
+@given(sequences)
+def test_factor_oracle_recognises_every_factor(seq):
+    o = build_factor_oracle(np.array(seq, dtype=np.int64))
+    table = [{seq[j - 1]: j for j in o.transitions(i).tolist()} for i in range(o.n_states)]
+    for start in range(len(seq)):
+        state = 0
+        for letter in seq[start:]:
+            assert letter in table[state]
+            state = table[state][letter]
+
+
+def test_factor_oracle_is_deterministic_and_sorted():
+    rng = np.random.default_rng(3)
+    sym = rng.integers(0, 7, 3000)
+    a, b = build_factor_oracle(sym), build_factor_oracle(sym)
+    assert_same_oracle(a, b)
+    for i in range(a.n_states):
+        row = a.transitions(i)
+        assert np.all(np.diff(row) > 0)
+    assert all(getattr(a, name).dtype == np.int64 for name in ARRAYS)
+
+
+def test_factor_oracle_progress_reaches_total():
+    calls = []
+    build_factor_oracle(np.arange(100) % 5, progress=lambda *a: calls.append(a))
+    assert calls[-1] == ("oracle", 100, 100)
+
+
+# ---------------------------------------------------------------------------
+# Audio oracle
+# ---------------------------------------------------------------------------
+
+
+@settings(max_examples=80, deadline=None)
+@given(sequences, st.sampled_from(["cosine", "euclidean"]))
+def test_audio_oracle_on_one_hot_equals_factor_oracle(seq, metric):
+    sym = np.array(seq, dtype=np.int64)
+    dim = 5
+    X = np.zeros((len(seq), dim), dtype=np.float32)
+    X[np.arange(len(seq)), sym] = 1.0
+    if metric == "cosine":
+        # Cosine ignores scale; the audio oracle must not assume unit rows.
+        X *= np.linspace(0.5, 3.0, max(1, len(seq)), dtype=np.float32)[: len(seq), None]
+        threshold = 0.5  # distances are exactly 0 (same token) or 1 (different)
+    else:
+        threshold = 1.0  # distances are 0 or sqrt(2)
+    ao = build_audio_oracle(X, threshold=threshold, metric=metric)
+    fo = build_factor_oracle(sym)
+    assert_same_oracle(ao, fo)
+    assert ao.kind == "features" and ao.threshold == threshold and ao.metric == metric
+    assert check_oracle(ao, features=X) == []
+
+
+def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Oracle:
+    """Plain-python audio oracle straight from the description, for cross-checks."""
+    X = X.astype(np.float64)
+
+    def dist(a, b):
+        if metric == "cosine":
+            na, nb = np.linalg.norm(X[a]), np.linalg.norm(X[b])
+            if na == 0 or nb == 0:
+                return 0.0 if na == nb else 1.0
+            return 1.0 - float(X[a] @ X[b]) / (na * nb)
+        return float(np.linalg.norm(X[a] - X[b]))
+
+    n = X.shape[0]
+    sfx, lrs = [-1] + [0] * n, [0] * (n + 1)
+    out: list[list[int]] = [[] for _ in range(n + 1)]
+
+    def common_suffix(p1, p2):
+        if p2 == sfx[p1]:
+            return lrs[p1]
+        while p2 > 0 and sfx[p2] != sfx[p1]:
+            p2 = sfx[p2]
+        return min(lrs[p1], lrs[p2]) if p2 > 0 else 0
+
+    for i in range(1, n + 1):
+        out[i - 1].append(i)
+        k, p1 = sfx[i - 1], i - 1
+        found = -1
+        while k > -1:
+            scored = [(dist(i - 1, j - 1), j) for j in out[k]]
+            close = [(d, j) for d, j in scored if d < threshold]
+            if close:
+                found = min(close)[1]
+                break
+            out[k].append(i)
+            p1, k = k, sfx[k]
+        if found < 0:
+            sfx[i], lrs[i] = 0, 0
+        else:
+            sfx[i], lrs[i] = found, common_suffix(p1, found - 1) + 1
+    edges = [(s, j) for s in range(n + 1) for j in out[s]]
+    base = Oracle(kind="features", sfx=np.array(sfx), lrs=np.array(lrs), trn_ptr=np.zeros(n + 2, np.int64),
+                  trn_dst=np.zeros(0, np.int64), threshold=threshold, metric=metric)
+    return with_edges(base, edges)
+
+
+@pytest.mark.parametrize("metric,threshold", [("cosine", 0.15), ("cosine", 0.6), ("euclidean", 0.8), ("euclidean", 2.5)])
+@pytest.mark.parametrize("block", [8, 256])
+def test_audio_oracle_matches_reference(monkeypatch, metric, threshold, block):
+    # block=8 forces several kernel calls so the Gram-matrix path is exercised
+    # (it switches on once most comparisons reach the root).
+    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", block)
+    rng = np.random.default_rng(11)
+    protos = rng.standard_normal((4, 6))
+    labels = rng.integers(0, 4, 90)
+    X = protos[labels] + 0.3 * rng.standard_normal((90, 6))
+    got = build_audio_oracle(X, threshold=threshold, metric=metric)
+    assert_same_oracle(got, reference_audio_oracle(X, threshold, metric))
+    assert got.sfx.dtype == np.int64
+
+
+def test_audio_oracle_unstructured_input_puts_everything_on_the_root(monkeypatch):
+    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", 16)
+    X = np.random.default_rng(0).standard_normal((200, 32)).astype(np.float32)
+    build_audio_oracle(X[:2], threshold=0.01)  # compile, so the kernel can be wrapped
+    original = oracle_mod._ao_kernel
+    gram_rows = []
+
+    def spy(*args):
+        gram_rows.append(args[6].shape[0])
+        return original(*args)
+
+    monkeypatch.setattr(oracle_mod, "_ao_kernel", spy)
+    o = build_audio_oracle(X, threshold=0.01)
+    assert gram_rows[0] == 0 and max(gram_rows) == 16  # the blocked product path ran
+    assert_same_oracle(o, reference_audio_oracle(X, 0.01, "cosine"))
+    h = oracle_health(o)
+    assert h["root_out_degree"] == 200
+    assert h["sfx_to_root_share"] == 1.0
+    assert h["lrs_max"] == 0
+    assert information_rate(o) == 0.0
+    assert check_oracle(o, features=X) == []
+
+
+def test_audio_oracle_handles_zero_vectors_under_cosine():
+    X = np.array([[0, 0], [1, 0], [0, 0], [1, 0]], dtype=np.float64)
+    o = build_audio_oracle(X, threshold=0.5)
+    assert o.sfx.tolist() == [-1, 0, 0, 1, 2]
+    assert check_oracle(o, features=X) == []
+
+
+def test_audio_oracle_progress_and_validation():
+    calls = []
+    X = np.random.default_rng(0).standard_normal((600, 4))
+    build_audio_oracle(X, threshold=0.2, progress=lambda *a: calls.append(a))
+    assert calls[-1] == ("oracle", 600, 600)
+    with pytest.raises(OracleError):
+        build_audio_oracle(X[:, 0], threshold=0.2)
+    with pytest.raises(OracleError):
+        build_audio_oracle(X, threshold=0.2, metric="manhattan")
+    with pytest.raises(OracleError):
+        build_audio_oracle(X, threshold=float("nan"))
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(OracleError):
+        build_audio_oracle(bad, threshold=0.2)
+    with pytest.raises(OracleError):
+        build_audio_oracle(np.zeros((3, 0)), threshold=0.2)
+    with pytest.raises(OracleError):
+        build_factor_oracle(np.array([0.5, 1.5]))
+    with pytest.raises(OracleError):
+        build_factor_oracle(np.zeros((2, 2), dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------
+# check_oracle: each code on a deliberately corrupted oracle
+# ---------------------------------------------------------------------------
+
+
+TEXT = "abbcabcdabc"
+
+
+@pytest.fixture
+def healthy():
+    return build_factor_oracle(codes_of(TEXT))
+
+
+def corrupted(o: Oracle, **arrays) -> Oracle:
+    fields = {name: getattr(o, name).copy() for name in ARRAYS}
+    fields.update(arrays)
+    return Oracle(kind=o.kind, threshold=o.threshold, metric=o.metric, **fields)
+
+
+def test_check_flags_sfx_out_of_range(healthy):
+    sfx = healthy.sfx.copy()
+    sfx[5] = 7
+    found = check_oracle(corrupted(healthy, sfx=sfx), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("sfx_out_of_range", 5)]
+
+
+def test_check_flags_lrs_exceeds_sfx(healthy):
+    lrs = healthy.lrs.copy()
+    lrs[3] = 3  # sfx[3] = 2
+    found = check_oracle(corrupted(healthy, lrs=lrs), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("lrs_exceeds_sfx", 3)]
+
+
+def test_check_flags_lrs_zero_mismatch(healthy):
+    lrs = healthy.lrs.copy()
+    lrs[5] = 0  # sfx[5] = 1
+    found = check_oracle(corrupted(healthy, lrs=lrs), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("lrs_zero_mismatch", 5)]
+
+
+def test_check_flags_lrs_context_mismatch(healthy):
+    lrs = healthy.lrs.copy()
+    lrs[11] = 3  # "abc" at 11 vs "bbc" at sfx = 4
+    found = check_oracle(corrupted(healthy, lrs=lrs), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("lrs_context_mismatch", 11)]
+    assert found[0]["severity"] == "error"
+    # Without the symbols the context cannot be checked.
+    assert check_oracle(corrupted(healthy, lrs=lrs)) == []
+
+
+def test_check_flags_too_many_transitions():
+    o = build_factor_oracle(codes_of("abc"))
+    full = with_edges(o, [(i, j) for i in range(4) for j in range(i + 1, 4)])  # 6 > 2n-1 = 5
+    assert codes_found(check_oracle(full)) == {"too_many_transitions"}
+
+
+def test_check_flags_missing_direct_transition(healthy):
+    edges = [e for e in edges_of(healthy) if e != (6, 7)]
+    found = check_oracle(with_edges(healthy, edges), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("missing_direct_transition", 7)]
+
+
+def test_check_flags_nondeterministic_transition(healthy):
+    # State 0 already reaches 'a' at 1; a second 'a'-labelled transition to 5.
+    found = check_oracle(with_edges(healthy, edges_of(healthy) + [(0, 5)]), symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"]) for r in found] == [("nondeterministic_transition", 0)]
+
+
+def test_check_flags_sfx_distance_above_threshold():
+    sym = codes_of(TEXT)
+    X = np.eye(4)[sym]
+    o = build_audio_oracle(X, threshold=0.5)
+    assert check_oracle(o, features=X) == []
+    sfx = o.sfx.copy()
+    sfx[5] = 2  # frame 4 is 'a', frame 1 is 'b': cosine distance 1
+    found = check_oracle(corrupted(o, sfx=sfx), features=X)
+    assert {r["code"] for r in found} >= {"sfx_distance_above_threshold"}
+    record = next(r for r in found if r["code"] == "sfx_distance_above_threshold")
+    assert record["state"] == 5 and record["count"] == 1
+    # The audio oracle's context check is a warning: matching is not transitive.
+    ctx = [r for r in found if r["code"] == "lrs_context_mismatch"]
+    assert all(r["severity"] == "warning" for r in ctx)
+
+
+def test_check_flags_malformed_and_length_mismatch(healthy):
+    bad = corrupted(healthy, trn_ptr=healthy.trn_ptr[:-1])
+    assert codes_found(check_oracle(bad)) == {"malformed"}
+    found = check_oracle(healthy, symbols=codes_of(TEXT)[:-1])
+    assert codes_found(found) == {"input_length_mismatch"}
+
+
+def test_check_caps_records_but_reports_totals():
+    sym = np.random.default_rng(0).integers(0, 3, 500)
+    o = build_factor_oracle(sym)
+    lrs = o.lrs.copy()
+    lrs[o.sfx > 0] = 0
+    total = int(np.sum(o.sfx[1:] > 0))
+    found = check_oracle(corrupted(o, lrs=lrs), symbols=sym, max_per_code=20)
+    assert len(found) == 20
+    assert {r["code"] for r in found} == {"lrs_zero_mismatch"}
+    assert all(r["count"] == total and str(total) in r["message"] for r in found)
+
+
+def test_every_check_code_is_listed():
+    assert len(set(CHECK_CODES)) == len(CHECK_CODES)
+    assert {
+        "sfx_out_of_range", "lrs_exceeds_sfx", "lrs_zero_mismatch", "lrs_context_mismatch",
+        "too_many_transitions", "missing_direct_transition", "sfx_distance_above_threshold",
+    } <= set(CHECK_CODES)
+
+
+# ---------------------------------------------------------------------------
+# Layout, round trip, empty input, health
+# ---------------------------------------------------------------------------
+
+
+def npy_round_trip(arr: np.ndarray) -> np.ndarray:
+    buf = io.BytesIO()
+    np.save(buf, arr, allow_pickle=False)
+    buf.seek(0)
+    return np.load(buf, allow_pickle=False)
+
+
+@pytest.mark.parametrize("kind", ["tokens", "features"])
+def test_round_trip_through_npy_and_json(kind):
+    sym = np.random.default_rng(5).integers(0, 4, 300)
+    o = build_factor_oracle(sym) if kind == "tokens" else build_audio_oracle(np.eye(4)[sym], threshold=0.5)
+    arrays = {k: npy_round_trip(v) for k, v in o.to_arrays().items()}
+    assert all(v.dtype == np.int64 for v in arrays.values())
+    meta = json.loads(json.dumps(o.to_meta()))
+    assert meta["n_frames"] == 300 and meta["kind"] == kind
+    back = Oracle.from_arrays(meta, arrays)
+    assert_same_oracle(back, o)
+    assert (back.kind, back.threshold, back.metric) == (o.kind, o.threshold, o.metric)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda m, a: a.pop("lrs"),
+        lambda m, a: a.__setitem__("sfx", a["sfx"].astype(np.float64)),
+        lambda m, a: a.__setitem__("lrs", a["lrs"][:-1]),
+        lambda m, a: a.__setitem__("trn_ptr", a["trn_ptr"][::-1].copy()),
+        lambda m, a: a.__setitem__("trn_dst", a["trn_dst"] + 100),
+        lambda m, a: a.__setitem__("sfx", a["sfx"].reshape(1, -1)),
+        lambda m, a: m.__setitem__("n_frames", 3),
+        lambda m, a: m.__setitem__("kind", "chords"),
+        lambda m, a: m.__setitem__("threshold", 0.3),
+    ],
+)
+def test_from_arrays_rejects_inconsistent_input(mutate):
+    o = build_factor_oracle(codes_of(TEXT))
+    meta, arrays = o.to_meta(), o.to_arrays()
+    mutate(meta, arrays)
+    with pytest.raises(ModelFormatError):
+        Oracle.from_arrays(meta, arrays)
+
+
+def test_from_arrays_requires_audio_oracle_threshold_and_metric():
+    o = build_audio_oracle(np.eye(3), threshold=0.5)
+    meta = o.to_meta()
+    meta["metric"] = "hamming"
+    with pytest.raises(ModelFormatError):
+        Oracle.from_arrays(meta, o.to_arrays())
+    meta = o.to_meta()
+    meta["threshold"] = None
+    with pytest.raises(ModelFormatError):
+        Oracle.from_arrays(meta, o.to_arrays())
+
+
+def test_empty_input():
+    fo = build_factor_oracle(np.zeros(0, dtype=np.int64))
+    ao = build_audio_oracle(np.zeros((0, 8), dtype=np.float32), threshold=0.3)
+    for o in (fo, ao):
+        assert o.n_frames == 0 and o.n_transitions == 0
+        assert o.sfx.tolist() == [-1] and o.lrs.tolist() == [0] and o.trn_ptr.tolist() == [0, 0]
+        assert o.transitions(0).size == 0
+        assert check_oracle(o) == []
+        assert information_rate(o) == 0.0
+        h = oracle_health(o)
+        assert h["n_states"] == 1 and h["root_out_degree_share"] == 0.0 and h["transition_density"] == 0.0
+        assert_same_oracle(Oracle.from_arrays(o.to_meta(), o.to_arrays()), o)
+    assert build_factor_oracle([]).n_frames == 0
+    assert ir_tokens([]) == 0.0
+
+
+def test_single_frame():
+    o = build_factor_oracle([7])
+    assert o.sfx.tolist() == [-1, 0] and transition_lists(o) == [[1], []]
+    assert check_oracle(o, symbols=[7]) == []
+
+
+def test_transitions_and_rsfx(healthy):
+    with pytest.raises(OracleError):
+        healthy.transitions(healthy.n_states)
+    rs = healthy.rsfx()
+    assert len(rs) == healthy.n_states
+    for j, members in enumerate(rs):
+        assert members.tolist() == [i for i in range(1, healthy.n_states) if healthy.sfx[i] == j]
+
+
+def test_health_of_constant_and_known_sequences(healthy):
+    o = build_factor_oracle(np.zeros(50, dtype=np.int64))
+    h = oracle_health(o)
+    assert h["root_out_degree"] == 1
+    assert h["sfx_to_previous_share"] == pytest.approx(49 / 50)
+    assert h["lrs_max"] == 49
+    assert sum(h["lrs_histogram"]) == 50 and h["lrs_histogram"][-1] == 50 - 32
+    h = oracle_health(healthy)
+    assert h["n_states"] == 12 and h["n_transitions"] == healthy.n_transitions
+    assert h["root_out_degree"] == 4 and h["root_out_degree_share"] == pytest.approx(4 / 11)
+    assert h["sfx_to_root_share"] == pytest.approx(4 / 11)
+    assert h["transitions_per_state_max"] == 4
+    assert h["transition_density"] == pytest.approx(healthy.n_transitions / 66)
+    json.dumps(h)
+
+
+# ---------------------------------------------------------------------------
+# Information rate
+# ---------------------------------------------------------------------------
+
+
+def test_information_rate_extremes_are_zero():
+    # Nothing repeats: every frame is a literal, no gain over the unconditional code.
+    assert ir_tokens(np.arange(200)) == 0.0
+    # One symbol: the unconditional code is already 0 bits.
+    assert ir_tokens(np.zeros(200, dtype=np.int64)) == 0.0
+
+
+def test_information_rate_prefers_recurring_motifs_to_noise():
+    motif = np.random.default_rng(0).integers(0, 8, 16)
+    periodic = np.tile(motif, 25)
+    ir_periodic = ir_tokens(periodic)
+    assert ir_periodic > 1.0
+    for seed in range(5):
+        noise = np.random.default_rng(100 + seed).integers(0, 8, periodic.size)
+        assert ir_periodic > ir_tokens(noise)
+
+
+def test_information_rate_profile_is_bounded_by_the_alphabet():
+    sym = np.random.default_rng(2).integers(0, 6, 400)
+    o = build_factor_oracle(sym)
+    prof = information_rate_profile(o)
+    assert prof.shape == (400,) and prof.dtype == np.float64
+    seen = np.array([len(set(sym[: i + 1].tolist())) for i in range(400)])
+    assert np.all(prof >= 0) and np.all(prof <= np.log2(seen) + 1e-12)
+    assert information_rate(o) == pytest.approx(prof.mean())
+    assert ir_tokens(sym) == information_rate(o)
+
+
+def clustered_motifs(seed=0, n=600, dim=20, noise=0.01):
+    rng = np.random.default_rng(seed)
+    protos = np.eye(dim)[:5] * 2.0  # orthogonal: every between-cluster cosine distance is ~1
+    motifs = [rng.integers(0, 5, 7) for _ in range(3)]
+    labels = np.concatenate([motifs[i] for i in rng.integers(0, 3, n // 7 + 1)])[:n]
+    X = protos[labels] + noise * rng.standard_normal((n, dim))
+    return X, labels
+
+
+def cosine_matrix(X):
+    U = X / np.linalg.norm(X, axis=1, keepdims=True)
+    return 1.0 - U @ U.T
+
+
+def test_threshold_sweep_lands_between_within_and_between_cluster_distances():
+    X, labels = clustered_motifs()
+    D = cosine_matrix(X)
+    same = labels[:, None] == labels[None, :]
+    max_within = D[same].max()
+    min_between = D[~same].min()
+    assert max_within < min_between  # the data really are separated
+    calls = []
+    sweep = ir_threshold_sweep(X, progress=lambda *a: calls.append(a))
+    assert len(sweep["thresholds"]) == len(sweep["ir"]) == 20 == len(sweep["root_out_degree"])
+    assert max_within < sweep["best_threshold"] < min_between
+    assert sweep["best_ir"] == max(sweep["ir"]) > 0
+    assert calls[-1] == ("ir_sweep", 20, 20)
+    best, curve = select_threshold(X, thresholds=sweep["thresholds"])
+    assert best == sweep["best_threshold"] and curve["ir"] == sweep["ir"]
+    # At the chosen threshold the audio oracle sees exactly the five clusters.
+    assert curve["root_out_degree"][curve["thresholds"].index(best)] == 5
+
+
+def test_default_thresholds_span_the_distance_scale():
+    X, _ = clustered_motifs(seed=1)
+    grid = default_thresholds(X)
+    assert grid.shape == (20,) and np.all(np.diff(grid) > 0) and grid[0] > 0
+    with pytest.raises(OracleError):
+        ir_threshold_sweep(X, thresholds=[])
+
+
+def test_importing_the_module_does_not_import_numba():
+    import subprocess
+    import sys
+
+    code = "import sys, chandra.oracle; print('numba' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
