@@ -38,7 +38,7 @@ import numpy as np
 
 from chandra.errors import ChandraError
 from chandra.io_utils import atomic_write, dump_json_atomic, sha256_file
-from chandra.pipeline import STAGES, RunState, TrainConfig, run_stage, stage_hash
+from chandra.pipeline import STAGE_DEPENDENCIES, STAGES, RunState, TrainConfig, run_stage, stage_hash
 from chandra.progress import Cancelled
 
 __all__ = ["RunDirectory", "list_runs", "STATUS_NOT_RUN", "STATUS_DONE", "STATUS_STALE", "STATUS_FAILED",
@@ -153,18 +153,17 @@ class RunDirectory:
         cancelled), seconds, error, headline summary."""
         meta = self.meta()
         config = TrainConfig.from_dict(meta["config"])
-        out = {}
-        upstream_changed = False
-        for stage in STAGES:
+        out: dict[str, dict] = {}
+        for stage in STAGES:  # pipeline order: dependencies come first
             info = dict(meta["stages"].get(stage, {"status": STATUS_NOT_RUN}))
-            status = info.get("status", STATUS_NOT_RUN)
-            if status == STATUS_DONE:
+            if info.get("status") == STATUS_DONE:
+                # The hash covers this stage's options and, recursively, its
+                # upstream stages' options; a dependency that is itself no
+                # longer done makes this result stale too.
                 current = stage_hash(config, stage, audio_sha256=meta["audio_sha256"])
-                if info.get("hash") != current or upstream_changed:
-                    status = STATUS_STALE
-            if status != STATUS_DONE:
-                upstream_changed = upstream_changed or status in (STATUS_STALE,)
-            info["status"] = status
+                deps_ok = all(out[d]["status"] == STATUS_DONE for d in STAGE_DEPENDENCIES[stage])
+                if info.get("hash") != current or not deps_ok:
+                    info["status"] = STATUS_STALE
             out[stage] = info
         return out
 
@@ -319,8 +318,9 @@ class RunDirectory:
             meta["stages"][stage] = {"status": STATUS_DONE, "seconds": state.timings.get(stage),
                                      "hash": stage_hash(config, stage, audio_sha256=meta["audio_sha256"]),
                                      "finished": _now(), "error": None}
-            # A re-run stage invalidates everything downstream that was done before it.
-            for later in STAGES[STAGES.index(stage) + 1:]:
+            # A re-run stage invalidates the stages that read its output
+            # (directly or transitively) unless they are about to run too.
+            for later in _dependents(stage):
                 if later not in todo and meta["stages"][later].get("status") == STATUS_DONE:
                     meta["stages"][later]["hash"] = "invalidated"
             meta["ledger"] = state.ledger
@@ -332,6 +332,15 @@ class RunDirectory:
                 dump_json_atomic(meta, self.path / "run.json")
         self._state = None
         return self.status()
+
+
+def _dependents(stage: str) -> list[str]:
+    """Stages that read ``stage``'s output, directly or transitively."""
+    out: list[str] = []
+    for later in STAGES:
+        if any(dep == stage or dep in out for dep in STAGE_DEPENDENCIES[later]):
+            out.append(later)
+    return out
 
 
 class _StoredVocabulary:
