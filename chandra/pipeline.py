@@ -393,7 +393,8 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
     n = oracle.n_frames
     records = state.events[:n]
     state.set_ledger(ledger_entry("oracle", records, features=state.features[:n],
-                                  n_tokens=state.vocabulary.n_tokens_, duration=state.duration))
+                                  n_tokens=state.vocabulary.n_tokens_, duration=state.duration, oracle=oracle,
+                                  symbols=state.tokens if oracle.kind == "tokens" else None))
     state.summaries["oracle"] = {"kind": oracle.kind, "states": n + 1, "transitions": int(oracle.n_transitions),
                                  "threshold": oracle.threshold}
 
@@ -544,7 +545,8 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
     config = config or TrainConfig()
     state = RunState(audio_path=str(audio_path), config=config)
     run_all(state, progress=progress, output=output)
-    findings = findings_to_dicts(ledger_findings(state.ledger, provenance=state.model.provenance))
+    findings = findings_to_dicts(ledger_findings(state.ledger, provenance=state.model.provenance,
+                                                 vocabulary=state.model.vocabulary))
     return TrainResult(model=state.model, path=Path(output) if output else None, state=state, findings=findings)
 
 

@@ -313,7 +313,8 @@ class RunDirectory:
                 from chandra.findings import ledger_findings
 
                 findings = [dict(f) if isinstance(f, dict) else f.to_dict() for f in
-                            ledger_findings(state.ledger, provenance=state.model.provenance)]
+                            ledger_findings(state.ledger, provenance=state.model.provenance,
+                                            vocabulary=state.model.vocabulary)]
             meta = self.meta()
             meta["stages"][stage] = {"status": STATUS_DONE, "seconds": state.timings.get(stage),
                                      "hash": stage_hash(config, stage, audio_sha256=meta["audio_sha256"]),

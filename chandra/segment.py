@@ -255,13 +255,15 @@ def segment_audio(y: np.ndarray, sr: int, *, min_duration: float = 0.1, max_dura
 
     centroid_frames = librosa.feature.spectral_centroid(y=y, sr=sr, hop_length=hop_length)[0]
     frame_times = librosa.frames_to_time(np.arange(len(centroid_frames)), sr=sr, hop_length=hop_length)
-    centroid = np.empty(n)
-    for i in range(n):
-        sel = (frame_times >= starts[i]) & (frame_times < ends[i])
-        if sel.any():
-            centroid[i] = float(centroid_frames[sel].mean())
-        else:
-            centroid[i] = float(centroid_frames[min(int(starts[i] * sr / hop_length), len(centroid_frames) - 1)])
+    # Mean centroid of the frames starting inside each segment, via cumulative
+    # sums (O(frames + segments)); a segment shorter than a hop takes the
+    # frame it starts in.
+    lo = np.searchsorted(frame_times, starts, side="left")
+    hi = np.searchsorted(frame_times, ends, side="left")
+    csum = np.concatenate([[0.0], np.cumsum(centroid_frames, dtype=np.float64)])
+    count = hi - lo
+    nearest = np.minimum((starts * sr / hop_length).astype(np.int64), len(centroid_frames) - 1)
+    centroid = np.where(count > 0, (csum[hi] - csum[lo]) / np.maximum(count, 1), centroid_frames[nearest])
     report(progress, "segment", 2, 3)
     f0 = estimate_f0(y, sr, starts, ends)
     report(progress, "segment", 3, 3)

@@ -1,0 +1,858 @@
+"""Findings: judgements over ledgers, oracles and models, as data.
+
+A finding is ``{severity, code, stage, message, evidence}``. Codes are
+stable module constants (the dashboard, the CLI and tests key on them);
+messages are for people; evidence holds the numbers a message was built
+from. Severities:
+
+``error``
+    Data was lost or is unusable as it stands (a field vanished, tokens
+    collapsed, the time axis is wall-clock, an oracle invariant fails).
+``warning``
+    Suspicious in a way that usually degrades a model (dead or padded
+    feature dimensions, an oracle that cannot recombine, parameters that
+    silently changed).
+``info``
+    Worth knowing; never a fault on its own.
+
+Thresholds are module constants so that a reader can see, and a test can
+pin, exactly when a finding fires. Healthy data produces no warnings and no
+errors: every check below is tuned against the documented failure it names
+(``../shared/DESIGN.md`` §1 and §5), not against "anything unusual".
+
+A condition that persists over consecutive stages (epoch times in events,
+join and save, say) is reported once, at the first stage where it appears,
+with every affected stage in ``evidence["stages"]``: the first stage is
+where the fault was introduced.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from chandra.ledger import STAGES, TOKEN_FIELD
+
+__all__ = [
+    "Finding",
+    "SEVERITIES",
+    # codes
+    "FIELD_LOST", "RECORDS_LOST", "TOKEN_COLLAPSE", "TOKENS_MISSING", "TOKENS_OUT_OF_RANGE",
+    "EPOCH_TIME", "TIME_OUT_OF_RANGE", "TIME_NOT_MONOTONIC",
+    "FEATURES_LOW_DIM", "DEAD_DIMENSIONS", "FEATURES_NONFINITE", "FEATURES_ZERO_ROWS",
+    "FEATURES_DUPLICATE", "CONSTANT_CONSONANCE",
+    "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
+    "PARAM_MISMATCH", "ROUNDTRIP_CHANGED", "ALL_CODES",
+    # functions
+    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings",
+    "model_findings", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
+]
+
+SEVERITIES = ("error", "warning", "info")
+
+# --------------------------------------------------------------------------- codes
+#: A field carried at one stage is missing (or carried by fewer records) later.
+FIELD_LOST = "FIELD_LOST"
+#: Fewer records at a later canonical stage than at the one before it.
+RECORDS_LOST = "RECORDS_LOST"
+#: Assigned tokens use far fewer ids than the vocabulary (or one id dominates).
+TOKEN_COLLAPSE = "TOKEN_COLLAPSE"
+#: Records without a gesture token where every record should carry one.
+TOKENS_MISSING = "TOKENS_MISSING"
+#: Token ids outside [0, K) or not integers.
+TOKENS_OUT_OF_RANGE = "TOKENS_OUT_OF_RANGE"
+#: The time axis is wall-clock (epoch) time, not seconds from file start.
+EPOCH_TIME = "EPOCH_TIME"
+#: Times outside [0, audio duration].
+TIME_OUT_OF_RANGE = "TIME_OUT_OF_RANGE"
+#: Times go backwards in record order.
+TIME_NOT_MONOTONIC = "TIME_NOT_MONOTONIC"
+#: Features use few dimensions (<= 16 non-zero) or are zero-padded.
+FEATURES_LOW_DIM = "FEATURES_LOW_DIM"
+#: Many feature dimensions never vary.
+DEAD_DIMENSIONS = "DEAD_DIMENSIONS"
+#: Feature rows containing NaN or infinity.
+FEATURES_NONFINITE = "FEATURES_NONFINITE"
+#: All-zero feature rows.
+FEATURES_ZERO_ROWS = "FEATURES_ZERO_ROWS"
+#: Most feature rows duplicate an earlier row.
+FEATURES_DUPLICATE = "FEATURES_DUPLICATE"
+#: Consonance has one value for every record (e.g. stuck at 0.5).
+CONSTANT_CONSONANCE = "CONSTANT_CONSONANCE"
+#: An oracle invariant fails (one finding per invariant code).
+ORACLE_INVARIANT = "ORACLE_INVARIANT"
+#: (Almost) every suffix link points to the root: nothing can recombine.
+SFX_ALL_ROOT = "SFX_ALL_ROOT"
+#: (Almost) every suffix link points to the previous state.
+SFX_PREVIOUS = "SFX_PREVIOUS"
+#: Near-complete transition graph or root out-degree near n.
+TRANSITIONS_DENSE = "TRANSITIONS_DENSE"
+#: A configured parameter differs from the effective one.
+PARAM_MISMATCH = "PARAM_MISMATCH"
+#: Save -> load changed record or field counts, value types or tokens.
+ROUNDTRIP_CHANGED = "ROUNDTRIP_CHANGED"
+
+ALL_CODES = (
+    FIELD_LOST, RECORDS_LOST, TOKEN_COLLAPSE, TOKENS_MISSING, TOKENS_OUT_OF_RANGE,
+    EPOCH_TIME, TIME_OUT_OF_RANGE, TIME_NOT_MONOTONIC, FEATURES_LOW_DIM, DEAD_DIMENSIONS,
+    FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
+    ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
+    ROUNDTRIP_CHANGED,
+)
+
+# --------------------------------------------------------------------------- thresholds
+#: Two stages are the same record lineage when the later one carries at least
+#: this share of the earlier one's present fields.
+LINEAGE_OVERLAP_MIN = 0.5
+#: With fewer records at the later stage, a field counts as lost when its
+#: fraction falls below this share of its earlier fraction.
+FIELD_FRACTION_DROP = 0.5
+#: Assigned unique tokens below this share of the reference count collapse.
+COLLAPSE_UNIQUE_FRACTION = 0.25
+#: Top-token share above which tokens collapse (with enough records and K).
+COLLAPSE_TOP_SHARE = 0.5
+#: Records needed before the top-share test applies.
+COLLAPSE_MIN_RECORDS = 20
+#: Vocabulary size needed before collapse tests apply.
+COLLAPSE_MIN_TOKENS = 4
+#: Any time at or beyond this is wall-clock epoch seconds (2001-09-09).
+EPOCH_MIN_S = 1e9
+#: ... or the earliest time exceeds the audio duration this many times over.
+EPOCH_DURATION_RATIO = 1000.0
+#: Share of times outside [0, duration] beyond which the finding is an error.
+TIME_OUT_OF_RANGE_ERROR_SHARE = 0.5
+#: Stages whose record order need not follow time (a generation jumps).
+UNORDERED_STAGES = frozenset({"generated"})
+#: At most this many non-zero feature dimensions is "low-dimensional".
+LOW_DIM_MAX = 16
+#: Share of rows zero-padded (trailing zeros over half the width) to flag.
+PADDED_ROWS_SHARE = 0.5
+#: Dead dimensions at or above this share of ``dim`` are flagged.
+DEAD_DIMS_SHARE = 0.1
+#: Rows needed before dead dimensions mean anything.
+DEAD_DIMS_MIN_ROWS = 3
+#: Duplicate-row share above which features are flagged.
+DUPLICATE_RATE_MAX = 0.5
+#: Rows needed before the duplicate test applies.
+DUPLICATE_MIN_ROWS = 10
+#: Records needed before a constant consonance is suspicious.
+CONSTANT_MIN_RECORDS = 8
+#: Oracle frames needed before suffix-link and density shares mean anything.
+ORACLE_MIN_FRAMES = 64
+#: Suffix-link-to-root share at or above which the oracle cannot recombine.
+SFX_ROOT_SHARE_MAX = 0.95
+#: Suffix-link-to-previous share above which the oracle is a chain.
+SFX_PREVIOUS_SHARE_MAX = 0.9
+#: Root out-degree share of n at or above which transitions are dense.
+ROOT_OUT_DEGREE_SHARE_MAX = 0.9
+#: Transitions over n(n+1)/2 at or above which the graph is near-complete.
+TRANSITION_DENSITY_MAX = 0.5
+#: Stages where every record must carry a gesture token.
+TOKEN_STAGES = frozenset({"tokens", "events", "oracle", "saved", "reloaded", "model"})
+#: (saved, reloaded) stage-name pairs compared for round-trip changes.
+ROUNDTRIP_PAIRS = (("saved", "reloaded"), ("saved", "model"), ("save", "reload"),
+                   ("save", "load"), ("save", "reloaded"), ("saved", "loaded"))
+#: Consecutive canonical stages that must keep every record.
+_COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
+
+_CANONICAL_NAMES = frozenset(STAGES) | {"model"}
+_SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
+
+
+@dataclass
+class Finding:
+    """One judgement. ``stage`` is None for whole-object findings."""
+
+    severity: str
+    code: str
+    stage: str | None
+    message: str
+    evidence: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        """JSON-able dict (``evidence`` values are plain Python)."""
+        return {"severity": self.severity, "code": self.code, "stage": self.stage,
+                "message": self.message, "evidence": _plain(self.evidence)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping) -> "Finding":
+        return cls(severity=str(data["severity"]), code=str(data["code"]),
+                   stage=data.get("stage"), message=str(data.get("message", "")),
+                   evidence=dict(data.get("evidence") or {}))
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return float(value) if math.isfinite(value) else None
+    return value
+
+
+def findings_to_dicts(findings: Sequence[Finding]) -> list[dict]:
+    """``[f.to_dict() for f in findings]``."""
+    return [f.to_dict() for f in findings]
+
+
+def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
+    """Errors first, then warnings, then info; stable within a severity."""
+    return sorted(findings, key=lambda f: _SEVERITY_RANK.get(f.severity, len(SEVERITIES)))
+
+
+def count_by_severity(findings: Sequence[Finding | Mapping]) -> dict[str, int]:
+    """``{"error": n, "warning": n, "info": n}``."""
+    counts = {s: 0 for s in SEVERITIES}
+    for f in findings:
+        sev = f["severity"] if isinstance(f, Mapping) else f.severity
+        counts[sev] = counts.get(sev, 0) + 1
+    return counts
+
+
+# --------------------------------------------------------------------------- per-entry checks
+
+
+def _time_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    time = entry.get("time")
+    if not time:
+        return []
+    out = []
+    t_min, t_max, duration = time.get("t_min"), time.get("t_max"), time.get("duration")
+    field_name = time.get("field", "t")
+    epoch = t_max is not None and t_max >= EPOCH_MIN_S
+    if not epoch and duration and t_min is not None:
+        epoch = t_min > EPOCH_DURATION_RATIO * max(float(duration), 1.0)
+    evidence = {"field": field_name, "t_min": t_min, "t_max": t_max, "duration": duration}
+    if epoch:
+        out.append((EPOCH_TIME, Finding(
+            "error", EPOCH_TIME, stage,
+            f"'{field_name}' looks like wall-clock epoch time ({t_min:.6g}..{t_max:.6g} s) "
+            f"rather than seconds from file start"
+            + (f" (audio lasts {duration:.3g} s)" if duration else ""),
+            evidence)))
+    elif duration is not None and time.get("fraction_in_range") is not None \
+            and time["fraction_in_range"] < 1.0:
+        share_out = 1.0 - float(time["fraction_in_range"])
+        severity = "error" if share_out > TIME_OUT_OF_RANGE_ERROR_SHARE else "warning"
+        out.append((TIME_OUT_OF_RANGE, Finding(
+            severity, TIME_OUT_OF_RANGE, stage,
+            f"{share_out:.1%} of '{field_name}' values lie outside the audio "
+            f"(0..{duration:.3g} s; seen {t_min:.6g}..{t_max:.6g} s)",
+            {**evidence, "share_out_of_range": share_out})))
+    if stage not in UNORDERED_STAGES and time.get("monotonic") is False:
+        out.append((TIME_NOT_MONOTONIC, Finding(
+            "warning", TIME_NOT_MONOTONIC, stage,
+            f"'{field_name}' goes backwards {time.get('n_decreasing')} times in record order",
+            {"field": field_name, "n_decreasing": time.get("n_decreasing"), "n": time.get("n")})))
+    return out
+
+
+def _pca_dims(provenance: Mapping | None) -> set[int]:
+    """Every ``pca_components`` value found in provenance (a chosen low dim is no fault)."""
+    found: set[int] = set()
+
+    def walk(node: Any, depth: int) -> None:
+        if depth > 4 or not isinstance(node, Mapping):
+            return
+        for key, value in node.items():
+            if key == "pca_components" and isinstance(value, (int, np.integer)) and value > 0:
+                found.add(int(value))
+            walk(value, depth + 1)
+
+    walk(provenance, 0)
+    return found
+
+
+def _feature_findings(entry: Mapping, stage: str, *, pca_dims: set[int]) -> list[tuple[str, Finding]]:
+    feats = entry.get("features")
+    if not feats:
+        return []
+    out = []
+    n, dim = int(feats.get("n_rows", 0)), int(feats.get("dim", 0))
+    nonzero = int(feats.get("nonzero_dims", dim))
+    padded = int(feats.get("padded_rows", 0))
+    evidence = {"dim": dim, "nonzero_dims": nonzero, "used_dim_max": feats.get("used_dim_max"),
+                "padded_rows": padded, "n_rows": n}
+    if feats.get("ragged"):
+        evidence.update(row_dim_min=feats.get("row_dim_min"), row_dim_max=feats.get("row_dim_max"))
+    if n >= 2 and dim > 0 and (nonzero <= LOW_DIM_MAX or padded >= PADDED_ROWS_SHARE * n):
+        if padded >= PADDED_ROWS_SHARE * n and dim > nonzero:
+            message = (f"features are zero-padded: {padded} of {n} rows use at most "
+                       f"{feats.get('used_dim_max')} of {dim} dimensions")
+        else:
+            message = (f"features are {dim}-dimensional with {nonzero} dimensions ever non-zero "
+                       f"(a neural encoder gives hundreds)")
+        severity = "info" if nonzero in pca_dims or dim in pca_dims else "warning"
+        out.append((FEATURES_LOW_DIM, Finding(severity, FEATURES_LOW_DIM, stage, message, evidence)))
+    dead = int(feats.get("dead_dims", 0))
+    if n >= DEAD_DIMS_MIN_ROWS and dim > 0 and dead > 0 and dead >= DEAD_DIMS_SHARE * dim:
+        out.append((DEAD_DIMENSIONS, Finding(
+            "warning", DEAD_DIMENSIONS, stage,
+            f"{dead} of {dim} feature dimensions never vary over {n} rows",
+            {"dead_dims": dead, "dim": dim, "n_rows": n})))
+    bad = int(feats.get("nonfinite_rows", 0))
+    if bad:
+        out.append((FEATURES_NONFINITE, Finding(
+            "error", FEATURES_NONFINITE, stage, f"{bad} of {n} feature rows contain NaN or infinity",
+            {"nonfinite_rows": bad, "n_rows": n})))
+    zero = int(feats.get("zero_rows", 0))
+    if zero:
+        out.append((FEATURES_ZERO_ROWS, Finding(
+            "warning", FEATURES_ZERO_ROWS, stage, f"{zero} of {n} feature rows are all zero",
+            {"zero_rows": zero, "n_rows": n})))
+    dup = float(feats.get("duplicate_rate", 0.0) or 0.0)
+    if n >= DUPLICATE_MIN_ROWS and dup > DUPLICATE_RATE_MAX:
+        out.append((FEATURES_DUPLICATE, Finding(
+            "warning", FEATURES_DUPLICATE, stage,
+            f"{dup:.0%} of feature rows duplicate an earlier row",
+            {"duplicate_rate": dup, "n_rows": n})))
+    return out
+
+
+def _consonance_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    info = entry.get("fields", {}).get("consonance")
+    if not info or "constant" not in info or info.get("present", 0) < CONSTANT_MIN_RECORDS:
+        return []
+    value = info["constant"]
+    return [(CONSTANT_CONSONANCE, Finding(
+        "warning", CONSTANT_CONSONANCE, stage,
+        f"consonance is {value!r} for all {info['present']} records: a default, not a measurement",
+        {"value": value, "present": info["present"]}))]
+
+
+def _token_presence_findings(entry: Mapping, stage: str, *, canonical: bool) -> list[tuple[str, Finding]]:
+    out = []
+    n = int(entry.get("n_records", 0) or 0)
+    info = entry.get("fields", {}).get(TOKEN_FIELD)
+    present = int(info["present"]) if info else 0
+    # A trace's "events" may be raw analysis output that is joined to tokens
+    # later; only chandra's own stage names promise tokens on every record.
+    expected = canonical and stage in TOKEN_STAGES
+    if n and ((expected and present < n) or (info and 0 < present < n)):
+        out.append((TOKENS_MISSING, Finding(
+            "error", TOKENS_MISSING, stage,
+            f"{present} of {n} {'frames' if stage == 'model' else 'records'} carry a {TOKEN_FIELD}",
+            {"present": present, "n_records": n, "missing": n - present})))
+    tok = entry.get("tokens") or {}
+    bad = int(tok.get("out_of_range", 0) or 0) + int(tok.get("non_integer", 0) or 0)
+    if bad:
+        out.append((TOKENS_OUT_OF_RANGE, Finding(
+            "error", TOKENS_OUT_OF_RANGE, stage,
+            f"{bad} token values are not ids in [0, {tok.get('n_tokens')})",
+            {"out_of_range": tok.get("out_of_range"), "non_integer": tok.get("non_integer"),
+             "n_tokens": tok.get("n_tokens")})))
+    return out
+
+
+def _collapse_finding(entry: Mapping, stage: str, reference: int, reference_from: str | None
+                      ) -> list[tuple[str, Finding]]:
+    tok = entry.get("tokens")
+    if not tok:
+        return []
+    present = int(tok.get("present", 0))
+    unique = int(tok.get("unique", 0))
+    k = int(tok.get("n_tokens", 0) or 0)
+    top_share = float(tok.get("top_share", 0.0))
+    evidence = {"unique": unique, "present": present, "n_tokens": k, "top_token": tok.get("top_token"),
+                "top_share": top_share, "reference_unique": reference, "reference": reference_from,
+                "entropy_bits": tok.get("entropy_bits"), "max_entropy_bits": tok.get("max_entropy_bits")}
+    # A short stretch cannot show more ids than it has records.
+    expected = min(reference, present)
+    if present >= 2 and expected >= COLLAPSE_MIN_TOKENS and unique < COLLAPSE_UNIQUE_FRACTION * expected:
+        return [(TOKEN_COLLAPSE, Finding(
+            "error", TOKEN_COLLAPSE, stage,
+            f"only {unique} distinct tokens in {present} records where {reference_from} had {reference} "
+            f"(top token {tok.get('top_token')} takes {top_share:.0%})",
+            evidence))]
+    if present >= COLLAPSE_MIN_RECORDS and max(k, reference) >= COLLAPSE_MIN_TOKENS \
+            and top_share > COLLAPSE_TOP_SHARE:
+        severity = "error" if unique <= 1 else "warning"
+        return [(TOKEN_COLLAPSE, Finding(
+            severity, TOKEN_COLLAPSE, stage,
+            f"token {tok.get('top_token')} takes {top_share:.0%} of {present} records "
+            f"({unique} distinct of K={k})",
+            evidence))]
+    return []
+
+
+def oracle_findings(summary: Mapping, *, stage: str | None = "oracle") -> list[Finding]:
+    """Findings from an oracle summary (:func:`chandra.ledger.oracle_summary` or graph facts).
+
+    Parameters
+    ----------
+    summary : mapping
+        Uses ``n_frames`` (or ``n_states - 1``), ``n_transitions``,
+        ``root_out_degree``, ``sfx_to_root_share``, ``sfx_to_previous_share``
+        and ``violations`` ({invariant code: count}) where present.
+    stage : str or None
+    """
+    out: list[Finding] = []
+    n = summary.get("n_frames")
+    if n is None and summary.get("n_states") is not None:
+        n = int(summary["n_states"]) - 1
+    n = int(n or 0)
+    examples = summary.get("violation_examples") or []
+    for code, count in sorted((summary.get("violations") or {}).items()):
+        first = [e for e in examples if e.get("code") == code][:3]
+        message = f"oracle invariant '{code}' fails at {count} states"
+        if first and first[0].get("message"):
+            message += f" (first: state {first[0].get('state')}: {first[0]['message']})"
+        # check_oracle calls an audio oracle's context mismatches warnings:
+        # threshold matching is not transitive, so healthy audio oracles show
+        # them. They are reported, but as info, so healthy models stay clean.
+        severity = "error" if (summary.get("violation_severity") or {}).get(code, "error") == "error" else "info"
+        out.append(Finding(severity, ORACLE_INVARIANT, stage, message,
+                           {"invariant": code, "count": int(count), "examples": first}))
+    if n < ORACLE_MIN_FRAMES:
+        return out
+    root_share = summary.get("sfx_to_root_share")
+    root_out = summary.get("root_out_degree")
+    evidence_graph = {"n_frames": n, "n_transitions": summary.get("n_transitions"),
+                      "root_out_degree": root_out, "sfx_to_root_share": root_share,
+                      "sfx_to_previous_share": summary.get("sfx_to_previous_share"),
+                      "kind": summary.get("kind"), "threshold": summary.get("threshold")}
+    if root_share is not None and root_share >= SFX_ROOT_SHARE_MAX:
+        out.append(Finding(
+            "warning", SFX_ALL_ROOT, stage,
+            f"{root_share:.1%} of {n} suffix links point to the root: no frame recombines with "
+            "an earlier context (threshold too small or tokens all distinct)",
+            evidence_graph))
+    prev_share = summary.get("sfx_to_previous_share")
+    if prev_share is not None and prev_share > SFX_PREVIOUS_SHARE_MAX:
+        out.append(Finding(
+            "warning", SFX_PREVIOUS, stage,
+            f"{prev_share:.1%} of {n} suffix links point to the previous state: the sequence "
+            "is (nearly) one repeated symbol, or the threshold is too large",
+            evidence_graph))
+    n_trn = summary.get("n_transitions")
+    dense_root = root_out is not None and root_out >= ROOT_OUT_DEGREE_SHARE_MAX * n
+    dense_graph = n_trn is not None and n_trn >= TRANSITION_DENSITY_MAX * n * (n + 1) / 2
+    if dense_root or dense_graph:
+        what = (f"root out-degree {root_out} of {n} frames" if dense_root
+                else f"{n_trn} transitions for {n} frames")
+        out.append(Finding(
+            "warning", TRANSITIONS_DENSE, stage,
+            f"near-complete transition graph: {what}", evidence_graph))
+    return out
+
+
+def entry_findings(entry: Mapping, *, provenance: Mapping | None = None, canonical: bool = True) -> list[Finding]:
+    """Checks that need only one ledger entry (no cross-stage comparison, no dedup).
+
+    ``canonical`` says the stage name follows chandra's stage vocabulary
+    (then ``tokens``/``events``/``oracle``/``saved``/``reloaded``/``model``
+    must carry a token on every record).
+    """
+    stage = str(entry.get("stage"))
+    return [f for _, f in _entry_checks(entry, stage, _pca_dims(provenance), canonical=canonical)]
+
+
+def _entry_checks(entry: Mapping, stage: str, pca_dims: set[int], *, canonical: bool
+                  ) -> list[tuple[str, Finding]]:
+    out: list[tuple[str, Finding]] = []
+    out += _time_findings(entry, stage)
+    out += _feature_findings(entry, stage, pca_dims=pca_dims)
+    out += _consonance_findings(entry, stage)
+    out += _token_presence_findings(entry, stage, canonical=canonical)
+    if entry.get("oracle"):
+        for f in oracle_findings(entry["oracle"], stage=stage):
+            key = f.code + ":" + str(f.evidence.get("invariant", ""))
+            out.append((key, f))
+    return out
+
+
+# --------------------------------------------------------------------------- cross-stage checks
+
+
+def _present_fields(entry: Mapping) -> dict[str, dict]:
+    return {k: v for k, v in (entry.get("fields") or {}).items() if int(v.get("present", 0)) > 0}
+
+
+def _lineage_parent(ledger: Sequence[Mapping], k: int) -> int | None:
+    """Nearest earlier stage that stage ``k`` continues (keeps most of its fields,
+    adding fewer fields than it drops), or None.
+
+    A stage that carries a different kind of record (events after segments)
+    or replaces fields with new ones (tokens replacing vectors) is a
+    transformation, not a copy, so fields it lacks are not "lost".
+    """
+    later = set(_present_fields(ledger[k]))
+    for j in range(k - 1, -1, -1):
+        earlier = set(_present_fields(ledger[j]))
+        if not earlier:
+            continue
+        overlap = len(earlier & later) / len(earlier)
+        if overlap < LINEAGE_OVERLAP_MIN:
+            continue
+        added, dropped = later - earlier, earlier - later
+        if dropped and len(added) >= len(dropped):
+            return None
+        return j
+    return None
+
+
+def _field_lost_findings(ledger: Sequence[Mapping]) -> list[Finding]:
+    out = []
+    for k in range(1, len(ledger)):
+        j = _lineage_parent(ledger, k)
+        if j is None:
+            continue
+        before, after = ledger[j], ledger[k]
+        n_before = int(before.get("n_records", 0) or 0)
+        n_after = int(after.get("n_records", 0) or 0)
+        fields_after = after.get("fields") or {}
+        for name, info in _present_fields(before).items():
+            p0 = int(info["present"])
+            p1 = int(fields_after.get(name, {}).get("present", 0))
+            if n_after == 0:
+                continue
+            if p1 == 0:
+                lost = True
+            elif n_after == n_before:
+                lost = p1 < p0
+            else:
+                f0 = p0 / n_before if n_before else 0.0
+                lost = p1 / n_after < FIELD_FRACTION_DROP * f0
+            if not lost:
+                continue
+            severity = "error" if p1 == 0 else "warning"
+            out.append(Finding(
+                severity, FIELD_LOST, str(after.get("stage")),
+                f"field '{name}' carried by {p0} of {n_before} records at '{before.get('stage')}' "
+                f"but {p1} of {n_after} at '{after.get('stage')}'",
+                {"field": name, "from_stage": before.get("stage"), "to_stage": after.get("stage"),
+                 "present_before": p0, "n_before": n_before, "present_after": p1, "n_after": n_after}))
+    return out
+
+
+def _records_lost_findings(ledger: Sequence[Mapping]) -> list[Finding]:
+    out = []
+    order = {s: i for i, s in enumerate(_COUNT_PRESERVING)}
+    prev = None
+    for entry in ledger:
+        stage = entry.get("stage")
+        if stage not in order:
+            continue
+        if prev is not None and order[stage] > order[prev.get("stage")]:
+            n0, n1 = int(prev.get("n_records", 0)), int(entry.get("n_records", 0))
+            if n1 < n0:
+                out.append(Finding(
+                    "warning", RECORDS_LOST, stage,
+                    f"{n0 - n1} of {n0} records from '{prev['stage']}' are missing at '{stage}'",
+                    {"from_stage": prev["stage"], "n_before": n0, "n_after": n1}))
+        prev = entry
+    return out
+
+
+def _roundtrip_findings(ledger: Sequence[Mapping]) -> list[Finding]:
+    out = []
+    names = [str(e.get("stage")) for e in ledger]
+    for saved_name, loaded_name in ROUNDTRIP_PAIRS:
+        for k, name in enumerate(names):
+            if name != loaded_name:
+                continue
+            earlier = [j for j in range(k) if names[j] == saved_name]
+            if not earlier:
+                continue
+            s, r = ledger[earlier[-1]], ledger[k]
+            changes = _entry_differences(s, r)
+            if changes:
+                shown = "; ".join(c["what"] for c in changes[:3])
+                out.append(Finding(
+                    "error", ROUNDTRIP_CHANGED, loaded_name,
+                    f"'{saved_name}' -> '{loaded_name}' changed {len(changes)} thing(s): {shown}"
+                    + ("; ..." if len(changes) > 3 else ""),
+                    {"from_stage": saved_name, "to_stage": loaded_name, "changes": changes[:20]}))
+    return out
+
+
+def _entry_differences(a: Mapping, b: Mapping) -> list[dict]:
+    changes = []
+    if a.get("n_records") != b.get("n_records"):
+        changes.append({"what": f"records {a.get('n_records')} -> {b.get('n_records')}",
+                        "key": "n_records", "before": a.get("n_records"), "after": b.get("n_records")})
+    fa, fb = a.get("fields") or {}, b.get("fields") or {}
+    for name in list(fa) + [n for n in fb if n not in fa]:
+        ia, ib = fa.get(name, {}), fb.get(name, {})
+        pa, pb = int(ia.get("present", 0)), int(ib.get("present", 0))
+        if pa != pb:
+            changes.append({"what": f"'{name}' present {pa} -> {pb}", "key": f"fields.{name}.present",
+                            "before": pa, "after": pb})
+        ta, tb = ia.get("types"), ib.get("types")
+        if ta is not None and tb is not None and pa and pb and list(ta) != list(tb):
+            changes.append({"what": f"'{name}' types {ta} -> {tb}", "key": f"fields.{name}.types",
+                            "before": list(ta), "after": list(tb)})
+    ta, tb = a.get("tokens") or {}, b.get("tokens") or {}
+    for key in ("present", "unique", "counts"):
+        if ta.get(key) != tb.get(key) and (ta or tb):
+            changes.append({"what": f"tokens.{key} changed", "key": f"tokens.{key}",
+                            "before": ta.get(key) if key != "counts" else None,
+                            "after": tb.get(key) if key != "counts" else None})
+    xa, xb = a.get("features") or {}, b.get("features") or {}
+    for key in ("dim", "n_rows", "nonzero_dims", "zero_rows", "nonfinite_rows"):
+        if xa.get(key) != xb.get(key) and (xa or xb):
+            changes.append({"what": f"features.{key} {xa.get(key)} -> {xb.get(key)}",
+                            "key": f"features.{key}", "before": xa.get(key), "after": xb.get(key)})
+    return changes
+
+
+# --------------------------------------------------------------------------- provenance
+
+
+def provenance_findings(provenance: Mapping | None, *, stage: str | None = None) -> list[Finding]:
+    """PARAM_MISMATCH for every configured value that differs from its effective value.
+
+    Two shapes are read anywhere in the provenance tree (depth <= 4):
+    ``{"configured": {...}, "effective": {...}}`` (keys present in both are
+    compared) and sibling keys ``<name>_configured`` / ``<name>``. A
+    configured value of None or ``"auto"`` asks the stage to choose, so it
+    never mismatches.
+    """
+    out: list[Finding] = []
+    if not isinstance(provenance, Mapping):
+        return out
+
+    def differs(conf: Any, eff: Any) -> bool:
+        if conf is None or (isinstance(conf, str) and conf.lower() == "auto"):
+            return False
+        if isinstance(conf, (int, float, np.number)) and isinstance(eff, (int, float, np.number)) \
+                and not isinstance(conf, bool) and not isinstance(eff, bool):
+            return not math.isclose(float(conf), float(eff), rel_tol=1e-9, abs_tol=1e-12)
+        return _plain(conf) != _plain(eff)
+
+    def report(path: str, key: str, conf: Any, eff: Any) -> None:
+        out.append(Finding(
+            "warning", PARAM_MISMATCH, stage,
+            f"{path + '.' if path else ''}{key}: configured {conf!r} but effective {eff!r}",
+            {"path": path, "parameter": key, "configured": conf, "effective": eff}))
+
+    def walk(node: Mapping, path: str, depth: int) -> None:
+        if depth > 4:
+            return
+        conf, eff = node.get("configured"), node.get("effective")
+        if isinstance(conf, Mapping) and isinstance(eff, Mapping):
+            for key in conf:
+                if key in eff and differs(conf[key], eff[key]):
+                    report(path, str(key), conf[key], eff[key])
+        for key, value in node.items():
+            if isinstance(key, str) and key.endswith("_configured"):
+                base = key[: -len("_configured")]
+                if base in node and differs(value, node[base]):
+                    report(path, base, value, node[base])
+            if isinstance(value, Mapping) and key not in ("configured", "effective"):
+                walk(value, f"{path}.{key}" if path else str(key), depth + 1)
+
+    walk(provenance, "", 0)
+    return out
+
+
+# --------------------------------------------------------------------------- ledger
+
+_SECTION_OF = {
+    EPOCH_TIME: "time", TIME_OUT_OF_RANGE: "time", TIME_NOT_MONOTONIC: "time",
+    FEATURES_LOW_DIM: "features", DEAD_DIMENSIONS: "features", FEATURES_NONFINITE: "features",
+    FEATURES_ZERO_ROWS: "features", FEATURES_DUPLICATE: "features",
+    TOKENS_OUT_OF_RANGE: "tokens", TOKEN_COLLAPSE: "tokens",
+}
+
+
+def _has_section(entry: Mapping, key: str) -> bool:
+    """Whether ``entry`` holds the data the check named by ``key`` reads."""
+    code = key.split(":", 1)[0]
+    if code == CONSTANT_CONSONANCE:
+        return bool((entry.get("fields") or {}).get("consonance", {}).get("present"))
+    if code == TOKENS_MISSING:
+        return TOKEN_FIELD in (entry.get("fields") or {})
+    if code in (ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE):
+        return bool(entry.get("oracle"))
+    section = _SECTION_OF.get(code)
+    return bool(entry.get(section)) if section else True
+
+
+def _fit_reference(vocabulary: Mapping | None) -> int:
+    if not isinstance(vocabulary, Mapping):
+        return 0
+    fit = vocabulary.get("fit_metrics") or {}
+    value = fit.get("active", fit.get("unique"))
+    return int(value) if isinstance(value, (int, np.integer)) else 0
+
+
+def ledger_findings(
+    ledger: Sequence[Mapping],
+    *,
+    provenance: Mapping | None = None,
+    vocabulary: Mapping | None = None,
+) -> list[Finding]:
+    """All findings over a ledger (stage entries in order).
+
+    Parameters
+    ----------
+    ledger : sequence of dict
+        Entries from :func:`chandra.ledger.ledger_entry`, in stage order; stage
+        names may be canonical or a trace's checkpoint names.
+    provenance : dict, optional
+        Read for configured/effective parameters (PARAM_MISMATCH) and PCA size
+        (a chosen low feature dimension is info, not a warning).
+    vocabulary : dict, optional
+        ``{"fit_metrics": {"active": ...}}``: the fit-set active token count,
+        the reference a collapse of assigned tokens is measured against.
+
+    Returns
+    -------
+    list of Finding
+        Errors first, then warnings, then info.
+    """
+    pca_dims = _pca_dims(provenance)
+    fit_active = _fit_reference(vocabulary)
+    canonical = all(str(e.get("stage")) in _CANONICAL_NAMES for e in ledger)
+    findings: list[Finding] = []
+    # check key -> the finding that opened the run, while the run is open
+    open_runs: dict[str, Finding] = {}
+    best_unique, best_from = (fit_active, "the vocabulary fit set") if fit_active else (0, None)
+    for entry in ledger:
+        stage = str(entry.get("stage"))
+        checks = _entry_checks(entry, stage, pca_dims, canonical=canonical)
+        checks += _collapse_finding(entry, stage, best_unique, best_from)
+        fired = set()
+        for key, finding in checks:
+            fired.add(key)
+            run = open_runs.get(key)
+            if run is not None:
+                run.evidence["stages"].append(stage)
+                continue
+            finding.evidence.setdefault("stages", [stage])
+            findings.append(finding)
+            open_runs[key] = finding
+        # A stage that could have shown the fault but did not ends its run; a
+        # stage without the data (no time axis, no vectors) leaves it open.
+        for key in list(open_runs):
+            if key not in fired and _has_section(entry, key):
+                del open_runs[key]
+        tok = entry.get("tokens")
+        if tok and int(tok.get("unique", 0)) > best_unique:
+            best_unique, best_from = int(tok["unique"]), f"'{stage}'"
+    findings += _field_lost_findings(ledger)
+    findings += _records_lost_findings(ledger)
+    findings += _roundtrip_findings(ledger)
+    findings += provenance_findings(provenance)
+    return sort_findings(findings)
+
+
+# --------------------------------------------------------------------------- models
+
+
+def _musichal_graph_summary(provenance: Mapping) -> dict | None:
+    facts = provenance.get("musichal") if isinstance(provenance, Mapping) else None
+    if not isinstance(facts, Mapping):
+        return None
+    keys = ("n_states", "n_frames", "n_transitions", "root_out_degree", "sfx_to_root_share",
+            "sfx_to_previous_share", "kind", "threshold")
+    summary = {k: facts[k] for k in keys if k in facts}
+    n = summary.get("n_frames")
+    # The importer counts links to the root; the checks read shares.
+    if "sfx_to_root_share" not in summary and isinstance(facts.get("suffix_links_to_root"), int) and n:
+        summary["sfx_to_root_share"] = facts["suffix_links_to_root"] / n
+    return summary or None
+
+
+def _musichal_consonance(provenance: Mapping, stage: str) -> list[Finding]:
+    facts = provenance.get("musichal") if isinstance(provenance, Mapping) else None
+    if not isinstance(facts, Mapping):
+        return []
+    values = facts.get("consonances")
+    if isinstance(values, Mapping):
+        values = list(values.values())
+    if not isinstance(values, (list, tuple)) or len(values) < CONSTANT_MIN_RECORDS:
+        return []
+    numbers = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(numbers) == len(values) and len(set(numbers)) == 1:
+        return [Finding(
+            "warning", CONSTANT_CONSONANCE, stage,
+            f"graph consonances are {numbers[0]!r} for all {len(numbers)} states",
+            {"value": numbers[0], "present": len(numbers), "source": "musichal consonances",
+             "stages": [stage]})]
+    return []
+
+
+def model_findings(model: Any, *, entry: Mapping | None = None,
+                   oracle_summary_: Mapping | None = None) -> list[Finding]:
+    """Every applicable check on a :class:`chandra.model.Model`.
+
+    The model's frames become a ledger entry with stage ``"model"`` appended
+    to the model's own training ledger (so a field dropped at save time shows
+    as FIELD_LOST / ROUNDTRIP_CHANGED against the ``"saved"`` entry). The
+    oracle is summarised and checked (symbols = the frames' tokens for a
+    ``"tokens"`` oracle, features for a ``"features"`` one); a MusicHal import
+    without an :class:`~chandra.oracle.Oracle` is judged on the graph facts
+    in ``provenance["musichal"]``.
+
+    Parameters
+    ----------
+    model : chandra.model.Model
+    entry : dict, optional
+        A precomputed ``model_ledger_entry(model, stage="model")``.
+    oracle_summary_ : dict, optional
+        A precomputed :func:`chandra.ledger.oracle_summary`.
+
+    Returns
+    -------
+    list of Finding
+    """
+    from chandra.ledger import model_ledger_entry, oracle_summary
+
+    if entry is None:
+        entry = model_ledger_entry(model, stage="model")
+    provenance = getattr(model, "provenance", None) or {}
+    history = [e for e in (getattr(model, "ledger", None) or []) if isinstance(e, Mapping)]
+    findings = ledger_findings(history + [dict(entry)], provenance=provenance,
+                               vocabulary=getattr(model, "vocabulary", None))
+    summary = oracle_summary_
+    if summary is None and getattr(model, "oracle", None) is not None:
+        summary = oracle_summary(model.oracle, **oracle_check_inputs(model))
+    if summary is None:
+        summary = _musichal_graph_summary(provenance)
+    if summary is not None:
+        findings += oracle_findings(summary, stage="oracle")
+    if not any(f.code == CONSTANT_CONSONANCE for f in findings):
+        findings += _musichal_consonance(provenance, "model")
+    return sort_findings(_dedupe(findings))
+
+
+def oracle_check_inputs(model: Any) -> dict:
+    """symbols / features for check_oracle, matching the oracle's kind."""
+    oracle = model.oracle
+    n = int(np.asarray(oracle.sfx).shape[0] - 1)
+    if oracle.kind == "tokens":
+        tokens = [e.get(TOKEN_FIELD) for e in model.events[:n]]
+        if len(tokens) == n and all(isinstance(t, (int, np.integer)) for t in tokens):
+            return {"symbols": np.asarray(tokens, dtype=np.int64)}
+        return {}
+    features = getattr(model, "features", None)
+    if features is not None and np.asarray(features).shape[0] >= n and n > 0:
+        return {"features": np.asarray(features)[:n]}
+    return {}
+
+
+def _dedupe(findings: list[Finding]) -> list[Finding]:
+    seen = set()
+    out = []
+    for f in findings:
+        key = (f.code, f.stage, f.evidence.get("invariant"), f.evidence.get("field"),
+               f.evidence.get("parameter"), f.evidence.get("path"))
+        if key in seen:
+            continue
+        seen.add(key)
+        out.append(f)
+    return out
+

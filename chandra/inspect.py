@@ -1,0 +1,264 @@
+"""Inspect a saved model: what it holds, what it lost, and what is wrong with it.
+
+:func:`inspect_model` is the ``chandra inspect --json`` document for chandra
+``.chandra`` files and for the three MusicHal 9000 JSON shapes (read through
+:func:`chandra.model.load_model`, whose MusicHal import streams the file);
+:func:`format_report` is the human-readable text of the same document, with
+the findings first because they are what a user came for.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from chandra.findings import (
+    count_by_severity,
+    findings_to_dicts,
+    model_findings,
+    oracle_check_inputs,
+)
+from chandra.ledger import (
+    FEATURE_FIELD,
+    TOKEN_FIELD,
+    json_safe,
+    model_ledger_entry,
+    oracle_summary,
+)
+
+__all__ = ["inspect_model", "inspect_loaded", "format_report", "REPORT_FORMAT"]
+
+#: ``format`` key of the JSON document is the model's source format; this
+#: names the document itself, so a consumer can check what it parses.
+REPORT_FORMAT = "chandra-inspect-1"
+
+# Provenance of an import can carry per-state lists (fundamentals,
+# consonances); the report keeps their head and length, not every value.
+_PROVENANCE_MAX_ITEMS = 32
+_PROVENANCE_MAX_CHARS = 500
+
+_ORACLE_KEYS = (
+    "kind", "n_states", "n_frames", "n_transitions", "root_out_degree", "root_out_degree_share",
+    "sfx_to_root_share", "sfx_to_previous_share", "transitions_per_state_mean",
+    "transitions_per_state_max", "transition_density", "lrs_mean", "lrs_median", "lrs_max",
+    "lrs_histogram", "threshold", "metric", "violations",
+)
+
+
+def inspect_model(path: str | os.PathLike) -> dict:
+    """Load a model file and describe it.
+
+    Parameters
+    ----------
+    path : path
+        A chandra ``.chandra`` model or a MusicHal 9000 JSON model.
+
+    Returns
+    -------
+    dict
+        JSON-able: ``report_format``, ``path``, ``size_bytes``, ``format``
+        (the model's source format), ``frames``, ``feature_dim``, ``fields``
+        ({name: {present, fraction}} over the frames; ``features`` and
+        ``gesture_token`` always listed), ``tokens`` (``unique``,
+        ``entropy_bits``, ``max_entropy_bits``, ``top_token``, ``top_share``,
+        ``n_tokens``, ``present``, ``missing``, ``counts``), ``features``
+        (:func:`chandra.ledger.feature_stats`), ``time``
+        (:func:`chandra.ledger.time_stats`), ``oracle`` (``kind``,
+        ``states``, ``transitions``, ``root_out_degree``,
+        ``sfx_to_root_share``, ... or None), ``vocabulary`` (fit and assigned
+        metrics or None), ``ledger_stages``, ``provenance`` (long lists cut),
+        ``findings`` (list of finding dicts, errors first) and ``summary``
+        ({error, warning, info} counts).
+
+    Raises
+    ------
+    ModelFormatError
+        The file is not a readable model (from :func:`chandra.model.load_model`).
+    """
+    from chandra.model import load_model
+
+    path = Path(path)
+    model = load_model(path)
+    report = inspect_loaded(model)
+    report["path"] = str(path)
+    report["size_bytes"] = path.stat().st_size
+    return report
+
+
+def inspect_loaded(model: Any) -> dict:
+    """:func:`inspect_model` for a :class:`chandra.model.Model` already in memory.
+
+    ``path`` and ``size_bytes`` are None.
+    """
+    entry = model_ledger_entry(model, stage="model")
+    summary = None
+    if getattr(model, "oracle", None) is not None:
+        summary = oracle_summary(model.oracle, **oracle_check_inputs(model))
+    findings = model_findings(model, entry=entry, oracle_summary_=summary)
+
+    provenance = getattr(model, "provenance", None) or {}
+    if summary is None and isinstance(provenance.get("musichal"), dict):
+        summary = {k: v for k, v in provenance["musichal"].items() if not isinstance(v, (list, dict))}
+    fields = {name: {"present": int(info["present"]), "fraction": float(info["fraction"])}
+              for name, info in entry["fields"].items()}
+    for name in (FEATURE_FIELD, TOKEN_FIELD):
+        fields.setdefault(name, {"present": 0, "fraction": 0.0})
+    tok = entry.get("tokens") or {}
+    tokens = {key: tok.get(key) for key in (
+        "unique", "entropy_bits", "max_entropy_bits", "normalised_entropy", "top_token", "top_share",
+        "n_tokens", "present", "missing", "counts")}
+    if not tok:
+        tokens.update(unique=0, present=0, missing=entry["n_records"], entropy_bits=0.0, top_share=0.0)
+
+    oracle = None
+    if summary is not None:
+        oracle = {key: summary.get(key) for key in _ORACLE_KEYS if key in summary}
+        # The CLI and dashboard read these two names; keep them stable.
+        oracle["states"] = summary.get("n_states")
+        oracle["transitions"] = summary.get("n_transitions")
+
+    vocabulary = None
+    vocab = getattr(model, "vocabulary", None)
+    if isinstance(vocab, dict):
+        vocabulary = {}
+        for part in ("fit_metrics", "assigned_metrics"):
+            metrics = vocab.get(part) or {}
+            vocabulary[part] = {k: metrics.get(k) for k in (
+                "active", "unique", "entropy_bits", "max_entropy_bits", "top_share", "n_tokens")
+                if k in metrics}
+        vocabulary["n_tokens"] = vocab.get("n_tokens")
+
+    features = getattr(model, "features", None)
+    feature_dim = int(features.shape[1]) if features is not None and getattr(features, "ndim", 0) == 2 else 0
+    # A MusicHal import pads ragged rows; the original lengths say by how much.
+    lengths = (getattr(model, "extra_arrays", None) or {}).get("feature_lengths")
+    feature_lengths = None
+    if lengths is not None and len(lengths):
+        arr = np.asarray(lengths)
+        feature_lengths = {"min": int(arr.min()), "max": int(arr.max()),
+                           "distinct": [int(v) for v in np.unique(arr)[:16]]}
+    report = {
+        "report_format": REPORT_FORMAT,
+        "path": None,
+        "size_bytes": None,
+        "format": getattr(model, "source_format", "chandra"),
+        "frames": int(entry["n_records"]),
+        "feature_dim": feature_dim,
+        "feature_lengths": feature_lengths,
+        "fields": fields,
+        "tokens": tokens,
+        "features": entry.get("features"),
+        "time": entry.get("time"),
+        "oracle": oracle,
+        "vocabulary": vocabulary,
+        "ledger_stages": [e.get("stage") for e in (getattr(model, "ledger", None) or [])
+                          if isinstance(e, dict)],
+        "provenance": json_safe(provenance, max_items=_PROVENANCE_MAX_ITEMS,
+                                max_chars=_PROVENANCE_MAX_CHARS, max_keys=4 * _PROVENANCE_MAX_ITEMS),
+        "findings": findings_to_dicts(findings),
+        "summary": count_by_severity(findings),
+    }
+    return json_safe(report)
+
+
+def _pct(x: Any) -> str:
+    return f"{100.0 * float(x):.1f}%" if isinstance(x, (int, float)) else "n/a"
+
+
+def _num(x: Any, fmt: str = ".4g") -> str:
+    return format(x, fmt) if isinstance(x, (int, float)) and not isinstance(x, bool) else "n/a"
+
+
+def format_report(report: dict) -> str:
+    """Human-readable text of an :func:`inspect_model` document, findings first.
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    str
+        Several lines, no trailing newline.
+    """
+    lines: list[str] = []
+    lines.append(f"model: {report.get('path') or '(in memory)'}")
+    lines.append(f"format: {report.get('format')}   frames: {report.get('frames')}   "
+                 f"feature dim: {report.get('feature_dim')}")
+    findings = report.get("findings") or []
+    summary = report.get("summary") or {}
+    lines.append("")
+    lines.append(f"findings: {summary.get('error', 0)} error(s), {summary.get('warning', 0)} warning(s), "
+                 f"{summary.get('info', 0)} info")
+    if not findings:
+        lines.append("  none")
+    for f in findings:
+        lines.append(f"  {f['severity'].upper():<7} {f['code']:<20} [{f.get('stage') or '-'}] {f['message']}")
+
+    frames = report.get("frames") or 0
+    lines.append("")
+    lines.append(f"fields over {frames} frames:")
+    fields = report.get("fields") or {}
+    width = max((len(n) for n in fields), default=5)
+    for name, info in sorted(fields.items(), key=lambda kv: (-kv[1]["present"], kv[0])):
+        lines.append(f"  {name:<{width}}  {info['present']:>8} of {frames}  {_pct(info['fraction']):>7}")
+
+    tok = report.get("tokens") or {}
+    lines.append("")
+    lines.append(
+        f"tokens: {tok.get('present', 0)} of {frames} frames carry one; {tok.get('unique', 0)} distinct"
+        f" (K={tok.get('n_tokens')}), entropy {_num(tok.get('entropy_bits'), '.2f')} of "
+        f"{_num(tok.get('max_entropy_bits'), '.2f')} bits, top token {tok.get('top_token')} "
+        f"{_pct(tok.get('top_share'))}")
+    vocab = report.get("vocabulary")
+    if vocab and vocab.get("fit_metrics"):
+        fit = vocab["fit_metrics"]
+        lines.append(f"vocabulary fit set: {fit.get('active')} active tokens, entropy "
+                     f"{_num(fit.get('entropy_bits'), '.2f')} bits")
+
+    feats = report.get("features")
+    if feats:
+        lines.append(
+            f"features: {feats['dim']}-D, {feats['nonzero_dims']} dims ever non-zero, "
+            f"{feats['dead_dims']} dead, norms {_num(feats['norm_min'])}..{_num(feats['norm_max'])}, "
+            f"{feats['zero_rows']} zero rows, {_pct(feats['duplicate_rate'])} duplicates")
+    else:
+        lines.append("features: none")
+
+    time = report.get("time")
+    if time:
+        in_range = time.get("fraction_in_range")
+        lines.append(
+            f"time ('{time['field']}'): {_num(time['t_min'], '.6g')} .. {_num(time['t_max'], '.6g')} s, "
+            f"{'monotonic' if time['monotonic'] else 'NOT monotonic'}"
+            + (f", {_pct(in_range)} inside the audio ({_num(time['duration'], '.4g')} s)"
+               if in_range is not None else ""))
+    else:
+        lines.append("time: no time field")
+
+    oracle = report.get("oracle")
+    lines.append("")
+    if oracle:
+        lines.append(
+            f"oracle: {oracle.get('kind') or 'graph'}, {oracle.get('states')} states, "
+            f"{oracle.get('transitions')} transitions, root out-degree {oracle.get('root_out_degree')}, "
+            f"suffix links to root {_pct(oracle.get('sfx_to_root_share'))}, "
+            f"to previous {_pct(oracle.get('sfx_to_previous_share'))}"
+            + (f", threshold {_num(oracle['threshold'])} ({oracle.get('metric')})"
+               if oracle.get("threshold") is not None else ""))
+        if oracle.get("violations"):
+            shown = ", ".join(f"{k}: {v}" for k, v in oracle["violations"].items())
+            lines.append(f"  invariant violations: {shown}")
+    else:
+        lines.append("oracle: none")
+
+    stages = report.get("ledger_stages") or []
+    if stages:
+        lines.append(f"ledger stages: {', '.join(str(s) for s in stages)}")
+    prov = report.get("provenance") or {}
+    if prov:
+        lines.append("provenance: " + ", ".join(sorted(str(k) for k in prov)))
+    return "\n".join(lines)
