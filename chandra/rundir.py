@@ -250,6 +250,20 @@ class RunDirectory:
         self._state, self._state_mtime = state, mtime
         return state
 
+    def record_ledger_entry(self, entry: dict) -> None:
+        """Add (or replace) one ledger entry, e.g. the "generated" stage after
+        an improvisation, keeping the canonical stage order."""
+        from chandra.ledger import LEDGER_STAGES
+
+        order = {name: i for i, name in enumerate(LEDGER_STAGES)}
+        with _lock:
+            meta = self.meta()
+            ledger = [e for e in meta.get("ledger", []) if e.get("stage") != entry.get("stage")]
+            ledger.append(entry)
+            ledger.sort(key=lambda e: order.get(e.get("stage"), len(order)))
+            meta["ledger"] = ledger
+            dump_json_atomic(meta, self.path / "run.json")
+
     def model_path(self) -> Path:
         return self.path / "model.chandra"
 

@@ -98,3 +98,19 @@ def test_run_json_is_plain_json(tmp_path, audio):
     assert meta["stages"]["segment"]["status"] == "done"
     with np.load(run.path / "segments.npz", allow_pickle=False) as z:
         assert set(z.files) == {"id", "start", "end", "rms", "f0", "centroid"}
+
+
+def test_generated_stage_joins_the_run_ledger(tmp_path, audio):
+    from chandra.generate import improvise
+    from chandra.model import load_model
+
+    run = RunDirectory.create(tmp_path / "runs", audio, TrainConfig(n_tokens=8))
+    run.execute("all")
+    model = load_model(run.model_path())
+    entry = improvise(model, n_frames=30, seed=1).ledger_entry(model)
+    run.record_ledger_entry(entry)
+    stages = [e["stage"] for e in run.meta()["ledger"]]
+    assert stages[-1] == "generated" and stages.count("generated") == 1
+    assert run.load_state().ledger[-1]["n_records"] == 30
+    run.record_ledger_entry(entry)  # replacing, not appending
+    assert [e["stage"] for e in run.meta()["ledger"]].count("generated") == 1
