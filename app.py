@@ -1,0 +1,371 @@
+"""chandra dashboard — home: choose audio and parameters, run the stages,
+see the pipeline and its findings at a glance.
+
+Run with ``streamlit run app.py`` (settings in ``.streamlit/config.toml``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import streamlit as st
+
+from chandra.errors import ChandraError
+from chandra.pipeline import STAGES, STAGE_DEPENDENCIES, TrainConfig
+from dashboard import common
+
+common.page_setup("Home", icon="🎛️")
+
+ENCODERS = ("dsp", "wav2vec2", "hubert", "wavlm", "mert")
+NORMALISATIONS = ("l2", "standard", "none")
+STAGE_PAGES = {
+    "segment": "pages/1_Audio_and_segments.py",
+    "encode": "pages/2_Features.py",
+    "vocabulary": "pages/3_Vocabulary.py",
+    "events": "pages/4_Events_and_fields.py",
+    "oracle": "pages/5_Oracle.py",
+}
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+def _params_from_config(cfg: TrainConfig) -> dict:
+    thr = cfg.threshold
+    return {
+        "p_encoder": cfg.encoder if cfg.encoder in ENCODERS else "dsp",
+        "p_model": cfg.model or "",
+        "p_layer": int(cfg.layer),
+        "p_trust": bool(cfg.trust_remote_code),
+        "p_k": int(cfg.n_tokens),
+        "p_norm": cfg.normalisation,
+        "p_pca": int(cfg.pca_components or 0),
+        "p_seed": int(cfg.seed),
+        "p_reduce_k": bool(cfg.reduce_k),
+        "p_min_dur": float(cfg.min_duration),
+        "p_max_dur": float(cfg.max_duration),
+        "p_oracle": cfg.oracle,
+        "p_thr_mode": "number" if isinstance(thr, (int, float)) else "auto",
+        "p_thr": float(thr) if isinstance(thr, (int, float)) else 0.1,
+    }
+
+
+PARAM_KEYS = tuple(_params_from_config(TrainConfig()))
+
+
+def _sync_params(run) -> None:
+    """Fill the parameter widgets from the current run once per run (and with
+    defaults on first visit), so a reload shows the run's own options.
+
+    Streamlit drops widget state while another page is shown, so the values
+    are also kept in a plain shadow dict and restored on return."""
+    ss = st.session_state
+    target = run.run_id if run is not None else "__defaults__"
+    missing = any(k not in ss for k in PARAM_KEYS)
+    shadow = ss.get("_params_shadow")
+    if missing and shadow and (ss.get("_params_for") == target or run is None):
+        ss.update({k: shadow[k] for k in PARAM_KEYS if k not in ss and k in shadow})
+        missing = any(k not in ss for k in PARAM_KEYS)
+    if not missing and (ss.get("_params_for") == target or (run is None and "_params_for" in ss)):
+        return  # already in step (or: keep what the user typed when leaving a run)
+    cfg = run.config() if run is not None else TrainConfig(n_tokens=16)
+    ss.update(_params_from_config(cfg))
+    ss["_params_for"] = target
+
+
+def _config_from_widgets(base: TrainConfig | None = None) -> TrainConfig:
+    ss = st.session_state
+    threshold = None
+    if ss["p_oracle"] == "features":
+        threshold = "auto" if ss["p_thr_mode"] == "auto" else float(ss["p_thr"])
+    fields = dict(
+        encoder=ss["p_encoder"],
+        model=(ss["p_model"].strip() or None),
+        layer=int(ss["p_layer"]),
+        trust_remote_code=bool(ss["p_trust"]),
+        n_tokens=int(ss["p_k"]),
+        normalisation=ss["p_norm"],
+        pca_components=(int(ss["p_pca"]) or None),
+        seed=int(ss["p_seed"]),
+        reduce_k=bool(ss["p_reduce_k"]),
+        min_duration=float(ss["p_min_dur"]),
+        max_duration=float(ss["p_max_dur"]),
+        oracle=ss["p_oracle"],
+        threshold=threshold,
+    )
+    cfg = dataclasses.replace(base, **fields) if base is not None else TrainConfig(**fields)
+    cfg.validate()
+    return cfg
+
+
+def parameters_form() -> None:
+    c1, c2, c3, c4 = st.columns(4)
+    with c1:
+        st.markdown("**Encoder**")
+        st.selectbox("encoder", ENCODERS, key="p_encoder",
+                     help="dsp = librosa descriptors (offline). The others are transformer models.")
+        st.text_input("model name or local directory", key="p_model",
+                      help="Blank = the encoder's default. Hub names resolve from the local cache only.",
+                      disabled=st.session_state["p_encoder"] == "dsp")
+        st.number_input("layer (-1 = last)", step=1, key="p_layer", disabled=st.session_state["p_encoder"] == "dsp")
+        st.checkbox("trust remote code (MERT)", key="p_trust", disabled=st.session_state["p_encoder"] == "dsp")
+    with c2:
+        st.markdown("**Vocabulary**")
+        st.number_input("K (tokens)", min_value=1, max_value=4096, step=1, key="p_k")
+        st.selectbox("normalisation", NORMALISATIONS, key="p_norm")
+        st.number_input("PCA components (0 = off)", min_value=0, max_value=2048, step=1, key="p_pca")
+        st.number_input("seed", min_value=0, step=1, key="p_seed")
+        st.checkbox("allow reducing K when there are too few segments", key="p_reduce_k")
+    with c3:
+        st.markdown("**Segmentation**")
+        st.number_input("min segment duration (s)", min_value=0.01, max_value=10.0, step=0.05, format="%.2f",
+                        key="p_min_dur")
+        st.number_input("max segment duration (s)", min_value=0.02, max_value=30.0, step=0.1, format="%.2f",
+                        key="p_max_dur")
+    with c4:
+        st.markdown("**Oracle**")
+        st.radio("oracle over", ("tokens", "features"), key="p_oracle", horizontal=True,
+                 help="tokens = factor oracle over gesture tokens; features = audio oracle with a threshold")
+        features = st.session_state["p_oracle"] == "features"
+        st.radio("threshold", ("auto", "number"), key="p_thr_mode", horizontal=True, disabled=not features,
+                 help="auto = best information rate over a threshold sweep")
+        st.number_input("threshold value", min_value=1e-6, max_value=100.0, step=0.01, format="%.4f", key="p_thr",
+                        disabled=not features or st.session_state["p_thr_mode"] == "auto")
+    st.session_state["_params_shadow"] = {k: st.session_state[k] for k in PARAM_KEYS}
+
+
+# --------------------------------------------------------------------------- audio
+
+
+def audio_chooser() -> Path | None:
+    """The chosen audio file, or None (with a note saying why)."""
+    source = st.radio("audio source", ("sample", "server path", "upload"), horizontal=True, key="audio_source")
+    if source == "sample":
+        samples = common.sample_files()
+        if not samples:
+            st.warning("No files in sample_audio/.")
+            return None
+        name = st.selectbox("sample", [p.name for p in samples], key="audio_sample")
+        return common.SAMPLE_DIR / name
+    if source == "server path":
+        text = st.text_input("path of an audio file on the server", key="audio_path",
+                             placeholder="/data/recordings/take1.wav")
+        return Path(text.strip()).expanduser() if text.strip() else None
+    from chandra.audio import SUPPORTED_EXTENSIONS
+
+    cap = st.get_option("server.maxUploadSize")
+    upload = st.file_uploader(f"upload audio (at most {cap} MB)", type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS],
+                              key="audio_upload")
+    if upload is None:
+        return None
+    try:
+        return common.save_upload(upload.name, upload.getvalue())
+    except ChandraError as exc:
+        common.show_error(exc)
+        return None
+
+
+# --------------------------------------------------------------------------- pipeline strip
+
+
+def _stages_needed(status: dict, stage: str) -> list[str]:
+    """``stage`` plus every upstream stage that has no current result."""
+    needed: set[str] = set()
+
+    def add(name: str) -> None:
+        for dep in STAGE_DEPENDENCIES[name]:
+            if status[dep]["status"] != "done":
+                add(dep)
+                needed.add(dep)
+    add(stage)
+    needed.add(stage)
+    return [s for s in STAGES if s in needed]
+
+
+def pipeline_panel(run, *, was_running: bool) -> None:
+    from chandra.figures.stages import stage_headline
+
+    meta = run.meta()
+    status = common.stage_status(run)
+    running = common.job_running(run)
+    if was_running and not running:
+        st.rerun()  # the job ended: refresh the whole page (results, findings)
+    cols = st.columns(len(STAGES))
+    for col, stage in zip(cols, STAGES):
+        info = status[stage]
+        s = info.get("status", "not run")
+        with col:
+            st.markdown(f"{common.STATUS_ICONS.get(s, '❔')} **{stage}**")
+            st.caption(s + (f" · {info['seconds']:.2f} s" if info.get("seconds") is not None and s in
+                            ("done", "stale") else ""))
+            if st.button("Run", key=f"run_stage_{stage}", disabled=running, width="stretch",
+                         help=f"Run '{stage}' (and any upstream stage without a current result)"):
+                common.start_job(run, _stages_needed(status, stage))
+                st.rerun()
+            headline = stage_headline(stage, meta.get("summaries", {}), meta.get("ledger", [])) \
+                if s in ("done", "stale") else ""
+            if headline:
+                st.caption(headline)
+    if running:
+        prog = meta.get("progress") or {}
+        current = next((s for s in STAGES if status[s]["status"] == "running"), prog.get("stage", "…"))
+        done, total = int(prog.get("done", 0) or 0), int(prog.get("total", 0) or 0)
+        frac = done / total if total else 0.0
+        label = f"running **{current}**" + (f" — {prog.get('stage')} {done}/{total}" if total else "")
+        pc1, pc2 = st.columns([5, 1])
+        with pc1:
+            st.progress(min(max(frac, 0.0), 1.0), text=label)
+        with pc2:
+            if st.button("Cancel", key="cancel_run", type="secondary", width="stretch"):
+                run.request_cancel()
+                st.toast("Cancel requested; the stage stops at its next progress report.")
+    for stage in STAGES:
+        info = status[stage]
+        if info.get("status") == "failed":
+            st.error(f"Stage **{stage}** failed: {info.get('error') or 'unknown error'}", icon=":material/block:")
+        elif info.get("status") == "cancelled":
+            st.warning(f"Stage **{stage}** was cancelled.")
+        elif info.get("status") == "interrupted":
+            st.warning(f"Stage **{stage}** was interrupted (the server stopped mid-run); run it again.")
+
+
+# --------------------------------------------------------------------------- page
+
+st.title("chandra · trainer dashboard")
+st.caption("Audio → onset segments → features → L2 → K-means gesture tokens → events → oracle → model. "
+           "Every stage is persisted in a run directory; every page shows the same run.")
+
+run = common.current_run()
+
+# Existing runs: pick one to revisit.
+from chandra.rundir import list_runs  # noqa: E402
+
+try:
+    runs = list_runs(common.runs_root())
+except ChandraError as exc:
+    common.show_error(exc)
+    runs = []
+if runs:
+    ids = [r.run_id for r in runs]
+    options = ["(none)"] + ids
+    index = options.index(run.run_id) if run is not None and run.run_id in ids else 0
+
+    def _label(rid: str) -> str:
+        if rid == "(none)":
+            return "(no run selected)"
+        try:
+            # Stable labels only: a label that changes while a run progresses
+            # would make streamlit treat the picker as a new widget.
+            return f"{rid} · {next(r for r in runs if r.run_id == rid).meta().get('audio_name')}"
+        except Exception:  # noqa: BLE001 - a half-written run must not break the picker
+            return rid
+
+    picked = st.selectbox("current run", options, index=index, format_func=_label,
+                          help="Each browser session has its own current run; it is also in the URL (?run=…).")
+    if picked != (run.run_id if run is not None else "(none)"):
+        common.set_current_run(None if picked == "(none)" else picked)
+        st.rerun()
+
+_sync_params(run)
+
+with st.expander("Audio and parameters", expanded=run is None):
+    audio = audio_chooser()
+    st.divider()
+    parameters_form()
+    b1, b2, b3 = st.columns([2, 2, 2])
+    with b1:
+        start_new = st.button("▶ Run all (new run)", type="primary", key="run_all", width="stretch",
+                              disabled=run is not None and common.job_running(run))
+    with b2:
+        apply = st.button("Apply parameters to this run", key="apply_params", disabled=run is None,
+                          width="stretch", help="Stages whose inputs change become stale.")
+    with b3:
+        run_stale = st.button("Run stale / missing stages", key="run_stale", disabled=run is None
+                              or common.job_running(run), width="stretch")
+
+if start_new:
+    try:
+        if audio is None:
+            raise ChandraError("choose an audio file first (a sample, a server path or an upload)")
+        if not audio.is_file():
+            raise ChandraError(f"{audio}: no such audio file on the server")
+        config = _config_from_widgets()
+        from chandra.rundir import RunDirectory
+
+        new_run = RunDirectory.create(common.runs_root(), audio, config)
+        common.set_current_run(new_run.run_id)
+        st.session_state["_params_for"] = new_run.run_id
+        common.start_job(new_run, "all")
+        st.rerun()
+    except ChandraError as exc:
+        common.show_error(exc)
+
+if run is not None and apply:
+    try:
+        run.set_config(_config_from_widgets(run.config()))
+        st.toast("Parameters applied; affected stages are now stale.")
+    except ChandraError as exc:
+        common.show_error(exc)
+
+if run is not None and run_stale:
+    common.start_job(run, "stale")
+    st.rerun()
+
+if run is None:
+    st.info("No run selected yet: choose audio and parameters above and press **Run all**, "
+            "or pick an existing run.")
+    st.stop()
+
+meta = run.meta()
+common.run_caption(run)
+try:
+    current_cfg = _config_from_widgets(run.config())
+    if current_cfg.to_dict() != run.config().to_dict():
+        st.info("The parameters above differ from this run's. **Apply** them to mark the affected stages stale, "
+                "or **Run all** to start a new run with them.")
+except ChandraError:
+    pass  # an invalid form is reported when it is used
+
+st.subheader("Pipeline")
+was_running = common.job_running(run)
+st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
+job = common.job_for(run)
+if job is not None and job.get("error") is not None and not common.job_running(run):
+    exc = job["error"]
+    failed = any(i.get("status") == "failed" for i in run.status().values())
+    if not failed:  # errors of stages are already listed above
+        common.show_error(exc, context="run")
+
+links = st.columns(len(STAGE_PAGES))
+for col, (stage, page) in zip(links, STAGE_PAGES.items()):
+    with col:
+        try:
+            st.page_link(page, label=f"{stage} →")
+        except Exception:  # noqa: BLE001 - page registry absent (tests running app.py alone)
+            pass
+
+ledger = meta.get("ledger", [])
+findings = common.run_findings(run, ledger)
+st.subheader("Findings")
+counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in ("error", "warning", "info")}
+m1, m2, m3 = st.columns(3)
+m1.metric("errors", counts["error"])
+m2.metric("warnings", counts["warning"])
+m3.metric("info", counts["info"])
+common.render_findings(findings, empty="No findings: every field survives every stage." if ledger else None)
+if findings:
+    from chandra.figures.diagnostics import findings_table
+
+    with st.expander("all findings as a table"):
+        st.dataframe(findings_table(findings), width="stretch", hide_index=True)
+
+st.subheader("At a glance")
+if not ledger:
+    st.caption("The ledger fills in as stages run.")
+else:
+    from chandra.figures.diagnostics import field_matrix_figure, token_strip_figure
+
+    n_tokens = (meta.get("summaries", {}).get("vocabulary", {}) or {}).get("n_tokens") or run.config().n_tokens
+    st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key="home_field_matrix")
+    st.plotly_chart(token_strip_figure(ledger, n_tokens=int(n_tokens)), width="stretch", key="home_token_strip")

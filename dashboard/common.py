@@ -1,0 +1,390 @@
+"""Helpers shared by the dashboard's pages (the only place besides the pages
+that imports streamlit).
+
+* The current run is a *handle* (its id): kept in ``st.session_state`` and
+  mirrored in the ``?run=<id>`` query parameter, so a reload or a shared URL
+  shows the same run and two browser sessions never share a current run.
+* Loaded run state is cached by (run path, stage stamp) with
+  ``st.cache_resource``; nothing hashes big arrays.
+* Long stages run in a background thread (:func:`start_job`); pages poll the
+  run directory for progress.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from chandra.errors import ChandraError
+from chandra.progress import Cancelled
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = REPO_ROOT / "sample_audio"
+UPLOAD_DIRNAME = "_uploads"
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO_ROOT / ".numba_cache"))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+#: Status badges (material icons ship with streamlit; emoji fonts may be missing).
+STATUS_ICONS = {
+    "not run": ":gray[:material/radio_button_unchecked:]",
+    "running": ":blue[:material/autorenew:]",
+    "done": ":green[:material/check_circle:]",
+    "stale": ":orange[:material/update:]",
+    "failed": ":red[:material/error:]",
+    "cancelled": ":violet[:material/cancel:]",
+    "interrupted": ":orange[:material/warning:]",
+}
+
+
+# ---------------------------------------------------------------------------
+# places
+# ---------------------------------------------------------------------------
+
+
+def runs_root() -> Path:
+    """Where run directories live: ``$CHANDRA_RUNS_DIR`` or ``<repo>/runs``."""
+    root = os.environ.get("CHANDRA_RUNS_DIR")
+    return Path(root).expanduser() if root else REPO_ROOT / "runs"
+
+
+def upload_dir() -> Path:
+    return runs_root() / UPLOAD_DIRNAME
+
+
+def sample_files() -> list[Path]:
+    """Audio files shipped in ``sample_audio/``."""
+    from chandra.audio import SUPPORTED_EXTENSIONS
+
+    if not SAMPLE_DIR.is_dir():
+        return []
+    return sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
+
+
+def save_upload(name: str, data: bytes) -> Path:
+    """Store uploaded bytes under the runs dir (content-addressed, so the
+    same upload twice is one file) and return the path."""
+    from chandra.audio import SUPPORTED_EXTENSIONS
+
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "upload"
+    if Path(safe).suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise ChandraError(f"{name}: unsupported audio type; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
+    digest = hashlib.sha256(data).hexdigest()[:12]
+    path = upload_dir() / f"{digest}_{safe}"
+    if not path.exists():
+        from chandra.io_utils import atomic_write
+
+        with atomic_write(path) as fh:
+            fh.write(data)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# the current run
+# ---------------------------------------------------------------------------
+
+
+def _valid_run_id(run_id: str) -> bool:
+    return bool(_RUN_ID.match(run_id)) and run_id != UPLOAD_DIRNAME
+
+
+def set_current_run(run_id: str | None) -> None:
+    """Make ``run_id`` this session's run (session state and URL)."""
+    if run_id is None:
+        st.session_state.pop("run_id", None)
+        if "run" in st.query_params:
+            del st.query_params["run"]
+        return
+    st.session_state["run_id"] = run_id
+    st.query_params["run"] = run_id
+
+
+def current_run():
+    """This session's :class:`~chandra.rundir.RunDirectory`, or None.
+
+    The ``?run=`` query parameter wins over session state (a pasted URL or a
+    reload), then session state (page navigation may drop the query), and
+    the two are kept in step.
+    """
+    from chandra.rundir import RunDirectory
+
+    run_id = st.query_params.get("run") or st.session_state.get("run_id")
+    if not run_id:
+        return None
+    if not _valid_run_id(str(run_id)):
+        st.warning(f"'{run_id}' is not a run id.")
+        set_current_run(None)
+        return None
+    path = runs_root() / str(run_id)
+    if not (path / "run.json").is_file():
+        st.warning(f"Run '{run_id}' does not exist under {runs_root()}.")
+        set_current_run(None)
+        return None
+    if st.session_state.get("run_id") != run_id or st.query_params.get("run") != run_id:
+        set_current_run(str(run_id))
+    try:
+        return RunDirectory(path)
+    except ChandraError as exc:
+        show_error(exc)
+        return None
+
+
+def home_link(label: str = "Go to the Home page") -> None:
+    """A link to the home page (plain markdown where page links are not
+    available, e.g. a page run on its own)."""
+    try:
+        st.page_link("app.py", label=label, icon=":material/home:")
+    except Exception:  # noqa: BLE001 - page registry absent when a page runs alone
+        st.markdown(f"[{label}](/)")
+
+
+def require_run():
+    """The current run, or a note with a link home and ``st.stop()``."""
+    run = current_run()
+    if run is None:
+        st.info("No run selected. Choose audio and parameters on the Home page and start a run, "
+                "or pick an existing run there.")
+        home_link()
+        st.stop()
+    return run
+
+
+def stages_stamp(meta: dict) -> str:
+    """A short hash that changes whenever a stage's result changes (not on
+    mere progress updates), for cache keys."""
+    payload = {s: (i.get("status"), i.get("hash"), i.get("finished")) for s, i in meta.get("stages", {}).items()}
+    payload["_ledger"] = meta.get("ledger", [])
+    payload["_config"] = meta.get("config")
+    return hashlib.sha1(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@st.cache_resource(max_entries=6, show_spinner=False)
+def _cached_state(run_path: str, stamp: str):
+    from chandra.rundir import RunDirectory
+
+    return RunDirectory(run_path).load_state()
+
+
+def load_state(run):
+    """The run's :class:`~chandra.pipeline.RunState`, shared read-only
+    across reruns and sessions until a stage changes."""
+    return _cached_state(str(run.path), stages_stamp(run.meta()))
+
+
+def run_stamp(run) -> str:
+    """Cache key part for derived data of ``run``."""
+    return stages_stamp(run.meta())
+
+
+def stage_status(run) -> dict[str, dict]:
+    """``run.status()``, with a "running" stage whose thread is gone (the
+    server restarted mid-run) shown as "interrupted"."""
+    status = run.status()
+    if not job_running(run):
+        for info in status.values():
+            if info.get("status") == "running":
+                info["status"] = "interrupted"
+    return status
+
+
+def require_stage(run, stage: str, *, label: str | None = None) -> bool:
+    """True when ``stage`` has results to show; otherwise a warning naming
+    the stage to run (and a link home)."""
+    status = stage_status(run)
+    info = status.get(stage, {})
+    s = info.get("status", "not run")
+    if s == "done":
+        return True
+    if s == "stale":
+        st.info(f"The '{stage}' stage is stale (an upstream parameter changed); showing its previous "
+                f"results. Re-run it on the Home page.")
+        return True
+    what = label or f"the '{stage}' stage"
+    if s == "failed":
+        st.error(f"{what[0].upper() + what[1:]} failed: {info.get('error') or 'unknown error'}")
+    elif s == "running":
+        st.info(f"{what[0].upper() + what[1:]} is running; this page fills in when it is done.")
+    else:
+        st.warning(f"{what[0].upper() + what[1:]} has not run yet (status: {s}). Run '{stage}' on the Home page.")
+    home_link()
+    return False
+
+
+# ---------------------------------------------------------------------------
+# errors and findings
+# ---------------------------------------------------------------------------
+
+
+def show_error(exc: BaseException, *, context: str | None = None) -> None:
+    """Render an error in place (the page carries on).
+
+    A :class:`ChandraError` is a readable one-liner; anything else also
+    shows its type and traceback in an expander.
+    """
+    prefix = f"{context}: " if context else ""
+    if isinstance(exc, ChandraError):
+        st.error(f"{prefix}{exc}", icon=":material/block:")
+    else:
+        st.error(f"{prefix}{type(exc).__name__}: {exc}", icon=":material/block:")
+        with st.expander("details"):
+            st.exception(exc)
+
+
+def _as_dict(f: Any) -> dict:
+    return dict(f) if isinstance(f, dict) else f.to_dict()
+
+
+def run_findings(run, ledger: list | None = None) -> list[dict]:
+    """Findings over the run's ledger (computed now, so they follow the
+    ledger) merged with those stored at save time (which also saw the
+    provenance); errors first."""
+    meta = run.meta()
+    ledger = meta.get("ledger", []) if ledger is None else ledger
+    found: list[dict] = []
+    try:
+        from chandra.findings import ledger_findings
+
+        found = [_as_dict(f) for f in ledger_findings(ledger)]
+    except ChandraError as exc:
+        found = [{"severity": "error", "code": "FINDINGS_FAILED", "stage": None, "message": str(exc)}]
+    except ImportError:
+        from chandra.figures.stages import lost_fields
+
+        found = [{k: v for k, v in f.items() if k in ("severity", "code", "stage", "message")}
+                 for f in lost_fields(ledger)]
+    seen = {(f.get("code"), f.get("stage"), f.get("message")) for f in found}
+    for f in meta.get("findings", []) or []:
+        key = (f.get("code"), f.get("stage"), f.get("message"))
+        if key not in seen:
+            seen.add(key)
+            found.append(f)
+    order = {"error": 0, "warning": 1, "info": 2}
+    return sorted(found, key=lambda f: order.get(f.get("severity"), 3))
+
+
+def render_findings(findings: list[dict], *, codes: tuple[str, ...] | None = None, empty: str | None = None) -> None:
+    """Errors as ``st.error``, warnings as ``st.warning``, info folded away."""
+    shown = [f for f in findings if codes is None or f.get("code") in codes]
+    if not shown:
+        if empty:
+            st.success(empty)
+        return
+    infos = []
+    for f in shown:
+        where = f" · {f['stage']}" if f.get("stage") else ""
+        text = f"**{f.get('code')}**{where} — {f.get('message')}"
+        if f.get("severity") == "error":
+            st.error(text, icon=":material/error:")
+        elif f.get("severity") == "warning":
+            st.warning(text, icon=":material/warning:")
+        else:
+            infos.append(text)
+    if infos:
+        with st.expander(f"{len(infos)} informational finding(s)"):
+            for text in infos:
+                st.markdown(f"- {text}")
+
+
+# ---------------------------------------------------------------------------
+# audio
+# ---------------------------------------------------------------------------
+
+
+def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: str | None = None) -> np.ndarray:
+    """Play ``y[start:end]`` (seconds). The clip is sliced here because
+    ``st.audio``'s own start/end round to whole seconds."""
+    from chandra.figures.stages import slice_signal
+
+    clip = slice_signal(y, sr, start, end)
+    if caption:
+        st.caption(caption)
+    if clip.size == 0:
+        st.caption(f"(empty clip {start:.3f}–{end:.3f} s)")
+    else:
+        st.audio(clip, sample_rate=int(sr))
+    return clip
+
+
+# ---------------------------------------------------------------------------
+# background jobs
+# ---------------------------------------------------------------------------
+
+_JOBS: dict[str, dict] = {}
+_JOBS_LOCK = threading.Lock()
+
+
+def start_job(run, stages: str | list[str] = "all") -> bool:
+    """Run ``stages`` of ``run`` in a background thread. False when a job
+    for this run is still alive (nothing started)."""
+    from chandra.rundir import RunDirectory
+
+    key = str(run.path)
+    with _JOBS_LOCK:
+        job = _JOBS.get(key)
+        if job is not None and job["thread"].is_alive():
+            return False
+        job = {"stages": stages, "error": None, "cancelled": False, "started": time.time(), "finished": None}
+
+        def target() -> None:
+            try:
+                RunDirectory(key).execute(stages)
+            except Cancelled:
+                job["cancelled"] = True
+            except BaseException as exc:  # noqa: BLE001 - recorded in run.json and here
+                job["error"] = exc
+            finally:
+                job["finished"] = time.time()
+
+        job["thread"] = threading.Thread(target=target, name=f"chandra-{run.run_id}", daemon=True)
+        _JOBS[key] = job
+        job["thread"].start()
+    return True
+
+
+def job_for(run) -> dict | None:
+    return _JOBS.get(str(run.path))
+
+
+def job_running(run) -> bool:
+    job = _JOBS.get(str(run.path))
+    return bool(job and job["thread"].is_alive())
+
+
+def wait_for_job(run, timeout: float = 60.0) -> bool:
+    """Block until the run's job ends (tests); True when it ended."""
+    job = _JOBS.get(str(run.path))
+    if job is None:
+        return True
+    job["thread"].join(timeout)
+    return not job["thread"].is_alive()
+
+
+# ---------------------------------------------------------------------------
+# page chrome
+# ---------------------------------------------------------------------------
+
+
+def page_setup(title: str, *, icon: str = "🎛️") -> None:
+    st.set_page_config(page_title=f"{title} · chandra", page_icon=icon, layout="wide")
+
+
+def run_caption(run, state=None) -> None:
+    """One line naming the run and its audio; also in the sidebar."""
+    meta = run.meta()
+    text = f"Run **{run.run_id}** · {meta.get('audio_name', '?')}"
+    if state is not None and state.duration:
+        text += f" · {state.duration:.1f} s"
+    st.caption(text)
+    with st.sidebar:
+        st.caption(f"Current run: `{run.run_id}`")

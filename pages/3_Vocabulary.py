@@ -1,0 +1,92 @@
+"""Vocabulary: token histogram (empty tokens marked), a K-cell grid per
+stage (fit set, assigned, saved, reloaded), entropy against log2 K,
+perplexity, top-token share, and examples of any token to listen to."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from chandra.errors import ChandraError
+from chandra.figures import stages as figs
+from chandra.ledger import token_stats
+from dashboard import common
+
+common.page_setup("Vocabulary", icon="🔤")
+st.title("Vocabulary")
+run = common.require_run()
+
+try:
+    state = common.load_state(run)
+except ChandraError as exc:
+    common.show_error(exc)
+    st.stop()
+common.run_caption(run, state)
+if not common.require_stage(run, "vocabulary"):
+    st.stop()
+
+vocab = state.vocabulary
+K = int(vocab.n_tokens_)
+fit = dict(vocab.fit_metrics_ or {})
+assigned = token_stats(state.tokens, n_tokens=K)
+configured_k = int(run.config().n_tokens)
+
+if configured_k != K:
+    st.warning(f"K was reduced from the configured {configured_k} to {K} (too few distinct segments); "
+               "this is recorded in the model's provenance.")
+
+m = st.columns(6)
+m[0].metric("K", K)
+m[1].metric("active (fit set)", f"{fit.get('active', fit.get('unique', '—'))}/{K}")
+m[2].metric("active (assigned)", f"{assigned['unique']}/{K}",
+            delta=(assigned["unique"] - int(fit.get("active", assigned["unique"]))) or None)
+m[3].metric("entropy (assigned)", f"{assigned['entropy_bits']:.2f} bits",
+            help=f"Ceiling log2 K = {assigned['max_entropy_bits']:.2f} bits")
+m[4].metric("perplexity", f"{assigned['perplexity']:.1f}", help="2^entropy: the effective number of tokens")
+m[5].metric("top-token share", f"{assigned['top_share']:.1%}",
+            help=f"token {assigned['top_token']} is the most frequent")
+
+st.subheader("Token histogram (assigned tokens)")
+empty = assigned.get("empty_tokens") or []
+if empty:
+    st.warning(f"{len(empty)} of {K} tokens are empty: {', '.join(map(str, empty[:32]))}"
+               + (" …" if len(empty) > 32 else ""))
+st.plotly_chart(figs.token_histogram_figure(assigned["counts"]), width="stretch", key="token_hist")
+
+st.subheader("Tokens at each stage")
+st.caption("One cell per token; red-outlined cells are empty. The fit set is what K-means saw; the later grids "
+           "are what actually reached each stage.")
+grids = figs.token_grids(state.ledger, fit_counts=fit.get("counts"))
+st.plotly_chart(figs.token_grid_figure(grids, n_tokens=K), width="stretch", key="token_grids")
+
+rows = [{"label": "fit set", "entropy_bits": fit.get("entropy_bits"), "max_entropy_bits": assigned["max_entropy_bits"]}]
+for entry in state.ledger:
+    tok = entry.get("tokens")
+    if tok:
+        rows.append({"label": entry.get("stage"), "entropy_bits": tok.get("entropy_bits"),
+                     "max_entropy_bits": tok.get("max_entropy_bits")})
+e1, e2 = st.columns([3, 2])
+with e1:
+    st.plotly_chart(figs.entropy_figure(rows), width="stretch", key="entropy")
+with e2:
+    st.dataframe([{"stage": r["label"], "entropy (bits)": None if r["entropy_bits"] is None
+                   else round(float(r["entropy_bits"]), 3)} for r in rows], hide_index=True, width="stretch")
+
+st.subheader("Listen to a token")
+counts = np.asarray(assigned["counts"], dtype=np.int64)
+choices = list(range(K))
+l1, l2 = st.columns([1, 2])
+with l1:
+    token = st.selectbox("token", choices, index=int(assigned["top_token"] or 0),
+                         format_func=lambda k: f"token {k} ({counts[k]} segments)", key="listen_token")
+    n_examples = st.slider("examples", 1, 10, 4, key="listen_n")
+with l2:
+    idx = figs.token_examples(state.tokens, int(token), n=int(n_examples))
+    if idx.size == 0:
+        st.info(f"Token {token} has no segments.")
+    elif state.segments is not None and state.signal is not None:
+        bounds = [(float(state.segments.start[i]), float(state.segments.end[i])) for i in idx]
+        clip = figs.concat_segments(state.signal, state.sample_rate, bounds)
+        st.audio(clip, sample_rate=int(state.sample_rate))
+        st.caption("segments " + ", ".join(f"{int(i)} ({a:.2f}–{b:.2f} s)" for i, (a, b) in zip(idx, bounds))
+                   + ", joined with short silences")

@@ -1,0 +1,105 @@
+"""Oracle: states and transitions, suffix links as arcs over time, LRS over
+time and its histogram, oracle health and invariants, and the information
+rate against the threshold when it was chosen automatically."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from chandra.errors import ChandraError
+from chandra.figures import stages as figs
+from dashboard import common
+
+common.page_setup("Oracle", icon="🕸️")
+st.title("Oracle")
+run = common.require_run()
+
+ORACLE_CODES = ("ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE")
+
+
+@st.cache_data(max_entries=6, show_spinner="Checking the oracle…")
+def _health(run_path: str, stamp: str) -> tuple[dict, list[dict]]:
+    from chandra.oracle import check_oracle, oracle_health
+
+    state = common._cached_state(run_path, stamp)
+    oracle = state.oracle
+    if oracle.kind == "tokens":
+        violations = check_oracle(oracle, symbols=state.tokens[: oracle.n_frames])
+    else:
+        violations = check_oracle(oracle, features=state.features[: oracle.n_frames])
+    return oracle_health(oracle), violations[:20]
+
+
+try:
+    state = common.load_state(run)
+except ChandraError as exc:
+    common.show_error(exc)
+    st.stop()
+common.run_caption(run, state)
+if not common.require_stage(run, "oracle"):
+    st.stop()
+
+oracle = state.oracle
+try:
+    health, violations = _health(str(run.path), common.run_stamp(run))
+except ChandraError as exc:
+    common.show_error(exc)
+    st.stop()
+
+kind = "factor oracle over gesture tokens" if oracle.kind == "tokens" else \
+    f"audio oracle over features ({oracle.metric}, θ = {oracle.threshold:.4g})"
+st.caption(f"{kind}. State 0 is the root; state i is reached after frame i−1.")
+
+m = st.columns(6)
+m[0].metric("states", health["n_states"])
+m[1].metric("transitions", health["n_transitions"])
+m[2].metric("transitions / state", f"{health['transitions_per_state_mean']:.2f}",
+            help=f"max {health['transitions_per_state_max']}")
+m[3].metric("root out-degree", health["root_out_degree"], help=f"{health['root_out_degree_share']:.1%} of frames")
+m[4].metric("LRS mean", f"{health['lrs_mean']:.2f}", help=f"median {health['lrs_median']:.1f}, max {health['lrs_max']}")
+m[5].metric("LRS max", health["lrs_max"])
+h = st.columns(4)
+h[0].metric("suffix links to root", f"{health['sfx_to_root_share']:.1%}",
+            help="All (or almost all) links to 0 means no repetition was found.")
+h[1].metric("suffix links to s−1", f"{health['sfx_to_previous_share']:.1%}",
+            help="Almost every link to the previous state means one repeated symbol or a too-loose threshold.")
+h[2].metric("transition density", f"{health['transition_density']:.3f}",
+            help="Transitions / all forward pairs; near 1 = a near-complete graph.")
+h[3].metric("invariant violations", len(violations))
+
+if violations:
+    st.error(f"{len(violations)} invariant violation(s); first: {violations[0].get('code')} at state "
+             f"{violations[0].get('state')}: {violations[0].get('message')}")
+else:
+    st.success("Invariants hold: 0 ≤ sfx[i] < i, lrs[i] ≤ sfx[i], lrs = 0 ⇔ sfx = 0, direct transitions i−1 → i"
+               + (", and d(frame_i, frame_sfx[i]) < θ." if oracle.kind == "features" else ", LRS contexts match."))
+findings = common.run_findings(run, state.ledger)
+common.render_findings([f for f in findings if f.get("code") in ORACLE_CODES])
+
+times = None
+if state.events and len(state.events) >= oracle.n_frames:
+    t = np.array([float(e.get("t", np.nan)) for e in state.events[: oracle.n_frames]], dtype=np.float64)
+    if np.isfinite(t).all() and (np.diff(t) >= 0).all():
+        times = t
+
+st.subheader("Suffix links")
+max_arcs = st.slider("arcs drawn at most", 200, 2000, 1200, step=100, key="max_arcs",
+                     help="Large oracles are evenly subsampled so the chart stays under 50k points.")
+st.plotly_chart(figs.suffix_arc_figure(oracle.sfx, times=times, lrs=oracle.lrs, max_arcs=int(max_arcs)),
+                width="stretch", key="arcs")
+
+st.subheader("Longest repeated suffix")
+st.plotly_chart(figs.lrs_figure(oracle.lrs, times=times), width="stretch", key="lrs")
+
+if state.threshold_curve:
+    st.subheader("Information rate against the threshold")
+    curve = state.threshold_curve
+    st.caption(f"Best IR {curve.get('best_ir', float('nan')):.3f} bits/frame at θ = "
+               f"{curve.get('best_threshold', float('nan')):.4g}; the oracle was built with θ = {oracle.threshold:.4g}.")
+    st.plotly_chart(figs.ir_curve_figure(curve, chosen=oracle.threshold), width="stretch", key="ir_curve")
+elif oracle.kind == "features":
+    st.caption(f"The threshold θ = {oracle.threshold:.4g} was given explicitly (no information-rate sweep).")
+
+with st.expander("health numbers"):
+    st.json({k: v for k, v in health.items() if k != "lrs_histogram"})

@@ -1,0 +1,291 @@
+"""AppTest of the home page and the stage pages against prepared runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+APP = str(REPO / "app.py")
+PAGES = {
+    "audio": "pages/1_Audio_and_segments.py",
+    "features": "pages/2_Features.py",
+    "vocabulary": "pages/3_Vocabulary.py",
+    "events": "pages/4_Events_and_fields.py",
+    "oracle": "pages/5_Oracle.py",
+}
+TIMEOUT = 120
+
+
+def _app(run=None, *, via: str = "session") -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if run is not None:
+        if via == "session":
+            at.session_state["run_id"] = run.run_id
+        else:
+            at.query_params["run"] = run.run_id
+    return at
+
+
+def _page(run, page: str) -> AppTest:
+    at = _app(run)
+    at.run()
+    assert not at.exception, at.exception
+    at.switch_page(PAGES[page]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _metrics(at) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _texts(elements) -> list[str]:
+    return [str(e.value) for e in elements]
+
+
+# --------------------------------------------------------------------------- home
+
+
+def test_home_without_a_run(runs_root):
+    at = _app()
+    at.run()
+    assert not at.exception
+    assert any("No run selected" in t for t in _texts(at.info))
+    assert at.button(key="run_all") is not None
+
+
+def test_home_shows_pipeline_matrix_and_findings(prepared_run):
+    at = _app(prepared_run, via="query")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.session_state["run_id"] == prepared_run.run_id
+    assert at.query_params["run"] == [prepared_run.run_id] or at.query_params["run"] == prepared_run.run_id
+    markdown = " ".join(_texts(at.markdown))
+    for stage in ("load", "segment", "encode", "vocabulary", "harmony", "events", "oracle", "save"):
+        assert f"**{stage}**" in markdown
+    captions = " ".join(_texts(at.caption))
+    assert "done" in captions and "segments" in captions and "with gesture_token" in captions
+    assert {"errors", "warnings", "info"} <= set(_metrics(at))
+    assert _metrics(at)["errors"] == "0"
+    assert len(at.get("plotly_chart")) == 2  # field matrix + token strip
+    assert not [e for e in _texts(at.error) if "FIELD_LOST" in e]
+
+
+def test_home_flags_the_lost_gesture_token(lost_field_run):
+    at = _app(lost_field_run)
+    at.run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert any("FIELD_LOST" in e and "gesture_token" in e for e in errors), errors
+    assert int(_metrics(at)["errors"]) >= 1
+
+
+def test_home_shows_a_failed_stage_in_place(failed_run):
+    at = _app(failed_run)
+    at.run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert any("vocabulary" in e and "failed" in e for e in errors), errors
+    # the page kept going: the pipeline strip and findings are still there
+    assert "errors" in _metrics(at)
+
+
+def test_stale_stages_after_a_parameter_change(prepared_run, runs_root):
+    import shutil
+
+    from chandra.rundir import RunDirectory
+
+    path = runs_root / "stale-copy"
+    if not path.exists():
+        shutil.copytree(prepared_run.path, path)
+    run = RunDirectory(path)
+    cfg = run.config()
+    cfg.n_tokens = 8
+    run.set_config(cfg)
+    at = _app(run)
+    at.run()
+    assert not at.exception
+    captions = _texts(at.caption)
+    assert sum(c.startswith("stale") for c in captions) == 4  # vocabulary, events, oracle, save
+    assert sum(c.startswith("done") for c in captions) == 4  # load, segment, encode, harmony
+
+
+def test_two_sessions_keep_their_own_runs(prepared_run, lost_field_run):
+    a, b = _app(prepared_run), _app(lost_field_run)
+    a.run()
+    b.run()
+    assert a.session_state["run_id"] == prepared_run.run_id
+    assert b.session_state["run_id"] == lost_field_run.run_id
+    assert any(prepared_run.run_id in c for c in _texts(a.caption))
+    assert any(lost_field_run.run_id in c for c in _texts(b.caption))
+
+
+def test_run_all_with_a_missing_file_shows_the_error_in_place(runs_root):
+    at = _app()
+    at.run()
+    at.radio(key="audio_source").set_value("server path").run()
+    at.text_input(key="audio_path").input("/no/such/recording.wav").run()
+    at.button(key="run_all").click().run()
+    assert not at.exception
+    assert any("no such audio file" in e for e in _texts(at.error)), _texts(at.error)
+
+
+def test_run_all_in_the_background_then_k_too_large_error(runs_root, synthetic_audio):
+    """Run all starts a new run in a background thread; the vocabulary stage
+    fails (K > segments) and the page shows that error, not an exception."""
+    from chandra.rundir import RunDirectory
+    from dashboard import common
+
+    at = _app()
+    at.run()
+    at.radio(key="audio_source").set_value("server path").run()
+    at.text_input(key="audio_path").input(str(synthetic_audio)).run()
+    at.number_input(key="p_k").set_value(4000).run()
+    at.button(key="run_all").click().run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["run_id"]
+    run = RunDirectory(runs_root / run_id)
+    assert common.wait_for_job(run, timeout=120)
+    at.run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert any("vocabulary" in e and "failed" in e for e in errors), errors
+    status = run.status()
+    assert status["segment"]["status"] == "done" and status["vocabulary"]["status"] == "failed"
+
+
+def test_missing_neural_weights_fail_the_encode_stage_in_place(runs_root, synthetic_audio, tmp_path):
+    from chandra.rundir import RunDirectory
+    from dashboard import common
+
+    at = _app()
+    at.run()
+    at.radio(key="audio_source").set_value("server path").run()
+    at.text_input(key="audio_path").input(str(synthetic_audio)).run()
+    at.selectbox(key="p_encoder").set_value("wav2vec2").run()
+    at.text_input(key="p_model").input(str(tmp_path / "no-weights-here")).run()
+    at.button(key="run_all").click().run()
+    run = RunDirectory(runs_root / at.session_state["run_id"])
+    assert common.wait_for_job(run, timeout=120)
+    at.run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert any("encode" in e and "failed" in e for e in errors), errors
+
+
+# --------------------------------------------------------------------------- stage pages
+
+
+@pytest.mark.parametrize("page", list(PAGES))
+def test_page_without_a_run_links_home(runs_root, page):
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    at.switch_page(PAGES[page]).run()
+    assert not at.exception
+    assert any("No run selected" in t for t in _texts(at.info))
+
+
+def test_audio_page(prepared_run):
+    at = _page(prepared_run, "audio")
+    m = _metrics(at)
+    assert m["sample rate"] == "22050 Hz" and int(m["segments"]) >= 16
+    assert len(at.get("plotly_chart")) == 1
+    table = at.dataframe[0].value
+    assert {"id", "start", "end", "duration", "rms_db", "f0", "centroid", "token"} <= set(table.columns)
+    assert len(at.get("audio")) == 1  # the chosen segment
+    at.number_input(key="play_segment").set_value(3).run()
+    assert any("segment 3:" in c for c in _texts(at.caption))
+    at.toggle(key="click_track").set_value(True).run()
+    assert not at.exception
+    assert len(at.get("audio")) == 2
+
+
+def test_features_page(prepared_run):
+    at = _page(prepared_run, "features")
+    m = _metrics(at)
+    assert {"segments", "raw dimension", "dead dimensions", "duplicate rate"} <= set(m)
+    charts = at.get("plotly_chart")
+    assert len(charts) == 2  # norms + PCA
+    assert any("PCA of the normalised features (seed 0)" in c for c in _texts(at.caption))
+    # nearest neighbours table and players
+    assert any("cosine distance" in df.value.columns for df in at.dataframe)
+    at.radio(key="proj_method").set_value("UMAP").run()
+    assert not at.exception
+    assert any("Compute UMAP" in t and "seed=0" in t for t in _texts(at.info))
+
+
+def test_vocabulary_page(prepared_run):
+    at = _page(prepared_run, "vocabulary")
+    m = _metrics(at)
+    assert m["K"] == "16"
+    assert {"active (fit set)", "active (assigned)", "entropy (assigned)", "perplexity", "top-token share"} <= set(m)
+    assert len(at.get("plotly_chart")) == 3  # histogram, grids, entropy
+    assert len(at.get("audio")) == 1
+    at.selectbox(key="listen_token").set_value(2).run()
+    assert not at.exception
+
+
+def test_events_page(prepared_run):
+    at = _page(prepared_run, "events")
+    assert any("No field is lost" in s for s in _texts(at.success))
+    assert any("Time axis OK" in s for s in _texts(at.success))
+    m = _metrics(at)
+    assert m["with gesture_token"] == f"{m['events']}/{m['events']}"
+    assert not [e for e in _texts(at.error) if "gesture_token" in e]
+
+
+def test_events_page_shows_the_lost_field(lost_field_run):
+    at = _page(lost_field_run, "events")
+    errors = _texts(at.error)
+    assert any("FIELD_LOST" in e and "gesture_token" in e and "saved" in e for e in errors), errors
+    assert not any("No field is lost" in s for s in _texts(at.success))
+
+
+def test_oracle_page(prepared_run):
+    at = _page(prepared_run, "oracle")
+    m = _metrics(at)
+    assert int(m["states"]) == int(_metrics(_page(prepared_run, "events"))["events"]) + 1
+    assert {"states", "transitions", "root out-degree", "LRS mean", "suffix links to root",
+            "invariant violations"} <= set(m)
+    assert m["invariant violations"] == "0"
+    assert len(at.get("plotly_chart")) == 2  # arcs + LRS
+
+
+def test_pages_say_which_stage_to_run(failed_run):
+    at = _page(failed_run, "vocabulary")
+    assert any("failed" in e for e in _texts(at.error))
+    at = _page(failed_run, "oracle")
+    assert any("'oracle'" in w and "has not run" in w for w in _texts(at.warning))
+    at = _page(failed_run, "audio")  # load and segment are done: the page works
+    assert "segments" in _metrics(at)
+
+
+@pytest.mark.slow
+def test_features_page_umap_on_demand(prepared_run):
+    at = _page(prepared_run, "features")
+    at.radio(key="proj_method").set_value("UMAP").run()
+    at.number_input(key="umap_nn").set_value(5).run()
+    at.button(key="umap_go").click().run()
+    assert not at.exception, at.exception
+    captions = _texts(at.caption)
+    assert any("UMAP of the normalised features: n_neighbors=5, min_dist=0.1, metric=cosine, seed=0" in c
+               for c in captions), captions
+    assert len(at.get("plotly_chart")) == 2
+
+
+def test_parameters_follow_the_run_and_survive_page_changes(prepared_run):
+    at = _app(prepared_run)
+    at.run()
+    assert at.number_input(key="p_k").value == 16
+    at.number_input(key="p_seed").set_value(7).run()
+    at.switch_page(PAGES["oracle"]).run()
+    at.switch_page("app.py").run()
+    assert not at.exception
+    assert at.number_input(key="p_k").value == 16
+    assert at.number_input(key="p_seed").value == 7  # the unsaved edit is kept
+    assert any("differ from this run" in t for t in _texts(at.info))
