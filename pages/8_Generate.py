@@ -1,0 +1,269 @@
+"""Generate: improvise from a model's oracle, hear it, and see the path it took.
+
+The generation (path, steps, fallbacks, its "generated" ledger entry) and
+its WAV are written next to the model (``<run>/generations/``), and session
+state keeps only the path of that record.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+_ROOT = Path(__file__).resolve().parents[1]
+if str(_ROOT) not in sys.path:
+    sys.path.insert(0, str(_ROOT))
+
+from dashboard import common  # noqa: E402
+
+from chandra.errors import ChandraError, ConstraintError  # noqa: E402
+from chandra.figures.diagnostics import (  # noqa: E402
+    field_matrix_figure,
+    generation_timeline_figure,
+    token_histogram_comparison,
+    token_strip_figure,
+)
+
+MODEL_KEY = "generate_model_path"
+INPUT_KEY = "generate_model_path_input"
+RESULT_KEY = "generation_record"
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model…")
+def load_model_cached(path: str, mtime: float, size: int):
+    """The model, shared read-only; keyed by path + mtime + size."""
+    from chandra.model import load_model
+
+    return load_model(path)
+
+
+@st.cache_data(max_entries=8, show_spinner=False)
+def read_record(path: str, mtime: float) -> dict:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def read_wav(path: str, mtime: float) -> tuple[np.ndarray, int]:
+    import soundfile as sf
+
+    y, sr = sf.read(path, dtype="float32", always_2d=False)
+    return y, int(sr)
+
+
+def n_tokens_of(model) -> int | None:
+    if getattr(model, "centers", None) is not None:
+        return int(len(model.centers))
+    vocab = model.vocabulary or {}
+    value = vocab.get("n_tokens") or (vocab.get("params") or {}).get("n_tokens")
+    return int(value) if value else None
+
+
+def output_dir(model_path: Path) -> Path:
+    """``<run>/generations`` for a run's model, else ``<runs>/_generations``."""
+    if (model_path.parent / "run.json").exists():
+        return model_path.parent / "generations"
+    return common.runs_root() / "_generations"
+
+
+def choose_model_path() -> str | None:
+    run = common.current_run()
+    run_model = run.model_path() if run is not None else None
+    if INPUT_KEY not in st.session_state:
+        start = st.session_state.get(MODEL_KEY) or ""
+        if not start and run_model is not None and run_model.exists():
+            start = str(run_model)
+        st.session_state[INPUT_KEY] = start
+    if run_model is not None and run_model.exists() and st.session_state[INPUT_KEY] != str(run_model):
+        if st.button("Use the current run's model", help=str(run_model)):
+            st.session_state[INPUT_KEY] = str(run_model)
+    typed = st.text_input("Model file", key=INPUT_KEY, placeholder="model.chandra of a run, or any model file")
+    st.session_state[MODEL_KEY] = typed.strip()
+    if run is None and not typed.strip():
+        st.info("No current run. Train one on the Home page, or type the path of a model file.")
+        common.home_link()
+    elif run is not None and not typed.strip():
+        st.info("The current run has no saved model yet: run all stages (including 'save') on the Home page.")
+        common.home_link()
+    return typed.strip() or None
+
+
+def where_check(model, text: str) -> tuple[bool, str]:
+    """(ok, message) for a where-expression against the model's events."""
+    from chandra.constraints import event_fields, parse_where
+
+    try:
+        constraint = parse_where(text, fields=event_fields(model.events))
+        matches = int(np.count_nonzero(constraint.mask(model.events)))
+    except ChandraError as exc:
+        return False, str(exc)
+    if matches == 0:
+        return False, f"`{constraint.describe()}` matches no frame; generation would fail."
+    return True, f"`{constraint.describe()}` matches {matches} of {len(model.events)} frames."
+
+
+def generate(model, model_path: Path, params: dict) -> Path:
+    """Improvise + resynthesise, write WAV and JSON record; return the record's path."""
+    from chandra.generate import improvise, resynthesise, write_wav
+
+    stat = model_path.stat()
+    key = json.dumps({"model": str(model_path), "mtime": stat.st_mtime, "params": params}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:12]
+    folder = output_dir(model_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    record_path = folder / f"gen_{digest}.json"
+    if record_path.exists():
+        return record_path
+    gen = improvise(model, seconds=params["seconds"], seed=params["seed"], continuity=params["continuity"],
+                    min_lrs=params["min_lrs"], max_continuous=params["max_continuous"],
+                    where=params["where"] or None)
+    y, sr = resynthesise(model, gen, crossfade_ms=params["crossfade_ms"])
+    wav_path = folder / f"gen_{digest}.wav"
+    write_wav(wav_path, y, sr)
+    from chandra.io_utils import dump_json_atomic
+    from chandra.ledger import json_safe
+
+    record = {
+        "model_path": str(model_path),
+        "params": params,
+        "wav": wav_path.name,
+        "sample_rate": int(sr),
+        "generation": gen.to_dict(),
+        "summary": gen.summary(model),
+        "ledger_entry": gen.ledger_entry(model),
+    }
+    dump_json_atomic(json_safe(record), record_path)
+    if (model_path.parent / "run.json").exists():
+        # The output joins the run's own ledger as the "generated" stage, so
+        # the home page and the Events page show it beside training.
+        from chandra.rundir import RunDirectory
+
+        RunDirectory(model_path.parent).record_ledger_entry(json_safe(record["ledger_entry"]))
+    return record_path
+
+
+def show_result(model, record_path: Path) -> None:
+    record = read_record(str(record_path), record_path.stat().st_mtime)
+    wav_path = record_path.parent / record["wav"]
+    gen = record["generation"]
+    summary = record.get("summary") or {}
+    st.subheader("Result")
+    cols = st.columns(6)
+    cols[0].metric("frames", summary.get("n_frames", len(gen["frames"])))
+    cols[1].metric("seconds", f"{summary.get('duration_s') or 0:.1f}")
+    cols[2].metric("jumps", summary.get("n_jumps", len(gen["jumps"])))
+    mean_lrs = summary.get("mean_jump_lrs")
+    cols[3].metric("mean jump LRS", "—" if mean_lrs is None else f"{mean_lrs:.1f}")
+    cols[4].metric("fallbacks", summary.get("n_fallbacks", len(gen["fallbacks"])))
+    cols[5].metric("unique tokens", summary.get("unique_tokens", "—"))
+
+    fallbacks = gen.get("fallbacks") or []
+    if fallbacks:
+        lines = [f"- step {f.get('step')}: {f.get('reason')} → {f.get('choice')} (frame {f.get('frame')})"
+                 for f in fallbacks[:50]]
+        more = f"\n- … and {len(fallbacks) - 50} more" if len(fallbacks) > 50 else ""
+        st.warning(f"**{len(fallbacks)} fallback(s)** — the walk could not follow the controls here:\n"
+                   + "\n".join(lines) + more, icon="⚠️")
+    else:
+        st.success("No fallbacks: every step followed the controls.")
+
+    if wav_path.exists():
+        y, sr = read_wav(str(wav_path), wav_path.stat().st_mtime)
+        st.audio(y, sample_rate=sr)
+        st.download_button("Download WAV", data=wav_path.read_bytes(), file_name=f"chandra_{wav_path.name}",
+                           mime="audio/wav")
+    else:
+        st.warning(f"{wav_path} is missing; generate again.")
+
+    st.plotly_chart(generation_timeline_figure(gen, model), width="stretch", key="gen_timeline")
+    tokens = model.tokens()
+    frames = np.asarray(gen["frames"], dtype=np.int64)
+    played = tokens[frames] if frames.size and frames.max() < tokens.size else np.zeros(0, np.int64)
+    k = n_tokens_of(model)
+    st.plotly_chart(token_histogram_comparison(tokens, played, n_tokens=k), width="stretch",
+                    key="gen_tokens")
+
+    st.subheader("Ledger: training stages and the generated stage")
+    ledger = [e for e in (model.ledger or []) if isinstance(e, dict)] + [record["ledger_entry"]]
+    st.plotly_chart(field_matrix_figure(ledger), width="stretch", key="gen_matrix")
+    st.plotly_chart(token_strip_figure(ledger, n_tokens=k), width="stretch", key="gen_strip")
+    with st.expander("Steps (first 500)"):
+        import pandas as pd
+
+        st.dataframe(pd.DataFrame(gen["steps"][:500]), hide_index=True, width="stretch")
+    with st.expander("Parameters"):
+        st.json(record.get("params") or {})
+
+
+common.page_setup("Generate")
+st.title("Generate")
+st.caption("Improvise from the model's oracle: forward steps continue the source, jumps follow suffix links "
+           "to places sharing at least 'min LRS' frames of context. The result is spliced from the source audio.")
+
+path_text = choose_model_path()
+if path_text:
+    model_path = Path(path_text).expanduser()
+    try:
+        stat = model_path.stat()
+        model = load_model_cached(str(model_path.resolve()), stat.st_mtime, stat.st_size)
+    except FileNotFoundError:
+        st.error(f"{model_path}: no such file")
+        st.stop()
+    except (ChandraError, OSError, ValueError) as exc:
+        common.show_error(exc)
+        st.stop()
+    model_path = model_path.resolve()
+    st.caption(f"{len(model.events)} frames · oracle: "
+               f"{model.oracle.kind if model.oracle is not None else 'none'} · "
+               f"source audio: {'yes' if model.audio is not None else 'no'}")
+    if model.oracle is None:
+        st.error("This model has no oracle; nothing to improvise from.")
+        st.stop()
+    if model.audio is None:
+        st.warning("This model has no embedded source audio, so it cannot be resynthesised "
+                   "(retrain with audio embedded).")
+
+    c1, c2, c3, c4 = st.columns(4)
+    seconds = c1.number_input("Seconds", min_value=1.0, max_value=600.0, value=20.0, step=1.0)
+    seed = c2.number_input("Seed", min_value=0, max_value=2**31 - 1, value=0, step=1)
+    continuity = c3.slider("Continuity", min_value=0.0, max_value=1.0, value=0.8, step=0.05,
+                           help="Probability of a forward step (continuing the source) when one is possible")
+    crossfade_ms = c4.number_input("Crossfade (ms)", min_value=0.0, max_value=500.0, value=20.0, step=5.0)
+    c5, c6 = st.columns(2)
+    min_lrs = c5.number_input("Min LRS (frames of shared context for a jump)", min_value=0, max_value=1000,
+                              value=1, step=1)
+    max_continuous = c6.number_input("Max continuous forward steps (0 = no limit)", min_value=0, max_value=100000,
+                                     value=0, step=1)
+    where = st.text_input("Where (constraint on event fields)", key="generate_where",
+                          placeholder="e.g. consonance > 0.5 and gesture_token in {1, 2}")
+    where_ok = True
+    if where.strip():
+        where_ok, message = where_check(model, where.strip())
+        if where_ok:
+            st.caption(f"✓ {message}")
+        else:
+            st.error(f"Constraint: {message}")
+
+    params = {"seconds": float(seconds), "seed": int(seed), "continuity": float(continuity),
+              "min_lrs": int(min_lrs), "max_continuous": int(max_continuous) or None,
+              "where": where.strip(), "crossfade_ms": float(crossfade_ms)}
+    if st.button("Generate", type="primary", disabled=model.audio is None):
+        try:
+            with st.spinner("Improvising…"):
+                st.session_state[RESULT_KEY] = str(generate(model, model_path, params))
+        except ConstraintError as exc:
+            st.session_state.pop(RESULT_KEY, None)
+            common.show_error(exc, context="Constraint")
+        except (ChandraError, OSError, ValueError) as exc:
+            st.session_state.pop(RESULT_KEY, None)
+            common.show_error(exc)
+
+    record_path = st.session_state.get(RESULT_KEY)
+    if record_path and Path(record_path).exists():
+        record = read_record(record_path, Path(record_path).stat().st_mtime)
+        if record.get("model_path") == str(model_path):
+            show_result(model, Path(record_path))

@@ -1,0 +1,256 @@
+"""End-to-end: the real dashboard in headless chromium.
+
+Starts ``streamlit run app.py`` on a free port with a temporary runs folder,
+runs the whole pipeline from the home page, visits every page, makes a box
+selection in the Features projection, generates audio, inspects the model,
+reads the example trace, and saves a screenshot of each page to
+``artifacts/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = Path("/usr/bin/chromium")
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+REFERENCE = REPO.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+PIPELINE_TIMEOUT_S = 150
+PAGES = [  # (url path, title, screenshot name)
+    ("Audio_and_segments", "Audio and segments", "02_audio_and_segments"),
+    ("Features", "Features", "03_features"),
+    ("Vocabulary", "Vocabulary", "04_vocabulary"),
+    ("Events_and_fields", "Events and fields", "05_events_and_fields"),
+    ("Oracle", "Oracle", "06_oracle"),
+    ("Model_inspector", "Model inspector", "07_model_inspector"),
+    ("Traces", "Traces", "08_traces"),
+    ("Generate", "Generate", "09_generate"),
+]
+
+
+def _free_port() -> int:
+    for port in range(8700, 8800):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    pytest.skip("no free port in 8700-8799")
+
+
+def _wait_health(base: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200 and resp.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is not installed")
+    pytest.importorskip("playwright.sync_api")
+    port = _free_port()
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    env = dict(os.environ, CHANDRA_RUNS_DIR=str(runs), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
+               NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1")
+    log = tmp_path / "streamlit.log"
+    streamlit = Path(sys.executable).with_name("streamlit")
+    cmd = [str(streamlit) if streamlit.exists() else "streamlit", "run", "app.py",
+           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_health(base, proc, log)
+        yield {"base": base, "runs": runs, "log": log}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+
+
+def _wait_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until the script run finished (no 'Running…' status widget)."""
+    page.wait_for_timeout(400)
+    page.wait_for_function(
+        """() => {
+            const w = document.querySelector('[data-testid="stStatusWidget"]');
+            return !w || !/Running|Connecting/i.test(w.innerText || '');
+        }""",
+        timeout=timeout_ms,
+    )
+    page.wait_for_timeout(300)
+
+
+def _open(page, url: str, title: str) -> None:
+    page.goto(url, wait_until="domcontentloaded")
+    page.get_by_role("heading", name=title, exact=False).first.wait_for(timeout=60_000)
+    _wait_idle(page)
+
+
+def _no_exception(page, where: str) -> None:
+    n = page.locator('[data-testid="stException"]').count()
+    assert n == 0, f"{where}: {n} exception box(es): " + page.locator('[data-testid="stException"]').first.inner_text()
+
+
+def _shot(page, name: str) -> None:
+    """Screenshot the whole page. Streamlit scrolls inside its main container,
+    not the document, so the viewport is stretched to the content first."""
+    page.mouse.move(5, 5)  # no tooltip in the picture
+    height = page.evaluate(
+        """() => {
+            const m = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
+            return m ? m.scrollHeight : document.body.scrollHeight;
+        }""")
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": viewport["width"], "height": int(min(max(height + 40, viewport["height"]), 7000))})
+    page.wait_for_timeout(800)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.set_viewport_size(viewport)
+    page.wait_for_timeout(200)
+
+
+def _finished_run(runs: Path) -> tuple[str | None, dict | None]:
+    for meta_path in runs.glob("*/run.json"):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, ValueError):
+            continue
+        return meta_path.parent.name, meta
+    return None, None
+
+
+def test_dashboard_end_to_end(server):
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    base, runs = server["base"], server["runs"]
+    started = time.monotonic()
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+
+            # ---------------------------------------------------------- home: run all
+            _open(page, base + "/", "chandra")
+            _no_exception(page, "home")
+            # The default sample (first in sample_audio/) and default K are small enough.
+            page.get_by_role("button", name=re.compile("Run all")).click()
+            deadline = time.monotonic() + PIPELINE_TIMEOUT_S
+            run_id = None
+            while time.monotonic() < deadline:
+                run_id, meta = _finished_run(runs)
+                if meta is not None:
+                    statuses = {s: i.get("status") for s, i in meta["stages"].items()}
+                    failed = [s for s, v in statuses.items() if v == "failed"]
+                    assert not failed, f"stages failed: {[(s, meta['stages'][s].get('error')) for s in failed]}"
+                    if all(v == "done" for v in statuses.values()):
+                        break
+                time.sleep(1.0)
+            else:
+                raise AssertionError(f"pipeline did not finish in {PIPELINE_TIMEOUT_S} s: {statuses}\n"
+                                     + server["log"].read_text()[-2000:])
+            assert run_id
+            # The home page notices the finished job by itself (its panel polls).
+            page.get_by_text("At a glance").wait_for(timeout=30_000)
+            page.wait_for_function(
+                "() => !document.body.innerText.includes('running **') && "
+                "(document.body.innerText.match(/\\bdone\\b/g) || []).length >= 8", timeout=30_000)
+            _wait_idle(page)
+            _no_exception(page, "home")
+            _shot(page, "01_home")
+
+            # ---------------------------------------------------------- every page
+            for path, title, shot in PAGES:
+                _open(page, f"{base}/{path}?run={run_id}", title)
+                _no_exception(page, title)
+                if path == "Features":
+                    _box_select(page)
+                elif path == "Model_inspector":
+                    page.get_by_role("button", name="Current run's model").click()
+                    page.get_by_text(re.compile(r"^Findings — ")).first.wait_for()
+                    _wait_idle(page)
+                    page.get_by_text("frames with gesture_token").first.wait_for()
+                    if REFERENCE.exists():
+                        _shot(page, shot + "_current_run")
+                        page.get_by_role("button", name=re.compile("Example: MusicHal")).click()
+                        page.get_by_text("TOKENS_MISSING").first.wait_for()
+                        _wait_idle(page)
+                elif path == "Traces":
+                    page.get_by_role("button", name="Generate the example trace").click()
+                    page.get_by_text("FIELD_LOST").first.wait_for()
+                    _wait_idle(page)
+                elif path == "Generate":
+                    page.get_by_role("button", name="Generate", exact=True).click()
+                    page.get_by_role("heading", name="Result").wait_for(timeout=60_000)
+                    _wait_idle(page)
+                    assert page.locator("audio").count() >= 1
+                    page.get_by_role("button", name="Download WAV").wait_for()
+                _no_exception(page, title)
+                _shot(page, shot)
+        finally:
+            browser.close()
+    assert time.monotonic() - started < 240, "the browser test should stay well under 3-4 minutes"
+    for _, _, shot in PAGES:
+        assert (SCREENSHOTS / f"{shot}.png").stat().st_size > 10_000
+
+
+def _box_select(page) -> None:
+    """Drag over the projection scatter and check the selection table fills.
+
+    The drag runs top-left → top-right → bottom-right → bottom-left →
+    bottom-right: in box-select mode that is the whole plot area (press at
+    top-left, release at bottom-right), in lasso mode the upper-right
+    triangle; either way points are selected.
+    """
+    chart = page.locator(".st-key-projection .js-plotly-plot")
+    if chart.count() == 0:
+        chart = page.locator(".js-plotly-plot").filter(has_text=re.compile("PCA"))
+    chart = chart.first
+    chart.scroll_into_view_if_needed()
+    drag = chart.locator(".nsewdrag").first
+    box = drag.bounding_box()
+    assert box, "projection plot area not found"
+    x0, y0 = box["x"] + 0.03 * box["width"], box["y"] + 0.03 * box["height"]
+    x1, y1 = box["x"] + 0.97 * box["width"], box["y"] + 0.97 * box["height"]
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y0, steps=12)
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.move(x0, y1, steps=12)
+    page.mouse.move(x1, y1, steps=12)
+    page.mouse.up()
+    page.get_by_text(re.compile(r"Selected segments \(\d+\)")).first.wait_for(timeout=30_000)
+    _wait_idle(page)
+    table = page.locator('[data-testid="stDataFrame"]')
+    assert table.count() >= 1
