@@ -45,6 +45,7 @@ __all__ = [
     "package_versions",
     "stage_params",
     "stage_hash",
+    "ir_over_k",
 ]
 
 STAGES = ("load", "segment", "encode", "vocabulary", "harmony", "events", "oracle", "save")
@@ -548,6 +549,52 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
     findings = findings_to_dicts(ledger_findings(state.ledger, provenance=state.model.provenance,
                                                  vocabulary=state.model.vocabulary))
     return TrainResult(model=state.model, path=Path(output) if output else None, state=state, findings=findings)
+
+
+def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalisation: str = "l2",
+              pca_components: int | None = None, seed: int = 0,
+              progress: ProgressCallback | None = None) -> dict:
+    """Dubnov's information rate of the token sequence for a sweep of K.
+
+    For each K a :class:`~chandra.vocabulary.GestureVocabulary` is fitted to
+    the same features and the factor oracle of the assigned token sequence
+    gives its IR (:func:`chandra.oracle.ir_tokens`). Too small a K makes every
+    frame predictable and uninformative; too large a K makes nothing repeat;
+    the IR peak marks the vocabulary size at which tokens carry the most
+    predictable structure.
+
+    Parameters
+    ----------
+    raw_features : float array (n, d)
+        Encoder output (before normalisation), as in the vocabulary stage.
+    ks : list of int, optional
+        Vocabulary sizes; default powers of two from 2 to 256 that are at
+        most half the number of segments.
+
+    Returns
+    -------
+    dict
+        ``k`` (list), ``ir`` (bits/frame, list), ``best_k``, ``best_ir``.
+    """
+    from chandra.oracle import ir_tokens
+    from chandra.vocabulary import GestureVocabulary
+
+    X = np.asarray(raw_features)
+    n = X.shape[0]
+    if ks is None:
+        ks = [k for k in (2, 4, 8, 16, 32, 64, 128, 256) if k <= max(2, n // 2)]
+    ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
+    if not ks:
+        raise ChandraError(f"no vocabulary size to try with {n} segments")
+    irs = []
+    for i, k in enumerate(ks):
+        report(progress, "ir_over_k", i, len(ks))
+        vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
+                                  seed=seed, reduce_k=True).fit(X)
+        irs.append(float(ir_tokens(vocab.predict(X))))
+    report(progress, "ir_over_k", len(ks), len(ks))
+    best = int(np.argmax(irs))
+    return {"k": ks, "ir": irs, "best_k": ks[best], "best_ir": irs[best]}
 
 
 def training_summary(state: RunState, findings: list | None = None) -> dict:

@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 from chandra.errors import ChandraError
+from chandra.figures import diagnostics as figs_diag
 from chandra.figures import stages as figs
 from dashboard import common
 
@@ -97,9 +98,61 @@ if state.threshold_curve:
     curve = state.threshold_curve
     st.caption(f"Best IR {curve.get('best_ir', float('nan')):.3f} bits/frame at θ = "
                f"{curve.get('best_threshold', float('nan')):.4g}; the oracle was built with θ = {oracle.threshold:.4g}.")
-    st.plotly_chart(figs.ir_curve_figure(curve, chosen=oracle.threshold), width="stretch", key="ir_curve")
+    st.plotly_chart(figs_diag.ir_curve_figure(curve, chosen=oracle.threshold), width="stretch", key="ir_curve")
 elif oracle.kind == "features":
     st.caption(f"The threshold θ = {oracle.threshold:.4g} was given explicitly (no information-rate sweep).")
+
+@st.cache_data(max_entries=6, show_spinner="Fitting a vocabulary for each K…")
+def _ir_over_k(run_path: str, stamp: str, normalisation: str, pca: int | None, seed: int) -> dict:
+    from chandra.pipeline import ir_over_k
+
+    state = common._cached_state(run_path, stamp)
+    return ir_over_k(state.raw_features, normalisation=normalisation, pca_components=pca, seed=seed)
+
+
+@st.cache_data(max_entries=6, show_spinner="Sweeping the audio-oracle threshold…")
+def _ir_threshold(run_path: str, stamp: str, metric: str) -> dict:
+    from chandra.oracle import ir_threshold_sweep
+
+    state = common._cached_state(run_path, stamp)
+    return ir_threshold_sweep(state.features, metric=metric)
+
+
+st.subheader("Choosing K and θ by information rate")
+st.caption("Dubnov's information rate (bits per frame that the past predicts) peaks where the symbols repeat "
+           "with structure: too coarse and everything is predictable but uninformative, too fine and nothing "
+           "repeats. The sweeps are computed on demand from this run's features.")
+cfg = state.config
+left, right = st.columns(2)
+with left:
+    if st.button("Information rate over K", key="ir_k_button") or st.session_state.get("ir_k_shown"):
+        st.session_state["ir_k_shown"] = True
+        if state.raw_features is None:
+            st.info("Run the encode stage first.")
+        else:
+            try:
+                curve_k = _ir_over_k(str(run.path), common.run_stamp(run), cfg.normalisation, cfg.pca_components,
+                                     cfg.seed)
+            except ChandraError as exc:
+                common.show_error(exc)
+            else:
+                n_tokens = int(state.vocabulary.n_tokens_) if state.vocabulary is not None else cfg.n_tokens
+                st.plotly_chart(figs.ir_over_k_figure(curve_k, chosen=n_tokens), width="stretch", key="ir_k")
+                st.caption(f"Best K = {curve_k['best_k']} ({curve_k['best_ir']:.3f} bits/frame); this run uses "
+                           f"K = {n_tokens}.")
+with right:
+    if not state.threshold_curve and (st.button("Information rate over θ", key="ir_t_button")
+                                      or st.session_state.get("ir_t_shown")):
+        st.session_state["ir_t_shown"] = True
+        try:
+            curve_t = _ir_threshold(str(run.path), common.run_stamp(run), cfg.metric)
+        except ChandraError as exc:
+            common.show_error(exc)
+        else:
+            chosen = oracle.threshold if oracle.kind == "features" else None
+            st.plotly_chart(figs_diag.ir_curve_figure(curve_t, chosen=chosen), width="stretch", key="ir_t")
+            st.caption(f"Best θ = {curve_t['best_threshold']:.4g} ({curve_t['best_ir']:.3f} bits/frame); "
+                       "train with oracle mode 'features' and threshold 'auto' to use it.")
 
 with st.expander("health numbers"):
     st.json({k: v for k, v in health.items() if k != "lrs_histogram"})

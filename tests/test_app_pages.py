@@ -256,6 +256,17 @@ def test_oracle_page(prepared_run):
     assert len(at.get("plotly_chart")) == 2  # arcs + LRS
 
 
+def test_oracle_page_information_rate_sweeps(prepared_run):
+    at = _page(prepared_run, "oracle")
+    at.button(key="ir_k_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Best K =" in t for t in _texts(at.caption))
+    at.button(key="ir_t_button").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Best θ =" in t for t in _texts(at.caption))
+    assert len(at.get("plotly_chart")) == 4  # arcs, LRS, IR over K, IR over θ
+
+
 def test_pages_say_which_stage_to_run(failed_run):
     at = _page(failed_run, "vocabulary")
     assert any("failed" in e for e in _texts(at.error))

@@ -306,12 +306,14 @@ def test_lrs_figure_keeps_peaks_when_pooled():
     assert fig.data[1].type == "bar"
 
 
-def test_ir_curve_marks_the_chosen_threshold():
-    curve = {"thresholds": [0.1, 0.2, 0.3], "ir": [0.5, 1.5, 1.0], "best_threshold": 0.2, "best_ir": 1.5}
-    fig = figs.ir_curve_figure(curve)
-    assert list(fig.data[0].x) == [0.1, 0.2, 0.3]
-    assert list(fig.data[1].x) == [0.2] and list(fig.data[1].y) == [1.5]
-    assert any(s.x0 == 0.2 for s in fig.layout.shapes)
+def test_ir_over_k_marks_best_and_current_k():
+    curve = {"k": [2, 4, 8, 16], "ir": [0.1, 0.6, 0.9, 0.4], "best_k": 8, "best_ir": 0.9}
+    fig = figs.ir_over_k_figure(curve, chosen=16)
+    assert list(fig.data[0].x) == [2, 4, 8, 16]
+    assert list(fig.data[1].x) == [8] and list(fig.data[1].y) == [0.9]
+    assert any(s.x0 == 16 for s in fig.layout.shapes)
+    assert fig.layout.xaxis.type == "log"
+    assert figs.ir_over_k_figure(None).layout.annotations
 
 
 # --------------------------------------------------------------------------- home

@@ -49,7 +49,7 @@ __all__ = [
     "lost_fields",
     "suffix_arc_figure",
     "lrs_figure",
-    "ir_curve_figure",
+    "ir_over_k_figure",
     "stage_headline",
 ]
 
@@ -739,26 +739,6 @@ def lrs_figure(lrs: np.ndarray, *, times: np.ndarray | None = None, max_points: 
     return fig
 
 
-def ir_curve_figure(curve: Mapping, *, chosen: float | None = None) -> go.Figure:
-    """Information rate against the audio-oracle threshold, the chosen
-    threshold marked (``curve["best_threshold"]`` unless ``chosen``)."""
-    th = np.asarray(curve.get("thresholds", []), dtype=np.float64)
-    ir = np.asarray(curve.get("ir", []), dtype=np.float64)
-    best = chosen if chosen is not None else curve.get("best_threshold")
-    fig = go.Figure(go.Scatter(x=th, y=ir, mode="lines+markers", name="information rate",
-                               line=dict(color="#3b6ea5"),
-                               hovertemplate="θ=%{x:.4f}<br>IR=%{y:.3f} bits<extra></extra>"))
-    if best is not None and th.size:
-        j = int(np.argmin(np.abs(th - float(best))))
-        fig.add_vline(x=float(best), line_dash="dash", line_color=EMPTY_COLOR,
-                      annotation_text=f"chosen θ = {float(best):.4g}", annotation_position="top right")
-        fig.add_trace(go.Scatter(x=[th[j]], y=[ir[j]], mode="markers", name="chosen",
-                                 marker=dict(size=13, color=EMPTY_COLOR, symbol="star")))
-    fig.update_layout(height=320, xaxis_title="threshold θ", yaxis_title="IR (bits / frame)",
-                      margin=dict(l=50, r=20, t=30, b=40), showlegend=False)
-    return fig
-
-
 # ---------------------------------------------------------------------------
 # home
 # ---------------------------------------------------------------------------
@@ -810,3 +790,36 @@ def stage_headline(stage: str, summaries: Mapping, ledger: Sequence[Mapping] = (
         tok = (saved.get("fields") or {}).get("gesture_token", {})
         return f"{saved.get('n_records')} frames, {_fmt(tok.get('present', 0))} with gesture_token"
     return ""
+
+
+def ir_over_k_figure(curve: dict | None, *, chosen: int | None = None) -> go.Figure:
+    """Information rate of the token sequence against the vocabulary size K
+    (log2 x axis), the best K and the K in use marked.
+
+    Parameters
+    ----------
+    curve : dict from :func:`chandra.pipeline.ir_over_k`
+        ``k``, ``ir``, ``best_k``, ``best_ir``.
+    chosen : int, optional
+        The K the run uses.
+    """
+    fig = go.Figure()
+    if not curve or not curve.get("k"):
+        fig.add_annotation(text="No K sweep yet", showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper")
+        fig.update_layout(height=220)
+        return fig
+    ks = np.asarray(curve["k"], dtype=float)
+    ir = np.asarray(curve["ir"], dtype=float)
+    fig.add_trace(go.Scatter(x=ks, y=ir, mode="lines+markers", name="IR (bits/frame)"))
+    fig.add_trace(go.Scatter(x=[curve["best_k"]], y=[curve["best_ir"]], mode="markers+text", name="best K",
+                             marker={"symbol": "star", "size": 14, "color": "#d62728"},
+                             text=[f"best K={curve['best_k']}"], textposition="top center"))
+    if chosen is not None:
+        fig.add_vline(x=float(chosen), line={"color": "#555", "dash": "dash"},
+                      annotation_text=f"this run: K={chosen}", annotation_position="bottom right")
+    fig.update_xaxes(type="log", title_text="vocabulary size K", tickvals=ks.tolist(),
+                     ticktext=[str(int(k)) for k in ks])
+    fig.update_yaxes(title_text="IR (bits/frame)")
+    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 40},
+                      title={"text": "Information rate vs vocabulary size"}, legend={"orientation": "h", "y": -0.3})
+    return fig

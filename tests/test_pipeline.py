@@ -1,0 +1,53 @@
+"""Pipeline-level functions beyond what the CLI tests cover."""
+
+import numpy as np
+import pytest
+
+from chandra.errors import ChandraError
+from chandra.pipeline import TrainConfig, ir_over_k, stage_hash
+
+
+def test_ir_over_k_peaks_at_the_true_number_of_clusters():
+    # 6 well-separated prototypes recurring in a fixed motif: K = 8 is the
+    # first size that resolves them; K = 2 merges them into a predictable
+    # but uninformative sequence, and IR must rank K=8 above K=2.
+    rng = np.random.default_rng(0)
+    prototypes = rng.standard_normal((6, 12)) * 5
+    motif = [0, 1, 2, 3, 4, 5, 2, 3]
+    seq = motif * 30
+    X = prototypes[seq] + 0.01 * rng.standard_normal((len(seq), 12))
+    curve = ir_over_k(X, ks=[2, 8, 64])
+    assert curve["k"] == [2, 8, 64]
+    ir = dict(zip(curve["k"], curve["ir"]))
+    assert ir[8] > ir[2]
+    assert curve["best_k"] in (8, 64) and curve["best_ir"] == max(curve["ir"])
+
+
+def test_ir_over_k_default_grid_and_errors():
+    X = np.random.default_rng(1).standard_normal((40, 5))
+    curve = ir_over_k(X)
+    assert curve["k"] == [2, 4, 8, 16]
+    with pytest.raises(ChandraError):
+        ir_over_k(X, ks=[100])
+
+
+def test_stage_hash_tracks_only_relevant_options():
+    a, b = TrainConfig(n_tokens=8), TrainConfig(n_tokens=16)
+    assert stage_hash(a, "segment") == stage_hash(b, "segment")
+    assert stage_hash(a, "harmony") == stage_hash(b, "harmony")
+    assert stage_hash(a, "vocabulary") != stage_hash(b, "vocabulary")
+    assert stage_hash(a, "oracle") != stage_hash(b, "oracle")  # depends on vocabulary
+    assert stage_hash(a, "segment", audio_sha256="x") != stage_hash(a, "segment", audio_sha256="y")
+
+
+@pytest.mark.parametrize("bad", [dict(n_tokens=0), dict(oracle="graph"), dict(threshold="often"),
+                                 dict(threshold=-1.0), dict(min_duration=2.0, max_duration=1.0),
+                                 dict(normalisation="max")])
+def test_config_validation(bad):
+    with pytest.raises(ChandraError):
+        TrainConfig(**bad).validate()
+
+
+def test_unknown_option_is_refused():
+    with pytest.raises(ChandraError, match="unknown training option"):
+        TrainConfig.from_dict({"tokens": 8})
