@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from chandra.ledger import STAGES, TOKEN_FIELD
+from chandra.ledger import STAGES, TOKEN_FIELD, json_safe
 
 __all__ = [
     "Finding",
@@ -186,19 +186,8 @@ class Finding:
 
 
 def _plain(value: Any) -> Any:
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, np.bool_):
-        return bool(value)
-    if isinstance(value, np.integer):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return float(value) if math.isfinite(value) else None
-    return value
+    """Strict-JSON copy of finding evidence (numpy to Python, NaN to None)."""
+    return json_safe(value)
 
 
 def findings_to_dicts(findings: Sequence[Finding]) -> list[dict]:

@@ -182,6 +182,18 @@ def load_state(run):
     return _cached_state(str(run.path), stages_stamp(run.meta()))
 
 
+def page_state(run):
+    """Load ``run``'s state for a page and caption the page with it; a
+    broken run shows its error in place and stops this page only."""
+    try:
+        state = load_state(run)
+    except ChandraError as exc:
+        show_error(exc)
+        st.stop()
+    run_caption(run, state)
+    return state
+
+
 def run_stamp(run) -> str:
     """Cache key part for derived data of ``run``."""
     return stages_stamp(run.meta())

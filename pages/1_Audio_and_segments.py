@@ -28,12 +28,7 @@ def _clicks(run_path: str, stamp: str):
     return figs.click_track(state.signal, state.sample_rate, state.segments.start)
 
 
-try:
-    state = common.load_state(run)
-except ChandraError as exc:
-    common.show_error(exc)
-    st.stop()
-common.run_caption(run, state)
+state = common.page_state(run)
 
 if not common.require_stage(run, "load", label="loading the audio"):
     st.stop()

@@ -33,12 +33,7 @@ def _umap(run_path: str, stamp: str, space: str, n_neighbors: int, min_dist: flo
     return compute_umap(X, {"n_neighbors": n_neighbors, "min_dist": min_dist, "seed": seed})
 
 
-try:
-    state = common.load_state(run)
-except ChandraError as exc:
-    common.show_error(exc)
-    st.stop()
-common.run_caption(run, state)
+state = common.page_state(run)
 if not common.require_stage(run, "encode", label="the encoder stage"):
     st.stop()
 

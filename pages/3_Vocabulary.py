@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from chandra.errors import ChandraError
 from chandra.figures import stages as figs
 from chandra.ledger import token_stats
 from dashboard import common
@@ -16,12 +15,7 @@ common.page_setup("Vocabulary", icon="🔤")
 st.title("Vocabulary")
 run = common.require_run()
 
-try:
-    state = common.load_state(run)
-except ChandraError as exc:
-    common.show_error(exc)
-    st.stop()
-common.run_caption(run, state)
+state = common.page_state(run)
 if not common.require_stage(run, "vocabulary"):
     st.stop()
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from chandra.errors import ChandraError
 from chandra.figures import stages as figs
 from dashboard import common
 
@@ -25,12 +24,7 @@ def _presence_figure(run_path: str, stamp: str):
     return figs.field_presence_figure(state.events, duration=state.duration)
 
 
-try:
-    state = common.load_state(run)
-except ChandraError as exc:
-    common.show_error(exc)
-    st.stop()
-common.run_caption(run, state)
+state = common.page_state(run)
 
 ledger = state.ledger
 findings = common.run_findings(run, ledger)

@@ -32,12 +32,7 @@ def _health(run_path: str, stamp: str) -> tuple[dict, list[dict]]:
     return oracle_health(oracle), violations[:20]
 
 
-try:
-    state = common.load_state(run)
-except ChandraError as exc:
-    common.show_error(exc)
-    st.stop()
-common.run_caption(run, state)
+state = common.page_state(run)
 if not common.require_stage(run, "oracle"):
     st.stop()
 

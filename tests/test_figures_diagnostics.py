@@ -4,7 +4,6 @@ missing data."""
 
 from __future__ import annotations
 
-import copy
 
 import numpy as np
 import pandas as pd

@@ -287,7 +287,7 @@ def test_audio_oracle_navigation():
     m.oracle = build_audio_oracle(m.features, threshold=0.2, metric="cosine")
     g = improvise(m, n_frames=200, seed=2, continuity=0.4, min_lrs=1)
     assert len(g.jumps) > 0
-    sfx, lrs = m.oracle.sfx, m.oracle.lrs
+    sfx = m.oracle.sfx
     for idx in g.jumps:
         step = g.steps[int(idx)]
         s, k = step["from_frame"] + 1, step["frame"]
