@@ -69,7 +69,7 @@ def _sync_params(run) -> None:
         missing = any(k not in ss for k in PARAM_KEYS)
     if not missing and (ss.get("_params_for") == target or (run is None and "_params_for" in ss)):
         return  # already in step (or: keep what the user typed when leaving a run)
-    cfg = run.config() if run is not None else TrainConfig(n_tokens=16)
+    cfg = run.config() if run is not None else TrainConfig()  # the library defaults (K = 64), as in the CLI
     ss.update(_params_from_config(cfg))
     ss["_params_for"] = target
 
