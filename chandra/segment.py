@@ -18,6 +18,7 @@ __all__ = [
     "Segments",
     "segment_audio",
     "detect_onsets",
+    "spectral_frames",
     "bound_durations",
     "estimate_f0",
     "validate_segments",
@@ -89,13 +90,59 @@ class Segments:
         )
 
 
+def spectral_frames(y: np.ndarray, sr: int, *, n_fft: int = 2048, hop_length: int = 512, n_mels: int = 128,
+                    block_frames: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """Mel power spectrogram and spectral centroid from ONE short-time Fourier
+    analysis, computed in blocks of frames.
+
+    The frames are those of ``librosa.stft(center=True)`` (frame k centred on
+    sample ``k * hop_length``, zero padding at the edges, Hann window), so the
+    results match librosa's ``melspectrogram`` and ``spectral_centroid``; the
+    block loop only bounds memory: an hour of audio never holds its whole
+    complex spectrogram (~1.3 GB at 22 050 Hz), only (n_mels, n_frames).
+
+    Returns
+    -------
+    mel_power : float32 (n_mels, n_frames)
+    centroid : float64 (n_frames,), Hz
+    """
+    import librosa
+    import scipy.signal
+
+    y = np.asarray(y, dtype=np.float32)
+    n_frames = 1 + len(y) // hop_length
+    pad = n_fft // 2
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    mel_basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
+    freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
+    mel = np.empty((n_mels, n_frames), dtype=np.float32)
+    centroid = np.empty(n_frames, dtype=np.float64)
+    for k0 in range(0, n_frames, block_frames):
+        k1 = min(n_frames, k0 + block_frames)
+        a, b = k0 * hop_length - pad, (k1 - 1) * hop_length + pad + (n_fft % 2)
+        chunk = np.zeros(b - a, dtype=np.float32)
+        lo, hi = max(a, 0), min(b, len(y))
+        if hi > lo:
+            chunk[lo - a: hi - a] = y[lo:hi]
+        frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop_length][: k1 - k0]
+        mag = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)  # (frames, bins)
+        mel[:, k0:k1] = mel_basis @ (mag**2).T
+        total = mag.sum(axis=1)
+        centroid[k0:k1] = np.where(total > 0, (mag @ freqs) / np.maximum(total, 1e-20), 0.0)
+    return mel, centroid
+
+
 def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: bool = True,
-                  delta: float = 0.07, wait: int = 2) -> np.ndarray:
+                  delta: float = 0.07, wait: int = 2, mel_power: np.ndarray | None = None) -> np.ndarray:
     """Onset times in seconds (float64, sorted), from librosa's spectral-flux
-    onset strength with peak picking."""
+    onset strength (on the log-mel spectrogram, as librosa computes it) with
+    peak picking. ``mel_power`` (from :func:`spectral_frames`) avoids a second
+    spectral analysis."""
     import librosa
 
-    envelope = librosa.onset.onset_strength(y=y, sr=sr, hop_length=hop_length)
+    if mel_power is None:
+        mel_power, _ = spectral_frames(y, sr, hop_length=hop_length)
+    envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel_power), sr=sr, hop_length=hop_length)
     # Backtracking (on the onset-strength curve, librosa's default) moves each
     # onset to the preceding local minimum of spectral flux, so a segment
     # starts just before its attack rather than in it.
@@ -240,7 +287,9 @@ def segment_audio(y: np.ndarray, sr: int, *, min_duration: float = 0.1, max_dura
     if duration < min_duration:
         raise SegmentationError(f"{duration:.3f} s of audio is shorter than min_duration={min_duration} s")
     report(progress, "segment", 0, 3)
-    onsets = detect_onsets(y, sr, hop_length=hop_length)
+    mel_power, centroid_frames = spectral_frames(y, sr, hop_length=hop_length)
+    onsets = detect_onsets(y, sr, hop_length=hop_length, mel_power=mel_power)
+    del mel_power
     edges = bound_durations(onsets, duration=duration, min_duration=min_duration, max_duration=max_duration)
     starts, ends = edges[:-1], edges[1:]
     n = len(starts)
@@ -253,7 +302,6 @@ def segment_audio(y: np.ndarray, sr: int, *, min_duration: float = 0.1, max_dura
     bb = np.minimum(b, len(y))
     rms = np.sqrt(np.maximum(sq[bb] - sq[a], 0.0) / np.maximum(bb - a, 1))
 
-    centroid_frames = librosa.feature.spectral_centroid(y=y, sr=sr, hop_length=hop_length)[0]
     frame_times = librosa.frames_to_time(np.arange(len(centroid_frames)), sr=sr, hop_length=hop_length)
     # Mean centroid of the frames starting inside each segment, via cumulative
     # sums (O(frames + segments)); a segment shorter than a hop takes the

@@ -69,3 +69,20 @@ def test_validate_segments_rejects_bad():
         validate_segments(bad)
     with pytest.raises(SegmentationError, match="outside"):
         validate_segments(good, duration=1.5)
+
+
+def test_blockwise_spectral_frames_match_librosa():
+    import librosa
+
+    from chandra.segment import spectral_frames
+
+    y = tone_bursts(KNOWN, duration=3.6)
+    mel, centroid = spectral_frames(y, SR, block_frames=37)  # blocks that do not divide the frame count
+    ref_mel = librosa.feature.melspectrogram(y=y, sr=SR, hop_length=512)
+    ref_centroid = librosa.feature.spectral_centroid(y=y, sr=SR, hop_length=512)[0]
+    assert mel.shape == ref_mel.shape
+    np.testing.assert_allclose(mel, ref_mel, rtol=1e-3, atol=1e-6 * ref_mel.max())
+    loud = ref_mel.sum(axis=0) > 1e-6 * ref_mel.sum(axis=0).max()
+    np.testing.assert_allclose(centroid[loud], ref_centroid[loud], rtol=1e-3)
+    whole, _ = spectral_frames(y, SR, block_frames=10**6)
+    np.testing.assert_array_equal(mel, whole)
