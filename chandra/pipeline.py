@@ -115,8 +115,8 @@ class TrainConfig:
     model: str | None = None
     layer: int = -1
     trust_remote_code: bool = False
-    chunk_seconds: float = 20.0
-    batch_size: int = 4
+    chunk_seconds: float = 15.0
+    batch_size: int = 2
     n_tokens: int = 64
     normalisation: str = "l2"
     pca_components: int | None = None
