@@ -259,6 +259,23 @@ def format_report(report: dict) -> str:
     if stages:
         lines.append(f"ledger stages: {', '.join(str(s) for s in stages)}")
     prov = report.get("provenance") or {}
+    encoder = prov.get("encoder") if isinstance(prov.get("encoder"), dict) else None
+    if encoder:
+        # The encoder's identity decides what the features mean; show it in full.
+        keys = ("encoder", "model", "model_type", "layer", "pooling", "sample_rate", "dim")
+        parts = [f"{k}={encoder[k]}" for k in keys if encoder.get(k) is not None]
+        versions = encoder.get("versions")
+        if isinstance(versions, dict):
+            parts.append("versions " + ", ".join(f"{k} {v}" for k, v in sorted(versions.items())))
+        lines.append("encoder: " + "  ".join(parts))
+    source = prov.get("input") if isinstance(prov.get("input"), dict) else None
+    if source:
+        lines.append(f"input: {source.get('name')} ({_fmt_num(source.get('duration'))} s, "
+                     f"sha256 {str(source.get('sha256', ''))[:12]})")
     if prov:
         lines.append("provenance: " + ", ".join(sorted(str(k) for k in prov)))
     return "\n".join(lines)
+
+
+def _fmt_num(value: Any) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "?"

@@ -191,3 +191,12 @@ def test_wav2vec2_missing_weights_is_one_clear_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-org/no-such-model" in err[0]
     assert not out.exists()
+
+
+def test_inspect_text_shows_encoder_provenance(trained_samples, capsys):
+    model_path = trained_samples[SAMPLES[0]]
+    capsys.readouterr()
+    assert main(["inspect", str(model_path)]) == 0
+    out = capsys.readouterr().out
+    assert "encoder: encoder=dsp" in out and "dim=102" in out
+    assert f"input: {SAMPLES[0].name}" in out
