@@ -873,16 +873,21 @@ class Wav2Vec2Encoder:
         self.load()
         import torch
 
-        x = resample(y, sr, self._sampling_rate).astype(np.float32)
+        # Memory matters here (an hour at 16 kHz is 230 MB per copy), so the
+        # signal is normalised in place, the tail is zero-padded per chunk
+        # rather than by copying the file, and coverage is tracked with one
+        # bool per frame instead of a NaN-filled float matrix.
+        x = np.asarray(resample(y, sr, self._sampling_rate), dtype=np.float32)
+        if x is y:
+            x = x.copy()  # never normalise the caller's array in place
         if getattr(self.feature_extractor_, "do_normalize", False):
             # same formula as Wav2Vec2FeatureExtractor, but over the whole file, not per chunk
-            x = (x - x.mean()) / np.sqrt(x.var() + 1e-7)
+            mean, std = float(x.mean(dtype=np.float64)), float(np.sqrt(x.var(dtype=np.float64) + 1e-7))
+            x -= mean
+            x /= std
         n = x.size
         total_frames = self.n_frames(max(n, self._rf))
         chunk, starts = self.chunk_plan(n)
-        padded_len = starts[-1] + chunk
-        if padded_len > n:
-            x = np.concatenate([x, np.zeros(padded_len - n, dtype=np.float32)])
         per_chunk = self.n_frames(chunk)
         hop = self._hop
         first = [s // hop for s in starts]
@@ -892,16 +897,20 @@ class Wav2Vec2Encoder:
             keep_lo.append((first[k] + first[k - 1] + per_chunk) // 2)
         keep_hi = keep_lo[1:] + [total_frames]
 
-        # NaN-filled so that a frame the stitching failed to cover cannot pass unnoticed
-        out = np.full((total_frames, self.dim), np.nan, dtype=np.float32)
+        out = np.empty((total_frames, self.dim), dtype=np.float32)
+        covered = np.zeros(total_frames, dtype=bool)
         batches = [list(range(i, min(i + self.batch_size, len(starts)))) for i in range(0, len(starts), self.batch_size)]
         report(progress, "encode", 0, len(batches))
         with torch.inference_mode():
             for b, idx in enumerate(batches):
-                batch = np.stack([x[starts[k] : starts[k] + chunk] for k in idx])
+                batch = np.zeros((len(idx), chunk), dtype=np.float32)
+                for row, k in enumerate(idx):
+                    piece = x[starts[k]: starts[k] + chunk]
+                    batch[row, : piece.size] = piece
                 inputs = torch.from_numpy(batch).to(self.device)
                 result = self.model_(inputs, output_hidden_states=True)
                 hidden = result.hidden_states[self._effective_layer].float().cpu().numpy()
+                del result
                 if hidden.shape[1] != per_chunk:
                     raise EncoderError(
                         f"model '{self.model}' returned {hidden.shape[1]} frames for {chunk} samples; "
@@ -909,10 +918,12 @@ class Wav2Vec2Encoder:
                     )
                 for row, k in enumerate(idx):
                     lo, hi = keep_lo[k], min(keep_hi[k], first[k] + per_chunk)
-                    out[lo:hi] = hidden[row, lo - first[k] : hi - first[k]]
+                    rows = hidden[row, lo - first[k] : hi - first[k]]
+                    out[lo:hi] = rows
+                    covered[lo:hi] = np.isfinite(rows).all(axis=1)
                 report(progress, "encode", b + 1, len(batches))
-        if not np.all(np.isfinite(out)):
-            missing = np.flatnonzero(~np.all(np.isfinite(out), axis=1))
+        if not covered.all():
+            missing = np.flatnonzero(~covered)
             raise EncoderError(
                 f"{missing.size} of {total_frames} frames are missing or non-finite after stitching "
                 f"(first at frame {missing[0]}); model '{self.model}', chunks {len(starts)}"
