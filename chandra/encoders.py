@@ -167,6 +167,10 @@ def _frame_ranges(
     return lo, hi
 
 
+#: Frames per prefix-sum block in :func:`pool_frames` (bounds its memory).
+_POOL_BLOCK = 16384
+
+
 def pool_frames(
     frames: np.ndarray,
     frame_times: np.ndarray,
@@ -197,8 +201,9 @@ def pool_frames(
     -----
     A segment takes the frames whose centre lies in ``[start, end)``; a segment
     containing no frame centre takes the frame nearest its midpoint. Sums are
-    prefix sums in float64, so cost is O(n_frames + n_segments) whatever the
-    segment lengths.
+    prefix sums in float64 over blocks of consecutive segments, so cost is
+    O(n_frames + n_segments) whatever the segment lengths, and memory is
+    bounded by the block, not the file.
     """
     frames = np.asarray(frames)
     frame_times = np.asarray(frame_times, dtype=np.float64)
@@ -214,19 +219,31 @@ def pool_frames(
         empty = np.zeros((0, dim), dtype=np.float64)
         return empty, (empty.copy() if with_std else None)
     lo, hi = _frame_ranges(frame_times, start, end)
-    x = frames.astype(np.float64, copy=False)
-    csum = np.zeros((x.shape[0] + 1, dim), dtype=np.float64)
-    np.cumsum(x, axis=0, out=csum[1:])
-    count = (hi - lo).astype(np.float64)[:, None]
-    mean = (csum[hi] - csum[lo]) / count
-    std = None
-    if with_std:
-        csq = np.zeros_like(csum)
-        np.cumsum(x * x, axis=0, out=csq[1:])
-        var = (csq[hi] - csq[lo]) / count - mean * mean
-        # prefix-sum variance can dip slightly below zero by cancellation
-        std = np.sqrt(np.maximum(var, 0.0))
-        std[(hi - lo) == 1] = 0.0  # exact, rather than the rounding residue of the prefix sums
+    n_seg = start.size
+    mean = np.empty((n_seg, dim), dtype=np.float64)
+    std = np.empty((n_seg, dim), dtype=np.float64) if with_std else None
+    # Prefix sums over groups of segments spanning at most _POOL_BLOCK frames:
+    # float64 sums of a whole hour of 768-D frames would need 2 x 1.1 GB.
+    i = 0
+    while i < n_seg:
+        a, b, j = int(lo[i]), int(hi[i]), i + 1
+        while j < n_seg and max(b, int(hi[j])) - min(a, int(lo[j])) <= _POOL_BLOCK:
+            a, b, j = min(a, int(lo[j])), max(b, int(hi[j])), j + 1
+        x = frames[a:b].astype(np.float64)
+        csum = np.zeros((x.shape[0] + 1, dim), dtype=np.float64)
+        np.cumsum(x, axis=0, out=csum[1:])
+        l, h = lo[i:j] - a, hi[i:j] - a
+        count = (h - l).astype(np.float64)[:, None]
+        mean[i:j] = (csum[h] - csum[l]) / count
+        if with_std:
+            csq = np.zeros_like(csum)
+            np.cumsum(x * x, axis=0, out=csq[1:])
+            var = (csq[h] - csq[l]) / count - mean[i:j] * mean[i:j]
+            # prefix-sum variance can dip slightly below zero by cancellation
+            block_std = np.sqrt(np.maximum(var, 0.0))
+            block_std[(h - l) == 1] = 0.0  # exact, rather than the rounding residue of the prefix sums
+            std[i:j] = block_std
+        i = j
     return mean, std
 
 

@@ -485,3 +485,24 @@ def test_import_is_cheap():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_pool_frames_blocks_do_not_change_results(monkeypatch):
+    import chandra.encoders as enc
+    from types import SimpleNamespace
+
+    rng = np.random.default_rng(3)
+    frames = rng.standard_normal((997, 7)).astype(np.float32)
+    times = (np.arange(997) + 0.5) * 0.02
+    edges = np.sort(rng.uniform(0, times[-1], 120))
+    segs = SimpleNamespace(start=np.concatenate([[0.0], edges]), end=np.concatenate([edges, [times[-1] + 0.01]]))
+    whole_mean, whole_std = enc.pool_frames(frames, times, segs, with_std=True)
+    monkeypatch.setattr(enc, "_POOL_BLOCK", 13)  # many small blocks, some segments longer than a block
+    mean, std = enc.pool_frames(frames, times, segs, with_std=True)
+    np.testing.assert_allclose(mean, whole_mean, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(std, whole_std, rtol=1e-9, atol=1e-9)
+    # and against a direct per-segment mean
+    for k in (0, 50, 120):
+        sel = (times >= segs.start[k]) & (times < segs.end[k])
+        if sel.any():
+            np.testing.assert_allclose(mean[k], frames[sel].astype(np.float64).mean(axis=0), rtol=1e-9, atol=1e-9)
