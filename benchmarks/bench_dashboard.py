@@ -40,20 +40,14 @@ import os
 import platform
 import re
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "sample_audio" / "tabla_safari_loops.flac"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 PORTS = range(8800, 8900)
 K = 64
 PIPELINE_TIMEOUT_S = 150
@@ -64,69 +58,18 @@ os.environ.update({k: ENV[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from dashboard.serve import (  # noqa: E402
+    CHROMIUM,
+    free_port,
+    launch_chromium,
+    start_server,
+    stop_server,
+    wait_health,
+    wait_idle,
+)
+
 
 # --------------------------------------------------------------------------- helpers
-
-
-def free_port() -> int:
-    for port in PORTS:
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 8800-8899")
-
-
-def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
-    """``streamlit run app.py`` as in tests/test_browser.py."""
-    streamlit = Path(sys.executable).with_name("streamlit")
-    cmd = [str(streamlit) if streamlit.exists() else "streamlit", "run", "app.py",
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    env = dict(ENV, CHANDRA_RUNS_DIR=str(runs))
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def wait_health(base: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200 and resp.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise RuntimeError(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
-def wait_idle(page, timeout_ms: int = 60_000) -> None:
-    """No 'Running…' status widget (as in tests/test_browser.py)."""
-    page.wait_for_timeout(300)
-    page.wait_for_function(
-        """() => {
-            const w = document.querySelector('[data-testid="stStatusWidget"]');
-            return !w || !/Running|Connecting/i.test(w.innerText || '');
-        }""",
-        timeout=timeout_ms,
-    )
-    page.wait_for_timeout(200)
 
 
 def run_meta(runs: Path, exclude: set[str]) -> tuple[str | None, dict | None]:
@@ -239,7 +182,9 @@ def one_run(browser, i: int, tmp: Path) -> dict:
     runs = tmp / f"runs{i}"
     runs.mkdir()
     prepared, execute_s = prepare_run(runs)  # before the server exists: not part of the cold start
-    port = free_port()
+    port = free_port(PORTS)
+    if port is None:
+        raise SystemExit("no free port in 8800-8899")
     log = tmp / f"streamlit{i}.log"
     base = f"http://127.0.0.1:{port}"
     t0 = time.monotonic()
@@ -304,13 +249,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  sample    : {SAMPLE.name} ({duration:.1f} s) · encoder dsp · K={K} · runs={args.runs}")
 
     lib = library_times(args.runs)
-    print(f"  library train() (warm, in-process): " + ", ".join(f"{t:.2f}" for t in lib) + " s")
+    print("  library train() (warm, in-process): " + ", ".join(f"{t:.2f}" for t in lib) + " s")
 
     results = []
     tmp = Path(tempfile.mkdtemp(prefix="chandra-bench-dash-"))
     try:
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+            browser = launch_chromium(pw)
             print(f"  chromium  : {browser.version}")
             try:
                 for i in range(args.runs):

@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 from pathlib import Path
 
 import streamlit as st
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from dashboard import common
 
-from dashboard import common  # noqa: E402
-
-from chandra.errors import ChandraError  # noqa: E402
-from chandra.figures.diagnostics import (  # noqa: E402
+from chandra.errors import ChandraError
+from chandra.figures.diagnostics import (
     feature_health_figure,
     field_matrix_figure,
     findings_table,
@@ -30,7 +25,7 @@ from chandra.figures.diagnostics import (  # noqa: E402
 )
 
 #: The real MusicHal 9000 model from DESIGN §5, when the shared folder is there.
-REFERENCE_MODEL = _ROOT.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
+REFERENCE_MODEL = common.REPO_ROOT.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
 PATH_KEY = "inspector_path"
 INPUT_KEY = "inspector_path_input"
 

@@ -4,22 +4,17 @@ and show what survived each checkpoint and where each fault first appeared."""
 from __future__ import annotations
 
 import importlib.util
-import sys
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from dashboard import common
 
-from dashboard import common  # noqa: E402
+from chandra.errors import ChandraError
+from chandra.figures.diagnostics import field_matrix_figure, findings_table, token_strip_figure
 
-from chandra.errors import ChandraError  # noqa: E402
-from chandra.figures.diagnostics import field_matrix_figure, findings_table, token_strip_figure  # noqa: E402
-
-EXAMPLE_SCRIPT = _ROOT / "examples" / "faulty_trainer.py"
+EXAMPLE_SCRIPT = common.REPO_ROOT / "examples" / "faulty_trainer.py"
 EXAMPLE_NAME = "example_trace"
 DIR_KEY = "trace_dir"
 

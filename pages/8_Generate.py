@@ -9,20 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import streamlit as st
 
-_ROOT = Path(__file__).resolve().parents[1]
-if str(_ROOT) not in sys.path:
-    sys.path.insert(0, str(_ROOT))
+from dashboard import common
 
-from dashboard import common  # noqa: E402
-
-from chandra.errors import ChandraError, ConstraintError  # noqa: E402
-from chandra.figures.diagnostics import (  # noqa: E402
+from chandra.errors import ChandraError, ConstraintError
+from chandra.figures.diagnostics import (
     field_matrix_figure,
     generation_timeline_figure,
     token_histogram_comparison,

@@ -10,25 +10,19 @@ reads the example trace, and saves a screenshot of each page to
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
+
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
 REPO = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
 REFERENCE = REPO.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
 PIPELINE_TIMEOUT_S = 150
 PAGES = [  # (url path, title, screenshot name)
     ("Audio_and_segments", "Audio and segments", "02_audio_and_segments"),
@@ -42,79 +36,30 @@ PAGES = [  # (url path, title, screenshot name)
 ]
 
 
-def _free_port() -> int:
-    for port in range(8700, 8800):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    pytest.skip("no free port in 8700-8799")
-
-
-def _wait_health(base: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"streamlit exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
-                if resp.status == 200 and resp.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.5)
-    raise AssertionError(f"streamlit not healthy after {timeout} s:\n{log.read_text()[-3000:]}")
-
-
 @pytest.fixture
 def server(tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("/usr/bin/chromium is not installed")
     pytest.importorskip("playwright.sync_api")
-    port = _free_port()
+    port = free_port(range(8700, 8800))
+    if port is None:
+        pytest.skip("no free port in 8700-8799")
     runs = tmp_path / "runs"
     runs.mkdir()
-    env = dict(os.environ, CHANDRA_RUNS_DIR=str(runs), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1")
     log = tmp_path / "streamlit.log"
-    streamlit = Path(sys.executable).with_name("streamlit")
-    cmd = [str(streamlit) if streamlit.exists() else "streamlit", "run", "app.py",
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_server(runs, port, log)
     base = f"http://127.0.0.1:{port}"
     try:
-        _wait_health(base, proc, log)
+        wait_health(base, proc, log, poll=0.5)
         yield {"base": base, "runs": runs, "log": log}
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def _wait_idle(page, timeout_ms: int = 60_000) -> None:
-    """Wait until the script run finished (no 'Running…' status widget)."""
-    page.wait_for_timeout(400)
-    page.wait_for_function(
-        """() => {
-            const w = document.querySelector('[data-testid="stStatusWidget"]');
-            return !w || !/Running|Connecting/i.test(w.innerText || '');
-        }""",
-        timeout=timeout_ms,
-    )
-    page.wait_for_timeout(300)
+        stop_server(proc)
 
 
 def _open(page, url: str, title: str) -> None:
     page.goto(url, wait_until="domcontentloaded")
     page.get_by_role("heading", name=title, exact=False).first.wait_for(timeout=60_000)
-    _wait_idle(page)
+    wait_idle(page)
 
 
 def _no_exception(page, where: str) -> None:
@@ -156,7 +101,7 @@ def test_dashboard_end_to_end(server):
     base, runs = server["base"], server["runs"]
     started = time.monotonic()
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.set_default_timeout(60_000)
@@ -186,7 +131,7 @@ def test_dashboard_end_to_end(server):
             page.wait_for_function(
                 "() => !document.body.innerText.includes('running **') && "
                 "(document.body.innerText.match(/\\bdone\\b/g) || []).length >= 8", timeout=30_000)
-            _wait_idle(page)
+            wait_idle(page)
             _no_exception(page, "home")
             _shot(page, "01_home")
 
@@ -199,21 +144,21 @@ def test_dashboard_end_to_end(server):
                 elif path == "Model_inspector":
                     page.get_by_role("button", name="Current run's model").click()
                     page.get_by_text(re.compile(r"^Findings — ")).first.wait_for()
-                    _wait_idle(page)
+                    wait_idle(page)
                     page.get_by_text("frames with gesture_token").first.wait_for()
                     if REFERENCE.exists():
                         _shot(page, shot + "_current_run")
                         page.get_by_role("button", name=re.compile("Example: MusicHal")).click()
                         page.get_by_text("TOKENS_MISSING").first.wait_for()
-                        _wait_idle(page)
+                        wait_idle(page)
                 elif path == "Traces":
                     page.get_by_role("button", name="Generate the example trace").click()
                     page.get_by_text("FIELD_LOST").first.wait_for()
-                    _wait_idle(page)
+                    wait_idle(page)
                 elif path == "Generate":
                     page.get_by_role("button", name="Generate", exact=True).click()
                     page.get_by_role("heading", name="Result").wait_for(timeout=60_000)
-                    _wait_idle(page)
+                    wait_idle(page)
                     assert page.locator("audio").count() >= 1
                     page.get_by_role("button", name="Download WAV").wait_for()
                 _no_exception(page, title)
@@ -251,6 +196,6 @@ def _box_select(page) -> None:
     page.mouse.move(x1, y1, steps=12)
     page.mouse.up()
     page.get_by_text(re.compile(r"Selected segments \(\d+\)")).first.wait_for(timeout=30_000)
-    _wait_idle(page)
+    wait_idle(page)
     table = page.locator('[data-testid="stDataFrame"]')
     assert table.count() >= 1
