@@ -203,7 +203,10 @@ def waveform_spectrogram_figure(y: np.ndarray, sr: int, *, onsets: Sequence[floa
         fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(120,255,255,0.6)", width=1),
                                  name="onsets ", showlegend=False, hoverinfo="skip"), row=2, col=1)
     fig.update_yaxes(title_text="amplitude", row=1, col=1)
-    fig.update_yaxes(title_text="Hz (mel)", type="log", row=2, col=1)
+    # Explicit ticks: plotly's default log ticks abbreviate 200/500 Hz to "2"/"5".
+    ticks = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
+    fig.update_yaxes(title_text="Hz (mel)", type="log", row=2, col=1, tickvals=ticks,
+                     ticktext=[f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
     fig.update_xaxes(title_text="time (s)", row=2, col=1)
     fig.update_layout(height=520, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.06))
     return fig
