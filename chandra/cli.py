@@ -221,11 +221,19 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     if args.json:
         from chandra.io_utils import json_default
 
-        print(json.dumps(summary, indent=1, default=json_default))
+        print(json.dumps({**summary, "fallbacks": generation.fallbacks}, indent=1, default=json_default))
     else:
-        print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in summary.items()))
-        for fb in generation.fallbacks:
-            print(f"fallback    {fb}")
+        shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in summary.items()}
+        print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
+        if generation.fallbacks:
+            # Never silent, but grouped: one line per distinct reason, with the
+            # steps it happened at (all of them are in --json).
+            by_reason: dict[str, list[int]] = {}
+            for fb in generation.fallbacks:
+                by_reason.setdefault(f"{fb['reason']} -> {fb['choice']}", []).append(int(fb["step"]))
+            for reason, steps in by_reason.items():
+                shown = ", ".join(map(str, steps[:8])) + (", ..." if len(steps) > 8 else "")
+                print(f"fallback    {len(steps)}x {reason} (steps {shown})")
     return 0
 
 

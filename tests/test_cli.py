@@ -200,3 +200,42 @@ def test_inspect_text_shows_encoder_provenance(trained_samples, capsys):
     out = capsys.readouterr().out
     assert "encoder: encoder=dsp" in out and "dim=102" in out
     assert f"input: {SAMPLES[0].name}" in out
+
+
+def test_generate_is_deterministic_and_reports_fallbacks(trained_samples, tmp_path, capsys):
+    model_path = trained_samples[SAMPLES[0]]
+    a, b, c = tmp_path / "a.wav", tmp_path / "b.wav", tmp_path / "c.wav"
+    for out, seed in ((a, 5), (b, 5), (c, 6)):
+        assert main(["generate", str(model_path), "-o", str(out), "--seconds", "8", "--seed", str(seed),
+                     "--continuity", "0.6"]) == 0
+    assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
+    info = sf.info(str(a))
+    assert info.samplerate == 22050 and 7.5 < info.duration < 10.0
+    capsys.readouterr()
+    assert main(["generate", str(model_path), "-o", str(tmp_path / "d.wav"), "--seconds", "8", "--json",
+                 "--where", "consonance > 0.1"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_fallbacks"] == len(summary["fallbacks"])
+    assert all({"step", "reason", "choice"} <= set(fb) for fb in summary["fallbacks"])
+
+
+def test_generate_with_an_impossible_constraint_fails_clearly(trained_samples, tmp_path, capsys):
+    out = tmp_path / "x.wav"
+    assert main(["generate", str(trained_samples[SAMPLES[0]]), "-o", str(out), "--where", "consonance > 5"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "no frame satisfies" in err[0] and not out.exists()
+
+
+def test_export_musichal_round_trips(trained_samples, tmp_path, capsys):
+    model_path = trained_samples[SAMPLES[1]]
+    out = tmp_path / "mh.json"
+    assert main(["export", str(model_path), "--format", "musichal", "-o", str(out)]) == 0
+    original, back = load_model(model_path), load_model(out)
+    assert back.source_format == "musichal-v2"
+    assert back.events == original.events
+    assert np.array_equal(back.features, original.features)
+    assert np.array_equal(back.oracle.sfx, original.oracle.sfx)
+    capsys.readouterr()
+    assert main(["inspect", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["fields"]["gesture_token"]["present"] == report["frames"]
