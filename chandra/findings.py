@@ -602,9 +602,10 @@ def _entry_differences(a: Mapping, b: Mapping) -> list[dict]:
 def provenance_findings(provenance: Mapping | None, *, stage: str | None = None) -> list[Finding]:
     """PARAM_MISMATCH for every configured value that differs from its effective value.
 
-    Two shapes are read anywhere in the provenance tree (depth <= 4):
+    Three shapes are read anywhere in the provenance tree (depth <= 4):
     ``{"configured": {...}, "effective": {...}}`` (keys present in both are
-    compared) and sibling keys ``<name>_configured`` / ``<name>``. A
+    compared), per parameter ``{name: {"configured": c, "effective": e}}``,
+    and sibling keys ``<name>_configured`` / ``<name>``. A
     configured value of None or ``"auto"`` asks the stage to choose, so it
     never mismatches.
     """
@@ -632,8 +633,19 @@ def provenance_findings(provenance: Mapping | None, *, stage: str | None = None)
         conf, eff = node.get("configured"), node.get("effective")
         if isinstance(conf, Mapping) and isinstance(eff, Mapping):
             for key in conf:
-                if key in eff and differs(conf[key], eff[key]):
-                    report(path, str(key), conf[key], eff[key])
+                if key not in eff:
+                    continue
+                value = eff[key]
+                if isinstance(value, Mapping) and "effective" in value:
+                    value = value["effective"]  # the per-parameter shape nested in an "effective" block
+                if differs(conf[key], value):
+                    report(path, str(key), conf[key], value)
+        elif "configured" in node and "effective" in node and not isinstance(conf, Mapping) \
+                and not isinstance(eff, Mapping):
+            # per-parameter shape {"n_tokens": {"configured": 64, "effective": 12}}
+            parent, _, name = path.rpartition(".")
+            if differs(conf, eff):
+                report(parent, name or path, conf, eff)
         for key, value in node.items():
             if isinstance(key, str) and key.endswith("_configured"):
                 base = key[: -len("_configured")]

@@ -467,3 +467,15 @@ def test_every_code_is_a_documented_constant():
     assert len(set(F.ALL_CODES)) == len(F.ALL_CODES)
     for code in F.ALL_CODES:
         assert getattr(F, code) == code
+
+
+def test_param_mismatch_reads_the_per_parameter_shape():
+    from chandra.findings import PARAM_MISMATCH, provenance_findings
+
+    same = {"vocabulary": {"configured": {"n_tokens": 64}, "effective": {"n_tokens": {"configured": 64,
+                                                                                     "effective": 64}}}}
+    assert provenance_findings(same) == []
+    reduced = {"vocabulary": {"n_tokens": {"configured": 64, "effective": 12}}}
+    found = provenance_findings(reduced)
+    assert [f.code for f in found] == [PARAM_MISMATCH]
+    assert found[0].evidence["parameter"] == "n_tokens" and found[0].evidence["effective"] == 12
