@@ -24,6 +24,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from helpers_musichal import write_musichal_file  # noqa: E402
 sys.path.insert(0, str(ROOT))
 
 
@@ -54,30 +57,6 @@ def bench_chandra(n: int, dim: int, workdir: Path) -> dict:
     return {"frames": n, "dim": dim, "save_s": statistics.median(saves), "load_s": statistics.median(loads),
             "save_plus_load_s": statistics.median(s + l for s, l in zip(saves, loads)),
             "file_bytes": size, "size_ratio_vs_raw_features": size / model.features.nbytes}
-
-
-def write_musichal(path: Path, n: int, dim: int) -> None:
-    rng = np.random.default_rng(0)
-    with open(path, "w") as fh:
-        fh.write('{"states": {"0": {"len": 0, "link": -1, "next": {')
-        fh.write(",".join(f'"{i}": {i + 1}' for i in range(n)))
-        fh.write("}}")
-        for i in range(1, n + 1):
-            nxt = f'"{i}": {i + 1}' if i < n else ""
-            fh.write(f', "{i}": {{"len": {i}, "link": 0, "next": {{{nxt}}}}}')
-        fh.write('}, "transitions": {')
-        fh.write(",".join([f'"0_{i}": {i + 1}' for i in range(n)] + [f'"{i}_{i}": {i + 1}' for i in range(1, n)]))
-        fh.write('}, "suffix_links": {' + ",".join(f'"{i}": 0' for i in range(1, n + 1)) + "}")
-        fh.write(', "sequence": ' + json.dumps(list(range(n))) + ', "audio_frames": {')
-        for i in range(n):
-            frame = {"timestamp": 1.75e9 + i * 0.5, "features": rng.standard_normal(dim).astype(np.float32).tolist(),
-                     "audio_data": {"t": 1.75e9 + i * 0.5, "f0": 220.0, "midi": 57, "rms_db": -20.0, "onset": True,
-                                    "consonance": 0.5, "gesture_token": i % 64},
-                     "frame_id": i}
-            fh.write(("," if i else "") + f'"{i}": ' + json.dumps(frame))
-        fh.write('}, "sequence_length": %d, "frame_counter": %d, "distance_threshold": 0.15, '
-                 '"distance_function": "euclidean", "is_trained": true, "stats": {"feature_dimensions": %d}}'
-                 % (n, n, dim))
 
 
 _CHILD = """
@@ -115,7 +94,7 @@ print(json.dumps({{"load_s": elapsed, "baseline_rss_mb": base, "peak_rss_mb": pe
 
 def bench_musichal(n: int, dim: int, workdir: Path) -> dict:
     path = workdir / "musichal_big.json"
-    write_musichal(path, n, dim)
+    write_musichal_file(path, n_frames=n, dim=dim)
     size = path.stat().st_size
     out = subprocess.run([sys.executable, "-c", _CHILD.format(root=str(ROOT), path=str(path))],
                          capture_output=True, text=True, check=True)

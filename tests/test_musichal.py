@@ -16,6 +16,7 @@ from chandra.errors import ModelFormatError
 from chandra.model import Model, load_model, save_model
 from chandra.musichal import export_musichal, load_musichal
 from chandra.oracle import build_factor_oracle
+from helpers_musichal import write_musichal_file
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
 if not REFERENCE.exists():
@@ -240,26 +241,9 @@ def test_export_without_oracle_is_refused(tmp_path):
     assert not (tmp_path / "x.json").exists()
 
 
-def write_large(path: Path, n: int, dim: int) -> None:
-    """Stream a MusicHal-shaped file to disk without building it in memory."""
-    rng = np.random.default_rng(0)
-    with open(path, "w") as fh:
-        fh.write('{"states": {"0": {"len": 0, "link": -1, "next": {')
-        fh.write(",".join(f'"{i}": {i + 1}' for i in range(n)))
-        fh.write("}}")
-        for i in range(1, n + 1):
-            fh.write(f', "{i}": {{"len": {i}, "link": 0, "next": {{{f"{chr(34)}{i}{chr(34)}: {i + 1}" if i < n else ""}}}}}')
-        fh.write('}, "audio_frames": {')
-        for i in range(n):
-            frame = {"timestamp": 1.75e9 + i, "features": rng.standard_normal(dim).astype(np.float32).tolist(),
-                     "audio_data": {"t": 1.75e9 + i, "f0": 220.0, "rms_db": -20.0, "onset": True}, "frame_id": i}
-            fh.write(("," if i else "") + f'"{i}": ' + json.dumps(frame))
-        fh.write('}, "distance_threshold": 0.15, "distance_function": "euclidean", "sequence_length": %d}' % n)
-
-
 def test_large_file_is_streamed(tmp_path):
     path = tmp_path / "large.json"
-    write_large(path, 1300, 768)
+    write_musichal_file(path, n_frames=1300, dim=768)
     size = path.stat().st_size
     assert size > 15e6
     tracemalloc.start()
