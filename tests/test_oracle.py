@@ -138,7 +138,7 @@ def test_factor_oracle_invariants_on_random_sequences(seq):
     n = len(seq)
     assert o.n_frames == n
     # Compiled kernel == straight pseudo-code.
-    assert_same_oracle(o, oracle_mod._factor_oracle_reference(sym))
+    assert_same_oracle(o, reference_factor_oracle(sym))
     # Every invariant of DESIGN.md section 4 (check_oracle verifies them all).
     assert check_oracle(o, symbols=sym) == []
     assert o.n_transitions <= max(0, 2 * n - 1)
@@ -208,6 +208,41 @@ def test_audio_oracle_on_one_hot_equals_factor_oracle(seq, metric):
     assert check_oracle(ao, features=X) == []
 
 
+def common_suffix(sfx: list[int], lrs: list[int], p1: int, p2: int) -> int:
+    """Lefebvre-Lecroq: length of the common suffix of prefixes p1 and p2."""
+    if p2 == sfx[p1]:
+        return lrs[p1]
+    while p2 > 0 and sfx[p2] != sfx[p1]:
+        p2 = sfx[p2]
+    return min(lrs[p1], lrs[p2]) if p2 > 0 else 0
+
+
+def reference_factor_oracle(symbols) -> Oracle:
+    """Dictionary-based factor oracle straight from the pseudo-code (Allauzen,
+    Crochemore & Raffinot 1999), for cross-checks of the compiled kernel."""
+    sym = [int(s) for s in symbols]
+    n = len(sym)
+    sfx, lrs = [-1] + [0] * n, [0] * (n + 1)
+    trans: list[dict[int, int]] = [dict() for _ in range(n + 1)]
+    for i in range(1, n + 1):
+        c = sym[i - 1]
+        trans[i - 1][c] = i
+        k, p1 = sfx[i - 1], i - 1
+        while k > -1 and c not in trans[k]:
+            trans[k][c] = i
+            p1, k = k, sfx[k]
+        if k == -1:
+            sfx[i], lrs[i] = 0, 0
+        else:
+            sfx[i] = trans[k][c]
+            lrs[i] = common_suffix(sfx, lrs, p1, sfx[i] - 1) + 1
+    rows = [sorted(t.values()) for t in trans]
+    ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
+    dst = np.array([d for r in rows for d in r], dtype=np.int64)
+    return Oracle(kind="tokens", sfx=np.array(sfx, dtype=np.int64), lrs=np.array(lrs, dtype=np.int64),
+                  trn_ptr=ptr, trn_dst=dst)
+
+
 def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Oracle:
     """Plain-python audio oracle straight from the description, for cross-checks."""
     X = X.astype(np.float64)
@@ -224,13 +259,6 @@ def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Orac
     sfx, lrs = [-1] + [0] * n, [0] * (n + 1)
     out: list[list[int]] = [[] for _ in range(n + 1)]
 
-    def common_suffix(p1, p2):
-        if p2 == sfx[p1]:
-            return lrs[p1]
-        while p2 > 0 and sfx[p2] != sfx[p1]:
-            p2 = sfx[p2]
-        return min(lrs[p1], lrs[p2]) if p2 > 0 else 0
-
     for i in range(1, n + 1):
         out[i - 1].append(i)
         k, p1 = sfx[i - 1], i - 1
@@ -246,7 +274,7 @@ def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Orac
         if found < 0:
             sfx[i], lrs[i] = 0, 0
         else:
-            sfx[i], lrs[i] = found, common_suffix(p1, found - 1) + 1
+            sfx[i], lrs[i] = found, common_suffix(sfx, lrs, p1, found - 1) + 1
     edges = [(s, j) for s in range(n + 1) for j in out[s]]
     base = Oracle(kind="features", sfx=np.array(sfx), lrs=np.array(lrs), trn_ptr=np.zeros(n + 2, np.int64),
                   trn_dst=np.zeros(0, np.int64), threshold=threshold, metric=metric)
