@@ -195,6 +195,20 @@ def findings_to_dicts(findings: Sequence[Finding]) -> list[dict]:
     return [f.to_dict() for f in findings]
 
 
+def format_findings(findings: Sequence[Mapping], summary: Mapping | None, *, where: str = "[{stage}]") -> list[str]:
+    """Text lines: the severity counts, then one line per finding; ``where``
+    formats the stage (``"[{stage}]"`` for models, ``"at '{stage}':"`` for traces)."""
+    summary = summary or {}
+    lines = [f"findings: {summary.get('error', 0)} error(s), {summary.get('warning', 0)} warning(s), "
+             f"{summary.get('info', 0)} info"]
+    if not findings:
+        lines.append("  none")
+    for item in findings:
+        place = where.format(stage=item.get("stage") or "-")
+        lines.append(f"  {item['severity'].upper():<7} {item['code']:<20} {place} {item['message']}")
+    return lines
+
+
 def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
     """Errors first, then warnings, then info; stable within a severity."""
     return sorted(findings, key=lambda f: _SEVERITY_RANK.get(f.severity, len(SEVERITIES)))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from chandra.findings import (
+    format_findings,
     count_by_severity,
     findings_to_dicts,
     model_findings,
@@ -191,12 +192,7 @@ def format_report(report: dict) -> str:
     findings = report.get("findings") or []
     summary = report.get("summary") or {}
     lines.append("")
-    lines.append(f"findings: {summary.get('error', 0)} error(s), {summary.get('warning', 0)} warning(s), "
-                 f"{summary.get('info', 0)} info")
-    if not findings:
-        lines.append("  none")
-    for f in findings:
-        lines.append(f"  {f['severity'].upper():<7} {f['code']:<20} [{f.get('stage') or '-'}] {f['message']}")
+    lines.extend(format_findings(findings, summary))
 
     frames = report.get("frames") or 0
     lines.append("")

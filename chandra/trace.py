@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from chandra.errors import ChandraError, TraceError
-from chandra.findings import count_by_severity, findings_to_dicts, ledger_findings
+from chandra.findings import count_by_severity, findings_to_dicts, format_findings, ledger_findings
 from chandra.io_utils import dump_json_atomic
 from chandra.ledger import field_matrix, json_safe, ledger_entry, to_records
 
@@ -284,12 +284,7 @@ def format_trace_report(report: dict) -> str:
     lines = [f"trace: {report.get('directory')}"]
     summary = report.get("summary") or {}
     findings = report.get("findings") or []
-    lines.append(f"findings: {summary.get('error', 0)} error(s), {summary.get('warning', 0)} warning(s), "
-                 f"{summary.get('info', 0)} info")
-    if not findings:
-        lines.append("  none")
-    for f in findings:
-        lines.append(f"  {f['severity'].upper():<7} {f['code']:<20} at '{f.get('stage')}': {f['message']}")
+    lines.extend(format_findings(findings, summary, where="at '{stage}':"))
     lines.append("")
     lines.append("checkpoints:")
     checkpoints = report.get("checkpoints") or []
