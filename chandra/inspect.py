@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 
 from chandra.findings import (
-    format_findings,
     count_by_severity,
     findings_to_dicts,
+    format_findings,
     model_findings,
     oracle_check_inputs,
 )
