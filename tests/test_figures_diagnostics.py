@@ -356,3 +356,15 @@ def test_field_matrix_on_prepared_and_lost_field_runs(prepared_run, lost_field_r
     labels = list(strip.layout.yaxis.ticktext)
     assert "no tokens" in labels[stages.index("saved")]
     assert "no tokens" not in labels[stages.index("events")]
+
+
+def test_oracle_shape_agrees_with_oracle_health():
+    import numpy as np
+
+    from chandra.figures.diagnostics import oracle_shape
+    from chandra.oracle import build_factor_oracle, oracle_health
+
+    oracle = build_factor_oracle(np.array([0, 1, 1, 1, 0, 0, 1, 2, 2, 2, 2]))
+    shape, health = oracle_shape(oracle), oracle_health(oracle)
+    for key in ("sfx_to_root_share", "sfx_to_previous_share", "root_out_degree", "n_transitions"):
+        assert shape[key] == health[key], key

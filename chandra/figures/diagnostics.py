@@ -518,13 +518,21 @@ def oracle_shape(oracle: Any, *, lrs_bins: int = 32) -> dict | None:
     lrs_hist = np.bincount(np.minimum(lrs[1:], lrs_bins), minlength=lrs_bins + 1) if n else \
         np.zeros(lrs_bins + 1, np.int64)
     thr = getattr(oracle, "threshold", None)
+    # The link shares come from oracle_health itself, so this figure and the
+    # Oracle page's metrics can never disagree on a definition (state 1's
+    # link to the root is not a "link to s-1").
+    from chandra.oracle import Oracle, oracle_health
+
+    health = oracle_health(oracle) if isinstance(oracle, Oracle) else None
     return {
         "kind": getattr(oracle, "kind", None),
         "n_frames": n,
         "n_transitions": int(ptr[-1]) if ptr.size else 0,
         "root_out_degree": int(deg[0]) if deg.size else 0,
-        "sfx_to_root_share": float(np.mean(sfx[1:] == 0)) if n else 0.0,
-        "sfx_to_previous_share": float(np.mean(sfx[1:] == states - 1)) if n else 0.0,
+        "sfx_to_root_share": float(health["sfx_to_root_share"]) if health else
+        (float(np.mean(sfx[1:] == 0)) if n else 0.0),
+        "sfx_to_previous_share": float(health["sfx_to_previous_share"]) if health else
+        (float(np.sum(sfx[2:] == states[1:] - 1)) / n if n else 0.0),
         "lrs_histogram": [int(c) for c in lrs_hist],
         "threshold": None if thr is None else float(thr),
         "metric": getattr(oracle, "metric", None),
@@ -570,7 +578,7 @@ def oracle_health_figure(health: Any, *, oracle: Any = None, lrs_bins: int = 32)
     root_out = int(h.get("root_out_degree") or 0)
     lrs_hist = np.asarray(h.get("lrs_histogram") or [], dtype=np.int64)
     n_trans = int(h.get("n_transitions") or h.get("transitions") or 0)
-    # State 1 links to the root and to s-1 at once; the bars can overlap by 1/n.
+    # Shares as oracle_health defines them: state 1 counts as a link to the root only.
     elsewhere = max(0.0, 1.0 - to_root - to_prev) if n else 0.0
     fig = make_subplots(rows=2, cols=2, subplot_titles=(
         "Suffix-link targets", "Transitions per state", "Root out-degree vs frames n", "LRS (frames)"))
