@@ -85,4 +85,6 @@ def test_blockwise_spectral_frames_match_librosa():
     loud = ref_mel.sum(axis=0) > 1e-6 * ref_mel.sum(axis=0).max()
     np.testing.assert_allclose(centroid[loud], ref_centroid[loud], rtol=1e-3)
     whole, _ = spectral_frames(y, SR, block_frames=10**6)
-    np.testing.assert_array_equal(mel, whole)
+    # Block size changes the FFT batch shape, which may change float32
+    # rounding in the last bits (seen: 4e-7 relative); nothing more.
+    np.testing.assert_allclose(mel, whole, rtol=1e-5, atol=1e-6 * float(whole.max()))
