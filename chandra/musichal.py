@@ -16,7 +16,9 @@ Python objects. What becomes of each part:
 
 * ``events`` are the ``audio_data`` dicts exactly as in the file, in
   ``frame_id`` order; nothing is added or renamed (``t`` keeps whatever clock
-  the file used), so diagnostics see what is really there.
+  the file used), so diagnostics see what is really there. A chandra export
+  (its ``chandra`` block, or after a MusicHal re-save the
+  ``stats["chandra_export"]`` marker) gets its own event values back.
 * ``features`` is a float32 matrix; frames of different lengths are padded
   with zeros to the longest and each original length is kept in
   ``extra_arrays["feature_lengths"]``. Frame timestamps and ids go to
@@ -29,7 +31,10 @@ Python objects. What becomes of each part:
   online; zeros with a note when the links are not strictly backwards).
   The oracle is an audio oracle (``kind="features"``) with the file's
   ``distance_threshold``/``distance_function``; an unknown distance function
-  gives a ``"tokens"`` oracle and a note.
+  gives a ``"tokens"`` oracle and a note. A chandra export's graph is a
+  factor oracle (``"tokens"``) when its block says so, or, once MusicHal
+  re-saved it, when its marker says so and the graph is identical to the
+  factor oracle of the frames' ``gesture_token`` sequence.
 * raw graph facts (state and transition counts, root out-degree, declared
   counters, ``stats``), per-state ``fundamentals``/``consonances`` and the
   import notes go to ``provenance``.
@@ -40,13 +45,18 @@ with a note saying so. Nothing in the file is ever executed.
 
 Writing
 -------
-:func:`export_musichal` writes a v2.0 object whose ``audio_data`` is every
-event field as it is in the model (``gesture_token`` included) and whose frame
-``timestamp`` is the event's ``t`` (seconds from file start, not epoch time).
-Everything MusicHal has no place for — the oracle kind and LRS, provenance,
-vocabulary, ledger, centres, extra arrays — goes under an extra top-level
-``"chandra"`` key, which :func:`load_musichal` uses to give back the same
-model. Values JSON cannot hold (NaN, ints beyond 64 bits) are tagged as in
+:func:`export_musichal` writes a v2.0 object MusicHal 9000 can load and
+perform with, meeting ``docs/MUSICHAL.md`` (checked by
+:func:`check_musichal_conformance`): complete ``stats``, a threshold MusicHal
+matches with (a factor oracle's is measured against token equality), event
+fields converted to what MusicHal reads (its consonance scale, integer
+``midi``, no nulls) with chandra's own values kept beside them, and a small
+marker in ``stats`` that survives MusicHal's own save. Frame ``timestamp`` is
+the event's ``t`` (seconds from file start, not epoch time). Everything
+MusicHal has no place for — the oracle kind and LRS, provenance, vocabulary,
+ledger, centres, extra arrays — goes under an extra top-level ``"chandra"``
+key, which :func:`load_musichal` uses to give back the same model. Values
+JSON cannot hold (NaN, ints beyond 64 bits) are tagged as in
 :mod:`chandra.model`; the source audio is not exported.
 """
 

@@ -233,18 +233,13 @@ def _best_cut(d: np.ndarray, same: np.ndarray) -> dict:
     fp = np.concatenate([[0], np.cumsum(~same)])  # different-token pairs matched
     recall = tp / n_same if n_same else None
     reject = (n_diff - fp) / n_diff if n_diff else None
-    if recall is None:
-        score = reject
-    elif reject is None:
-        score = recall
-    else:
-        score = 0.5 * (recall + reject)
+    agreement = (tp + (n_diff - fp)) / m
     # A cut at k means d[k-1] < threshold <= d[k]: only between distinct
     # values, and never at or below 0 (a frame must match itself).
     ok = np.ones(m + 1, dtype=bool)
     ok[1:m] = d[1:] > d[:-1]
     ok[0] = d[0] > 0.0
-    k = int(np.argmax(np.where(ok, score, -1.0)))
+    k = int(np.argmax(np.where(ok, agreement, -1.0)))
     if k == 0:
         threshold = 0.5 * float(d[0])
     elif k == m:
@@ -252,10 +247,14 @@ def _best_cut(d: np.ndarray, same: np.ndarray) -> dict:
     else:
         threshold = 0.5 * (float(d[k - 1]) + float(d[k]))
     matched = int(tp[k] + fp[k])
+    if recall is None or reject is None:
+        balanced = float((recall if reject is None else reject)[k])
+    else:
+        balanced = float(0.5 * (recall[k] + reject[k]))
     return {
         "threshold": threshold,
-        "agreement": float((tp[k] + (n_diff - fp[k])) / m),
-        "balanced_agreement": float(score[k]),
+        "agreement": float(agreement[k]),
+        "balanced_agreement": balanced,
         "same_token_matched": None if recall is None else float(recall[k]),
         "different_token_rejected": None if reject is None else float(reject[k]),
         "n_pairs": m,
@@ -278,8 +277,10 @@ def musichal_token_threshold(
     MusicHal matches frames by comparing feature vectors with its distance
     function and a threshold; a factor oracle over gesture tokens matches
     frames whose tokens are equal. This picks, for each metric, the threshold
-    that best separates same-token pairs from different-token pairs of the
-    given frames and keeps the metric that separates best.
+    at which MusicHal's similarity (``distance < threshold``) agrees with
+    token equality on the largest share of frame pairs, and keeps the metric
+    that agrees best: the similarity relation closest to token equivalence,
+    counted in pairs.
 
     Parameters
     ----------
@@ -301,22 +302,23 @@ def musichal_token_threshold(
     dict or None
         None when fewer than two frames carry a token. Otherwise
         ``metric``, ``threshold`` (> 0), ``agreement`` (share of frame pairs
-        whose MusicHal similarity equals token equality), ``same_token_matched``
-        (share of same-token pairs MusicHal finds similar; None without such
-        pairs), ``different_token_rejected`` (share of different-token pairs it
-        does not), ``balanced_agreement`` (their mean: the criterion
-        maximised), ``n_pairs``, ``n_same_token_pairs``, ``n_pairs_matched``,
-        ``n_frames`` (measured) and ``n_frames_total`` (with a token).
+        whose MusicHal similarity equals token equality: the criterion
+        maximised), ``same_token_matched`` (share of same-token pairs MusicHal
+        finds similar; None without such pairs), ``different_token_rejected``
+        (share of different-token pairs it does not), ``balanced_agreement``
+        (the mean of those two), ``n_pairs``, ``n_same_token_pairs``,
+        ``n_pairs_matched``, ``n_frames`` (measured) and ``n_frames_total``
+        (with a token).
 
     Notes
     -----
-    The criterion is the balanced agreement, not the plain share of agreeing
-    pairs: with K tokens about (K - 1) / K of all pairs are different-token
-    pairs, so the plain share is dominated by them and rewards thresholds
-    that match almost nothing (a threshold of 0, which matches nothing, still
-    agrees on 98.7 % of the Bach sample's pairs). The threshold lies halfway
-    between the two distances it separates, so rounding cannot move a pair
-    across it.
+    With K tokens about (K - 1) / K of all pairs are different-token pairs,
+    so the plain share weighs a wrongly matched pair as much as a missed
+    one; that keeps MusicHal's similar frames mostly of the right token
+    (precision) at the price of missing some same-token frames, which
+    ``same_token_matched`` reports. The threshold is never 0 (a frame must
+    match itself) and lies halfway between the two distances it separates, so
+    rounding cannot move a pair across it.
     """
     X = np.asarray(features, dtype=np.float64)
     tok = np.asarray(tokens).astype(np.int64).reshape(-1)
@@ -335,7 +337,7 @@ def musichal_token_threshold(
     best = None
     for metric in metrics:
         result = _best_cut(musichal_pair_distances(Xv, metric)[iu], same)
-        if best is None or result["balanced_agreement"] > best["balanced_agreement"] + 1e-12:
+        if best is None or result["agreement"] > best["agreement"] + 1e-12:
             best = {"metric": metric, **result}
     best.update({"n_frames": int(valid.size), "n_frames_total": total})
     return best
