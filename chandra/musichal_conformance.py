@@ -199,7 +199,8 @@ def musichal_pair_distances(X: np.ndarray, metric: str) -> np.ndarray:
     X : ndarray, shape (n, d)
     metric : {"euclidean", "cosine"}
         Euclidean norm of the difference; cosine distance ``1 - cos`` with
-        1.0 whenever either vector is all zeros (MusicHal's rule).
+        1.0 whenever either vector is all zeros (MusicHal's rule), never
+        below 0.
 
     Returns
     -------
@@ -214,7 +215,7 @@ def musichal_pair_distances(X: np.ndarray, metric: str) -> np.ndarray:
         norms = np.sqrt(sq)
         denom = norms[:, None] * norms[None, :]
         with np.errstate(divide="ignore", invalid="ignore"):
-            d = 1.0 - gram / denom
+            d = np.maximum(1.0 - gram / denom, 0.0)  # rounding can dip below 0 for equal vectors
         d[denom == 0.0] = 1.0
         return d
     raise ChandraError(f"metric must be 'euclidean' or 'cosine', got {metric!r}")
@@ -289,7 +290,8 @@ def musichal_token_threshold(
     tokens : array_like of int, shape (n,)
         Gesture token per frame; negative values (no token) are left out.
     metrics : sequence of {"euclidean", "cosine"}
-        Candidates; ties go to the first.
+        Candidates; ties go to the first. On unit-norm features the two order
+        pairs alike, so only the first is measured.
     max_frames : int
         At most this many frames (a seeded uniform sample, in time order)
         enter the all-pairs measurement; ``max_frames * (max_frames - 1) / 2``
@@ -334,6 +336,13 @@ def musichal_token_threshold(
     Xv, tv = X[valid], tok[valid]
     iu = np.triu_indices(valid.size, 1)
     same = (tv[:, None] == tv[None, :])[iu]
+    metrics = list(metrics)
+    norms = np.linalg.norm(Xv, axis=1)
+    if {"euclidean", "cosine"} <= set(metrics) and np.all(np.abs(norms - 1.0) < 1e-4):
+        # On unit vectors |a - b|^2 = 2 (1 - cos): both distances order the
+        # pairs alike, so they agree equally well; measure the first only.
+        first = next(m for m in metrics if m in ("euclidean", "cosine"))
+        metrics = [m for m in metrics if m not in ("euclidean", "cosine") or m == first]
     best = None
     for metric in metrics:
         result = _best_cut(musichal_pair_distances(Xv, metric)[iu], same)

@@ -601,3 +601,40 @@ def test_spec_document_names_every_checked_key():
     assert not missing, missing
     for name, ratio, score in MUSICHAL_INTERVALS:
         assert name in text and f"{score:.2f}" in text, name
+
+
+def test_unit_norm_features_measure_one_metric_for_both():
+    rng = np.random.default_rng(4)
+    tokens = rng.integers(0, 6, 90)
+    X = rng.standard_normal((6, 5))[tokens] + 0.3 * rng.standard_normal((90, 5))
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    both = musichal_token_threshold(X, tokens)
+    cosine = musichal_token_threshold(X, tokens, metrics=("cosine",))
+    assert both["metric"] == "euclidean" and both["agreement"] == pytest.approx(cosine["agreement"])
+    # the thresholds are the same cut: |a - b|^2 = 2 (1 - cos)
+    assert both["threshold"] ** 2 / 2 == pytest.approx(cosine["threshold"], rel=0.05)
+
+
+def test_threshold_without_tokens(tmp_path):
+    # a MusicHal file with a distance function chandra's audio oracle lacks:
+    # imported as a graph ("tokens" kind) without tokens; the export keeps
+    # MusicHal's own threshold and function
+    from test_musichal import musichal_object
+
+    obj = musichal_object(6, v2=True)
+    for frame in obj["audio_frames"].values():
+        del frame["audio_data"]["gesture_token"]
+    obj["distance_function"] = "manhattan"
+    (tmp_path / "manhattan.json").write_text(json.dumps(obj))
+    model = load_musichal(tmp_path / "manhattan.json")
+    assert model.oracle.kind == "tokens" and (model.tokens() == -1).all()
+    out = _export(model, tmp_path / "out.json")
+    assert out["distance_function"] == "manhattan" and out["distance_threshold"] == 0.2
+    assert check_musichal_conformance(out) == []
+    # nothing to go by: a frame is similar only to itself and its duplicates
+    bare = Model(events=[{"t": float(i)} for i in range(4)],
+                 features=np.array([[0, 0], [3, 4], [0, 0], [6, 8]], dtype=np.float32),
+                 oracle=build_factor_oracle([0, 1, 0, 2]))
+    out = _export(bare, tmp_path / "bare.json")
+    assert out["distance_function"] == "euclidean" and out["distance_threshold"] == 2.5
+    assert check_musichal_conformance(out) == []
