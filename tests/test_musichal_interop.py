@@ -638,3 +638,12 @@ def test_threshold_without_tokens(tmp_path):
     out = _export(bare, tmp_path / "bare.json")
     assert out["distance_function"] == "euclidean" and out["distance_threshold"] == 2.5
     assert check_musichal_conformance(out) == []
+
+
+def test_cli_export_conforms(prepared_run, tmp_path, capsys):
+    from chandra.cli import main
+
+    out = tmp_path / "cli.json"
+    assert main(["export", str(prepared_run.model_path()), "--format", "musichal", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert check_musichal_conformance(out) == []
