@@ -16,7 +16,9 @@ Python objects. What becomes of each part:
 
 * ``events`` are the ``audio_data`` dicts exactly as in the file, in
   ``frame_id`` order; nothing is added or renamed (``t`` keeps whatever clock
-  the file used), so diagnostics see what is really there.
+  the file used), so diagnostics see what is really there. A chandra export
+  (its ``chandra`` block, or after a MusicHal re-save the
+  ``stats["chandra_export"]`` marker) gets its own event values back.
 * ``features`` is a float32 matrix; frames of different lengths are padded
   with zeros to the longest and each original length is kept in
   ``extra_arrays["feature_lengths"]``. Frame timestamps and ids go to
@@ -29,7 +31,10 @@ Python objects. What becomes of each part:
   online; zeros with a note when the links are not strictly backwards).
   The oracle is an audio oracle (``kind="features"``) with the file's
   ``distance_threshold``/``distance_function``; an unknown distance function
-  gives a ``"tokens"`` oracle and a note.
+  gives a ``"tokens"`` oracle and a note. A chandra export's graph is a
+  factor oracle (``"tokens"``) when its block says so, or, once MusicHal
+  re-saved it, when its marker says so and the graph is identical to the
+  factor oracle of the frames' ``gesture_token`` sequence.
 * raw graph facts (state and transition counts, root out-degree, declared
   counters, ``stats``), per-state ``fundamentals``/``consonances`` and the
   import notes go to ``provenance``.
@@ -40,13 +45,18 @@ with a note saying so. Nothing in the file is ever executed.
 
 Writing
 -------
-:func:`export_musichal` writes a v2.0 object whose ``audio_data`` is every
-event field as it is in the model (``gesture_token`` included) and whose frame
-``timestamp`` is the event's ``t`` (seconds from file start, not epoch time).
-Everything MusicHal has no place for — the oracle kind and LRS, provenance,
-vocabulary, ledger, centres, extra arrays — goes under an extra top-level
-``"chandra"`` key, which :func:`load_musichal` uses to give back the same
-model. Values JSON cannot hold (NaN, ints beyond 64 bits) are tagged as in
+:func:`export_musichal` writes a v2.0 object MusicHal 9000 can load and
+perform with, meeting ``docs/MUSICHAL.md`` (checked by
+:func:`check_musichal_conformance`): complete ``stats``, a threshold MusicHal
+matches with (a factor oracle's is measured against token equality), event
+fields converted to what MusicHal reads (its consonance scale, integer
+``midi``, no nulls) with chandra's own values kept beside them, and a small
+marker in ``stats`` that survives MusicHal's own save. Frame ``timestamp`` is
+the event's ``t`` (seconds from file start, not epoch time). Everything
+MusicHal has no place for — the oracle kind and LRS, provenance, vocabulary,
+ledger, centres, extra arrays — goes under an extra top-level ``"chandra"``
+key, which :func:`load_musichal` uses to give back the same model. Values
+JSON cannot hold (NaN, ints beyond 64 bits) are tagged as in
 :mod:`chandra.model`; the source audio is not exported.
 """
 
@@ -68,16 +78,30 @@ from chandra.model import (
     decode_json_value,
     encode_json_value,
 )
+from chandra.musichal_conformance import (
+    EXPORT_MARKER,
+    MUSICHAL_CONVERTED_FIELDS,
+    MUSICHAL_DISTANCE_FUNCTIONS,
+    check_musichal_conformance,
+    musichal_consonance,
+    musichal_audio_data,
+    musichal_pair_distances,
+    musichal_token_threshold,
+    restore_audio_data,
+)
 from chandra.progress import report
 
-__all__ = ["load_musichal", "export_musichal", "musichal_shape", "FALLBACK_MAX_BYTES", "CHANDRA_BLOCK"]
+__all__ = ["load_musichal", "export_musichal", "musichal_shape", "FALLBACK_MAX_BYTES", "CHANDRA_BLOCK",
+           "check_musichal_conformance", "musichal_consonance", "musichal_token_threshold"]
 
 #: Largest file re-read with Python's ``json`` when the streaming tokenizer
 #: refuses it (NaN literals, huge ints); beyond this the load fails instead.
 FALLBACK_MAX_BYTES = 512 * 1024 * 1024
 #: Marker of the extra ``"chandra"`` key written by :func:`export_musichal`.
 CHANDRA_BLOCK = "chandra-musichal-export"
-_BLOCK_VERSION = "1.0"
+_BLOCK_VERSION = "1.1"
+# Blocks of 1.0 exports (audio_data = the event, unconverted) are still read.
+_BLOCK_VERSIONS = ("1.0", "1.1")
 _GRAPH_KEYS = ("audio_frames", "states", "transitions", "suffix_links")
 _MODULAR_KEYS = ("metadata", "data")
 _DECLARED_KEYS = (
@@ -543,10 +567,84 @@ def _restore_block(block: Any, notes: list[str]) -> dict | None:
         if block is not None:
             notes.append("top-level 'chandra' key is not a chandra export block; ignored")
         return None
-    if block.get("format_version") != _BLOCK_VERSION:
+    if block.get("format_version") not in _BLOCK_VERSIONS:
         notes.append(f"chandra export block version {block.get('format_version')!r} unknown; ignored")
         return None
     return decode_json_value(block)
+
+
+def _export_marker(marker: Any, notes: list[str]) -> dict | None:
+    """chandra's export marker from ``stats`` (it survives a MusicHal re-save)."""
+    if marker is None:
+        return None
+    if not isinstance(marker, dict) or marker.get("format") != EXPORT_MARKER \
+            or marker.get("format_version") not in _BLOCK_VERSIONS:
+        notes.append("stats['chandra_export'] is not a chandra export marker this version reads; ignored")
+        return None
+    return marker
+
+
+def _restore_events(events: list, block: dict | None, marker: dict | None, notes: list[str]) -> list:
+    """Undo the export's MusicHal conversions and value encoding of the events.
+
+    The block (when the file still has it) or else the ``stats`` marker says
+    which fields the export converted and how values were encoded.
+    """
+    source = block if block is not None else marker
+    if source is None:
+        return events
+    fields = source.get("converted_fields")
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        events = [restore_audio_data(e, fields) for e in events]
+        if block is None:
+            notes.append("chandra export marker found in stats (the chandra block is gone, as after a MusicHal "
+                         "re-save): chandra's event values restored from the chandra_* fields")
+    encoded = block.get("events_encoded") if block is not None else marker.get("value_encoding") == VALUE_ENCODING
+    if encoded:
+        events = [decode_json_value(e) for e in events]
+    return events
+
+
+def _recognise_factor_oracle(events: list, graph: tuple, threshold: Any, marker: dict | None, notes: list[str]):
+    """The factor oracle of the frames' gesture tokens when the file's graph is it.
+
+    Tried when chandra's export marker says the graph was a factor oracle over
+    tokens, or when the file has no usable positive threshold (older chandra
+    exports wrote 0.0): then the graph is compared with the factor oracle
+    built from the ``gesture_token`` sequence, and only an identical graph
+    (suffix links and transitions) is read as kind ``"tokens"``. That is what
+    keeps the distance checks of an audio oracle away from a graph whose
+    links were made by token equality.
+    """
+    marker_kind = marker.get("oracle_kind") if marker is not None else None
+    positive = _finite_number(threshold) is not None and threshold > 0
+    if marker_kind != "tokens" and positive:
+        return None
+    tokens = []
+    for event in events:
+        token = event.get("gesture_token") if isinstance(event, dict) else None
+        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+            tokens = None
+            break
+        tokens.append(token)
+    factor = None
+    if tokens:
+        from chandra.oracle import build_factor_oracle
+
+        sfx, trn_ptr, trn_dst = graph
+        candidate = build_factor_oracle(np.asarray(tokens, dtype=np.int64))
+        if np.array_equal(candidate.sfx, sfx) and np.array_equal(candidate.trn_ptr, trn_ptr):
+            src = np.repeat(np.arange(sfx.shape[0], dtype=np.int64), np.diff(trn_ptr))
+            if np.array_equal(trn_dst[np.lexsort((trn_dst, src))], candidate.trn_dst):
+                factor = candidate
+    if factor is not None:
+        notes.append("graph is the factor oracle of the frames' gesture_token sequence; imported as kind 'tokens' "
+                     "(lrs from that oracle)")
+    elif marker_kind == "tokens":
+        notes.append("chandra export marker says the graph was a factor oracle over gesture tokens, but it is not "
+                     "the factor oracle of the frames' tokens (frames added or changed after export?); read as an "
+                     "audio oracle with the file's distance function and threshold")
+    return factor
 
 
 def _array_from_block(entry: Any, name: str) -> np.ndarray:
@@ -633,6 +731,9 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     facts: dict[str, Any] = {"n_frames": n}
     graph, state_len = _build_graph(reader, n, facts, notes)
     block = _restore_block(top.get("chandra"), notes)
+    stats_top = top.get("stats")
+    marker = _export_marker(stats_top.get("chandra_export") if isinstance(stats_top, dict) else None, notes)
+    events = _restore_events(events, block, marker, notes)
 
     threshold = top.get("distance_threshold")
     metric = top.get("distance_function")
@@ -650,6 +751,9 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
             if lrs.shape != sfx.shape:
                 notes.append("chandra block lrs has the wrong length; recomputed from suffix links")
                 lrs = None
+        elif (factor := _recognise_factor_oracle(events, graph, threshold, marker, notes)) is not None:
+            meta = {"kind": "tokens", "threshold": None, "metric": None}
+            sfx, lrs, trn_ptr, trn_dst = factor.sfx, factor.lrs, factor.trn_ptr, factor.trn_dst
         elif metric in METRICS and isinstance(threshold, (int, float)) and not isinstance(threshold, bool) \
                 and math.isfinite(threshold):
             meta = {"kind": "features", "threshold": float(threshold), "metric": metric}
@@ -717,8 +821,6 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
             centers = _array_from_block(block["centers"], "centers")
         for name, entry in (block.get("extra_arrays") or {}).items():
             extra[name] = _array_from_block(entry, name)
-        if block.get("events_encoded"):
-            events = [decode_json_value(e) for e in events]
         notes.append("chandra export block found: oracle kind and lrs, provenance, vocabulary and ledger restored")
     provenance.update({
         "imported_from": str(path),
@@ -762,8 +864,42 @@ def _finite_number(value: Any) -> float | None:
     return None
 
 
+def _musichal_threshold(model: Model, oracle: Any) -> tuple[float, str, dict | None]:
+    """Distance function and threshold MusicHal should match frames with.
+
+    An audio oracle's own. For a factor oracle over tokens, the metric and
+    threshold under which ``distance < threshold`` best reproduces token
+    equality on the exported features (:func:`musichal_token_threshold`);
+    without two tokened frames, a MusicHal import's own values, or else half
+    the smallest distance between distinct frames (every frame similar only
+    to itself and its exact duplicates).
+    """
+    if oracle.kind == "features":
+        return float(oracle.threshold), str(oracle.metric), None
+    features = np.asarray(model.features, dtype=np.float64)
+    matching = musichal_token_threshold(features, model.tokens())
+    if matching is not None:
+        return float(matching["threshold"]), str(matching["metric"]), matching
+    prov = model.provenance or {}
+    theta, metric = prov.get("distance_threshold"), prov.get("distance_function")
+    if metric in MUSICHAL_DISTANCE_FUNCTIONS and _finite_number(theta) is not None and theta > 0:
+        return float(theta), str(metric), None
+    n = features.shape[0]
+    if n >= 2:
+        sample = features[: min(n, 2000)]
+        d = musichal_pair_distances(sample, "euclidean")[np.triu_indices(sample.shape[0], 1)]
+        d = d[d > 0]
+        if d.size:
+            return 0.5 * float(d.min()), "euclidean", None
+    return 1e-6, "euclidean", None
+
+
 def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | None = None) -> Path:
     """Write ``model`` as a MusicHal 9000 v2.0 JSON object, atomically and streaming.
+
+    The file meets ``docs/MUSICHAL.md`` (check it with
+    :func:`check_musichal_conformance`): MusicHal's loaders, similarity
+    search, live learning and request-driven generation all work on it.
 
     Parameters
     ----------
@@ -787,13 +923,33 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
 
     Notes
     -----
-    Frame ``timestamp`` is the event's ``t`` (seconds from file start, not
-    epoch time; null when the event has no numeric ``t``). ``audio_data`` is
-    the event dict exactly (so ``gesture_token`` travels when the event has
-    one). Frame ids are ``extra_arrays["frame_ids"]`` when it is a strictly
-    increasing array of length n, else 0..n-1. A model without an audio-oracle
-    threshold gets ``distance_threshold: 0.0``; the truth is in the
-    ``"chandra"`` block.
+    * Frames are numbered 0..n-1 (MusicHal looks frames up by position); a
+      model's own ``frame_ids`` go to the ``chandra`` block when they differ.
+      Frame ``timestamp`` is the event's ``t`` (seconds from file start, not
+      epoch time; 0.0 when the event has no numeric ``t``).
+    * ``audio_data`` is the event with the fields MusicHal reads differently
+      converted to MusicHal's form, chandra's originals kept under
+      ``chandra_<field>`` (:func:`chandra.musichal_conformance.musichal_audio_data`):
+      ``consonance`` on MusicHal's interval-table scale (chandra's perceptual
+      one in ``chandra_consonance``), ``midi`` an integer rounded half up
+      (absent when unpitched), ``f0`` 0.0 when unpitched, ``gesture_token``
+      -1 when missing, null or non-finite numbers left out.
+    * ``distance_threshold``/``distance_function``: an audio oracle's own;
+      for a factor oracle over tokens, the ones under which MusicHal's
+      ``distance < threshold`` best reproduces token equality, measured
+      (``stats["chandra_export"]["matching"]``). ``adaptive_threshold`` is
+      false and ``chord_similarity_weight`` 0, so MusicHal matches with
+      exactly that threshold.
+    * ``stats`` carries every key MusicHal's own files carry (MusicHal
+      increments some of them on every distance) plus ``chandra_export``, a
+      small marker MusicHal's save keeps: the oracle kind, the converted
+      fields and the value encoding, so :func:`load_musichal` restores the
+      events and recognises a factor oracle after MusicHal re-saved the file
+      (which drops the ``chandra`` block).
+    * Everything else MusicHal has no place for — the oracle's LRS,
+      provenance, vocabulary, ledger, centres, extra arrays — goes under the
+      top-level ``"chandra"`` key, which :func:`load_musichal` uses to give
+      back the same model. The source audio is not exported.
     """
     path = Path(path)
     model.validate()
@@ -806,11 +962,21 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
     lengths = extra.get("feature_lengths")
     if lengths is None or np.asarray(lengths).shape != (n,) or np.any(np.asarray(lengths) > features.shape[1]):
         lengths = None
-    frame_ids = np.asarray(extra.get("frame_ids", np.arange(n)))
-    if frame_ids.shape != (n,) or frame_ids.dtype.kind not in "iu" or (n > 1 and np.any(np.diff(frame_ids) <= 0)):
-        frame_ids = np.arange(n, dtype=np.int64)
-    fid = [int(v) for v in frame_ids]
+    own_ids = extra.get("frame_ids")
+    keep_ids = own_ids is not None and np.asarray(own_ids).shape == (n,) and np.asarray(own_ids).dtype.kind in "iu" \
+        and not np.array_equal(np.asarray(own_ids), np.arange(n))
+    fid = list(range(n))
     events = [encode_json_value(e, context=f"event {i}", int_limit=_INT_LIMIT) for i, e in enumerate(model.events)]
+    keep_consonance = str(model.source_format).startswith("musichal")
+    audio_data: list[dict] = []
+    fundamentals: dict[str, float] = {}
+    consonances: dict[str, float] = {}
+    for i, (encoded, event) in enumerate(zip(events, model.events)):
+        data, consonance, fundamental = musichal_audio_data(encoded, event, keep_consonance=keep_consonance)
+        audio_data.append(data)
+        consonances[str(i + 1)] = consonance
+        if fundamental is not None:
+            fundamentals[str(i + 1)] = fundamental
     arrays = oracle.to_arrays()
     sfx, lrs, ptr, dst = (arrays[k].tolist() for k in ("sfx", "lrs", "trn_ptr", "trn_dst"))
     n_states = n + 1
@@ -819,28 +985,25 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
                  else list(range(n_states)))
 
     musichal_prov = (model.provenance or {}).get("musichal") or {}
-    fundamentals: dict[str, float] = {}
-    consonances: dict[str, float] = {}
     stored_f, stored_c = musichal_prov.get("fundamentals"), musichal_prov.get("consonances")
-    for i, event in enumerate(model.events):
-        f0 = _finite_number(event.get("f0"))
-        if f0 is not None and f0 > 0:
-            fundamentals[str(i + 1)] = f0
-        c = _finite_number(event.get("consonance"))
-        if c is not None:
-            consonances[str(i + 1)] = c
     if isinstance(stored_f, list) and len(stored_f) == n_states:
-        fundamentals = {str(s): v for s, v in enumerate(stored_f) if _finite_number(v) is not None}
+        fundamentals = {str(s): float(v) for s, v in enumerate(stored_f)
+                        if _finite_number(v) is not None and v > 0}
     if isinstance(stored_c, list) and len(stored_c) == n_states:
-        consonances = {str(s): v for s, v in enumerate(stored_c) if _finite_number(v) is not None}
+        consonances = {str(s): float(v) for s, v in enumerate(stored_c)
+                       if _finite_number(v) is not None and 0.0 <= v <= 1.0}
 
-    threshold = oracle.threshold if oracle.threshold is not None else 0.0
-    metric = oracle.metric or "euclidean"
+    threshold, metric, matching = _musichal_threshold(model, oracle)
+    block_extra = {k: _array_entry(v) for k, v in sorted(extra.items())
+                   if k not in ("frame_timestamps", "frame_ids", "feature_lengths", "state_len", "sequence")}
+    if keep_ids:
+        block_extra["frame_ids"] = _array_entry(np.asarray(own_ids))
     block = {
         "format": CHANDRA_BLOCK,
         "format_version": _BLOCK_VERSION,
         "value_encoding": VALUE_ENCODING,
         "events_encoded": True,
+        "converted_fields": list(MUSICHAL_CONVERTED_FIELDS),
         "source_format": model.source_format,
         "oracle": {**oracle.to_meta(), "lrs": lrs},
         "provenance": model.provenance,
@@ -848,19 +1011,20 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         "ledger": model.ledger,
         "sample_rate": model.sample_rate,
         "centers": None if model.centers is None else _array_entry(model.centers),
-        "extra_arrays": {k: _array_entry(v) for k, v in sorted(extra.items())
-                         if k not in ("frame_timestamps", "frame_ids", "feature_lengths", "state_len", "sequence")},
+        "extra_arrays": block_extra,
         "notes": "timestamps are event t in seconds from file start; source audio not exported",
     }
     block = encode_json_value(block, context="chandra block", int_limit=_INT_LIMIT)
     d = int(features.shape[1])
+    declared_max = musichal_prov.get("declared", {}).get("max_pattern_length", 50)
+    max_pattern_length = declared_max if isinstance(declared_max, int) and not isinstance(declared_max, bool) \
+        and declared_max >= 1 else 50
     header = {
         "format_version": "2.0",
         "chandra": block,
-        "distance_threshold": float(threshold),
+        "distance_threshold": threshold,
         "distance_function": metric,
-        "max_pattern_length": int(musichal_prov.get("declared", {}).get("max_pattern_length", 50))
-        if isinstance(musichal_prov.get("declared", {}).get("max_pattern_length", 50), int) else 50,
+        "max_pattern_length": max_pattern_length,
         "feature_dimensions": d,
         "adaptive_threshold": False,
         "chord_similarity_weight": 0.0,
@@ -870,17 +1034,18 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         "sequence_length": n,
         "is_trained": True,
         "last_update": time.time(),
-        "stats": {"total_states": n_states, "sequence_length": n, "feature_dimensions": d,
-                  "distance_threshold": float(threshold), "distance_function": metric, "is_trained": True,
-                  "total_transitions": len(dst)},
+        "stats": {},
         "chord_progressions": {},
         "harmonic_patterns": {},
         "distance_history": [],
         "threshold_adjustments": 0,
         "fundamentals": fundamentals,
         "consonances": consonances,
+        "pattern_counter": 0,
         "sequence": fid,
     }
+    header["stats"] = _musichal_stats(model, header, n_transitions=len(dst), oracle_kind=oracle.kind,
+                                      matching=matching)
     dumps = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode
     report(progress, "export", 0, n)
     with atomic_write(path, "w") as fh:
@@ -898,10 +1063,66 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         for i in range(n):
             row = features[i] if lengths is None else features[i, : int(lengths[i])]
             t = _finite_number(model.events[i].get("t"))
-            fh.write(f'{"," if i else ""}"{fid[i]}":{{"timestamp":{dumps(t)},"features":{dumps(row.tolist())},'
-                     f'"audio_data":{dumps(events[i])},"frame_id":{fid[i]}}}')
+            fh.write(f'{"," if i else ""}"{fid[i]}":{{"timestamp":{dumps(0.0 if t is None else t)},'
+                     f'"features":{dumps(row.tolist())},"audio_data":{dumps(audio_data[i])},"frame_id":{fid[i]}}}')
             if progress is not None and (i + 1) % 1024 == 0:
                 report(progress, "export", i + 1, n)
         fh.write("}}")
     report(progress, "export", n, n)
     return path
+
+
+def _musichal_stats(model: Model, header: dict, *, n_transitions: int, oracle_kind: str,
+                    matching: dict | None) -> dict:
+    """``stats`` as MusicHal's own files carry it (MusicHal replaces its
+    statistics with these and updates them as it performs), plus chandra's
+    export marker. Counters of work MusicHal has not done yet start at 0."""
+    n = len(model.events)
+    chord_types: dict[str, int] = {}
+    n_pitches = 0.0
+    for event in model.events:
+        quality = event.get("chord_quality", "single")
+        quality = quality if isinstance(quality, str) else "single"
+        chord_types[quality] = chord_types.get(quality, 0) + 1
+        count = _finite_number(event.get("num_pitches"))
+        n_pitches += 1.0 if count is None else count
+    if "single" not in chord_types:
+        chord_types["single"] = 0  # MusicHal counts events without a chord quality here
+    marker = {
+        "format": EXPORT_MARKER,
+        "format_version": _BLOCK_VERSION,
+        "value_encoding": VALUE_ENCODING,
+        "oracle_kind": oracle_kind,
+        "token_field": "gesture_token",
+        "n_frames": n,
+        "source_format": model.source_format,
+        "converted_fields": list(MUSICHAL_CONVERTED_FIELDS),
+        "consonance_scale": "musichal-interval-table",
+        "matching": matching,
+    }
+    return {
+        "total_patterns": 0,
+        "total_states": header["size"],
+        "sequence_length": n,
+        "max_pattern_length": header["max_pattern_length"],
+        "is_trained": True,
+        "last_update": header["last_update"],
+        "memory_usage": n,
+        "distance_threshold": header["distance_threshold"],
+        "distance_function": header["distance_function"],
+        "feature_dimensions": header["feature_dimensions"],
+        "adaptive_threshold": header["adaptive_threshold"],
+        "total_distances_calculated": 0,
+        "average_distance": 0.0,
+        "threshold_adjustments": 0,
+        "harmonic_patterns": 0,
+        "polyphonic_patterns": 0,
+        "chord_progressions": 0,
+        "rhythmic_patterns": 0,
+        "musical_insights_used": 0,
+        "polyphonic_frames": n,
+        "chord_types": chord_types,
+        "average_pitches_per_frame": n_pitches / n if n else 0.0,
+        "total_transitions": n_transitions,
+        "chandra_export": marker,
+    }

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from chandra.errors import ModelFormatError
 from chandra.model import Model, load_model, save_model
 from chandra.musichal import export_musichal, load_musichal
+from chandra.musichal_conformance import restore_audio_data
 from chandra.oracle import build_factor_oracle
 from helpers_musichal import write_musichal_file
 
@@ -230,7 +231,15 @@ def test_export_writes_the_v2_keys(tmp_path):
     assert obj["format_version"] == "2.0"
     assert len(obj["audio_frames"]) == 1000 and len(obj["transitions"]) == 1999
     frame = obj["audio_frames"]["5"]
-    assert frame["audio_data"] == model.events[5] and frame["frame_id"] == 5
+    assert frame["frame_id"] == 5
+    # audio_data is the event plus what MusicHal reads and the event lacks:
+    # no token (-1, never a requested token) and MusicHal's neutral
+    # consonance (no pitches to score); the import takes them off again.
+    added = ("gesture_token", "consonance", "chandra_added")
+    assert {k: v for k, v in frame["audio_data"].items() if k not in added} == model.events[5]
+    assert frame["audio_data"]["gesture_token"] == -1 and frame["audio_data"]["consonance"] == 0.5
+    assert frame["audio_data"]["chandra_added"] == ["gesture_token", "consonance"]
+    assert restore_audio_data(frame["audio_data"]) == model.events[5]
     assert frame["timestamp"] == model.events[5]["t"]
 
 
