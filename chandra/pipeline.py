@@ -320,7 +320,8 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     cfg = state.config
     report(progress, "vocabulary", 0, 2)
     vocab = GestureVocabulary(n_tokens=cfg.n_tokens, normalisation=cfg.normalisation,
-                              pca_components=cfg.pca_components, seed=cfg.seed, reduce_k=cfg.reduce_k)
+                              pca_components=cfg.pca_components, random_state=cfg.seed,
+                              reduce_k=cfg.reduce_k)
     vocab.fit(state.raw_features)
     report(progress, "vocabulary", 1, 2)
     state.vocabulary = vocab
@@ -590,7 +591,7 @@ def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalis
     for i, k in enumerate(ks):
         report(progress, "ir_over_k", i, len(ks))
         vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
-                                  seed=seed, reduce_k=True).fit(X)
+                                  random_state=seed, reduce_k=True).fit(X)
         irs.append(float(ir_tokens(vocab.predict(X))))
     report(progress, "ir_over_k", len(ks), len(ks))
     best = int(np.argmax(irs))
