@@ -43,6 +43,7 @@ __all__ = [
     "Encoder",
     "DSPEncoder",
     "Wav2Vec2Encoder",
+    "ENCODER_NAMES",
     "make_encoder",
     "available_encoders",
     "segment_bounds",
@@ -655,7 +656,7 @@ class Wav2Vec2Encoder:
                 "A model directory must hold config.json, the weights (model.safetensors or "
                 "pytorch_model.bin) and preprocessor_config.json, as `save_pretrained(DIR)` writes them "
                 "for the model and its feature extractor; make one on a networked machine (e.g. after "
-                "`huggingface-cli download facebook/wav2vec2-base`), copy it here and pass --model DIR"
+                "`huggingface-cli download facebook/wav2vec2-base`), copy it here and pass model=DIR"
             )
         else:
             folder = "models--" + name.replace("/", "--")
@@ -663,11 +664,12 @@ class Wav2Vec2Encoder:
                 f"To supply weights: on a networked machine run `huggingface-cli download {name}` and copy "
                 f"its cache folder {folder} into {cache} (or point HF_HUB_CACHE at a copy), "
                 f"or there call `save_pretrained(DIR)` on the model and its feature extractor, copy DIR here "
-                f"and pass --model DIR"
+                f"and pass model=DIR"
             )
         return WeightsNotFoundError(
             f"encoder weights for '{name}' not found: {detail}. Lookup was local-only "
-            f"(local_files_only=True, as with HF_HUB_OFFLINE=1; the network is never used) in {where}. {how}."
+            f"(local_files_only=True, as with HF_HUB_OFFLINE=1; the network is never used) in {where}. {how}.",
+            parameter="model",
         )
 
     def _resolve(self) -> tuple[str, str]:
@@ -723,8 +725,8 @@ class Wav2Vec2Encoder:
         if custom and not self.trust_remote_code:
             raise EncoderError(
                 f"model '{self.model}' (model_type {model_type!r}, from {where}) needs code from its "
-                f"repository (MERT models do); re-run with trust_remote_code=True "
-                f"(CLI: --trust-remote-code) if you trust that code"
+                f"repository (MERT models do); re-run with trust_remote_code=True if you trust that code",
+                parameter="trust_remote_code",
             )
 
     def load(self) -> "Wav2Vec2Encoder":
@@ -1062,6 +1064,9 @@ _ALIASES: dict[str, tuple[type, dict]] = {
     # opt-in (trust_remote_code=True / --trust-remote-code), never a default.
     "mert": (Wav2Vec2Encoder, {"model": "m-a-p/MERT-v1-95M"}),
 }
+
+#: Names :func:`make_encoder` accepts (the CLI's and dashboard's choices).
+ENCODER_NAMES: tuple[str, ...] = tuple(_ALIASES)
 
 
 def available_encoders() -> dict[str, dict]:

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from chandra.ledger import STAGES, TOKEN_FIELD, json_safe
+from chandra.ledger import LEDGER_STAGES, TOKEN_FIELD, json_safe
 
 __all__ = [
     "Finding",
@@ -159,7 +159,7 @@ ROUNDTRIP_PAIRS = (("saved", "reloaded"), ("saved", "model"), ("save", "reload")
 #: Consecutive canonical stages that must keep every record.
 _COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
 
-_CANONICAL_NAMES = frozenset(STAGES) | {"model"}
+_CANONICAL_NAMES = frozenset(LEDGER_STAGES) | {"model"}
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 

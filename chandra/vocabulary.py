@@ -12,6 +12,10 @@ stores keyword parameters, ``fit`` returns ``self``, learned state ends in
 :class:`~chandra.errors.VocabularyError` and scikit-learn's
 :class:`~sklearn.exceptions.NotFittedError`.
 
+The normalisation step (:func:`normalise`, :data:`NORMALISATIONS`) lives in
+:mod:`chandra.normalisation`, which imports without scikit-learn, and is
+re-exported here.
+
 Token statistics (:func:`token_metrics`) are kept apart from the estimator on
 purpose: the same function must describe the K-means fit set *and* the
 tokens that later arrive in events, saved models and generations, because a
@@ -30,6 +34,17 @@ from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, Cluster
 from sklearn.exceptions import NotFittedError
 
 from chandra.errors import VocabularyError, VocabularyParameterError, VocabularyTypeError, first_line
+from chandra.ledger import token_stats
+from chandra.normalisation import (
+    _MAX_ROWS_IN_MESSAGE,
+    _ZERO_NORM,
+    NORMALISATIONS,
+    _check_finite_rows,
+    _l2,
+    _standard_stats,
+    count_zero_rows,
+    normalise,
+)
 
 __all__ = [
     "NORMALISATIONS",
@@ -41,121 +56,6 @@ __all__ = [
     "validate_tokens",
     "summarize_vocabulary",
 ]
-
-#: Feature normalisations the vocabulary applies before PCA and K-means.
-NORMALISATIONS = ("l2", "standard", "none")
-
-# A row whose L2 norm is below this is treated as all-zero: dividing by a
-# denormal norm would blow tiny noise up to a unit vector.
-_ZERO_NORM = 1e-12
-# How many offending row indices an error message lists before "...".
-_MAX_ROWS_IN_MESSAGE = 5
-
-
-# ---------------------------------------------------------------------------
-# normalisation
-# ---------------------------------------------------------------------------
-
-
-def _check_matrix(X: Any, *, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a finite 2-D float64 array or raise VocabularyError."""
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise VocabularyError(f"{name} must be a numeric 2-D array: {exc}") from exc
-    if arr.ndim != 2:
-        raise VocabularyError(
-            f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D with shape {arr.shape}"
-        )
-    if arr.shape[0] == 0:
-        raise VocabularyError(f"{name} has no rows (0 segments); give audio with at least one onset")
-    if arr.shape[1] == 0:
-        raise VocabularyError(f"{name} has rows of dimension 0")
-    _check_finite_rows(arr, name=name)
-    return arr
-
-
-def _check_finite_rows(arr: np.ndarray, *, name: str = "X") -> None:
-    """Raise VocabularyError naming the rows of ``arr`` that hold NaN or inf."""
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_IN_MESSAGE])
-        more = ", ..." if rows.size > _MAX_ROWS_IN_MESSAGE else ""
-        raise VocabularyError(
-            f"{name} has {rows.size} of {arr.shape[0]} rows containing NaN or inf "
-            f"(rows {shown}{more}); fix the encoder output or drop those segments"
-        )
-
-
-def count_zero_rows(X: Any) -> int:
-    """Number of rows of ``X`` whose L2 norm is (numerically) zero.
-
-    Parameters
-    ----------
-    X : array_like, shape (n_samples, n_features)
-
-    Returns
-    -------
-    int
-    """
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim != 2:
-        raise VocabularyError(f"X must be 2-D; got shape {arr.shape}")
-    return int(np.count_nonzero(np.linalg.norm(arr, axis=1) <= _ZERO_NORM))
-
-
-def normalise(X: Any, *, method: str = "l2") -> np.ndarray:
-    """Normalise feature vectors.
-
-    Parameters
-    ----------
-    X : array_like, shape (n_samples, n_features)
-        One feature vector per segment. Must be finite.
-    method : {"l2", "standard", "none"}
-        ``"l2"``: divide each row by its Euclidean norm; rows whose norm is
-        zero stay zero (never NaN; count them with :func:`count_zero_rows`).
-        ``"standard"``: per-dimension z-score using the statistics of ``X``
-        itself; constant dimensions become 0. ``"none"``: unchanged.
-
-    Returns
-    -------
-    np.ndarray, float32, shape (n_samples, n_features)
-
-    Raises
-    ------
-    VocabularyError
-        If ``X`` is not 2-D, has NaN/inf rows, or ``method`` is unknown.
-    """
-    if method not in NORMALISATIONS:
-        raise VocabularyError(f"unknown normalisation {method!r}; choose one of {NORMALISATIONS}")
-    arr = _check_matrix(X)
-    if method == "l2":
-        return _l2(arr).astype(np.float32)
-    if method == "standard":
-        mean, scale = _standard_stats(arr)
-        return ((arr - mean) / scale).astype(np.float32)
-    return arr.astype(np.float32)
-
-
-def _l2(arr: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    safe = np.where(norms > _ZERO_NORM, norms, 1.0)
-    out = arr / safe
-    out[norms[:, 0] <= _ZERO_NORM] = 0.0
-    return out
-
-
-def _standard_stats(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and scale; constant dimensions get scale 1 so they map to 0."""
-    mean = arr.mean(axis=0)
-    std = arr.std(axis=0)
-    # Relative tolerance: a dimension that is constant up to rounding must not
-    # turn rounding noise into unit-variance signal.
-    tol = 1e-12 * np.maximum(1.0, np.abs(mean))
-    scale = np.where(std > tol, std, 1.0)
-    return mean, scale
-
 
 # ---------------------------------------------------------------------------
 # estimator
@@ -738,7 +638,12 @@ def validate_tokens(tokens: Any, *, n_tokens: int, allow_missing: bool = True) -
 
 
 def token_metrics(tokens: Any, *, n_tokens: int) -> dict:
-    """Distribution statistics of a token sequence.
+    """Distribution statistics of a token sequence whose ids must be valid.
+
+    The strict form of :func:`chandra.ledger.token_stats` (which computes
+    them, and counts bad ids instead of refusing them): ids outside
+    ``[0, n_tokens)`` and non-integers raise here, so the result describes
+    a sequence that really belongs to a K-token vocabulary.
 
     Parameters
     ----------
@@ -759,46 +664,20 @@ def token_metrics(tokens: Any, *, n_tokens: int) -> dict:
         when K = 1), ``perplexity`` (2**H; 0 when nothing is present),
         ``top_token`` (most frequent id, lowest id on ties; None when nothing
         is present), ``top_share`` (its share of present tokens),
-        ``counts`` (list of K ints), ``empty_tokens`` (ids never used).
+        ``counts`` (list of K ints), ``empty_tokens`` (ids never used); the
+        last two are None for K > 65536, as in ``token_stats``.
 
     Raises
     ------
     VocabularyError
         Token ids outside ``[0, n_tokens)`` or not integers.
     """
-    present, missing = _token_array(tokens, n_tokens=n_tokens)
-    counts = np.bincount(present, minlength=n_tokens).astype(np.int64)
-    n_present = int(present.size)
-    max_entropy = math.log2(n_tokens) if n_tokens > 1 else 0.0
-    if n_present == 0:
-        entropy = 0.0
-        perplexity = 0.0
-        top_token = None
-        top_share = 0.0
-    else:
-        p = counts[counts > 0] / n_present
-        entropy = float(-(p * np.log2(p)).sum())
-        entropy = max(entropy, 0.0)  # -0.0 for a single token reads oddly in reports
-        perplexity = float(2.0**entropy)
-        top_token = int(np.argmax(counts))
-        top_share = float(counts[top_token] / n_present)
-    unique = int(np.count_nonzero(counts))
-    return {
-        "n": n_present + missing,
-        "present": n_present,
-        "missing": missing,
-        "unique": unique,
-        "active": unique,
-        "n_tokens": int(n_tokens),
-        "entropy_bits": entropy,
-        "max_entropy_bits": max_entropy,
-        "normalised_entropy": entropy / max_entropy if max_entropy > 0 else 0.0,
-        "perplexity": perplexity,
-        "top_token": top_token,
-        "top_share": top_share,
-        "counts": counts.tolist(),
-        "empty_tokens": np.flatnonzero(counts == 0).tolist(),
-    }
+    if not isinstance(tokens, (np.ndarray, str, bytes, Mapping)):
+        tokens = list(tokens)  # read an iterator once, for both passes
+    _token_array(tokens, n_tokens=n_tokens)  # refuses what token_stats would count
+    stats = token_stats(tokens, n_tokens=n_tokens)
+    del stats["out_of_range"], stats["non_integer"]  # both 0 once validated
+    return stats
 
 
 def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
@@ -840,7 +719,7 @@ def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
         "inertia": vocab.inertia_,
         "random_state": vocab.random_state,
         "active": m["active"],
-        "empty_tokens": len(m["empty_tokens"]),
+        "empty_tokens": len(m["empty_tokens"]) if m["empty_tokens"] is not None else None,
         "entropy_bits": m["entropy_bits"],
         "max_entropy_bits": m["max_entropy_bits"],
         "normalised_entropy": m["normalised_entropy"],

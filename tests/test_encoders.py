@@ -375,7 +375,7 @@ def test_missing_directory_raises_weights_not_found(tmp_path):
     msg = str(info.value)
     assert str(missing) in msg
     assert "local_files_only" in msg and "HF_HUB_OFFLINE" in msg
-    assert "save_pretrained" in msg and "--model DIR" in msg
+    assert "save_pretrained" in msg and "model=DIR" in msg and "--model" not in msg
     assert "\n" not in msg
 
 
@@ -391,7 +391,7 @@ def test_unknown_hub_name_raises_weights_not_found_offline(monkeypatch, tmp_path
     assert str(constants.HF_HUB_CACHE) in msg
     assert "huggingface-cli download nobody-chandra/no-such-model" in msg
     assert "models--nobody-chandra--no-such-model" in msg
-    assert "local_files_only" in msg and "HF_HUB_OFFLINE" in msg and "--model DIR" in msg
+    assert "local_files_only" in msg and "HF_HUB_OFFLINE" in msg and "model=DIR" in msg and "--model" not in msg
     with pytest.raises(WeightsNotFoundError, match=str(tmp_path)):
         Wav2Vec2Encoder(model="facebook/wav2vec2-base", cache_dir=tmp_path).load()
 
