@@ -36,7 +36,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from chandra.errors import EncoderError, WeightsNotFoundError
+from chandra.errors import EncoderError, WeightsNotFoundError, first_line
 from chandra.progress import ProgressCallback, report
 
 __all__ = [
@@ -758,16 +758,16 @@ class Wav2Vec2Encoder:
                 model = AutoModel.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise self._missing(
-                where, f"loading the model failed ({_first_line(exc)})", cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir)
+                where, f"loading the model failed ({first_line(exc)})", cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir)
             ) from exc
         except ValueError as exc:
-            raise EncoderError(f"cannot load model '{self.model}' from {where}: {_first_line(exc)}") from exc
+            raise EncoderError(f"cannot load model '{self.model}' from {where}: {first_line(exc)}") from exc
         try:
             extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise self._missing(
                 where,
-                f"the feature extractor (preprocessor_config.json) is missing ({_first_line(exc)})",
+                f"the feature extractor (preprocessor_config.json) is missing ({first_line(exc)})",
                 cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir),
             ) from exc
         config = model.config
@@ -792,7 +792,7 @@ class Wav2Vec2Encoder:
             model.to(self.device)
         except (RuntimeError, AssertionError, ValueError) as exc:
             # torch reports an unusable device as AssertionError ("not compiled with CUDA") or RuntimeError
-            raise EncoderError(f"cannot run the encoder on device {self.device!r}: {_first_line(exc)}") from exc
+            raise EncoderError(f"cannot run the encoder on device {self.device!r}: {first_line(exc)}") from exc
         self.model_, self.feature_extractor_, self.config_ = model, extractor, config
         self.resolved_path_ = source
         return self
@@ -1044,11 +1044,6 @@ class _quiet_transformers_progress:
         if self._was_enabled:
             hf_logging.enable_progress_bar()
         return False
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 # ---------------------------------------------------------------------------
