@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -50,6 +51,10 @@ def _positive_int(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from chandra.encoders import ENCODER_NAMES
+    from chandra.normalisation import NORMALISATIONS
+    from chandra.oracle import KINDS, METRICS
+
     parser = argparse.ArgumentParser(prog="chandra", description="Train machine-improvisation models from "
                                      "recordings, with every stage visible.")
     parser.add_argument("--version", action="version", version=f"chandra {__version__}")
@@ -58,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="train a model from an audio file")
     p.add_argument("audio", help="wav, flac, ogg, aiff/aif or mp3 file")
     p.add_argument("-o", "--output", required=True, help="model file to write (.chandra)")
-    p.add_argument("--encoder", default="dsp", choices=["dsp", "wav2vec2", "hubert", "wavlm", "mert"])
+    p.add_argument("--encoder", default="dsp", choices=ENCODER_NAMES)
     p.add_argument("--model", default=None, help="neural encoder: hub name (local cache only) or local directory")
     p.add_argument("--layer", type=int, default=-1, help="hidden layer of the neural encoder (-1 = last)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model directory "
@@ -66,15 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tokens", type=_positive_int, default=64, help="vocabulary size K (default 64)")
     p.add_argument("--reduce-k", action="store_true", help="allow a recorded reduction of K when there are "
                    "fewer segments than tokens")
-    p.add_argument("--normalisation", default="l2", choices=["l2", "standard", "none"])
+    p.add_argument("--normalisation", default="l2", choices=NORMALISATIONS)
     p.add_argument("--pca", type=_positive_int, default=None, help="PCA components before K-means")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--min-duration", type=float, default=0.1, help="shortest segment in seconds")
     p.add_argument("--max-duration", type=float, default=2.0, help="longest segment in seconds")
-    p.add_argument("--oracle", default="tokens", choices=["tokens", "features"])
+    p.add_argument("--oracle", default="tokens", choices=KINDS)
     p.add_argument("--threshold", type=_threshold, default=None,
                    help="audio-oracle distance threshold, or 'auto' to pick it by information rate")
-    p.add_argument("--metric", default="cosine", choices=["cosine", "euclidean"])
+    p.add_argument("--metric", default="cosine", choices=METRICS)
     p.add_argument("--no-embed-audio", action="store_true", help="do not store the source audio in the model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
@@ -208,10 +213,6 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from chandra.generate import generate_to_wav
     from chandra.model import load_model
 
-    if not 0.0 <= args.continuity <= 1.0:
-        raise ChandraError(f"--continuity must lie in [0, 1], got {args.continuity}")
-    if args.seconds <= 0:
-        raise ChandraError(f"--seconds must be positive, got {args.seconds}")
     model = load_model(args.model)
     generation = generate_to_wav(model, args.output, seconds=args.seconds, seed=args.seed,
                                  continuity=args.continuity, min_lrs=args.min_lrs,
@@ -264,6 +265,51 @@ def _one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+# Library parameters whose command-line option has another name.
+_PARAMETER_DESTS = {"n_tokens": "tokens", "pca_components": "pca", "random_state": "seed"}
+_QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
+_ASSIGNMENT = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;)]+)")
+
+
+def _option_names(parser: argparse.ArgumentParser, command: str) -> dict[str, tuple[str, bool]]:
+    """``{library parameter: (option string, is a switch)}`` for one subcommand."""
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+    by_dest = {a.dest: (max(a.option_strings, key=len), a.nargs == 0) for a in sub._actions
+               if a.option_strings and a.dest != "help"}
+    names = dict(by_dest)
+    names.update({param: by_dest[dest] for param, dest in _PARAMETER_DESTS.items() if dest in by_dest})
+    return names
+
+
+def _in_cli_terms(message: str, options: dict[str, tuple[str, bool]]) -> str:
+    """Say a library message's parameters as this command's options.
+
+    Library errors name parameters (``n_tokens``, ``model=DIR``); here they
+    become ``--tokens`` and ``--model DIR``. Rewritten are ``name=value``
+    forms, names with an underscore anywhere, and a plain name that starts
+    the message as ``"<name> must ..."``; quoted text is left alone.
+    """
+
+    def assignment(match: re.Match) -> str:
+        name, value = match.group(1), match.group(2)
+        if name not in options:
+            return match.group(0)
+        flag, switch = options[name]
+        return flag if switch and value == "True" else f"{flag} {value}"
+
+    def plain(text: str, first: bool) -> str:
+        text = _ASSIGNMENT.sub(assignment, text)
+        for name, (flag, _) in options.items():
+            if "_" in name:
+                text = re.sub(rf"(?<![\w-]){re.escape(name)}(?![\w=])", flag, text)
+            elif first and text.startswith(f"{name} must "):
+                text = flag + text[len(name):]
+        return text
+
+    parts = _QUOTED.split(message)
+    return "".join(part if i % 2 else plain(part, first=i == 0) for i, part in enumerate(parts))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
@@ -272,7 +318,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _COMMANDS[args.command](args)
     except ChandraError as exc:
-        print(f"chandra {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        message = _in_cli_terms(_one_line(exc), _option_names(parser, args.command))
+        print(f"chandra {args.command}: error: {message}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"chandra {args.command}: interrupted", file=sys.stderr)

@@ -76,7 +76,7 @@ class WhereSyntaxError(ConstraintError):
         self.reason = message
         marked = text[: self.position] + "^" + text[self.position :]
         super().__init__(
-            f"invalid --where expression: {message} at column {self.position + 1} "
+            f"invalid where expression: {message} at column {self.position + 1} "
             f"(marked ^): {marked}"
         )
 
@@ -392,7 +392,7 @@ class _Column:
         for v in raw:
             if isinstance(v, (list, tuple, dict, np.ndarray)):
                 raise ConstraintError(
-                    f"field {name!r} holds {type(v).__name__} values, which --where cannot compare; "
+                    f"field {name!r} holds {type(v).__name__} values, which a where expression cannot compare; "
                     "use a scalar field"
                 )
         if all(_is_number(v) for v, p in zip(raw, present) if p):
@@ -567,7 +567,7 @@ class Constraint:
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 listing = ", ".join(available) if available else "none: there are no events"
                 raise ConstraintError(
-                    f"unknown field {node.name!r} at column {node.pos + 1} of --where "
+                    f"unknown field {node.name!r} at column {node.pos + 1} of where expression "
                     f"{self.text!r}{hint}; available fields: {listing}"
                 )
 
@@ -689,7 +689,7 @@ def parse_where(text: str, *, fields: Sequence[str] | None = None) -> Constraint
         For an unknown field when ``fields`` is given.
     """
     if not isinstance(text, str):
-        raise ConstraintError(f"--where expects a string, got {type(text).__name__}")
+        raise ConstraintError(f"where must be a string, got {type(text).__name__}", parameter="where")
     constraint = Constraint(text, _Parser(text).parse())
     if fields is not None:
         constraint.validate([{name: None for name in fields}])

@@ -36,13 +36,14 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from chandra.errors import EncoderError, WeightsNotFoundError
+from chandra.errors import EncoderError, WeightsNotFoundError, first_line
 from chandra.progress import ProgressCallback, report
 
 __all__ = [
     "Encoder",
     "DSPEncoder",
     "Wav2Vec2Encoder",
+    "ENCODER_NAMES",
     "make_encoder",
     "available_encoders",
     "segment_bounds",
@@ -655,7 +656,7 @@ class Wav2Vec2Encoder:
                 "A model directory must hold config.json, the weights (model.safetensors or "
                 "pytorch_model.bin) and preprocessor_config.json, as `save_pretrained(DIR)` writes them "
                 "for the model and its feature extractor; make one on a networked machine (e.g. after "
-                "`huggingface-cli download facebook/wav2vec2-base`), copy it here and pass --model DIR"
+                "`huggingface-cli download facebook/wav2vec2-base`), copy it here and pass model=DIR"
             )
         else:
             folder = "models--" + name.replace("/", "--")
@@ -663,11 +664,12 @@ class Wav2Vec2Encoder:
                 f"To supply weights: on a networked machine run `huggingface-cli download {name}` and copy "
                 f"its cache folder {folder} into {cache} (or point HF_HUB_CACHE at a copy), "
                 f"or there call `save_pretrained(DIR)` on the model and its feature extractor, copy DIR here "
-                f"and pass --model DIR"
+                f"and pass model=DIR"
             )
         return WeightsNotFoundError(
             f"encoder weights for '{name}' not found: {detail}. Lookup was local-only "
-            f"(local_files_only=True, as with HF_HUB_OFFLINE=1; the network is never used) in {where}. {how}."
+            f"(local_files_only=True, as with HF_HUB_OFFLINE=1; the network is never used) in {where}. {how}.",
+            parameter="model",
         )
 
     def _resolve(self) -> tuple[str, str]:
@@ -723,8 +725,8 @@ class Wav2Vec2Encoder:
         if custom and not self.trust_remote_code:
             raise EncoderError(
                 f"model '{self.model}' (model_type {model_type!r}, from {where}) needs code from its "
-                f"repository (MERT models do); re-run with trust_remote_code=True "
-                f"(CLI: --trust-remote-code) if you trust that code"
+                f"repository (MERT models do); re-run with trust_remote_code=True if you trust that code",
+                parameter="trust_remote_code",
             )
 
     def load(self) -> "Wav2Vec2Encoder":
@@ -756,16 +758,16 @@ class Wav2Vec2Encoder:
                 model = AutoModel.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise self._missing(
-                where, f"loading the model failed ({_first_line(exc)})", cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir)
+                where, f"loading the model failed ({first_line(exc)})", cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir)
             ) from exc
         except ValueError as exc:
-            raise EncoderError(f"cannot load model '{self.model}' from {where}: {_first_line(exc)}") from exc
+            raise EncoderError(f"cannot load model '{self.model}' from {where}: {first_line(exc)}") from exc
         try:
             extractor = AutoFeatureExtractor.from_pretrained(source, **kwargs)
         except OSError as exc:
             raise self._missing(
                 where,
-                f"the feature extractor (preprocessor_config.json) is missing ({_first_line(exc)})",
+                f"the feature extractor (preprocessor_config.json) is missing ({first_line(exc)})",
                 cache=None if Path(source).is_dir() else _hf_cache_dir(self.cache_dir),
             ) from exc
         config = model.config
@@ -790,7 +792,7 @@ class Wav2Vec2Encoder:
             model.to(self.device)
         except (RuntimeError, AssertionError, ValueError) as exc:
             # torch reports an unusable device as AssertionError ("not compiled with CUDA") or RuntimeError
-            raise EncoderError(f"cannot run the encoder on device {self.device!r}: {_first_line(exc)}") from exc
+            raise EncoderError(f"cannot run the encoder on device {self.device!r}: {first_line(exc)}") from exc
         self.model_, self.feature_extractor_, self.config_ = model, extractor, config
         self.resolved_path_ = source
         return self
@@ -1044,11 +1046,6 @@ class _quiet_transformers_progress:
         return False
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 # ---------------------------------------------------------------------------
 # registry
 
@@ -1062,6 +1059,9 @@ _ALIASES: dict[str, tuple[type, dict]] = {
     # opt-in (trust_remote_code=True / --trust-remote-code), never a default.
     "mert": (Wav2Vec2Encoder, {"model": "m-a-p/MERT-v1-95M"}),
 }
+
+#: Names :func:`make_encoder` accepts (the CLI's and dashboard's choices).
+ENCODER_NAMES: tuple[str, ...] = tuple(_ALIASES)
 
 
 def available_encoders() -> dict[str, dict]:

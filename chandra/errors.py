@@ -3,17 +3,28 @@
 Every error chandra raises on purpose derives from :class:`ChandraError`, so a
 caller (the CLI, the dashboard) can catch one type and show its message as a
 single readable line.
+
+Messages name the library's parameters (``n_tokens``, ``where``), never a
+command-line flag; an error about one parameter carries its name in
+:attr:`ChandraError.parameter` so a front end can say it its own way (the CLI
+turns ``n_tokens`` into ``--tokens``). An argument with a bad value or type is
+a :class:`ParameterError`, which is also a :class:`ValueError`, as Python and
+scikit-learn callers expect.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "first_line",
     "ChandraError",
+    "ParameterError",
     "AudioError",
     "SegmentationError",
     "EncoderError",
     "WeightsNotFoundError",
     "VocabularyError",
+    "VocabularyParameterError",
+    "VocabularyTypeError",
     "OracleError",
     "ModelFormatError",
     "ConstraintError",
@@ -22,7 +33,32 @@ __all__ = [
 
 
 class ChandraError(Exception):
-    """Root of every deliberate chandra error."""
+    """Root of every deliberate chandra error.
+
+    Parameters
+    ----------
+    *args
+        As for :class:`Exception`; the first is the one-line message.
+    parameter : str, optional
+        Name of the library parameter the error is about (``"n_tokens"``,
+        ``"seed"``, ``"where"``), when there is one.
+
+    Attributes
+    ----------
+    parameter : str or None
+    """
+
+    parameter: str | None = None
+
+    def __init__(self, *args: object, parameter: str | None = None) -> None:
+        super().__init__(*args)
+        if parameter is not None:
+            self.parameter = parameter
+
+
+class ParameterError(ChandraError, ValueError):
+    """An argument has a bad value or type (a seed that is not an integer, a
+    non-positive length, a continuity outside [0, 1], an unknown option)."""
 
 
 class AudioError(ChandraError):
@@ -41,8 +77,21 @@ class WeightsNotFoundError(EncoderError):
     """Neural encoder weights are not available locally."""
 
 
-class VocabularyError(ChandraError):
-    """The token vocabulary cannot be fitted as asked (e.g. K > segments)."""
+class VocabularyError(ChandraError, ValueError):
+    """The token vocabulary cannot be fitted as asked (e.g. K > segments), or
+    its input is malformed. A :class:`ValueError`, as scikit-learn expects of
+    an estimator refusing its data."""
+
+
+class VocabularyParameterError(VocabularyError, ParameterError):
+    """A :class:`~chandra.vocabulary.GestureVocabulary` parameter has a bad
+    value or type."""
+
+
+class VocabularyTypeError(VocabularyError, TypeError):
+    """Input of a kind the vocabulary cannot use at all (values that are not
+    numbers, a sparse matrix); also a :class:`TypeError`, as scikit-learn
+    expects."""
 
 
 class OracleError(ChandraError):
@@ -59,3 +108,12 @@ class ConstraintError(ChandraError):
 
 class TraceError(ChandraError):
     """A trace directory or checkpoint is malformed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of ``str(exc)``, or the exception's type name.
+
+    For wrapping a third-party error into a one-line chandra message.
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

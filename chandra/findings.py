@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from chandra.ledger import STAGES, TOKEN_FIELD, json_safe
+from chandra.ledger import LEDGER_STAGES, TOKEN_FIELD, json_safe
 
 __all__ = [
     "Finding",
@@ -159,7 +159,7 @@ ROUNDTRIP_PAIRS = (("saved", "reloaded"), ("saved", "model"), ("save", "reload")
 #: Consecutive canonical stages that must keep every record.
 _COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
 
-_CANONICAL_NAMES = frozenset(STAGES) | {"model"}
+_CANONICAL_NAMES = frozenset(LEDGER_STAGES) | {"model"}
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
 
 
@@ -209,9 +209,15 @@ def format_findings(findings: Sequence[Mapping], summary: Mapping | None, *, whe
     return lines
 
 
-def sort_findings(findings: Sequence[Finding]) -> list[Finding]:
-    """Errors first, then warnings, then info; stable within a severity."""
-    return sorted(findings, key=lambda f: _SEVERITY_RANK.get(f.severity, len(SEVERITIES)))
+def sort_findings(findings: Sequence[Finding | Mapping]) -> list:
+    """Errors first, then warnings, then info (unknown severities last);
+    stable within a severity. Takes findings or their dicts."""
+
+    def rank(f: Finding | Mapping) -> int:
+        sev = f.get("severity") if isinstance(f, Mapping) else f.severity
+        return _SEVERITY_RANK.get(sev, len(SEVERITIES))
+
+    return sorted(findings, key=rank)
 
 
 def count_by_severity(findings: Sequence[Finding | Mapping]) -> dict[str, int]:

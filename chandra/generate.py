@@ -81,7 +81,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from chandra.constraints import Constraint, parse_where
-from chandra.errors import ChandraError, ConstraintError, ModelFormatError, OracleError
+from chandra.errors import ChandraError, ConstraintError, ModelFormatError, OracleError, ParameterError
 from chandra.io_utils import atomic_write
 
 __all__ = [
@@ -333,32 +333,43 @@ def improvise(
 
     Raises
     ------
+    ParameterError
+        A bad argument (length, seed, continuity, ...); a ``ValueError``.
     ConstraintError
-        Bad parameters, a malformed constraint, or one no frame satisfies.
+        A malformed constraint, or one no frame satisfies.
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
     sfx, lrs, n = _validate_model(model)
     events = model.events
+    def real(value: Any) -> bool:
+        return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+                and math.isfinite(value))
+
+    def whole(value: Any) -> bool:
+        return real(value) and float(value).is_integer()
+
     if (n_frames is None) == (seconds is None):
-        raise ConstraintError("give exactly one of n_frames and seconds")
-    if n_frames is not None and (int(n_frames) != n_frames or n_frames < 1):
-        raise ConstraintError(f"n_frames must be a positive integer, got {n_frames!r}")
-    if seconds is not None and not (math.isfinite(seconds) and seconds > 0):
-        raise ConstraintError(f"seconds must be a positive number, got {seconds!r}")
-    if not (0.0 <= continuity <= 1.0):
-        raise ConstraintError(f"continuity must be in [0, 1], got {continuity!r}")
-    if int(min_lrs) != min_lrs or min_lrs < 0:
-        raise ConstraintError(f"min_lrs must be a non-negative integer, got {min_lrs!r}")
-    if max_continuous is not None and (int(max_continuous) != max_continuous or max_continuous < 1):
-        raise ConstraintError(f"max_continuous must be a positive integer or None, got {max_continuous!r}")
+        raise ParameterError("give exactly one of n_frames and seconds", parameter="n_frames")
+    if n_frames is not None and not (whole(n_frames) and n_frames >= 1):
+        raise ParameterError(f"n_frames must be a positive integer, got {n_frames!r}", parameter="n_frames")
+    if seconds is not None and not (real(seconds) and seconds > 0):
+        raise ParameterError(f"seconds must be a positive number, got {seconds!r}", parameter="seconds")
+    if not (real(continuity) and 0.0 <= continuity <= 1.0):
+        raise ParameterError(f"continuity must be in [0, 1], got {continuity!r}", parameter="continuity")
+    if not (whole(min_lrs) and min_lrs >= 0):
+        raise ParameterError(f"min_lrs must be a non-negative integer, got {min_lrs!r}", parameter="min_lrs")
+    if max_continuous is not None and not (whole(max_continuous) and max_continuous >= 1):
+        raise ParameterError(f"max_continuous must be a positive integer or None, got {max_continuous!r}",
+                             parameter="max_continuous")
     if where_mode not in ("filter", "weight"):
-        raise ConstraintError(f"where_mode must be 'filter' or 'weight', got {where_mode!r}")
+        raise ParameterError(f"where_mode must be 'filter' or 'weight', got {where_mode!r}", parameter="where_mode")
 
     if where is not None and not isinstance(where, (str, Constraint)):
-        raise ConstraintError(f"where must be an expression string or a Constraint, not {type(where).__name__}")
+        raise ParameterError(f"where must be an expression string or a Constraint, not {type(where).__name__}",
+                             parameter="where")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ConstraintError(f"seed must be an integer, got {seed!r}")
+        raise ParameterError(f"seed must be an integer, got {seed!r}", parameter="seed")
     constraint = parse_where(where) if isinstance(where, str) else where
     if constraint is not None:
         satisfied = constraint.mask(events)

@@ -6,10 +6,11 @@ reloaded, generated, or any checkpoint name a foreign trainer chooses):
 
 * per field, how many records carry it (present: key exists, value not None
   and not a float NaN) as a count and a fraction;
-* the token distribution (the same statistics as
-  :func:`chandra.vocabulary.token_metrics`, computed here without importing
-  scikit-learn so that :mod:`chandra.trace` stays cheap to import inside
-  somebody else's trainer);
+* the token distribution (:func:`token_stats`, the one implementation of
+  the token statistics; :func:`chandra.vocabulary.token_metrics` is its
+  strict form. It lives here, free of scikit-learn, so that
+  :mod:`chandra.trace` stays cheap to import inside somebody else's
+  trainer);
 * feature-matrix statistics (dimension, norms, dead and never-used
   dimensions, duplicates, all-zero and non-finite rows, zero-padding);
 * the time axis (range, monotonicity, share inside the audio duration);
@@ -33,7 +34,6 @@ import numpy as np
 from chandra.errors import ChandraError
 
 __all__ = [
-    "STAGES",
     "LEDGER_STAGES",
     "TIME_FIELDS",
     "TOKEN_FIELD",
@@ -50,13 +50,13 @@ __all__ = [
     "json_safe",
 ]
 
-#: Canonical stage names, in pipeline order.
-STAGES = (
+#: Canonical ledger boundaries (what the records are after each step), in
+#: pipeline order. Not the pipeline's stages (the steps themselves, load ...
+#: save): those are :data:`chandra.pipeline.STAGES`.
+LEDGER_STAGES = (
     "segments", "features", "normalised", "tokens", "events",
     "oracle", "saved", "reloaded", "generated",
 )
-#: Alias of :data:`STAGES` (the name the pipeline imports).
-LEDGER_STAGES = STAGES
 #: Record keys tried, in order, for the time axis of a stage.
 TIME_FIELDS = ("t", "start", "time", "timestamp")
 #: Record key holding a record's gesture token.
@@ -264,46 +264,66 @@ def _field_summary(records: Sequence[Mapping], extra: Iterable[str]) -> dict[str
 def token_stats(tokens: Any, *, n_tokens: int | None = None) -> dict:
     """Distribution statistics of a token sequence, tolerant of bad ids.
 
-    Same keys as :func:`chandra.vocabulary.token_metrics` (``n``, ``present``,
-    ``missing``, ``unique``, ``active``, ``n_tokens``, ``entropy_bits``,
-    ``max_entropy_bits``, ``normalised_entropy``, ``perplexity``,
-    ``top_token``, ``top_share``, ``counts``, ``empty_tokens``) plus
-    ``out_of_range`` and ``non_integer``. Where ``token_metrics`` raises on an
-    id outside ``[0, K)`` this function counts it, because a diagnostic must
-    describe broken data rather than refuse it.
+    The one implementation of the token statistics: the ledger, the
+    findings, the dashboard and (through
+    :func:`chandra.vocabulary.token_metrics`, which first refuses bad ids)
+    the vocabulary's fit-set and assigned metrics all come from here. Where
+    ``token_metrics`` raises on an id outside ``[0, K)`` this function counts
+    it, because a diagnostic must describe broken data rather than refuse it.
 
     Parameters
     ----------
     tokens : sequence, shape (n,)
-        Token ids; None, NaN and -1 count as missing.
+        Token ids; None, NaN and -1 count as missing. Integer-valued floats
+        count as their integer.
     n_tokens : int, optional
         Vocabulary size K. Defaults to ``max id + 1``.
 
     Returns
     -------
     dict
+        ``n`` (records given), ``present`` (records with an integer id,
+        in range or not), ``missing`` (None / NaN / -1, plus non-integers),
+        ``unique`` (distinct ids present) and ``active`` (= unique),
+        ``n_tokens`` (K), ``entropy_bits`` (Shannon, base 2, over present
+        ids; each distinct out-of-range id is a symbol of its own),
+        ``max_entropy_bits`` (log2 K, 0 when K <= 1), ``normalised_entropy``
+        (H / log2 K, 0 when K <= 1), ``perplexity`` (2**H; 0 when nothing is
+        present), ``top_token`` (most frequent id, lowest id on ties; None
+        when nothing is present), ``top_share`` (its share of present ids),
+        ``counts`` (list of K ints, None when K > 65536),
+        ``empty_tokens`` (ids in ``[0, K)`` never used; None when K >
+        65536), ``out_of_range`` (ids outside ``[0, K)``), ``non_integer``
+        (values that are not integer ids, e.g. ``"x"``, ``True``, ``2.5``).
     """
-    values: list[int] = []
     missing = 0
     non_integer = 0
-    seq = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
-    for v in seq:
-        if not is_present(v):
-            missing += 1
-            continue
-        if isinstance(v, (bool, np.bool_)):
-            non_integer += 1
-            continue
-        if isinstance(v, (float, np.floating)) and float(v).is_integer():
-            v = int(v)
-        if isinstance(v, (int, np.integer)):
-            if int(v) == -1:
+    if isinstance(tokens, np.ndarray) and tokens.ndim == 1 and tokens.dtype.kind in "iu":
+        # The common case (a pipeline's token array) without a Python loop.
+        ids = tokens.astype(np.int64)
+        absent = ids == -1
+        missing = int(np.count_nonzero(absent))
+        arr = ids[~absent]
+    else:
+        values: list[int] = []
+        seq = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+        for v in seq:
+            if not is_present(v):
                 missing += 1
+                continue
+            if isinstance(v, (bool, np.bool_)):
+                non_integer += 1
+                continue
+            if isinstance(v, (float, np.floating)) and float(v).is_integer():
+                v = int(v)
+            if isinstance(v, (int, np.integer)):
+                if int(v) == -1:
+                    missing += 1
+                else:
+                    values.append(int(v))
             else:
-                values.append(int(v))
-        else:
-            non_integer += 1
-    arr = np.asarray(values, dtype=np.int64)
+                non_integer += 1
+        arr = np.asarray(values, dtype=np.int64)
     if n_tokens is None:
         n_tokens = int(arr.max()) + 1 if arr.size and arr.max() >= 0 else 0
     k = int(n_tokens)
@@ -620,7 +640,7 @@ def ledger_entry(
     Parameters
     ----------
     stage : str
-        Stage name (see :data:`STAGES`) or any checkpoint name.
+        Boundary name (see :data:`LEDGER_STAGES`) or any checkpoint name.
     records : list of dict | DataFrame | list of objects | columnar object | None
         See :func:`to_records`.
     features : array (n, d), optional

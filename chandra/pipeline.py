@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from chandra.errors import ChandraError, OracleError
+from chandra.errors import ChandraError, OracleError, ParameterError
 from chandra.progress import ProgressCallback, report
 
 __all__ = [
@@ -81,8 +81,9 @@ class TrainConfig:
 
     Attributes
     ----------
-    encoder : {"dsp", "wav2vec2", "hubert", "wavlm", "mert"}
-        Feature encoder. ``dsp`` (librosa descriptors) works offline.
+    encoder : str
+        Feature encoder, one of :data:`chandra.encoders.ENCODER_NAMES`
+        (``dsp``, librosa descriptors, works offline).
     model : str or None
         Hub name (resolved from the local cache only) or local directory for
         neural encoders.
@@ -90,7 +91,8 @@ class TrainConfig:
         Hidden layer of a neural encoder (-1 = last).
     n_tokens : int
         Vocabulary size K.
-    normalisation : {"l2", "standard", "none"}
+    normalisation : str
+        One of :data:`chandra.normalisation.NORMALISATIONS`.
     pca_components : int or None
     seed : int
         Seeds K-means and everything random downstream.
@@ -101,12 +103,14 @@ class TrainConfig:
         Segment duration bounds in seconds.
     sample_rate : int
         Analysis rate in Hz for loading, segmentation and dsp features.
-    oracle : {"tokens", "features"}
-        Factor oracle over gesture tokens, or audio oracle over features.
+    oracle : str
+        One of :data:`chandra.oracle.KINDS`: factor oracle over gesture
+        tokens, or audio oracle over features.
     threshold : float, "auto" or None
         Audio-oracle distance threshold; "auto" (or None) picks it by
         information rate.
-    metric : {"cosine", "euclidean"}
+    metric : str
+        One of :data:`chandra.oracle.METRICS`.
     embed_audio : bool
         Store the mono source signal in the model for resynthesis.
     """
@@ -144,22 +148,46 @@ class TrainConfig:
         return cls(**data)
 
     def validate(self) -> None:
-        """Raise :class:`ChandraError` for inconsistent options."""
-        if self.n_tokens < 1:
-            raise ChandraError(f"--tokens must be at least 1, got {self.n_tokens}")
-        if self.oracle not in ("tokens", "features"):
-            raise ChandraError(f"--oracle must be 'tokens' or 'features', got {self.oracle!r}")
-        if self.normalisation not in ("l2", "standard", "none"):
-            raise ChandraError(f"normalisation must be l2, standard or none, got {self.normalisation!r}")
-        if self.metric not in ("cosine", "euclidean"):
-            raise ChandraError(f"metric must be cosine or euclidean, got {self.metric!r}")
+        """Check every option's value.
+
+        Raises
+        ------
+        ParameterError
+            (a :class:`ChandraError` and a ``ValueError``) naming the first
+            bad option in :attr:`~chandra.errors.ChandraError.parameter`.
+        """
+        from chandra.encoders import ENCODER_NAMES
+        from chandra.normalisation import NORMALISATIONS
+        from chandra.oracle import KINDS, METRICS
+
+        def bad(name: str, message: str) -> ParameterError:
+            return ParameterError(f"{name} {message}", parameter=name)
+
+        def whole(value: Any) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if self.encoder not in ENCODER_NAMES:
+            raise bad("encoder", f"must be one of {', '.join(ENCODER_NAMES)}, got {self.encoder!r}")
+        if not whole(self.n_tokens) or self.n_tokens < 1:
+            raise bad("n_tokens", f"must be a positive integer, got {self.n_tokens!r}")
+        if self.pca_components is not None and (not whole(self.pca_components) or self.pca_components < 1):
+            raise bad("pca_components", f"must be a positive integer or None, got {self.pca_components!r}")
+        if not whole(self.seed):
+            raise bad("seed", f"must be an integer, got {self.seed!r}")
+        if self.oracle not in KINDS:
+            raise bad("oracle", f"must be one of {', '.join(KINDS)}, got {self.oracle!r}")
+        if self.normalisation not in NORMALISATIONS:
+            raise bad("normalisation", f"must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
+        if self.metric not in METRICS:
+            raise bad("metric", f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
         if isinstance(self.threshold, str) and self.threshold != "auto":
-            raise ChandraError(f"--threshold must be a number or 'auto', got {self.threshold!r}")
+            raise bad("threshold", f"must be a number or 'auto', got {self.threshold!r}")
         if isinstance(self.threshold, (int, float)) and not (self.threshold > 0 and math.isfinite(self.threshold)):
-            raise ChandraError(f"--threshold must be a positive number, got {self.threshold}")
+            raise bad("threshold", f"must be a positive number, got {self.threshold}")
         if not (0 < self.min_duration < self.max_duration):
-            raise ChandraError(
-                f"need 0 < min_duration < max_duration, got {self.min_duration} and {self.max_duration}"
+            raise ParameterError(
+                f"need 0 < min_duration < max_duration, got {self.min_duration} and {self.max_duration}",
+                parameter="min_duration",
             )
 
 
@@ -320,7 +348,8 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     cfg = state.config
     report(progress, "vocabulary", 0, 2)
     vocab = GestureVocabulary(n_tokens=cfg.n_tokens, normalisation=cfg.normalisation,
-                              pca_components=cfg.pca_components, seed=cfg.seed, reduce_k=cfg.reduce_k)
+                              pca_components=cfg.pca_components, random_state=cfg.seed,
+                              reduce_k=cfg.reduce_k)
     vocab.fit(state.raw_features)
     report(progress, "vocabulary", 1, 2)
     state.vocabulary = vocab
@@ -590,7 +619,7 @@ def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalis
     for i, k in enumerate(ks):
         report(progress, "ir_over_k", i, len(ks))
         vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
-                                  seed=seed, reduce_k=True).fit(X)
+                                  random_state=seed, reduce_k=True).fit(X)
         irs.append(float(ir_tokens(vocab.predict(X))))
     report(progress, "ir_over_k", len(ks), len(ks))
     best = int(np.argmax(irs))

@@ -107,16 +107,39 @@ def spectral_frames(y: np.ndarray, sr: int, *, n_fft: int = 2048, hop_length: in
     centroid : float64 (n_frames,), Hz
     """
     import librosa
-    import scipy.signal
 
     y = np.asarray(y, dtype=np.float32)
     n_frames = 1 + len(y) // hop_length
-    pad = n_fft // 2
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
     mel_basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels).astype(np.float32)
     freqs = librosa.fft_frequencies(sr=sr, n_fft=n_fft)
     mel = np.empty((n_mels, n_frames), dtype=np.float32)
     centroid = np.empty(n_frames, dtype=np.float64)
+    for k0, k1, mag in _stft_magnitude_blocks(y, n_fft=n_fft, hop_length=hop_length, block_frames=block_frames):
+        mel[:, k0:k1] = mel_basis @ (mag**2).T
+        total = mag.sum(axis=1)
+        centroid[k0:k1] = np.where(total > 0, (mag @ freqs) / np.maximum(total, 1e-20), 0.0)
+    return mel, centroid
+
+
+def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_frames: int):
+    """``|librosa.stft(y, n_fft=n_fft, hop_length=hop_length)|`` (``center=True``,
+    zero padding, Hann window), transposed, in blocks of at most
+    ``block_frames`` frames.
+
+    Yields
+    ------
+    k0, k1 : int
+        The block's frame range ``[k0, k1)``; the blocks tile
+        ``[0, 1 + len(y) // hop_length)`` in order.
+    mag : float32 (k1 - k0, 1 + n_fft // 2)
+        Magnitudes of the windowed frames; frame k is centred on sample
+        ``k * hop_length``, with zeros beyond both ends of ``y``.
+    """
+    import scipy.signal
+
+    n_frames = 1 + len(y) // hop_length
+    pad = n_fft // 2
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
     for k0 in range(0, n_frames, block_frames):
         k1 = min(n_frames, k0 + block_frames)
         a, b = k0 * hop_length - pad, (k1 - 1) * hop_length + pad + (n_fft % 2)
@@ -125,11 +148,7 @@ def spectral_frames(y: np.ndarray, sr: int, *, n_fft: int = 2048, hop_length: in
         if hi > lo:
             chunk[lo - a: hi - a] = y[lo:hi]
         frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop_length][: k1 - k0]
-        mag = np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)  # (frames, bins)
-        mel[:, k0:k1] = mel_basis @ (mag**2).T
-        total = mag.sum(axis=1)
-        centroid[k0:k1] = np.where(total > 0, (mag @ freqs) / np.maximum(total, 1e-20), 0.0)
-    return mel, centroid
+        yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
 
 
 def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: bool = True,

@@ -3,9 +3,18 @@
 The vocabulary turns one feature vector per segment into one integer
 "gesture token" per segment. Features are normalised (row-wise L2 by
 default, the IRCAM choice), optionally reduced with PCA, and clustered with
-seeded K-means. :class:`GestureVocabulary` is a scikit-learn style
-estimator: ``__init__`` only stores keyword parameters, ``fit`` returns
-``self`` and learned state ends in ``_``.
+seeded K-means. :class:`GestureVocabulary` is a scikit-learn estimator (a
+transformer and a clusterer that passes
+:func:`sklearn.utils.estimator_checks.check_estimator`): ``__init__`` only
+stores keyword parameters, ``fit`` returns ``self``, learned state ends in
+``_``, and calling it before ``fit`` raises
+:class:`VocabularyNotFittedError`, which is both a
+:class:`~chandra.errors.VocabularyError` and scikit-learn's
+:class:`~sklearn.exceptions.NotFittedError`.
+
+The normalisation step (:func:`normalise`, :data:`NORMALISATIONS`) lives in
+:mod:`chandra.normalisation`, which imports without scikit-learn, and is
+re-exported here.
 
 Token statistics (:func:`token_metrics`) are kept apart from the estimator on
 purpose: the same function must describe the K-means fit set *and* the
@@ -21,136 +30,53 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
-from sklearn.base import BaseEstimator
+from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, ClusterMixin, TransformerMixin
+from sklearn.exceptions import NotFittedError
 
-from chandra.errors import VocabularyError
+from chandra.errors import VocabularyError, VocabularyParameterError, VocabularyTypeError, first_line
+from chandra.ledger import token_stats
+from chandra.normalisation import (
+    _MAX_ROWS_IN_MESSAGE,
+    _ZERO_NORM,
+    NORMALISATIONS,
+    _check_finite_rows,
+    _l2,
+    _standard_stats,
+    count_zero_rows,
+    normalise,
+)
 
 __all__ = [
     "NORMALISATIONS",
     "normalise",
     "count_zero_rows",
     "GestureVocabulary",
+    "VocabularyNotFittedError",
     "token_metrics",
     "validate_tokens",
     "summarize_vocabulary",
 ]
-
-NORMALISATIONS = ("l2", "standard", "none")
-
-# A row whose L2 norm is below this is treated as all-zero: dividing by a
-# denormal norm would blow tiny noise up to a unit vector.
-_ZERO_NORM = 1e-12
-# How many offending row indices an error message lists before "...".
-_MAX_ROWS_IN_MESSAGE = 5
-
-
-# ---------------------------------------------------------------------------
-# normalisation
-# ---------------------------------------------------------------------------
-
-
-def _check_matrix(X: Any, *, name: str = "X") -> np.ndarray:
-    """Return ``X`` as a finite 2-D float64 array or raise VocabularyError."""
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise VocabularyError(f"{name} must be a numeric 2-D array: {exc}") from exc
-    if arr.ndim != 2:
-        raise VocabularyError(
-            f"{name} must be 2-D (n_samples, n_features); got {arr.ndim}-D with shape {arr.shape}"
-        )
-    if arr.shape[0] == 0:
-        raise VocabularyError(f"{name} has no rows (0 segments); give audio with at least one onset")
-    if arr.shape[1] == 0:
-        raise VocabularyError(f"{name} has rows of dimension 0")
-    bad = ~np.isfinite(arr).all(axis=1)
-    if bad.any():
-        rows = np.flatnonzero(bad)
-        shown = ", ".join(str(int(r)) for r in rows[:_MAX_ROWS_IN_MESSAGE])
-        more = ", ..." if rows.size > _MAX_ROWS_IN_MESSAGE else ""
-        raise VocabularyError(
-            f"{name} has {rows.size} of {arr.shape[0]} rows containing NaN or inf "
-            f"(rows {shown}{more}); fix the encoder output or drop those segments"
-        )
-    return arr
-
-
-def count_zero_rows(X: Any) -> int:
-    """Number of rows of ``X`` whose L2 norm is (numerically) zero.
-
-    Parameters
-    ----------
-    X : array_like, shape (n_samples, n_features)
-
-    Returns
-    -------
-    int
-    """
-    arr = np.asarray(X, dtype=np.float64)
-    if arr.ndim != 2:
-        raise VocabularyError(f"X must be 2-D; got shape {arr.shape}")
-    return int(np.count_nonzero(np.linalg.norm(arr, axis=1) <= _ZERO_NORM))
-
-
-def normalise(X: Any, *, method: str = "l2") -> np.ndarray:
-    """Normalise feature vectors.
-
-    Parameters
-    ----------
-    X : array_like, shape (n_samples, n_features)
-        One feature vector per segment. Must be finite.
-    method : {"l2", "standard", "none"}
-        ``"l2"``: divide each row by its Euclidean norm; rows whose norm is
-        zero stay zero (never NaN; count them with :func:`count_zero_rows`).
-        ``"standard"``: per-dimension z-score using the statistics of ``X``
-        itself; constant dimensions become 0. ``"none"``: unchanged.
-
-    Returns
-    -------
-    np.ndarray, float32, shape (n_samples, n_features)
-
-    Raises
-    ------
-    VocabularyError
-        If ``X`` is not 2-D, has NaN/inf rows, or ``method`` is unknown.
-    """
-    if method not in NORMALISATIONS:
-        raise VocabularyError(f"unknown normalisation {method!r}; choose one of {NORMALISATIONS}")
-    arr = _check_matrix(X)
-    if method == "l2":
-        return _l2(arr).astype(np.float32)
-    if method == "standard":
-        mean, scale = _standard_stats(arr)
-        return ((arr - mean) / scale).astype(np.float32)
-    return arr.astype(np.float32)
-
-
-def _l2(arr: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(arr, axis=1, keepdims=True)
-    safe = np.where(norms > _ZERO_NORM, norms, 1.0)
-    out = arr / safe
-    out[norms[:, 0] <= _ZERO_NORM] = 0.0
-    return out
-
-
-def _standard_stats(arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-dimension mean and scale; constant dimensions get scale 1 so they map to 0."""
-    mean = arr.mean(axis=0)
-    std = arr.std(axis=0)
-    # Relative tolerance: a dimension that is constant up to rounding must not
-    # turn rounding noise into unit-variance signal.
-    tol = 1e-12 * np.maximum(1.0, np.abs(mean))
-    scale = np.where(std > tol, std, 1.0)
-    return mean, scale
-
 
 # ---------------------------------------------------------------------------
 # estimator
 # ---------------------------------------------------------------------------
 
 
-class GestureVocabulary(BaseEstimator):
+class VocabularyNotFittedError(VocabularyError, NotFittedError):
+    """A :class:`GestureVocabulary` was used before :meth:`~GestureVocabulary.fit`.
+
+    Both a :class:`~chandra.errors.VocabularyError` (so ``except
+    ChandraError`` callers keep working) and scikit-learn's
+    :class:`~sklearn.exceptions.NotFittedError` (so scikit-learn tooling
+    recognises it).
+    """
+
+
+class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, ClusterMixin, BaseEstimator):
     """Seeded K-means vocabulary of gesture tokens.
+
+    A scikit-learn transformer and clusterer: :meth:`transform` maps feature
+    vectors into the space K-means runs in, :meth:`predict` to tokens.
 
     Parameters
     ----------
@@ -162,10 +88,13 @@ class GestureVocabulary(BaseEstimator):
     pca_components : int or None
         Reduce the normalised features to this many principal components
         before clustering; ``None`` keeps all dimensions.
-    seed : int
+    random_state : int
         Seed for K-means initialisation (and PCA, whose full SVD does not use
         it). The same seed on the same data gives byte-identical centres and
-        labels.
+        labels. Only integers are accepted (not ``None`` or a
+        ``RandomState``): a vocabulary must be reproducible from its
+        recorded parameters. Formerly called ``seed``; stored states with
+        ``seed`` still load (:meth:`from_state`).
     n_init : int
         K-means restarts; the lowest-inertia run wins.
     max_iter : int
@@ -186,11 +115,17 @@ class GestureVocabulary(BaseEstimator):
     fit_metrics_ : dict
         :func:`token_metrics` of the fit-set labels (against ``n_tokens_``).
     labels_ : np.ndarray, int64, shape (n_samples,)
-        Tokens of the fit set.
+        Tokens of the fit set (empty for a vocabulary rebuilt by
+        :meth:`from_state`: the fit set is not part of the state).
     inertia_ : float
         Sum of squared distances of fit rows to their centre (transformed space).
     n_features_in_ : int
+    feature_names_in_ : np.ndarray of str, shape (n_features_in_,)
+        Only when ``X`` given to :meth:`fit` had string column names (a
+        pandas DataFrame).
     n_samples_fit_ : int
+    n_iter_ : int
+        Lloyd iterations of the winning K-means run.
     n_zero_rows_ : int
         Fit rows that were all-zero before normalisation.
     n_distinct_rows_ : int
@@ -206,7 +141,7 @@ class GestureVocabulary(BaseEstimator):
         n_tokens: int = 64,
         normalisation: str = "l2",
         pca_components: int | None = None,
-        seed: int = 0,
+        random_state: int = 0,
         n_init: int = 4,
         max_iter: int = 300,
         reduce_k: bool = False,
@@ -214,32 +149,80 @@ class GestureVocabulary(BaseEstimator):
         self.n_tokens = n_tokens
         self.normalisation = normalisation
         self.pca_components = pca_components
-        self.seed = seed
+        self.random_state = random_state
         self.n_init = n_init
         self.max_iter = max_iter
         self.reduce_k = reduce_k
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        # transform() always returns float32 (the dtype of the stored
+        # centres), so only float32 input keeps its dtype.
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
 
     # -- parameter checks -------------------------------------------------
 
     def _check_params(self) -> None:
         if self.normalisation not in NORMALISATIONS:
-            raise VocabularyError(
-                f"unknown normalisation {self.normalisation!r}; choose one of {NORMALISATIONS}"
+            raise VocabularyParameterError(
+                f"unknown normalisation {self.normalisation!r}; choose one of {NORMALISATIONS}",
+                parameter="normalisation",
             )
         if not _is_int(self.n_tokens) or self.n_tokens < 1:
-            raise VocabularyError(f"n_tokens must be a positive integer; got {self.n_tokens!r}")
+            raise VocabularyParameterError(
+                f"n_tokens must be a positive integer; got {self.n_tokens!r}", parameter="n_tokens"
+            )
         if self.pca_components is not None and (
             not _is_int(self.pca_components) or self.pca_components < 1
         ):
-            raise VocabularyError(
-                f"pca_components must be a positive integer or None; got {self.pca_components!r}"
+            raise VocabularyParameterError(
+                f"pca_components must be a positive integer or None; got {self.pca_components!r}",
+                parameter="pca_components",
             )
         if not _is_int(self.n_init) or self.n_init < 1:
-            raise VocabularyError(f"n_init must be a positive integer; got {self.n_init!r}")
+            raise VocabularyParameterError(
+                f"n_init must be a positive integer; got {self.n_init!r}", parameter="n_init"
+            )
         if not _is_int(self.max_iter) or self.max_iter < 1:
-            raise VocabularyError(f"max_iter must be a positive integer; got {self.max_iter!r}")
-        if not _is_int(self.seed):
-            raise VocabularyError(f"seed must be an integer; got {self.seed!r}")
+            raise VocabularyParameterError(
+                f"max_iter must be a positive integer; got {self.max_iter!r}", parameter="max_iter"
+            )
+        if not _is_int(self.random_state):
+            raise VocabularyParameterError(
+                f"random_state must be an integer; got {self.random_state!r}", parameter="random_state"
+            )
+
+    def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
+        """``X`` as a finite 2-D float64 array, through scikit-learn's
+        ``validate_data`` (which sets or checks ``n_features_in_`` and
+        ``feature_names_in_``); every refusal is a VocabularyError."""
+        from scipy import sparse
+        from sklearn.utils.validation import validate_data
+
+        if not sparse.issparse(X):
+            try:
+                shape = np.asarray(X).shape
+            except (TypeError, ValueError) as exc:
+                raise VocabularyError(f"X must be a numeric 2-D array: {first_line(exc)}") from exc
+            if len(shape) != 2:
+                hint = ""
+                if len(shape) == 1:
+                    hint = (". Reshape your data with X.reshape(-1, 1) for one feature or "
+                            "X.reshape(1, -1) for one sample")
+                raise VocabularyError(
+                    f"X must be 2-D (n_samples, n_features); got {len(shape)}-D with shape {shape}{hint}"
+                )
+            if shape[0] == 0:
+                raise VocabularyError("X has no rows (0 segments); give audio with at least one onset")
+        try:
+            arr = validate_data(self, X, reset=reset, dtype=np.float64, ensure_all_finite=False)
+        except TypeError as exc:
+            raise VocabularyTypeError(first_line(exc)) from exc
+        except ValueError as exc:
+            raise VocabularyError(first_line(exc)) from exc
+        _check_finite_rows(arr)
+        return arr
 
     # -- fitting ------------------------------------------------------------
 
@@ -259,6 +242,8 @@ class GestureVocabulary(BaseEstimator):
 
         Raises
         ------
+        VocabularyParameterError
+            A parameter with a bad value or type.
         VocabularyError
             Malformed ``X``; NaN/inf rows; fewer samples or distinct rows
             than ``n_tokens`` (unless ``reduce_k``); ``pca_components`` larger
@@ -269,19 +254,23 @@ class GestureVocabulary(BaseEstimator):
         from threadpoolctl import threadpool_limits
 
         self._check_params()
-        arr = _check_matrix(X)
+        arr = self._validate_X(X, reset=True)
         n_samples, n_features = arr.shape
         k_cfg = int(self.n_tokens)
+        seed = int(self.random_state)
 
         if n_samples < k_cfg and not self.reduce_k:
             raise VocabularyError(
-                f"cannot fit {k_cfg} tokens to {n_samples} segments (K must be <= the number "
-                f"of segments); lower --tokens to at most {n_samples} or give longer audio"
+                f"cannot fit {k_cfg} tokens to {n_samples} segments (n_samples={n_samples}; K must be "
+                f"<= the number of segments); lower n_tokens to at most {n_samples}, enable reduce_k, "
+                f"or give longer audio",
+                parameter="n_tokens",
             )
         if self.pca_components is not None and self.pca_components > min(n_samples, n_features):
             raise VocabularyError(
                 f"pca_components={self.pca_components} exceeds min(n_samples={n_samples}, "
-                f"n_features={n_features}); lower --pca or give more segments"
+                f"n_features={n_features}); lower pca_components or give more segments",
+                parameter="pca_components",
             )
 
         self.n_zero_rows_ = int(np.count_nonzero(np.linalg.norm(arr, axis=1) <= _ZERO_NORM))
@@ -296,9 +285,7 @@ class GestureVocabulary(BaseEstimator):
         # results for a fixed seed. The data sizes here are small.
         with threadpool_limits(limits=1):
             if self.pca_components is not None:
-                self.pca_ = PCA(
-                    n_components=int(self.pca_components), svd_solver="full", random_state=self.seed
-                )
+                self.pca_ = PCA(n_components=int(self.pca_components), svd_solver="full", random_state=seed)
                 self.pca_.fit(Z.astype(np.float64))
                 self.pca_mean_ = self.pca_.mean_.astype(np.float64)
                 self.pca_components_matrix_ = self.pca_.components_.astype(np.float64)
@@ -319,11 +306,15 @@ class GestureVocabulary(BaseEstimator):
                 )
             elif n_distinct < k_cfg:
                 if not self.reduce_k:
+                    hint = ""
+                    if n_features == 1 and self.normalisation == "l2":
+                        hint = "; with n_features=1, l2 normalisation maps every row to -1, 0 or 1"
                     raise VocabularyError(
                         f"cannot fit {k_cfg} tokens: only {n_distinct} distinct feature rows among "
                         f"{n_samples} segments (after {self.normalisation} normalisation"
-                        f"{' and PCA' if self.pca_ is not None else ''}); lower --tokens to at most "
-                        f"{n_distinct} or give longer / more varied audio"
+                        f"{' and PCA' if self.pca_ is not None else ''}{hint}); lower n_tokens to at most "
+                        f"{n_distinct}, enable reduce_k, or give longer / more varied audio",
+                        parameter="n_tokens",
                     )
                 k_eff = n_distinct
                 reason = f"only {n_distinct} distinct rows < {k_cfg} tokens; K lowered to {k_eff}"
@@ -333,14 +324,13 @@ class GestureVocabulary(BaseEstimator):
                 init="k-means++",
                 n_init=int(self.n_init),
                 max_iter=int(self.max_iter),
-                random_state=int(self.seed),
+                random_state=seed,
                 algorithm="lloyd",
             )
             km.fit(T.astype(np.float64))
 
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
         self.n_tokens_ = int(k_eff)
-        self.n_features_in_ = int(n_features)
         self.n_samples_fit_ = int(n_samples)
         self.n_iter_ = int(km.n_iter_)
         # Labels come from our own nearest-centre rule on the stored float32
@@ -376,14 +366,17 @@ class GestureVocabulary(BaseEstimator):
         Returns
         -------
         np.ndarray, float32, shape (n_samples, d')
+
+        Raises
+        ------
+        VocabularyNotFittedError
+            Before :meth:`fit`.
+        VocabularyError
+            Malformed ``X``, NaN/inf rows, or a feature count other than
+            ``n_features_in_``.
         """
         self._check_fitted()
-        arr = _check_matrix(X)
-        if arr.shape[1] != self.n_features_in_:
-            raise VocabularyError(
-                f"X has {arr.shape[1]} features but the vocabulary was fitted on "
-                f"{self.n_features_in_}"
-            )
+        arr = self._validate_X(X, reset=False)
         return self._project(self._normalise(arr).astype(np.float32))
 
     def predict(self, X: Any) -> np.ndarray:
@@ -396,8 +389,18 @@ class GestureVocabulary(BaseEstimator):
         Returns
         -------
         np.ndarray, int64, shape (n_samples,)
+
+        Raises
+        ------
+        VocabularyNotFittedError, VocabularyError
+            As for :meth:`transform`.
         """
         return self._nearest(self.transform(X))[0]
+
+    @property
+    def _n_features_out(self) -> int:
+        """Output width of :meth:`transform` (for ``get_feature_names_out``)."""
+        return int(self.cluster_centers_.shape[1])
 
     # -- persistence without pickle -----------------------------------------
 
@@ -424,7 +427,10 @@ class GestureVocabulary(BaseEstimator):
             "n_zero_rows_": self.n_zero_rows_,
             "n_distinct_rows_": self.n_distinct_rows_,
             "inertia_": self.inertia_,
+            "n_iter_": getattr(self, "n_iter_", None),
         }
+        if hasattr(self, "feature_names_in_"):
+            meta["feature_names_in_"] = [str(n) for n in self.feature_names_in_]
         arrays: dict[str, np.ndarray] = {"centers": self.cluster_centers_}
         if self.norm_mean_ is not None:
             arrays["norm_mean"] = self.norm_mean_
@@ -443,9 +449,21 @@ class GestureVocabulary(BaseEstimator):
 
         ``pca_`` is restored as a PCA object carrying ``mean_``,
         ``components_``, ``explained_variance_ratio_`` and ``n_components_``.
+        States written before the ``seed`` parameter was renamed
+        ``random_state`` load unchanged.
+
+        Raises
+        ------
+        VocabularyError
+            A malformed state.
         """
         try:
-            vocab = cls(**dict(meta["params"]))
+            params = dict(meta["params"])
+            if "seed" in params:  # states written before the rename to random_state
+                if "random_state" in params:
+                    raise ValueError("params hold both 'seed' and 'random_state'")
+                params["random_state"] = params.pop("seed")
+            vocab = cls(**params)
             vocab._check_params()
             vocab.cluster_centers_ = np.asarray(arrays["centers"], dtype=np.float32)
             vocab.n_tokens_ = int(meta["n_tokens_"])
@@ -456,6 +474,10 @@ class GestureVocabulary(BaseEstimator):
             vocab.inertia_ = float(meta["inertia_"])
             vocab.fit_metrics_ = dict(meta["fit_metrics"])
             vocab.effective_params_ = dict(meta["effective_params"])
+            if meta.get("n_iter_") is not None:
+                vocab.n_iter_ = int(meta["n_iter_"])
+            if meta.get("feature_names_in_") is not None:
+                vocab.feature_names_in_ = np.asarray([str(n) for n in meta["feature_names_in_"]], dtype=object)
             if "norm_mean" in arrays:
                 vocab.norm_mean_ = np.asarray(arrays["norm_mean"], dtype=np.float64)
                 vocab.norm_scale_ = np.asarray(arrays["norm_scale"], dtype=np.float64)
@@ -488,9 +510,14 @@ class GestureVocabulary(BaseEstimator):
 
     # -- internals ------------------------------------------------------------
 
+    def __sklearn_is_fitted__(self) -> bool:
+        return hasattr(self, "cluster_centers_")
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "cluster_centers_"):
-            raise VocabularyError("vocabulary is not fitted; call fit(X) first")
+            raise VocabularyNotFittedError(
+                "this GestureVocabulary is not fitted yet; call fit(X) first"
+            )
 
     def _normalise(self, arr: np.ndarray) -> np.ndarray:
         if self.normalisation == "l2":
@@ -611,7 +638,12 @@ def validate_tokens(tokens: Any, *, n_tokens: int, allow_missing: bool = True) -
 
 
 def token_metrics(tokens: Any, *, n_tokens: int) -> dict:
-    """Distribution statistics of a token sequence.
+    """Distribution statistics of a token sequence whose ids must be valid.
+
+    The strict form of :func:`chandra.ledger.token_stats` (which computes
+    them, and counts bad ids instead of refusing them): ids outside
+    ``[0, n_tokens)`` and non-integers raise here, so the result describes
+    a sequence that really belongs to a K-token vocabulary.
 
     Parameters
     ----------
@@ -632,46 +664,20 @@ def token_metrics(tokens: Any, *, n_tokens: int) -> dict:
         when K = 1), ``perplexity`` (2**H; 0 when nothing is present),
         ``top_token`` (most frequent id, lowest id on ties; None when nothing
         is present), ``top_share`` (its share of present tokens),
-        ``counts`` (list of K ints), ``empty_tokens`` (ids never used).
+        ``counts`` (list of K ints), ``empty_tokens`` (ids never used); the
+        last two are None for K > 65536, as in ``token_stats``.
 
     Raises
     ------
     VocabularyError
         Token ids outside ``[0, n_tokens)`` or not integers.
     """
-    present, missing = _token_array(tokens, n_tokens=n_tokens)
-    counts = np.bincount(present, minlength=n_tokens).astype(np.int64)
-    n_present = int(present.size)
-    max_entropy = math.log2(n_tokens) if n_tokens > 1 else 0.0
-    if n_present == 0:
-        entropy = 0.0
-        perplexity = 0.0
-        top_token = None
-        top_share = 0.0
-    else:
-        p = counts[counts > 0] / n_present
-        entropy = float(-(p * np.log2(p)).sum())
-        entropy = max(entropy, 0.0)  # -0.0 for a single token reads oddly in reports
-        perplexity = float(2.0**entropy)
-        top_token = int(np.argmax(counts))
-        top_share = float(counts[top_token] / n_present)
-    unique = int(np.count_nonzero(counts))
-    return {
-        "n": n_present + missing,
-        "present": n_present,
-        "missing": missing,
-        "unique": unique,
-        "active": unique,
-        "n_tokens": int(n_tokens),
-        "entropy_bits": entropy,
-        "max_entropy_bits": max_entropy,
-        "normalised_entropy": entropy / max_entropy if max_entropy > 0 else 0.0,
-        "perplexity": perplexity,
-        "top_token": top_token,
-        "top_share": top_share,
-        "counts": counts.tolist(),
-        "empty_tokens": np.flatnonzero(counts == 0).tolist(),
-    }
+    if not isinstance(tokens, (np.ndarray, str, bytes, Mapping)):
+        tokens = list(tokens)  # read an iterator once, for both passes
+    _token_array(tokens, n_tokens=n_tokens)  # refuses what token_stats would count
+    stats = token_stats(tokens, n_tokens=n_tokens)
+    del stats["out_of_range"], stats["non_integer"]  # both 0 once validated
+    return stats
 
 
 def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
@@ -684,7 +690,7 @@ def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
         ``reduce_reason``, ``normalisation``, ``pca_components`` (effective or
         None), ``pca_explained_variance`` (summed ratio or None),
         ``n_features_in``, ``n_samples_fit``, ``n_zero_rows``,
-        ``n_distinct_rows``, ``inertia``, ``seed``, and the fit-set
+        ``n_distinct_rows``, ``inertia``, ``random_state``, and the fit-set
         ``active``, ``empty_tokens`` (count), ``entropy_bits``,
         ``max_entropy_bits``, ``normalised_entropy``, ``perplexity``,
         ``top_share``.
@@ -711,9 +717,9 @@ def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
         "n_zero_rows": vocab.n_zero_rows_,
         "n_distinct_rows": vocab.n_distinct_rows_,
         "inertia": vocab.inertia_,
-        "seed": vocab.seed,
+        "random_state": vocab.random_state,
         "active": m["active"],
-        "empty_tokens": len(m["empty_tokens"]),
+        "empty_tokens": len(m["empty_tokens"]) if m["empty_tokens"] is not None else None,
         "entropy_bits": m["entropy_bits"],
         "max_entropy_bits": m["max_entropy_bits"],
         "normalised_entropy": m["normalised_entropy"],

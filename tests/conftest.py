@@ -12,6 +12,8 @@
   documented MusicHal failure — so pages must show the loss.
 * ``failed_run``: a run whose vocabulary stage failed (K larger than the
   number of segments).
+* Under ``CI=true`` a skip is a failure unless its reason says it needs
+  hardware CI lacks (``"needs GPU ..."``): the hooks of :mod:`ci_skips`.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
+
+from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # noqa: E402,F401  (hooks)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -150,6 +150,8 @@ def test_k_larger_than_segments(tmp_path, capsys):
     assert main(["train", str(audio), "-o", str(out), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "64" in err and not out.exists()
+    # the library says n_tokens / reduce_k; the CLI says its own options
+    assert "lower --tokens to at most" in err and "--reduce-k" in err and "n_tokens" not in err
     assert main(["train", str(audio), "-o", str(out), "--quiet", "--reduce-k"]) == 0
     model = load_model(out)
     vocab = model.provenance["vocabulary"]
@@ -190,6 +192,7 @@ def test_wav2vec2_missing_weights_is_one_clear_line(tmp_path, capsys):
                  "no-such-org/no-such-model", "--quiet"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no-such-org/no-such-model" in err[0]
+    assert "pass --model DIR" in err[0] and "model=DIR" not in err[0]
     assert not out.exists()
 
 
@@ -217,6 +220,34 @@ def test_generate_is_deterministic_and_reports_fallbacks(trained_samples, tmp_pa
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_fallbacks"] == len(summary["fallbacks"])
     assert all({"step", "reason", "choice"} <= set(fb) for fb in summary["fallbacks"])
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--continuity", "1.5"], "--continuity must be in [0, 1], got 1.5"),
+    (["--seconds", "-2"], "--seconds must be a positive number, got -2.0"),
+    (["--min-lrs", "-1"], "--min-lrs must be a non-negative integer, got -1"),
+    (["--max-continuous", "0"], "--max-continuous must be a positive integer or None, got 0"),
+])
+def test_generate_argument_errors_name_the_options(trained_samples, tmp_path, capsys, args, expected):
+    # improvise() checks its arguments (one rule) and names its parameters;
+    # the CLI reports them as the options the user typed.
+    out = tmp_path / "bad.wav"
+    assert main(["generate", str(trained_samples[SAMPLES[0]]), "-o", str(out), *args]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"chandra generate: error: {expected}"] and not out.exists()
+
+
+def test_cli_terms_leave_quoted_text_and_other_words_alone():
+    from chandra.cli import _in_cli_terms, _option_names, build_parser
+
+    train = _option_names(build_parser(), "train")
+    assert _in_cli_terms("pca_components=40 exceeds min(n_samples=10, n_features=4); lower pca_components",
+                         train) == "--pca 40 exceeds min(n_samples=10, n_features=4); lower --pca"
+    assert _in_cli_terms("re-run with trust_remote_code=True if you trust it", train) == \
+        "re-run with --trust-remote-code if you trust it"
+    assert _in_cli_terms("random_state must be an integer", train) == "--seed must be an integer"
+    assert _in_cli_terms("unknown field 'n_tokens'; n_tokens_=8", train) == "unknown field 'n_tokens'; n_tokens_=8"
+    assert _in_cli_terms("model 'x' needs code; a model directory", train) == "model 'x' needs code; a model directory"
 
 
 def test_generate_with_an_impossible_constraint_fails_clearly(trained_samples, tmp_path, capsys):

@@ -187,59 +187,219 @@ def test_non_string_is_refused():
         parse_where(3)  # type: ignore[arg-type]
 
 
-# ----------------------------------------------------------------- property test
+# --------------------------------------------------- property test: the whole grammar
+#
+# Random expressions over every construct of the grammar -- chained
+# comparisons, field-to-field comparisons, ``in`` / ``not in`` sets with
+# numbers, strings, booleans and None, ``== None`` / ``!= None``, strings
+# and booleans as literals, not/and/or with minimal or extra parentheses,
+# keywords in any case -- against events whose fields mix numbers, strings,
+# booleans, None, NaN and absent keys. The reference below is written from
+# the module docstring's rules, independently of the implementation.
+# Expressions stay small (at most 5 comparisons).
 
-_FIELDS = ["x", "y"]
-_OPS = [">", ">=", "<", "<=", "==", "!="]
+_G_FIELDS = ["x", "y", "s"]
+_G_ORDER = (">", ">=", "<", "<=")
+_G_OPS = _G_ORDER + ("==", "!=")
+_G_MISSING = object()  # an absent key
 
 
-def _reference(node, event):
-    """Kleene three-valued reference: True, False or None (unknown)."""
-    kind = node[0]
-    if kind == "cmp":
-        _, fld, op, c = node
-        v = event.get(fld)
-        if v is None or (isinstance(v, float) and math.isnan(v)):
-            return None
-        return {">": v > c, ">=": v >= c, "<": v < c, "<=": v <= c, "==": v == c, "!=": v != c}[op]
-    if kind == "not":
-        r = _reference(node[1], event)
-        return None if r is None else not r
-    left, right = _reference(node[1], event), _reference(node[2], event)
-    if kind == "and":
-        if left is False or right is False:
-            return False
-        return True if (left and right) else None
-    if left is True or right is True:
+def _g_missing(v) -> bool:
+    return v is _G_MISSING or v is None or (isinstance(v, float) and math.isnan(v))
+
+
+def _g_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _g_same_kind(a, b) -> bool:
+    return (_g_number(a) and _g_number(b)) or type(a) is type(b)
+
+
+def _g_kleene_and(values):
+    values = list(values)
+    if any(v is False for v in values):
+        return False
+    return True if all(v is True for v in values) else None
+
+
+def _g_kleene_or(values):
+    values = list(values)
+    if any(v is True for v in values):
         return True
-    return False if (left is False and right is False) else None
+    return False if all(v is False for v in values) else None
 
 
-def _render(node) -> str:
+def _g_pair(a, op, b, event):
+    """One comparison of a chain: True, False or None (unknown)."""
+    (ka, va), (kb, vb) = a, b
+    if (ka == "lit" and va is None) or (kb == "lit" and vb is None):
+        other_kind, other = (kb, vb) if ka == "lit" and va is None else (ka, va)
+        missing = _g_missing(event.get(other, _G_MISSING))
+        return missing if op == "==" else not missing  # "field == None" is two-valued
+    x = event.get(va, _G_MISSING) if ka == "field" else va
+    y = event.get(vb, _G_MISSING) if kb == "field" else vb
+    if _g_missing(x) or _g_missing(y):
+        return None
+    if op == "==":
+        return _g_same_kind(x, y) and x == y
+    if op == "!=":
+        return not (_g_same_kind(x, y) and x == y)
+    if not _g_same_kind(x, y):
+        return None  # numbers and text (or booleans) do not order
+    return {">": x > y, ">=": x >= y, "<": x < y, "<=": x <= y}[op]
+
+
+def _g_eval(node, event):
     kind = node[0]
     if kind == "cmp":
-        return f"{node[1]} {node[2]} {node[3]}"
+        operands, ops = node[1], node[2]
+        return _g_kleene_and(_g_pair(operands[i], ops[i], operands[i + 1], event) for i in range(len(ops)))
+    if kind == "in":
+        _, field, members, negated, _ = node
+        v = event.get(field, _G_MISSING)
+        if _g_missing(v):
+            hit = any(m is None for m in members)  # missing is "in" a set holding None
+        else:
+            hit = any(m is not None and _g_same_kind(v, m) and v == m for m in members)
+        return (not hit) if negated else hit
     if kind == "not":
-        return f"not ({_render(node[1])})"
-    return f"({_render(node[1])}) {kind} ({_render(node[2])})"
+        r = _g_eval(node[1], event)
+        return None if r is None else not r
+    values = [_g_eval(child, event) for child in node[1:]]
+    return _g_kleene_and(values) if kind == "and" else _g_kleene_or(values)
 
 
-_leaf = st.tuples(st.just("cmp"), st.sampled_from(_FIELDS), st.sampled_from(_OPS), st.integers(-2, 2))
-_tree = st.recursive(
-    _leaf,
+def _g_refused(node, events) -> bool:
+    """Ordering a numeric field against a text literal is refused (an error,
+    not a filter); a field is numeric when all its present values are numbers."""
+    kind = node[0]
+    if kind == "cmp":
+        operands, ops = node[1], node[2]
+        for (ka, va), op, (kb, vb) in zip(operands, ops, operands[1:]):
+            if op not in _G_ORDER:
+                continue
+            for (k1, v1), (k2, v2) in (((ka, va), (kb, vb)), ((kb, vb), (ka, va))):
+                if k1 == "lit" and isinstance(v1, str) and k2 == "field":
+                    present = [ev[v2] for ev in events if not _g_missing(ev.get(v2, _G_MISSING))]
+                    if all(_g_number(v) for v in present):
+                        return True
+        return False
+    if kind == "in":
+        return False
+    return any(_g_refused(child, events) for child in node[1:])
+
+
+def _g_fields(node) -> list[str]:
+    if node[0] == "cmp":
+        return [v for k, v in node[1] if k == "field"]
+    if node[0] == "in":
+        return [node[1]]
+    return [name for child in node[1:] for name in _g_fields(child)]
+
+
+def _g_literal(value, draw_style) -> str:
+    if value is None:
+        return draw_style(["None", "none", "NULL", "null"])
+    if isinstance(value, bool):
+        return draw_style(["True", "true", "TRUE"] if value else ["False", "false"])
+    if isinstance(value, str):
+        return draw_style([f"'{value}'", f'"{value}"'])
+    return repr(value)
+
+
+_G_PRECEDENCE = {"or": 0, "and": 1, "not": 2, "cmp": 3, "in": 3}
+
+
+def _g_render(node, draw_style, parent: int = 0) -> str:
+    kind = node[0]
+    kw = lambda word: draw_style([word, word.upper(), word.capitalize()])  # noqa: E731
+    if kind == "cmp":
+        operands, ops = node[1], node[2]
+        parts = [v if k == "field" else _g_literal(v, draw_style) for k, v in operands]
+        text = parts[0] + "".join(f" {op} {p}" for op, p in zip(ops, parts[1:]))
+    elif kind == "in":
+        _, field, members, negated, bracket = node
+        close = "}" if bracket == "{" else "]"
+        inner = ", ".join(_g_literal(m, draw_style) for m in members)
+        text = f"{field} {kw('not') + ' ' if negated else ''}{kw('in')} {bracket}{inner}{close}"
+    elif kind == "not":
+        text = f"{kw('not')} {_g_render(node[1], draw_style, _G_PRECEDENCE['not'])}"
+    else:
+        mine = _G_PRECEDENCE[kind]
+        text = f" {kw(kind)} ".join(_g_render(c, draw_style, mine + 1) for c in node[1:])
+    needs = _G_PRECEDENCE[kind] < parent
+    if needs or draw_style([False, False, False, True]):  # sometimes redundant parentheses
+        text = f"({text})"
+    return text
+
+
+_g_value = st.one_of(
+    st.integers(-2, 2), st.sampled_from([0.5, -1.5]), st.sampled_from(["a", "b"]), st.booleans(),
+    st.none(), st.just(float("nan")),
+)
+_g_literal_value = st.one_of(st.integers(-2, 2), st.sampled_from([0.5, -1.5]), st.sampled_from(["a", "b"]),
+                             st.booleans())
+
+
+@st.composite
+def _g_comparison(draw):
+    n = draw(st.integers(2, 3))
+    ops = [draw(st.sampled_from(_G_OPS)) for _ in range(n - 1)]
+    operands = []
+    for i in range(n):
+        prev_field = i > 0 and operands[i - 1][0] == "field"
+        around = ops[max(i - 1, 0): i + 1]
+        # every adjacent pair needs a field; None only next to == / !=
+        if i > 0 and not prev_field:
+            kind = "field"
+        else:
+            kind = draw(st.sampled_from(["field", "lit"]))
+        if kind == "field":
+            operands.append(("field", draw(st.sampled_from(_G_FIELDS))))
+        elif all(op in ("==", "!=") for op in around) and draw(st.booleans()):
+            operands.append(("lit", None))
+        else:
+            operands.append(("lit", draw(_g_literal_value)))
+    if all(k == "lit" for k, _ in operands[:2]):  # pragma: no cover - excluded above
+        operands[1] = ("field", "x")
+    return ("cmp", operands, ops)
+
+
+@st.composite
+def _g_membership(draw):
+    members = draw(st.lists(st.one_of(_g_literal_value, st.none()), max_size=4))
+    return ("in", draw(st.sampled_from(_G_FIELDS)), members, draw(st.booleans()), draw(st.sampled_from("{[")))
+
+
+_g_tree = st.recursive(
+    st.one_of(_g_comparison(), _g_membership()),
     lambda children: st.one_of(
         st.tuples(st.just("not"), children),
         st.tuples(st.sampled_from(["and", "or"]), children, children),
     ),
-    max_leaves=6,
+    max_leaves=5,
 )
-_value = st.one_of(st.none(), st.integers(-3, 3), st.just(float("nan")))
-_events = st.lists(st.fixed_dictionaries({"x": _value, "y": _value}), min_size=1, max_size=8)
+_g_event = st.fixed_dictionaries({name: st.one_of(_g_value, st.just(_G_MISSING)) for name in _G_FIELDS}).map(
+    lambda ev: {k: v for k, v in ev.items() if v is not _G_MISSING})  # some keys absent
 
 
-@settings(max_examples=80, deadline=None)
-@given(_tree, _events)
-def test_matches_three_valued_reference(tree, events):
-    got = parse_where(_render(tree)).mask(events)
-    want = np.array([_reference(tree, ev) is True for ev in events])
-    assert got.tolist() == want.tolist()
+@settings(max_examples=300, deadline=None)
+@given(tree=_g_tree, events=st.lists(_g_event, min_size=1, max_size=8), data=st.data())
+def test_whole_grammar_matches_reference_evaluator(tree, events, data):
+    style = lambda options: data.draw(st.sampled_from(options))  # noqa: E731
+    text = _g_render(tree, style)
+    constraint = parse_where(text)
+    if not set(_g_fields(tree)) <= {key for ev in events for key in ev}:
+        with pytest.raises(ConstraintError, match="unknown field"):  # no event has that key at all
+            constraint.mask(events)
+        return
+    if _g_refused(tree, events):
+        with pytest.raises(ConstraintError, match="cannot order field"):
+            constraint.mask(events)
+        return
+    got = constraint.mask(events).tolist()
+    want = [_g_eval(tree, ev) is True for ev in events]
+    assert got == want, (text, events)
+    # describe() is a faithful rendering: parsing it again selects the same events
+    assert parse_where(constraint.describe()).mask(events).tolist() == got

@@ -479,3 +479,15 @@ def test_param_mismatch_reads_the_per_parameter_shape():
     found = provenance_findings(reduced)
     assert [f.code for f in found] == [PARAM_MISMATCH]
     assert found[0].evidence["parameter"] == "n_tokens" and found[0].evidence["effective"] == 12
+
+
+def test_sort_and_count_take_findings_or_their_dicts():
+    # the one severity order (F.SEVERITIES) serves the library and the dashboard alike
+    raw = [{"severity": "info", "code": "A"}, {"severity": "bogus", "code": "B"},
+           {"severity": "error", "code": "C"}, {"severity": "warning", "code": "D"},
+           {"severity": "error", "code": "E"}]
+    assert [f["code"] for f in F.sort_findings(raw)] == ["C", "E", "D", "A", "B"]
+    objs = [F.Finding(f["severity"], f["code"], None, "m") for f in raw if f["severity"] != "bogus"]
+    assert [f.code for f in F.sort_findings(objs)] == ["C", "E", "D", "A"]
+    assert F.count_by_severity(raw[:1] + raw[2:]) == {"error": 2, "warning": 1, "info": 1}
+    assert F.SEVERITIES == ("error", "warning", "info")

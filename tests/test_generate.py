@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from chandra.errors import ConstraintError, ModelFormatError, OracleError
+from chandra.errors import ChandraError, ConstraintError, ModelFormatError, OracleError, ParameterError
 from chandra.generate import (
     Generation,
     frame_bounds,
@@ -249,16 +249,28 @@ def test_seconds_mode_stops_at_duration(model):
 
 
 def test_parameter_errors(model):
-    with pytest.raises(ConstraintError, match="exactly one"):
+    with pytest.raises(ParameterError, match="exactly one"):
         improvise(model)
-    with pytest.raises(ConstraintError, match="exactly one"):
+    with pytest.raises(ParameterError, match="exactly one"):
         improvise(model, n_frames=3, seconds=1.0)
-    with pytest.raises(ConstraintError, match="continuity"):
-        improvise(model, n_frames=3, continuity=1.5)
     with pytest.raises(ConstraintError, match="start"):
         improvise(model, n_frames=3, start=len(model.events))
-    with pytest.raises(ConstraintError, match="where_mode"):
-        improvise(model, n_frames=3, where_mode="soft")
+    # Argument errors are ParameterErrors (ValueErrors of the project's root
+    # error), not constraint errors, and name the parameter.
+    for kwargs, parameter in [
+        (dict(n_frames=0), "n_frames"), (dict(n_frames=2.5), "n_frames"), (dict(n_frames="10"), "n_frames"),
+        (dict(seconds=-1.0), "seconds"), (dict(seconds=float("nan")), "seconds"),
+        (dict(seconds="3"), "seconds"), (dict(n_frames=3, continuity=1.5), "continuity"),
+        (dict(n_frames=3, continuity=None), "continuity"), (dict(n_frames=3, min_lrs=-1), "min_lrs"),
+        (dict(n_frames=3, max_continuous=0), "max_continuous"), (dict(n_frames=3, where_mode="soft"), "where_mode"),
+        (dict(n_frames=3, where=5), "where"), (dict(n_frames=3, seed=1.5), "seed"),
+        (dict(n_frames=3, seed="7"), "seed"), (dict(n_frames=3, seed=True), "seed"),
+    ]:
+        with pytest.raises(ParameterError, match=parameter) as info:
+            improvise(model, **kwargs)
+        assert info.value.parameter == parameter
+        assert isinstance(info.value, ValueError) and isinstance(info.value, ChandraError)
+        assert not isinstance(info.value, ConstraintError)
     bare = make_model()
     bare.oracle = None
     with pytest.raises(OracleError, match="no oracle"):

@@ -13,7 +13,7 @@ import pytest
 
 from chandra.errors import ChandraError
 from chandra.ledger import (
-    STAGES,
+    LEDGER_STAGES,
     feature_stats,
     field_matrix,
     is_present,
@@ -82,14 +82,29 @@ def test_token_argument_overrides_records_and_adds_field():
     assert entry["tokens"]["missing"] == 1
 
 
-def test_token_stats_matches_vocabulary_token_metrics():
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.int16, np.uint8])
+def test_token_stats_integer_array_path_matches_record_path(dtype):
+    # An integer token array is summarised without a Python loop; it must
+    # give exactly what the same ids as a list of records give, including
+    # missing (-1) and out-of-range ids.
+    rng = np.random.default_rng(4)
+    ids = rng.integers(-1 if np.issubdtype(dtype, np.signedinteger) else 0, 12, size=400).astype(dtype)
+    for k in (8, 12, None):
+        assert token_stats(ids, n_tokens=k) == token_stats(ids.tolist(), n_tokens=k)
+
+
+def test_token_metrics_is_the_strict_form_of_token_stats():
+    from chandra.errors import VocabularyError
     from chandra.vocabulary import token_metrics
 
     tokens = [0, 1, 1, 2, 5, 5, 5, None, -1]
-    ours = token_stats(tokens, n_tokens=8)
-    theirs = token_metrics(tokens, n_tokens=8)
-    for key in theirs:
-        assert ours[key] == pytest.approx(theirs[key]) if isinstance(theirs[key], float) else ours[key] == theirs[key], key
+    stats = token_stats(tokens, n_tokens=8)
+    assert stats.pop("out_of_range") == 0 and stats.pop("non_integer") == 0
+    assert token_metrics(iter(tokens), n_tokens=8) == stats  # an iterator is read once
+    for bad in ([0, 9], [0, "x"], [0, True], [0, 2.5]):
+        token_stats(bad, n_tokens=8)  # counted ...
+        with pytest.raises(VocabularyError):  # ... refused
+            token_metrics(bad, n_tokens=8)
 
 
 def test_token_stats_counts_out_of_range_instead_of_raising():
@@ -261,5 +276,5 @@ def test_json_safe():
 
 
 def test_stage_names_are_canonical_order():
-    assert STAGES[0] == "segments" and STAGES[-1] == "generated"
-    assert STAGES.index("saved") < STAGES.index("reloaded")
+    assert LEDGER_STAGES[0] == "segments" and LEDGER_STAGES[-1] == "generated"
+    assert LEDGER_STAGES.index("saved") < LEDGER_STAGES.index("reloaded")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from chandra.errors import ChandraError
+from chandra.errors import ChandraError, ParameterError
 from chandra.pipeline import TrainConfig, ir_over_k, stage_hash
 
 
@@ -40,12 +40,37 @@ def test_stage_hash_tracks_only_relevant_options():
     assert stage_hash(a, "segment", audio_sha256="x") != stage_hash(a, "segment", audio_sha256="y")
 
 
-@pytest.mark.parametrize("bad", [dict(n_tokens=0), dict(oracle="graph"), dict(threshold="often"),
-                                 dict(threshold=-1.0), dict(min_duration=2.0, max_duration=1.0),
-                                 dict(normalisation="max")])
-def test_config_validation(bad):
-    with pytest.raises(ChandraError):
+@pytest.mark.parametrize("bad, parameter", [
+    (dict(n_tokens=0), "n_tokens"), (dict(n_tokens=2.5), "n_tokens"), (dict(oracle="graph"), "oracle"),
+    (dict(threshold="often"), "threshold"), (dict(threshold=-1.0), "threshold"),
+    (dict(min_duration=2.0, max_duration=1.0), "min_duration"), (dict(normalisation="max"), "normalisation"),
+    (dict(encoder="mfcc"), "encoder"), (dict(metric="manhattan"), "metric"), (dict(seed="7"), "seed"),
+    (dict(pca_components=0), "pca_components"),
+])
+def test_config_validation(bad, parameter):
+    # An argument error: a ChandraError and a ValueError that names the
+    # option as a parameter, never as a command-line flag.
+    with pytest.raises(ParameterError) as info:
         TrainConfig(**bad).validate()
+    assert isinstance(info.value, ChandraError) and isinstance(info.value, ValueError)
+    assert info.value.parameter == parameter
+    assert parameter in str(info.value) and "--" not in str(info.value)
+
+
+def test_config_choices_come_from_the_library():
+    from chandra.encoders import ENCODER_NAMES, make_encoder
+    from chandra.oracle import KINDS, METRICS
+    from chandra.vocabulary import NORMALISATIONS
+
+    for name in ENCODER_NAMES:
+        TrainConfig(encoder=name).validate()
+        assert callable(make_encoder(name).encode)
+    for kind in KINDS:
+        TrainConfig(oracle=kind).validate()
+    for metric in METRICS:
+        TrainConfig(metric=metric).validate()
+    for method in NORMALISATIONS:
+        TrainConfig(normalisation=method).validate()
 
 
 def test_unknown_option_is_refused():

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
 
 import numpy as np
 import pytest
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from chandra.errors import ChandraError, VocabularyError
+from chandra.errors import ChandraError, ParameterError, VocabularyError, VocabularyParameterError
 from chandra.vocabulary import (
     GestureVocabulary,
+    VocabularyNotFittedError,
     count_zero_rows,
     normalise,
     summarize_vocabulary,
@@ -84,7 +87,7 @@ def test_normalise_rejects_bad_input():
 
 def test_known_clusters_recovered_each_pure():
     X, y = blobs()
-    vocab = GestureVocabulary(n_tokens=4, seed=0)
+    vocab = GestureVocabulary(n_tokens=4, random_state=0)
     assert vocab.fit(X) is vocab
     tokens = vocab.predict(X)
     assert tokens.dtype == np.int64 and tokens.shape == (120,)
@@ -115,8 +118,8 @@ def test_transform_is_l2_normalised_space():
 def test_same_seed_is_byte_identical():
     rng = np.random.default_rng(5)
     X = rng.normal(size=(300, 12)).astype(np.float32)
-    a = GestureVocabulary(n_tokens=8, seed=3).fit(X)
-    b = GestureVocabulary(n_tokens=8, seed=3).fit(X)
+    a = GestureVocabulary(n_tokens=8, random_state=3).fit(X)
+    b = GestureVocabulary(n_tokens=8, random_state=3).fit(X)
     assert a.cluster_centers_.tobytes() == b.cluster_centers_.tobytes()
     assert a.predict(X).tobytes() == b.predict(X).tobytes()
     assert a.inertia_ == b.inertia_
@@ -126,8 +129,8 @@ def test_different_seed_differs_on_ambiguous_data():
     # isotropic noise has no true clusters, so the seeded initialisation shows
     rng = np.random.default_rng(5)
     X = rng.normal(size=(300, 12)).astype(np.float32)
-    a = GestureVocabulary(n_tokens=8, seed=0, n_init=1).fit(X)
-    b = GestureVocabulary(n_tokens=8, seed=1, n_init=1).fit(X)
+    a = GestureVocabulary(n_tokens=8, random_state=0, n_init=1).fit(X)
+    b = GestureVocabulary(n_tokens=8, random_state=1, n_init=1).fit(X)
     assert a.cluster_centers_.tobytes() != b.cluster_centers_.tobytes()
 
 
@@ -136,7 +139,7 @@ def test_k_larger_than_segments_raises_with_both_numbers():
     with pytest.raises(VocabularyError) as info:
         GestureVocabulary(n_tokens=64).fit(X)
     msg = str(info.value)
-    assert "64" in msg and "10" in msg and "--tokens" in msg and "longer audio" in msg
+    assert "64" in msg and "10" in msg and "n_tokens" in msg and "--" not in msg and "longer audio" in msg
     assert isinstance(info.value, ChandraError)
 
 
@@ -172,15 +175,48 @@ def test_fit_rejects_nan_rows_and_bad_shapes():
         GestureVocabulary(n_tokens=4).fit(X)
     with pytest.raises(VocabularyError, match="2-D"):
         GestureVocabulary(n_tokens=4).fit(np.zeros((2, 3, 4)))
-    with pytest.raises(VocabularyError, match="n_tokens"):
+    with pytest.raises(VocabularyParameterError, match="n_tokens") as info:
         GestureVocabulary(n_tokens=0).fit(np.zeros((3, 3)))
-    with pytest.raises(VocabularyError, match="normalisation"):
+    assert info.value.parameter == "n_tokens"
+    assert isinstance(info.value, ParameterError) and isinstance(info.value, ValueError)
+    with pytest.raises(VocabularyParameterError, match="normalisation"):
         GestureVocabulary(normalisation="l1").fit(np.zeros((3, 3)))
+    with pytest.raises(VocabularyParameterError, match="random_state must be an integer") as info:
+        GestureVocabulary(n_tokens=2, random_state=None).fit(np.eye(3))
+    assert info.value.parameter == "random_state"
+    with pytest.raises(VocabularyError, match="Reshape your data"):
+        GestureVocabulary(n_tokens=2).fit(np.zeros(5))
+    with pytest.raises(VocabularyError, match="no rows"):
+        GestureVocabulary(n_tokens=2).fit(np.zeros((0, 3)))
+    with pytest.raises(VocabularyError, match="Complex data not supported"):
+        GestureVocabulary(n_tokens=2).fit(np.eye(3) * 1j)
+    with pytest.raises(TypeError, match="not 'dict'") as info:
+        GestureVocabulary(n_tokens=2).fit(np.array([[1.0, {"a": 1}], [2.0, 3.0]], dtype=object))
+    assert isinstance(info.value, VocabularyError)
+
+
+def test_errors_name_parameters_not_cli_flags():
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    with pytest.raises(VocabularyError) as info:
+        GestureVocabulary(n_tokens=64).fit(X)
+    assert info.value.parameter == "n_tokens"
+    assert "lower n_tokens to at most 10" in str(info.value) and "--" not in str(info.value)
+    with pytest.raises(VocabularyError) as info:
+        GestureVocabulary(n_tokens=2, pca_components=9).fit(X)
+    assert info.value.parameter == "pca_components" and "--" not in str(info.value)
 
 
 def test_predict_before_fit_and_dimension_mismatch():
-    with pytest.raises(VocabularyError, match="not fitted"):
-        GestureVocabulary().predict(np.zeros((2, 3)))
+    from sklearn.exceptions import NotFittedError
+
+    for method in ("predict", "transform", "get_state"):
+        with pytest.raises(VocabularyNotFittedError, match="not fitted") as info:
+            getattr(GestureVocabulary(), method)(*([np.zeros((2, 3))] if method != "get_state" else []))
+        # one error, three ways to catch it: the project root, the vocabulary
+        # family and scikit-learn's own type
+        assert isinstance(info.value, ChandraError)
+        assert isinstance(info.value, VocabularyError)
+        assert isinstance(info.value, NotFittedError)
     X, _ = blobs()
     vocab = GestureVocabulary(n_tokens=4).fit(X)
     with pytest.raises(VocabularyError, match="16"):
@@ -198,7 +234,7 @@ def test_zero_rows_counted_and_tokenised():
 
 def test_pca_path():
     X, y = blobs(dim=32)
-    vocab = GestureVocabulary(n_tokens=4, pca_components=3, seed=0).fit(X)
+    vocab = GestureVocabulary(n_tokens=4, pca_components=3, random_state=0).fit(X)
     T = vocab.transform(X)
     assert T.shape == (120, 3) and T.dtype == np.float32
     assert vocab.cluster_centers_.shape == (4, 3)
@@ -222,13 +258,13 @@ def test_standard_normalisation_reuses_fit_statistics():
 def test_get_params_set_params_and_clone():
     from sklearn.base import clone
 
-    vocab = GestureVocabulary(n_tokens=16, pca_components=8, seed=7, reduce_k=True)
+    vocab = GestureVocabulary(n_tokens=16, pca_components=8, random_state=7, reduce_k=True)
     params = vocab.get_params()
     assert params == {
         "n_tokens": 16,
         "normalisation": "l2",
         "pca_components": 8,
-        "seed": 7,
+        "random_state": 7,
         "n_init": 4,
         "max_iter": 300,
         "reduce_k": True,
@@ -255,6 +291,40 @@ def test_state_round_trip_without_pickle():
         GestureVocabulary.from_state({"params": {}}, arrays)
 
 
+def test_state_written_with_seed_param_still_loads():
+    # States stored before the seed -> random_state rename carry "seed".
+    X, _ = blobs(dim=20)
+    vocab = GestureVocabulary(n_tokens=4, random_state=5).fit(X)
+    meta, arrays = vocab.get_state()
+    old = json.loads(json.dumps(meta))
+    old["params"]["seed"] = old["params"].pop("random_state")
+    del old["n_iter_"]
+    again = GestureVocabulary.from_state(old, arrays)
+    assert again.random_state == 5 and "seed" not in again.get_params()
+    np.testing.assert_array_equal(again.predict(X), vocab.predict(X))
+    both = json.loads(json.dumps(meta))
+    both["params"]["seed"] = 5
+    with pytest.raises(VocabularyError, match="both 'seed' and 'random_state'"):
+        GestureVocabulary.from_state(both, arrays)
+
+
+def test_restored_vocabulary_is_a_fitted_estimator():
+    from sklearn.utils.validation import check_is_fitted
+
+    import pandas as pd
+    X, _ = blobs(dim=6)
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(6)])
+    vocab = GestureVocabulary(n_tokens=4).fit(frame)
+    assert list(vocab.feature_names_in_) == [f"f{i}" for i in range(6)]
+    meta, arrays = vocab.get_state()
+    again = GestureVocabulary.from_state(json.loads(json.dumps(meta)), arrays)
+    check_is_fitted(again)
+    assert list(again.feature_names_in_) == list(vocab.feature_names_in_)
+    assert again.n_iter_ == vocab.n_iter_
+    np.testing.assert_array_equal(again.predict(frame), vocab.predict(frame))
+    assert list(again.get_feature_names_out()) == [f"gesturevocabulary{i}" for i in range(6)]
+
+
 def test_summarize_vocabulary_is_scalars():
     X, _ = blobs()
     s = summarize_vocabulary(GestureVocabulary(n_tokens=4, pca_components=2).fit(X))
@@ -262,7 +332,56 @@ def test_summarize_vocabulary_is_scalars():
     assert s["active"] == 4 and s["empty_tokens"] == 0
     assert 0.0 < s["pca_explained_variance"] <= 1.0
     assert all(v is None or isinstance(v, (int, float, str, bool)) for v in s.values())
+    assert s["random_state"] == 0 and "seed" not in s
     json.dumps(s)
+
+
+# ---------------------------------------------------------------- scikit-learn's own checks
+
+# K = 3: the checks fit on 10-50 samples, so the default K = 64 would only
+# exercise the "too few segments" refusal. The three instances cover each
+# normalisation, the PCA path and reduce_k.
+_CHECKED = [
+    GestureVocabulary(n_tokens=3),
+    GestureVocabulary(n_tokens=3, normalisation="standard", pca_components=2),
+    GestureVocabulary(n_tokens=3, normalisation="none", reduce_k=True),
+]
+
+
+@parametrize_with_checks(_CHECKED)
+def test_sklearn_estimator_checks(estimator, check):
+    name = getattr(check, "func", check).__name__
+    if name == "check_array_api_input" and os.environ.get("SCIPY_ARRAY_API") != "1":
+        # This check needs SCIPY_ARRAY_API=1 set before scipy is first
+        # imported, and skips itself otherwise; run it where that holds.
+        _run_array_api_check_in_subprocess(estimator)
+        return
+    check(estimator)
+
+
+def _run_array_api_check_in_subprocess(estimator) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import warnings\n"
+        "from sklearn.utils.estimator_checks import check_estimator\n"
+        "from chandra.vocabulary import GestureVocabulary\n"
+        f"est = GestureVocabulary(**{estimator.get_params()!r})\n"
+        "with warnings.catch_warnings():\n"
+        "    warnings.simplefilter('ignore')\n"
+        "    res = [r for r in check_estimator(est, on_fail=None)\n"
+        "           if r['check_name'] == 'check_array_api_input']\n"
+        "assert res, 'check_array_api_input was not run'\n"
+        "bad = [(r['status'], str(r['exception'])) for r in res if r['status'] != 'passed']\n"
+        "assert not bad, bad\n"
+    )
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "SCIPY_ARRAY_API": "1", "PYTHONPATH": str(repo)}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
 
 
 # ---------------------------------------------------------------- token metrics

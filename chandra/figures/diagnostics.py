@@ -18,6 +18,8 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from chandra.findings import SEVERITIES
+
 __all__ = [
     "CELL_ABSENT",
     "CELL_COMPLETE",
@@ -48,7 +50,7 @@ RED = "#d7191c"
 GREY = "#d9d9d9"
 BLUE = "#3b6fb6"
 
-_SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
+_SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 # Finding codes that name one field without saying so in their evidence.
 _FIELD_OF_CODE = {"TOKENS_MISSING": "gesture_token"}
 _LOSS_CODES = frozenset({"FIELD_LOST", "TOKENS_MISSING", "ROUNDTRIP_CHANGED"})
@@ -415,7 +417,7 @@ def findings_table(findings: Sequence[Any] | None) -> pd.DataFrame:
             "code": str(f.get("code", "")),
             "stage": "" if f.get("stage") is None else str(f.get("stage")),
             "message": str(f.get("message", "")),
-            "_order": (_SEVERITY_ORDER.get(str(f.get("severity")), 3), i),
+            "_order": (_SEVERITY_ORDER.get(str(f.get("severity")), len(SEVERITIES)), i),
         })
     if not rows:
         return pd.DataFrame(columns=["severity", "code", "stage", "message"])
