@@ -18,6 +18,8 @@ and stored members can be read without inflating) holding
 ``arrays/<name>.npy``
     One NumPy ``.npy`` member per array: ``features`` (float32), ``centers``,
     ``oracle.sfx``, ``oracle.lrs``, ``oracle.trn_ptr``, ``oracle.trn_dst``,
+    ``oracle.rep`` (optional: files saved before it existed load with
+    ``rep = sfx``),
     ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`.
 
 Every member carries a fixed timestamp, so saving the same model twice gives
@@ -75,6 +77,9 @@ _MODEL_JSON = "model.json"
 # reproducible byte for byte.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ORACLE_ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst")
+# Written by every save; absent from files saved before chandra stored exact
+# context, which load with rep = sfx (their lrs is the context shared with sfx).
+_ORACLE_OPTIONAL = ("rep",)
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _FLOAT_TAG = "$float"
 _INT_TAG = "$int"
@@ -329,7 +334,7 @@ def _arrays_of(model: Model) -> list[tuple[str, np.ndarray]]:
         arrays.append(("centers", np.ascontiguousarray(centers)))
     if model.oracle is not None:
         oracle_arrays = model.oracle.to_arrays()
-        for key in _ORACLE_ARRAYS:
+        for key in _ORACLE_ARRAYS + _ORACLE_OPTIONAL:
             arrays.append((f"oracle.{key}", np.ascontiguousarray(oracle_arrays[key], dtype=np.int64)))
     if model.audio is not None:
         arrays.append(("audio", np.ascontiguousarray(model.audio, dtype=np.float32)))
@@ -566,7 +571,8 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         from chandra.oracle import Oracle
 
         try:
-            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS})
+            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL
+                                               if f"oracle.{k}" in arrays})
         except ChandraError as exc:
             raise ModelFormatError(f"{path}: oracle is invalid ({_first_line(exc)})") from None
         if int(oracle.n_frames) != n:

@@ -157,12 +157,23 @@ def test_lrs_recomputed_from_graph_matches_chandra_oracle(tmp_path, kind):
     model = Model(events=[{"t": i * 0.1, "gesture_token": int(k)} for i, k in enumerate(tokens)],
                   features=features, oracle=oracle)
     path = export_musichal(model, tmp_path / "fo.json")
+    # with chandra's block the exact context comes back as it was
+    restored = load_model(path).oracle
+    assert np.array_equal(restored.lrs, oracle.lrs) and np.array_equal(restored.rep, oracle.rep)
     obj = json.loads(path.read_text())
     del obj["chandra"]  # as MusicHal itself would write it: no LRS anywhere
     back = load_model(write(tmp_path, "plain.json", obj))
     assert np.array_equal(back.oracle.sfx, oracle.sfx)
-    assert np.array_equal(back.oracle.lrs, oracle.lrs)
     assert np.array_equal(back.oracle.trn_dst, oracle.trn_dst)
+    # from the graph alone: the Lefebvre-Lecroq context shared with the suffix link
+    from chandra.oracle import check_oracle, lefebvre_lecroq_lrs
+
+    assert np.array_equal(back.oracle.lrs, lefebvre_lecroq_lrs(oracle.sfx, oracle.trn_ptr, oracle.trn_dst))
+    assert np.array_equal(back.oracle.rep, back.oracle.sfx)
+    if kind == "tokens":
+        assert np.all(back.oracle.lrs <= oracle.lrs)
+        errors = [r for r in check_oracle(back.oracle, symbols=tokens) if r["severity"] == "error"]
+        assert errors == []
 
 
 keys = st.one_of(st.text(max_size=6), st.sampled_from(["$float", "$$", "ü", "t.x"]))
