@@ -41,8 +41,14 @@ forward step, not a jump, not a restart, not a fallback. Because at most
 of ``T + 1`` consecutive steps holds ``T + 1`` different frames: the path
 has at least ``min(steps, F, taboo + 1)`` distinct frames, no frame takes
 more than one step in ``T + 1``, and two frames can never alternate (for
-``T >= 2``). ``taboo = 0`` turns the memory off (``avoid_repeats`` then
-still refuses a jump to the frame just played).
+``T >= 2``). Past the window a recency penalty remains: a candidate last
+played ``a`` steps ago is drawn with its weight times ``1 - 2^(-a / T)``
+(half weight just after it leaves the window, full weight for a frame never
+played), which nudges the walk towards material it has not used. ``taboo
+= 0`` turns both off (``avoid_repeats`` then still refuses a jump to the
+frame just played). In a source of few playable frames (fewer than a few
+times ``taboo``) the window makes the walk visit them nearly in turn, which
+also evens out weight mode's preferences: lower ``taboo`` there.
 
 One step from state ``s``
 -------------------------
@@ -56,8 +62,8 @@ forward
     in a row, and, with a hard constraint, frame ``s`` satisfies it. Chosen
     when ``u < continuity`` (weight mode: see below).
 jump
-    Otherwise, one candidate (above) is drawn with ``v``, uniformly (weight
-    mode: proportionally to the weights). When the forward step is excluded
+    Otherwise, one candidate (above) is drawn with ``v``, with probability
+    proportional to its recency penalty (times its weight in weight mode). When the forward step is excluded
     (by the constraint, the taboo or ``max_continuous``) the same search runs
     through the whole tree, so the walk moves to the qualifying frames that
     share most context rather than bouncing between two neighbours.
@@ -590,6 +596,11 @@ def improvise(
         if len(states) == 1:
             return 0
         w = np.asarray([weight_list[k] for k in states])
+        if memory > 0:
+            # recency penalty past the taboo window: half weight for a frame
+            # played T steps before it left the window, fading with age
+            age = np.asarray([len(frames) - last_played[k] for k in states], dtype=np.float64)
+            w = w * -np.expm1(-np.log(2.0) * age / memory)
         cdf = np.cumsum(w) / w.sum()
         return min(int(np.searchsorted(cdf, v, side="right")), len(states) - 1)
 
