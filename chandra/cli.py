@@ -101,8 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="filter: play only frames that satisfy --where; weight: favour them by --weight")
     p.add_argument("--weight", type=float, default=None,
                    help="with --where-mode weight: how much likelier a matching frame is (default 4)")
+    from chandra.generate import DEFAULT_TABOO
+
     p.add_argument("--taboo", type=int, default=None,
-                   help="do not replay a frame within this many steps (default 16; 0 = off)")
+                   help=f"do not replay a frame within this many steps (default {DEFAULT_TABOO}; 0 = off)")
     p.add_argument("--crossfade-ms", type=float, default=20.0)
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 

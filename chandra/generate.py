@@ -138,8 +138,10 @@ __all__ = [
 
 _MAX_STEPS = 10_000_000
 
-#: Default taboo memory in steps (about 2-3 s of typical onset segments).
-DEFAULT_TABOO = 16
+#: Default taboo memory in steps: about 10 s of typical onset segments (0.1-0.2 s).
+#: On a 5-minute real track it keeps a filter that ~10 % of frames satisfy
+#: from circling a few of them (benchmarks/bench_improviser.py).
+DEFAULT_TABOO = 64
 #: Eligible candidates collected per jump before the context may drop.
 POOL_SIZE = 8
 #: Ties at the pool's last context kept up to this many candidates.
