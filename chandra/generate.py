@@ -17,11 +17,13 @@ Jumps follow shared context. The oracle's repeat links ``i -> rep[i]``
 ``lrs[i]``) form a tree in which, for a factor oracle, the longest common
 suffix of two states is the smallest ``lrs`` on the tree path between them
 (:mod:`chandra.oracle` explains why). The *candidates* of state ``s`` are
-found by a best-first walk of that tree from ``s`` through suffix and
-reverse-suffix links, in decreasing shared context (the path minimum), that
-never crosses a link with ``lrs < min_lrs``. A state is *eligible* when its
-frame is playable: ``k < n``, ``k != s``, the frame satisfies a hard
-constraint, and it is not taboo (below). The walk passes through
+found by a best-first walk of that tree from ``s`` along repeat links and
+their reverses (they coincide with the suffix links wherever the suffix link
+already points at the repeat, and always for audio oracles), in decreasing
+shared context (the path minimum), never crossing a link with ``lrs <
+min_lrs``. A state ``k`` is *eligible* when ``k < n``, ``k != s`` and frame
+``k`` is *playable*: it satisfies a hard constraint and is not taboo
+(below). The walk passes through
 ineligible states (so a filter or the taboo never cuts a neighbourhood
 off) and collects the eligible ones until it holds ``POOL_SIZE`` (8) of
 them and the next one would share less context than the last (ties at that
@@ -63,10 +65,11 @@ forward
     when ``u < continuity`` (weight mode: see below).
 jump
     Otherwise, one candidate (above) is drawn with ``v``, with probability
-    proportional to its recency penalty (times its weight in weight mode). When the forward step is excluded
-    (by the constraint, the taboo or ``max_continuous``) the same search runs
-    through the whole tree, so the walk moves to the qualifying frames that
-    share most context rather than bouncing between two neighbours.
+    proportional to its recency penalty (times its weight in weight mode).
+    When the forward step is excluded (by the constraint, the taboo or
+    ``max_continuous``) the same search runs through the whole tree, so the
+    walk moves to the qualifying frames that share most context rather than
+    bouncing between two neighbours.
 fallback
     When the chosen move is impossible and no candidate remains, in this
     order: the forward step if allowed (choice ``"forward"``); else the
@@ -79,11 +82,11 @@ restart
     At the end of the source (``s = n``) there is no forward step. The walk
     continues from a candidate of state ``n`` (shared context, as for a
     jump) whose frame lies more than ``T`` frames before the end, so that
-    what follows is not the tail it just played (choice ``"context"``).
-    Without one it goes back to the start frame, or the first playable frame
-    after it that is not in those last ``T`` frames (choice ``"start"``,
-    ``lrs = 0``). Restarts are recorded as steps of kind ``"restart"`` with
-    the reason.
+    what follows is not the tail it just played (reason ``"end of source:
+    continue after a shared context"``). Without one it goes back to the
+    start frame, or the first playable frame after it that is not in those
+    last ``T`` frames (reason ``"end of source: back to the start"``, ``lrs
+    = 0``). Restarts are steps of kind ``"restart"``, not fallbacks.
 
 Constraints (``where``)
     ``where_mode="filter"`` (default) only ever plays frames that satisfy the
