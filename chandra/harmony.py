@@ -164,6 +164,8 @@ in ``partials_hz``.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from typing import Any, Optional, Sequence
 
@@ -498,6 +500,14 @@ def consonance(freqs_hz: Sequence[float], amps: Optional[Sequence[float]] = None
     return _combine(_pairwise(f, a), _mean_log_periodicity(pitches))
 
 
+@functools.lru_cache(maxsize=64)
+def _blackman(n: int) -> np.ndarray:
+    # Segments repeat lengths (the central window, the halves): build each once.
+    window = np.blackman(n)
+    window.flags.writeable = False
+    return window
+
+
 def spectral_peaks(
     signal: Any,
     sr: int,
@@ -547,7 +557,7 @@ def spectral_peaks(
     if n < 8 or not np.isfinite(x).all():
         return empty
     x = x - x.mean()
-    window = np.blackman(n)
+    window = _blackman(n)
     n_fft = max(4096, 1 << int(np.ceil(np.log2(2 * n))))
     mag = np.abs(np.fft.rfft(x * window, n=n_fft))
     if not mag.any():
@@ -678,23 +688,32 @@ def segment_partials(
     halves = [spectral_peaks(part, sr, max_peaks=8 * max_peaks, fmin=max(fmin - resolution, 1.0),
                              fmax=fmax + resolution, threshold_db=threshold_db - 10.0)[0]
               for part in (x[:half], x[half:])]
+    half_freqs = [h.tolist() for h in halves]  # ascending
     # owner[h][j]: amplitude of the strongest candidate supported by peak j of half h
-    owner = [np.zeros(h.size) for h in halves]
+    owner = [[0.0] * len(h) for h in half_freqs]
     share = 10.0 ** (_SHARE_DB / 20.0)
+    freqs, amps_list = f.tolist(), a.tolist()
     keep: list[int] = []
-    for i in order:
+    for i in order.tolist():
+        fi, ai = freqs[i], amps_list[i]
         picks = []
-        for hf, claimed in zip(halves, owner):
-            gap = np.abs(hf - f[i])
-            gap[claimed > a[i] * share] = np.inf  # a much stronger partial's peak is not evidence
-            j = int(np.argmin(gap)) if gap.size else -1
-            if j < 0 or gap[j] > resolution:
+        for hf, claimed in zip(half_freqs, owner):
+            # nearest usable peak within the resolution; a much stronger
+            # partial's peak is not evidence for this one
+            lo = bisect.bisect_left(hf, fi - resolution)
+            hi = bisect.bisect_right(hf, fi + resolution)
+            best, best_gap = -1, resolution
+            for j in range(lo, hi):
+                gap = abs(hf[j] - fi)
+                if gap <= best_gap and claimed[j] <= ai * share:
+                    best, best_gap = j, gap
+            if best < 0:
                 break
-            picks.append(j)
+            picks.append(best)
         else:
             for claimed, j in zip(owner, picks):
-                claimed[j] = max(claimed[j], a[i])
-            keep.append(int(i))
+                claimed[j] = max(claimed[j], ai)
+            keep.append(i)
             if len(keep) >= max_peaks:
                 break
     idx = np.sort(np.asarray(keep, dtype=np.int64))
