@@ -121,7 +121,9 @@ def main() -> int:
             prev = [previous_consonance(*partials([0, s], nh, root)) for s in MALMBERG.values()]
             audio = ""
             if nh == 6:
-                audio = f"{rho([analyse_harmony(synth([0, s], nh, root), SR, _Segments([0.0], [1.0]))[0]['consonance'] for s in MALMBERG.values()]):.3f}"
+                heard = [analyse_harmony(synth([0, s], nh, root), SR, _Segments([0.0], [1.0]))[0]["consonance"]
+                         for s in MALMBERG.values()]
+                audio = f"{rho(heard):.3f}"
             print(f"{name:<9}{nh:>10}{rho(ideal):>8.3f}{audio:>8}{rho(prev):>18.3f}")
     print("\nTriads, most to least consonant (6 harmonics, ideal partials)")
     for name, root in ROOTS.items():
@@ -129,10 +131,10 @@ def main() -> int:
         print(f"{name}: " + " > ".join(f"{k} {c[k]:.3f}" for k in sorted(c, key=lambda k: -c[k])))
     new, old = fade_trials()
     print("\nFade-outs: |ln(c_first / c_second)| over 200 steady chords split in two segments")
-    print(f"persistent partials: median {np.median(new):.3f}, 95th percentile {np.percentile(new, 95):.3f}, "
-          f"max {new.max():.3f}")
-    print(f"previous analysis (one FFT per segment, previous formula): median {np.median(old):.3f}, 95th percentile {np.percentile(old, 95):.3f}, "
-          f"max {old.max():.3f}")
+    for label, values in (("persistent partials", new),
+                          ("previous analysis (one FFT per segment, previous formula)", old)):
+        print(f"{label}: median {np.median(values):.3f}, 95th percentile {np.percentile(values, 95):.3f}, "
+              f"max {values.max():.3f}")
     return 0
 
 

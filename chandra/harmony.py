@@ -646,9 +646,10 @@ def segment_partials(
     3. Persistence: the stretch is cut into halves and each half analysed
        the same way. A candidate is kept only if both halves have a peak
        within their resolution (the Blackman main-lobe width, ``6 sr /
-       N_half`` Hz: partials closer than that merge into one peak there). Candidates are taken strongest first, and a half-window
-       peak already supporting a candidate more than 12 dB stronger does
-       not count. Peaks that a changing envelope makes out of one partial
+       N_half`` Hz: partials closer than that merge into one peak there).
+       Candidates are taken strongest first, and a half-window peak
+       already supporting a candidate more than 12 dB stronger does not
+       count. Peaks that a changing envelope makes out of one partial
        (sidelobes of a fade-out, shoulders at a fraction of a percent)
        appear in one window but not in the other, or lean on the peak of
        the partial they come from, and are dropped; a steady chord gives
