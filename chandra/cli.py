@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-lrs", type=int, default=1, help="minimum shared context for a jump")
     p.add_argument("--max-continuous", type=int, default=None, help="cap on consecutive forward steps")
     p.add_argument("--where", default=None, help="constraint on event fields, e.g. 'consonance > 0.7'")
+    p.add_argument("--where-mode", default="filter", choices=["filter", "weight"],
+                   help="filter: play only frames that satisfy --where; weight: favour them by --weight")
+    p.add_argument("--weight", type=float, default=None,
+                   help="with --where-mode weight: how much likelier a matching frame is (default 4)")
+    from chandra.generate import DEFAULT_TABOO
+
+    p.add_argument("--taboo", type=int, default=None,
+                   help=f"do not replay a frame within this many steps (default {DEFAULT_TABOO}; 0 = off)")
     p.add_argument("--crossfade-ms", type=float, default=20.0)
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
@@ -213,10 +221,22 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from chandra.generate import generate_to_wav
     from chandra.model import load_model
 
+    if args.where_mode == "weight" and args.where is None:
+        raise ChandraError("--where-mode weight needs a --where constraint to weight")
+    if args.weight is not None:
+        if args.where_mode != "weight":
+            raise ChandraError("--weight applies to --where-mode weight (a filter has no weight)")
+        if not args.weight > 0:
+            raise ChandraError(f"--weight must be positive, got {args.weight}")
+    from chandra.generate import DEFAULT_TABOO
+
     model = load_model(args.model)
     generation = generate_to_wav(model, args.output, seconds=args.seconds, seed=args.seed,
                                  continuity=args.continuity, min_lrs=args.min_lrs,
                                  max_continuous=args.max_continuous, where=args.where,
+                                 where_mode=args.where_mode,
+                                 where_weight=4.0 if args.weight is None else args.weight,
+                                 taboo=DEFAULT_TABOO if args.taboo is None else args.taboo,
                                  crossfade_ms=args.crossfade_ms)
     summary = generation.summary()
     if args.json:

@@ -2,9 +2,55 @@
 
 Navigation follows Assayag & Dubnov (2004), "Using factor oracles for machine
 improvisation", with the continuity/jump view of Wang & Dubnov's VMO
-improviser. The oracle's states are numbered as in :mod:`chandra.oracle`:
-state 0 is the root and state ``i`` (1..n) is reached after playing frame
-``i-1``. So "being in state ``s``" means frame ``s-1`` was just played.
+improviser and a taboo memory in the manner of tabu search (Glover 1989) and
+of the Continuator's and Somax's refusal to replay what was just played. The
+oracle's states are numbered as in :mod:`chandra.oracle`: state 0 is the
+root and state ``i`` (1..n) is reached after playing frame ``i-1``. So
+"being in state ``s``" means frame ``s-1`` was just played, and "jumping to
+state ``k``" means playing frame ``k`` next (continuing *after* the context
+that ends at ``k``); state ``n`` has no continuation.
+
+Context
+-------
+Jumps follow shared context. The oracle's repeat links ``i -> rep[i]``
+(each state to where its longest repeated suffix first ends, weighted by
+``lrs[i]``) form a tree in which, for a factor oracle, the longest common
+suffix of two states is the smallest ``lrs`` on the tree path between them
+(:mod:`chandra.oracle` explains why). The *candidates* of state ``s`` are
+found by a best-first walk of that tree from ``s`` along repeat links and
+their reverses (they coincide with the suffix links wherever the suffix link
+already points at the repeat, and always for audio oracles), in decreasing
+shared context (the path minimum), never crossing a link with ``lrs <
+min_lrs``. A state ``k`` is *eligible* when ``k < n``, ``k != s`` and frame
+``k`` is *playable*: it satisfies a hard constraint and is not taboo
+(below). The walk passes through
+ineligible states (so a filter or the taboo never cuts a neighbourhood
+off) and collects the eligible ones until it holds ``POOL_SIZE`` (8) of
+them and the next one would share less context than the last (ties at that
+context are kept, up to 64); at most ``MAX_EXPLORE`` states are visited.
+The step records the shared context as ``lrs``. For a factor oracle that
+is the exact longest common suffix of the two states; for an audio oracle
+(and for oracles whose ``lrs`` came from the Lefebvre-Lecroq recursion) a
+chain of matched runs.
+
+Taboo memory
+------------
+A frame played within the last ``T`` steps is *taboo*, where ``T =
+min(taboo, F - 1)`` and ``F`` is the number of frames a hard constraint
+allows (all frames otherwise). No move lands on a taboo frame: not a
+forward step, not a jump, not a restart, not a fallback. Because at most
+``T < F`` frames are taboo, a playable frame always exists, so every window
+of ``T + 1`` consecutive steps holds ``T + 1`` different frames: the path
+has at least ``min(steps, F, taboo + 1)`` distinct frames, no frame takes
+more than one step in ``T + 1``, and two frames can never alternate (for
+``T >= 2``). Past the window a recency penalty remains: a candidate last
+played ``a`` steps ago is drawn with its weight times ``1 - 2^(-a / T)``
+(half weight just after it leaves the window, full weight for a frame never
+played), which nudges the walk towards material it has not used. ``taboo
+= 0`` turns both off (``avoid_repeats`` then still refuses a jump to the
+frame just played). In a source of few playable frames (fewer than a few
+times ``taboo``) the window makes the walk visit them nearly in turn, which
+also evens out weight mode's preferences: lower ``taboo`` there.
 
 One step from state ``s``
 -------------------------
@@ -13,47 +59,34 @@ Two uniform numbers ``u, v`` are drawn from a seeded
 stream never depends on which branch an earlier step took.
 
 forward
-    Play frame ``s`` (move to state ``s+1``). Allowed when ``s < n``, when
-    fewer than ``max_continuous`` forward moves happened in a row, and, with a
-    hard constraint, when frame ``s`` satisfies it. Chosen when ``u <
-    continuity`` (weight mode: see below).
+    Play frame ``s`` (move to state ``s+1``). Allowed when ``s < n``, the
+    frame is not taboo, fewer than ``max_continuous`` forward moves happened
+    in a row, and, with a hard constraint, frame ``s`` satisfies it. Chosen
+    when ``u < continuity`` (weight mode: see below).
 jump
-    Candidates are states that share a context (a suffix) with ``s``:
-
-    * ``k = sfx[s]``; shared context ``lrs[s]``;
-    * every ``k`` with ``sfx[k] = s`` (reverse suffix links of ``s``);
-      shared context ``lrs[k]``;
-    * every ``k != s`` with ``sfx[k] = sfx[s]`` (reverse suffix links of
-      ``sfx[s]``, the siblings of ``s``); shared context
-      ``min(lrs[k], lrs[s])``, since both share a suffix with ``sfx[s]``.
-
-    Only candidates with shared context ``>= min_lrs`` are kept. Jumping to
-    state ``k`` means continuing *after* the shared context: the next frame
-    played is frame ``k`` and the new state is ``k+1`` (so ``k = n``, which
-    has no continuation, is never a candidate). With ``avoid_repeats`` the
-    frame just played (``k = s-1``) is excluded; ``k = s`` never is a
-    candidate (it would be the forward step). With a hard constraint only
-    candidates whose frame ``k`` satisfies it remain. One candidate is drawn
-    with ``v``, uniformly (weight mode: proportionally to the weights).
-    The step records the shared context length as ``lrs``.
+    Otherwise, one candidate (above) is drawn with ``v``, with probability
+    proportional to its recency penalty (times its weight in weight mode).
+    When the forward step is excluded (by the constraint, the taboo or
+    ``max_continuous``) the same search runs through the whole tree, so the
+    walk moves to the qualifying frames that share most context rather than
+    bouncing between two neighbours.
 fallback
-    When the chosen move is impossible and no jump candidate remains, in this
+    When the chosen move is impossible and no candidate remains, in this
     order: the forward step if allowed (choice ``"forward"``); else the
-    closest frame after ``s`` in source order (wrapping round to frame 0)
-    that satisfies the constraint and is neither ``s`` nor the frame just
-    played (choice ``"next"``: the walk skips ahead through the source
-    rather than bouncing between two neighbours); else the start frame
-    (choice ``"start"``, possibly a repeat when a single frame qualifies).
-    Every fallback is recorded in :attr:`Generation.fallbacks` with its step,
-    reason and choice.
+    closest playable frame after ``s`` in source order, wrapping round to
+    frame 0 (choice ``"next"``: the walk skips ahead through the source);
+    else the start frame (choice ``"start"``, a repeat only when a single
+    frame qualifies). Every fallback is recorded in
+    :attr:`Generation.fallbacks` with its step, reason and choice.
 restart
-    At the end of the source (``s = n``) the walk follows the suffix chain
-    ``sfx[n], sfx[sfx[n]], ...`` to the first state ``k >= 1`` whose frame
-    ``k`` is allowed (and not the frame just played) and plays frame ``k``;
-    ``lrs`` is the context shared with state ``n`` (the minimum ``lrs``
-    along the chain). When the chain reaches the root it goes back to the
-    start frame. Restarts are recorded as steps of kind ``"restart"`` with a
-    reason.
+    At the end of the source (``s = n``) there is no forward step. The walk
+    continues from a candidate of state ``n`` (shared context, as for a
+    jump) whose frame lies more than ``T`` frames before the end, so that
+    what follows is not the tail it just played (reason ``"end of source:
+    continue after a shared context"``). Without one it goes back to the
+    start frame, or the first playable frame after it that is not in those
+    last ``T`` frames (reason ``"end of source: back to the start"``, ``lrs
+    = 0``). Restarts are steps of kind ``"restart"``, not fallbacks.
 
 Constraints (``where``)
     ``where_mode="filter"`` (default) only ever plays frames that satisfy the
@@ -65,12 +98,22 @@ Constraints (``where``)
     satisfies raises :class:`~chandra.errors.ConstraintError` in both modes.
 
 Nothing here depends on dict ordering or object identity: candidates are
-sorted state numbers built from ``sfx`` alone, so a model saved and reloaded
-generates exactly the same path for the same seed.
+ordered by (shared context, state number) built from ``rep`` and ``lrs``
+alone, so a model saved and reloaded generates exactly the same path for the
+same seed.
+
+Quality
+-------
+:meth:`Generation.summary` measures every path: distinct frames and their
+share of ``min(steps, qualifying frames)``, the share of the most played
+frame and of the two most played frames, the longest verbatim copy of the
+source (consecutive source frames, in frames and seconds), the mean and
+median context of the jumps, restarts and fallbacks.
 """
 
 from __future__ import annotations
 
+import heapq
 import io
 import math
 import os
@@ -87,6 +130,9 @@ from chandra.io_utils import atomic_write
 __all__ = [
     "Generation",
     "improvise",
+    "path_quality",
+    "DEFAULT_TABOO",
+    "POOL_SIZE",
     "resynthesise",
     "write_wav",
     "generate_to_wav",
@@ -94,6 +140,17 @@ __all__ = [
 ]
 
 _MAX_STEPS = 10_000_000
+
+#: Default taboo memory in steps: about 10 s of typical onset segments (0.1-0.2 s).
+#: On a 5-minute real track it keeps a filter that ~10 % of frames satisfy
+#: from circling a few of them (benchmarks/bench_improviser.py).
+DEFAULT_TABOO = 64
+#: Eligible candidates collected per jump before the context may drop.
+POOL_SIZE = 8
+#: Ties at the pool's last context kept up to this many candidates.
+_MAX_POOL = 64
+#: States visited per candidate search at most.
+MAX_EXPLORE = 4096
 
 
 @dataclass
@@ -135,7 +192,7 @@ class Generation:
         return int(len(self.frames))
 
     def summary(self, model: Any = None) -> dict:
-        """Scalars describing the path.
+        """Scalars describing the path and its quality.
 
         Parameters
         ----------
@@ -147,10 +204,14 @@ class Generation:
         -------
         dict
             ``n_frames``, ``n_forward``, ``n_jumps``, ``n_restarts``,
-            ``n_fallbacks``, ``mean_jump_lrs`` (None without jumps),
+            ``n_fallbacks``, ``mean_jump_lrs`` and ``median_jump_lrs``
+            (shared context of the jumps in frames, None without jumps),
             ``unique_frames``, ``unique_tokens`` (distinct gesture tokens
-            played, None when unknown) and ``duration_s`` (sum of the played
-            events' durations in seconds, None when unknown).
+            played, None when unknown), ``duration_s`` (sum of the played
+            events' durations in seconds, None when unknown), and the
+            quality measures of :func:`path_quality`: ``qualifying_frames``,
+            ``coverage``, ``max_frame_share``, ``top2_share``,
+            ``longest_copy_frames``, ``longest_copy_s``.
         """
         kinds = [s["kind"] for s in self.steps]
         jump_lrs = [self.steps[int(i)]["lrs"] for i in self.jumps]
@@ -163,17 +224,21 @@ class Generation:
         duration_s = None
         if durations is not None and len(durations) and np.all(np.isfinite(durations)):
             duration_s = float(np.sum(durations))
-        return {
+        out = {
             "n_frames": len(self),
             "n_forward": kinds.count("forward"),
             "n_jumps": len(self.jumps),
             "n_restarts": kinds.count("restart"),
             "n_fallbacks": len(self.fallbacks),
             "mean_jump_lrs": float(np.mean(jump_lrs)) if jump_lrs else None,
+            "median_jump_lrs": float(np.median(jump_lrs)) if jump_lrs else None,
             "unique_frames": int(len(np.unique(self.frames))),
             "unique_tokens": unique_tokens,
             "duration_s": duration_s,
         }
+        out.update(path_quality(self.frames, durations=durations,
+                                qualifying_frames=self.params.get("qualifying_frames")))
+        return out
 
     def to_dict(self) -> dict:
         """JSON-able form (frames as a list)."""
@@ -210,6 +275,57 @@ class Generation:
                             n_tokens=n_tokens, duration=duration)
 
 
+def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int | None = None) -> dict:
+    """How varied a path is and how much of it copies the source verbatim.
+
+    Parameters
+    ----------
+    frames : array_like of int, shape (m,)
+        Frame indices played, in order.
+    durations : array_like of float, shape (m,), optional
+        Duration in seconds of each played frame (NaN where unknown).
+    qualifying_frames : int, optional
+        How many frames the walk could play (those a hard constraint allows);
+        unknown when None.
+
+    Returns
+    -------
+    dict
+        ``qualifying_frames`` (as given), ``coverage`` (distinct frames /
+        ``min(m, qualifying_frames)``, None without ``qualifying_frames``),
+        ``max_frame_share`` and ``top2_share`` (share of the steps taken by
+        the most played frame, and by the two most played frames together),
+        ``longest_copy_frames`` (longest run of consecutive source frames
+        ``f, f+1, ...``: a verbatim copy of the source) and
+        ``longest_copy_s`` (the largest summed duration of such a run in
+        seconds; None when durations are unknown). Shares are 0.0 for an
+        empty path.
+    """
+    f = np.asarray(frames, dtype=np.int64).reshape(-1)
+    m = int(f.size)
+    out: dict[str, Any] = {"qualifying_frames": None if qualifying_frames is None else int(qualifying_frames)}
+    if m == 0:
+        out.update(coverage=None, max_frame_share=0.0, top2_share=0.0, longest_copy_frames=0,
+                   longest_copy_s=None if durations is None else 0.0)
+        return out
+    counts = np.sort(np.unique(f, return_counts=True)[1])[::-1]
+    distinct = int(counts.size)
+    out["coverage"] = (None if not qualifying_frames else
+                       float(distinct / min(m, int(qualifying_frames))))
+    out["max_frame_share"] = float(counts[0] / m)
+    out["top2_share"] = float(counts[:2].sum() / m)
+    run_id = np.concatenate(([0], np.cumsum(np.diff(f) != 1)))
+    lengths = np.bincount(run_id)
+    out["longest_copy_frames"] = int(lengths.max())
+    longest_s = None
+    if durations is not None:
+        d = np.asarray(durations, dtype=np.float64).reshape(-1)
+        if d.shape == f.shape and np.all(np.isfinite(d)):
+            longest_s = float(np.bincount(run_id, weights=d).max())
+    out["longest_copy_s"] = longest_s
+    return out
+
+
 def _played_tokens_and_durations(model: Any, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Gesture token (-1 when absent) and duration (s, NaN when absent) of each played frame."""
     tokens = np.full(len(frames), -1, dtype=np.int64)
@@ -238,35 +354,93 @@ def _n_tokens(model: Any) -> int | None:
 # --------------------------------------------------------------------------- navigation
 
 
-def _reverse_links(sfx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """CSR of reverse suffix links: children of state j are ``dst[ptr[j]:ptr[j+1]]``, sorted."""
-    n_states = len(sfx)
-    parents = sfx[1:]
-    order = np.argsort(parents, kind="stable").astype(np.int64) + 1
-    counts = np.bincount(parents, minlength=n_states)
-    ptr = np.zeros(n_states + 1, dtype=np.int64)
-    np.cumsum(counts, out=ptr[1:])
-    return ptr, order
+class _ContextTree:
+    """The repeat-link tree of an oracle, searched for states sharing context.
+
+    Parent of state ``i >= 1`` is ``rep[i]`` through an edge of weight
+    ``lrs[i]``; children lists are ordered by weight, descending, then state.
+    """
+
+    def __init__(self, rep: np.ndarray, lrs: np.ndarray):
+        self.rep = rep
+        self.lrs = lrs
+        n_states = len(rep)
+        parents = rep[1:]
+        children = np.arange(1, n_states, dtype=np.int64)
+        order = np.lexsort((children, -lrs[1:], parents))
+        counts = np.bincount(parents, minlength=n_states)
+        self.ptr = np.zeros(n_states + 1, dtype=np.int64)
+        np.cumsum(counts, out=self.ptr[1:])
+        self.kids = children[order]
+        self.rep_list = rep.tolist()
+        self.lrs_list = lrs.tolist()
+
+    def candidates(self, s: int, min_lrs: int, eligible, *, pool: int = POOL_SIZE) -> tuple[list[int], list[int]]:
+        """Eligible states sharing the most context with ``s``, best first.
+
+        Returns ``(states, contexts)``; ``contexts[j]`` is the smallest link
+        weight on the tree path from ``s`` to ``states[j]``.
+        """
+        floor = max(int(min_lrs), 0)
+        rep, lrs, ptr, kids = self.rep_list, self.lrs_list, self.ptr, self.kids
+        top = len(rep) + 1  # more context than any state has
+        heap: list[tuple[int, int, int]] = [(-top, s, -1)]
+        states: list[int] = []
+        contexts: list[int] = []
+        visited = 0
+        while heap and visited < MAX_EXPLORE:
+            neg, x, came = heapq.heappop(heap)
+            bound = -neg
+            if len(states) >= pool and bound < contexts[-1]:
+                break
+            visited += 1
+            if x != s and eligible(x):
+                states.append(x)
+                contexts.append(bound)
+                if len(states) >= _MAX_POOL:
+                    break
+            if x >= 1:
+                parent, w = rep[x], lrs[x]
+                if parent != came and w >= floor:
+                    heapq.heappush(heap, (-min(bound, w), parent, x))
+            for c in kids[ptr[x]:ptr[x + 1]].tolist():
+                w = lrs[c]
+                if w < floor:
+                    break  # the rest of the list has less context
+                if c != came:
+                    heapq.heappush(heap, (-min(bound, w), c, x))
+        return states, contexts
 
 
-def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, int]:
+def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
     oracle = getattr(model, "oracle", None)
     if oracle is None:
         raise OracleError("model has no oracle; build one before improvising")
     sfx = np.asarray(oracle.sfx, dtype=np.int64)
     lrs = np.asarray(oracle.lrs, dtype=np.int64)
+    rep = getattr(oracle, "rep", None)
+    rep = sfx.copy() if rep is None else np.asarray(rep, dtype=np.int64)
     n = len(sfx) - 1
     if n < 1:
         raise OracleError("the oracle has no frames to improvise from")
     if len(lrs) != n + 1:
         raise OracleError(f"oracle lrs has {len(lrs)} entries, expected {n + 1}")
+    if len(rep) != n + 1:
+        raise OracleError(f"oracle rep has {len(rep)} entries, expected {n + 1}")
     if len(model.events) != n:
         raise ModelFormatError(
             f"model has {len(model.events)} events but its oracle has {n} frames; they must match"
         )
-    if sfx[0] != -1 or np.any(sfx[1:] < 0) or np.any(sfx[1:] >= np.arange(1, n + 1)):
+    backwards = np.arange(1, n + 1)
+    if sfx[0] != -1 or np.any(sfx[1:] < 0) or np.any(sfx[1:] >= backwards):
         raise OracleError("oracle suffix links violate 0 <= sfx[i] < i")
-    return sfx, lrs, n
+    if np.any(rep[1:] < 0) or np.any(rep[1:] >= backwards):
+        raise OracleError("oracle repeat links violate 0 <= rep[i] < i")
+    if np.any(lrs < 0):
+        raise OracleError("oracle lrs holds negative lengths")
+    rep = rep.copy()
+    rep[0] = -1
+    return sfx, lrs, rep, n
 
 
 def _durations(events: Sequence[dict]) -> np.ndarray:
@@ -289,6 +463,7 @@ def improvise(
     min_lrs: int = 1,
     max_continuous: int | None = None,
     avoid_repeats: bool = True,
+    taboo: int = DEFAULT_TABOO,
     where: str | Constraint | None = None,
     where_mode: str = "filter",
     where_weight: float = 4.0,
@@ -301,7 +476,7 @@ def improvise(
     Parameters
     ----------
     model : Model
-        Needs ``events`` and ``oracle`` (``sfx``, ``lrs`` over the same n frames).
+        Needs ``events`` and ``oracle`` (``sfx``, ``lrs``, ``rep`` over the same n frames).
     n_frames : int, optional
         Number of frames to play. Give exactly one of ``n_frames`` and ``seconds``.
     seconds : float, optional
@@ -316,7 +491,10 @@ def improvise(
     max_continuous : int >= 1, optional
         At most this many forward steps in a row; then a jump (or fallback) is forced.
     avoid_repeats : bool
-        Never jump to the frame just played.
+        Never jump to the frame just played (implied by ``taboo >= 1``).
+    taboo : int >= 0
+        Frames played in the last ``taboo`` steps are not played again (capped
+        at one less than the number of playable frames); 0 turns it off.
     where : str or Constraint, optional
         Constraint over event fields (see :mod:`chandra.constraints`).
     where_mode : {"filter", "weight"}
@@ -340,7 +518,7 @@ def improvise(
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
-    sfx, lrs, n = _validate_model(model)
+    sfx, lrs, rep, n = _validate_model(model)
     events = model.events
     def real(value: Any) -> bool:
         return (isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
@@ -362,6 +540,8 @@ def improvise(
     if max_continuous is not None and not (whole(max_continuous) and max_continuous >= 1):
         raise ParameterError(f"max_continuous must be a positive integer or None, got {max_continuous!r}",
                              parameter="max_continuous")
+    if not (whole(taboo) and taboo >= 0):
+        raise ParameterError(f"taboo must be a non-negative integer (steps), got {taboo!r}", parameter="taboo")
     if where_mode not in ("filter", "weight"):
         raise ParameterError(f"where_mode must be 'filter' or 'weight', got {where_mode!r}", parameter="where_mode")
 
@@ -385,34 +565,60 @@ def improvise(
         weight = (constraint.weights(events, factor=float(where_weight))
                   if constraint is not None else np.ones(n, dtype=np.float64))
     allowed_idx = np.flatnonzero(allowed)
+    n_allowed = int(allowed_idx.size)
+    memory = min(int(taboo), n_allowed - 1)  # T: below the number of playable frames
 
     durations = _durations(events) if seconds is not None else None
     if durations is not None and durations.sum() <= 0:
         raise ModelFormatError("every event has zero duration; cannot generate by seconds")
 
-    rptr, rdst = _reverse_links(sfx)
+    tree = _ContextTree(rep, lrs)
     rng = np.random.default_rng(seed)
     min_lrs = int(min_lrs)
+    allowed_list = allowed.tolist()
+    weight_list = weight.tolist()
+    last_played = [-(10**18)] * n  # step at which each frame was last played
 
     frames: list[int] = []
     steps: list[dict] = []
     fallbacks: list[dict] = []
 
-    def next_allowed(target: int, exclude: tuple[int, ...]) -> int | None:
-        """First allowed frame at or after ``target`` in source order, wrapping, not in ``exclude``."""
-        pos = int(np.searchsorted(allowed_idx, target))
-        for step in range(min(len(exclude) + 1, len(allowed_idx))):
-            f = int(allowed_idx[(pos + step) % len(allowed_idx)])
-            if f not in exclude:
+    def is_taboo(f: int) -> bool:
+        return len(frames) - last_played[f] <= memory
+
+    def playable(f: int) -> bool:
+        return allowed_list[f] and not is_taboo(f)
+
+    def next_playable(target: int, exclude: tuple[int, ...], *, before: int = n) -> int | None:
+        """First playable frame at or after ``target`` in source order, wrapping, below ``before``."""
+        pos = int(np.searchsorted(allowed_idx, target % n))
+        # Without `before`, at most `memory` taboo frames and the excluded
+        # ones are skipped before a playable one turns up.
+        for step in range(n_allowed):
+            f = int(allowed_idx[(pos + step) % n_allowed])
+            if f < before and f not in exclude and not is_taboo(f):
                 return f
         return None
 
     def record(frame: int, kind: str, from_frame: int | None, shared: int | None,
                reason: str | None = None) -> None:
+        last_played[frame] = len(frames)
         steps.append({"step": len(steps), "frame": int(frame), "kind": kind,
                       "from_frame": None if from_frame is None else int(from_frame),
                       "lrs": None if shared is None else int(shared), "reason": reason})
         frames.append(int(frame))
+
+    def pick(states: list[int], v: float) -> int:
+        if len(states) == 1:
+            return 0
+        w = np.asarray([weight_list[k] for k in states])
+        if memory > 0:
+            # recency penalty past the taboo window: half weight for a frame
+            # played T steps before it left the window, fading with age
+            age = np.asarray([len(frames) - last_played[k] for k in states], dtype=np.float64)
+            w = w * -np.expm1(-np.log(2.0) * age / memory)
+        cdf = np.cumsum(w) / w.sum()
+        return min(int(np.searchsorted(cdf, v, side="right")), len(states) - 1)
 
     # start
     start_frame = 0 if start is None else start
@@ -422,7 +628,7 @@ def improvise(
     if allowed[start_frame]:
         record(start_frame, "start", None, None)
     else:
-        moved = next_allowed(start_frame, ())
+        moved = next_playable(start_frame, ())
         reason = f"start frame {start_frame} does not satisfy the constraint"
         fallbacks.append({"step": 0, "frame": moved, "reason": reason, "choice": "next"})
         record(moved, "start", None, None, reason)
@@ -441,66 +647,62 @@ def improvise(
         u, v = rng.random(2)
         prev = s - 1
         if s == n:
-            # end of source: follow the suffix chain for the longest shared context
-            k, shared = int(sfx[s]), int(lrs[s])
-            chosen = None
-            while k >= 1:
-                if allowed[k] and not (avoid_repeats and k == prev):
-                    chosen = k
-                    break
-                shared = min(shared, int(lrs[k]))
-                k = int(sfx[k])
-            if chosen is not None:
-                record(chosen, "restart", prev, shared, "end of source: follow suffix link")
+            # end of source: continue after a shared context, away from the tail just played
+            tail = n - memory
+
+            def eligible_restart(k: int) -> bool:
+                return k < tail and playable(k) and not (avoid_repeats and k == prev)
+
+            cand, ctx = tree.candidates(s, min_lrs, eligible_restart)
+            if cand:
+                idx = pick(cand, v)
+                record(cand[idx], "restart", prev, ctx[idx], "end of source: continue after a shared context")
             else:
-                target = start_frame
-                if avoid_repeats and target == prev:
-                    alt = next_allowed(target, (prev,))
-                    target = target if alt is None else alt
-                record(target, "restart", prev, 0, "end of source: back to the start frame")
+                exclude = (prev,) if avoid_repeats else ()
+                target = next_playable(start_frame, exclude, before=tail)
+                if target is None:
+                    target = next_playable(start_frame, exclude)
+                if target is None:
+                    target = start_frame
+                record(target, "restart", prev, 0, "end of source: back to the start")
             run = 0
         else:
-            forward_ok = bool(allowed[s]) and (max_continuous is None or run < max_continuous)
-            j = int(sfx[s])
-            sib = rdst[rptr[j]:rptr[j + 1]]
-            kids = rdst[rptr[s]:rptr[s + 1]]
-            cand = np.concatenate(([j], kids, sib))
-            shared = np.concatenate(([lrs[s]], lrs[kids], np.minimum(lrs[sib], lrs[s])))
-            keep = (cand != s) & (cand < n) & (shared >= min_lrs)
-            if avoid_repeats:
-                keep &= cand != prev
-            keep[keep] &= allowed[cand[keep]]
-            cand, shared = cand[keep], shared[keep]
-            order = np.argsort(cand, kind="stable")
-            cand, shared = cand[order], shared[order]
+            forward_ok = playable(s) and (max_continuous is None or run < max_continuous)
+
+            def eligible_jump(k: int) -> bool:
+                return k < n and k != s and playable(k) and not (avoid_repeats and k == prev)
 
             if where_mode == "weight":
-                fw = continuity * weight[s] if forward_ok else 0.0
-                jw = (1.0 - continuity) * float(weight[cand].mean()) if len(cand) else 0.0
+                cand, ctx = tree.candidates(s, min_lrs, eligible_jump)
+                fw = continuity * weight_list[s] if forward_ok else 0.0
+                jw = (1.0 - continuity) * float(np.mean([weight_list[k] for k in cand])) if cand else 0.0
                 wants_forward = (fw + jw) > 0 and u * (fw + jw) < fw
             else:
                 wants_forward = u < continuity
+                cand, ctx = ([], []) if (forward_ok and wants_forward) else \
+                    tree.candidates(s, min_lrs, eligible_jump)
 
             if forward_ok and wants_forward:
                 record(s, "forward", prev, None)
                 run += 1
-            elif len(cand):
-                w = weight[cand]
-                cdf = np.cumsum(w) / w.sum()
-                idx = min(int(np.searchsorted(cdf, v, side="right")), len(cand) - 1)
-                record(int(cand[idx]), "jump", prev, int(shared[idx]))
+            elif cand:
+                idx = pick(cand, v)
+                record(cand[idx], "jump", prev, ctx[idx])
                 run = 0
             else:
                 why = [f"no jump candidate with lrs >= {min_lrs}"]
                 if constraint is not None and where_mode == "filter":
                     why.append("satisfying the constraint")
+                if memory > 0:
+                    why.append(f"outside the last {memory} steps")
                 reason = " ".join(why)
                 if forward_ok:
                     choice, target = "forward", s
                     run += 1
                 else:
                     reason += " and forward step not allowed"
-                    target = next_allowed(s, (s, prev) if avoid_repeats else (s,))
+                    exclude = (s, prev) if avoid_repeats else (s,)
+                    target = next_playable(s + 1, exclude)
                     choice = "next"
                     if target is None:
                         choice, target = "start", start_frame
@@ -522,12 +724,15 @@ def improvise(
         "min_lrs": min_lrs,
         "max_continuous": None if max_continuous is None else int(max_continuous),
         "avoid_repeats": bool(avoid_repeats),
+        "taboo": int(taboo),
+        "taboo_effective": int(max(memory, 0)),
         "where": None if constraint is None else constraint.text,
         "where_mode": where_mode,
         "where_weight": float(where_weight) if where_mode == "weight" else None,
         "start": None if start is None else int(start),
         "oracle_kind": getattr(model.oracle, "kind", None),
         "source_frames": int(n),
+        "qualifying_frames": n_allowed,
     }
     played_tokens, played_durations = _played_tokens_and_durations(model, frames_arr)
     return Generation(frames=frames_arr, steps=steps, jumps=jumps, fallbacks=fallbacks, params=params,
@@ -719,6 +924,7 @@ def generate_to_wav(
     min_lrs: int = 1,
     max_continuous: int | None = None,
     avoid_repeats: bool = True,
+    taboo: int = DEFAULT_TABOO,
     where: str | Constraint | None = None,
     where_mode: str = "filter",
     where_weight: float = 4.0,
@@ -736,7 +942,7 @@ def generate_to_wav(
         seconds = None
     gen = improvise(model, n_frames=n_frames, seconds=seconds, seed=seed, continuity=continuity,
                     min_lrs=min_lrs, max_continuous=max_continuous, avoid_repeats=avoid_repeats,
-                    where=where, where_mode=where_mode, where_weight=where_weight, start=start)
+                    taboo=taboo, where=where, where_mode=where_mode, where_weight=where_weight, start=start)
     y, sr = resynthesise(model, gen, crossfade_ms=crossfade_ms)
     write_wav(out_path, y, sr, subtype=subtype)
     gen.params["crossfade_ms"] = float(crossfade_ms)

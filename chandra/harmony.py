@@ -49,13 +49,35 @@ as 1 % (1/1, 16/15, 9/8, 6/5, 5/4, 4/3, 17/12, 3/2, 8/5, 5/3, 16/9, 15/8,
 1 % the tritone's distance from 7/5, 1.005 %, is 0.005 % away), so small
 frequency-estimation errors on real audio do not flip the fraction.
 
-**Combination.** The two scores are combined with equal weight as their
-geometric mean,
+**Chords.** For more than two pitches the periodicity used is the geometric
+mean of the pairwise ``L`` (:func:`pairwise_periodicity`): every pair of
+pitches is judged against its own lower tone, as in aggregate dyadic
+consonance (Huron 1994, "Interval-class content in equally tempered
+pitch-class sets", Music Perception 11(3)). Stolzenburg's single common
+period (:func:`relative_periodicity`, the lcm of all denominators) lets one
+interval without a simple ratio dominate a chord: the equal-tempered tritone
+is 17/12 within the tolerance, so the diminished triad's common period is 60
+lowest-tone periods and it would rank below a C-D-E cluster (8:9:10, a
+stretch of the harmonic series), against every listening study below. The
+pairwise mean gives the tritone the weight of one interval in three.
 
-    c = sqrt(c_rough * c_period) = exp(-(D / D_MAX + ln L) / 2),
+**Combination.** The two scores are combined as a weighted geometric mean,
 
-i.e. the roughness count and Stolzenburg's log-periodicity are *added* as
-two dissonance terms in natural units, with no fitted weights. ``c`` is in
+    c = (1 / L) ** (3/4) * exp(-D / D_MAX) ** (1/4)
+      = exp(-(ln L + w D / D_MAX) / (1 + w)),   w = ROUGHNESS_WEIGHT = 1/3,
+
+i.e. Stolzenburg's log-periodicity and the roughness count are added as two
+dissonance terms in natural units, roughness at a third of periodicity's
+weight. Periodicity (harmonicity) is the primary cue: McDermott, Lehr &
+Oxenham (2010, "Individual differences reveal the basis of consonance",
+Current Biology 20) found consonance preferences tracking harmonicity and not
+beating. Roughness still separates voicings, timbres and registers. The
+weight is not fitted to ratings: every ``w`` from 0.1 to 0.45 gives all the
+orders below for 6-8 harmonics at C3, C4 and A4; above that roughness
+overturns the dyad order in the low register (at ``w = 1``, an equal-weight
+mean, Spearman's rho against Malmberg falls to 0.84 at C3), below it
+roughness no longer ranks the clusters under the diminished triad. ``w =
+1/3`` (periodicity counted three times) sits inside that range. ``c`` is in
 ``(0, 1]``, 1 only for a single pure tone (or silence), strictly decreasing
 in both ``D`` and ``L``.
 
@@ -66,45 +88,71 @@ ascending frequency, a partial is *explained* when it lies within
 pitch that is at least as strong; otherwise it becomes a new pitch. For
 harmonic complex tones whose fundamentals are their strongest partials this
 returns the fundamentals. A harmonic that is stronger than its fundamental
-may be reported as an extra pitch, but it is an integer multiple of a pitch
-``a/b`` of the lowest, so its simplest fraction's denominator divides ``b``
-and ``L`` is unchanged. An octave (or twelfth, ...) above a pitch at most as
-strong is absorbed into that pitch: it adds no periodicity either way.
+may be reported as an extra pitch (an octave above it adds ``L = 1`` pairs).
+The *root* (:func:`analyse_harmony`'s ``root_hz``) is the lowest pitch within
+``ROOT_MIN_DB`` (20 dB) of the strongest: the bass note, which is the chord's
+root in root position.
+
+**Partials of a segment.** :func:`segment_partials` keeps only spectral peaks
+that persist over the segment (present, and resolved, in both of its halves)
+in the stretch where it sounds, so a fade-out or a note ending inside the
+segment cannot turn window sidelobes into partials: two halves of one
+steady chord give the same partials and score alike.
 
 Anchors
 -------
 Equal-tempered harmonic complex tones, 6 harmonics with amplitudes 1/k, root
 C4 = 261.63 Hz, ideal partial lists (``c_rough`` / ``L`` / ``c``):
 
-==============  =======  =====  =====
-interval        c_rough  L      c
-==============  =======  =====  =====
-single tone     0.984    1      0.992
-unison          0.937    1      0.968
-octave          0.962    1      0.981
-perfect fifth   0.721    2      0.601
-perfect fourth  0.499    3      0.408
-major third     0.346    4      0.294
-minor third     0.266    5      0.231
-tritone         0.411    12     0.185
-minor second    0.096    15     0.080
-major triad     0.089    4      0.149
-diminished      0.037    60     0.025
-C-C#-D cluster  0.002    120    0.004
-==============  =======  =====  =====
+==============  =======  ======  =====
+sound           c_rough  L       c
+==============  =======  ======  =====
+single tone     0.984    1       0.996
+unison          0.937    1       0.984
+octave          0.962    1       0.990
+perfect fifth   0.721    2       0.548
+major sixth     0.574    3       0.382
+perfect fourth  0.499    3       0.369
+major third     0.346    4       0.271
+minor third     0.266    5       0.215
+major seventh   0.397    8       0.167
+minor seventh   0.501    9       0.162
+tritone         0.411    12      0.124
+minor second    0.096    15      0.073
+major triad     0.089    3.420   0.217
+minor triad     0.081    3.420   0.212
+augmented       0.069    4.309   0.172
+diminished      0.037    6.694   0.105
+C-D-E cluster   0.011    6.350   0.081
+C-C#-D cluster  0.002    12.164  0.031
+==============  =======  ======  =====
 
 (The ideal unison list holds every partial twice, so each rough pair of the
-single tone counts four times; from audio a unison is one tone.) Roughness
-alone ranks the tritone above the major third; its ``L = 12`` (17/12)
-against the third's 4 (5/4) reverses that. At C3 the same intervals are much rougher
-(``c_rough``: fifth 0.33, major third 0.12) and ``c`` is lower throughout
-(fifth 0.41, major third 0.17, tritone 0.12, minor second 0.07), but in the
-same order.
+single tone counts four times; from audio a unison is one tone.)
 
-The orderings unison, octave > fifth > major third > tritone > minor second
-and major > diminished > cluster hold for 6, 7 and 8 harmonics at roots C3,
-C4 and A4, and on synthesised audio through :func:`analyse_harmony` (see
-``tests/test_harmony.py``).
+Orders this model is held to (``tests/test_harmony.py``, for 6, 7 and 8
+harmonics at C3, C4 and A4, on ideal partials and on synthesised audio):
+
+* dyads against Malmberg's (1918) ranking, octave > fifth > major sixth >
+  major third > fourth > minor sixth > minor third > tritone > minor seventh
+  > major second > major seventh > minor second (as compiled by Schwartz,
+  Howe & Purves 2003, J. Neuroscience 23(18)): Spearman's rho >= 0.9 at every
+  register (0.92-0.94). The model puts the fourth above the major third
+  (4/3 is the simpler ratio) and the tritone lower than Malmberg's listeners
+  did (17/12); unison, octave > fifth > fourth > major third > tritone >
+  minor second holds exactly.
+* triads: major > minor (Roberts 1986, Acustica 62; Johnson-Laird, Kang &
+  Leong 2012, Music Perception 30(1)) > augmented and diminished (the
+  "tense" triads of Cook & Fujisawa 2006, Empirical Musicology Review 1(2);
+  their mutual order differs between studies and is not asserted) > C-D-E
+  cluster > C-C#-D cluster (chords built of seconds are the least consonant
+  in Johnson-Laird et al.; the semitone cluster has more and closer
+  seconds).
+* register: the same interval or chord is at least as consonant higher up,
+  C3 <= C4 <= A4. The critical band is roughly constant (~100 Hz) below
+  500 Hz (Plomp & Levelt 1965, JASA 38), so an interval's partials beat
+  more roughly the lower it is played: at C3 the fifth scores 0.45, the
+  major third 0.21 and the tritone 0.10 (against 0.55, 0.27, 0.12 at C4).
 
 Ratios
 ------
@@ -116,6 +164,8 @@ in ``partials_hz``.
 
 from __future__ import annotations
 
+import bisect
+import functools
 import math
 from typing import Any, Optional, Sequence
 
@@ -129,6 +179,8 @@ __all__ = [
     "dissonance",
     "estimate_pitches",
     "relative_periodicity",
+    "pairwise_periodicity",
+    "segment_partials",
     "simplest_fraction",
     "spectral_peaks",
     "frequency_ratios",
@@ -136,6 +188,8 @@ __all__ = [
     "NO_PARTIALS_CONSONANCE",
     "D_MAX",
     "RATIO_TOLERANCE",
+    "ROUGHNESS_WEIGHT",
+    "ROOT_MIN_DB",
 ]
 
 # Sethares (1993) constants.
@@ -154,6 +208,24 @@ D_MAX = float(_C1 * np.exp(-_A1 * _X_PEAK) + _C2 * np.exp(-_A2 * _X_PEAK))
 #: that harmonic" (about 16.4 cents); see the module docstring for why it is
 #: just under Stolzenburg's 1 %.
 RATIO_TOLERANCE = 0.0095
+
+#: Weight of the roughness term against periodicity's 1 (see the module
+#: docstring): harmonicity is the primary cue, roughness a secondary one.
+ROUGHNESS_WEIGHT = 1.0 / 3.0
+
+#: A pitch within this many dB of the strongest pitch is "strong"; the root
+#: is the lowest strong pitch.
+ROOT_MIN_DB = -20.0
+
+# Partials are looked for where the segment sounds: from the first to the
+# last 10 ms frame whose energy is within this many dB of the loudest.
+_ACTIVE_FLOOR_DB = -30.0
+# Shortest sounding stretch (s) split in two for the persistence check.
+_MIN_SPLIT_SECONDS = 0.08
+# Two candidates may rest on one half-window peak (partials closer than the
+# halves resolve) only when within this many dB of each other: a peak far
+# below a neighbour's, with no peak of its own, is that neighbour's sidelobe.
+_SHARE_DB = 12.0
 
 #: Consonance reported when no partial is found (silence, noise floor, too
 #: short). It is the model's own value for "nothing to beat", not a measured
@@ -356,20 +428,58 @@ def estimate_pitches(
     return f[idx], a[idx]
 
 
-def _combine(d: float, period: int) -> float:
-    # Geometric mean of exp(-D/D_MAX) and 1/L, computed in the log domain so a
-    # huge L (noise) cannot overflow a float.
-    return float(math.exp(-0.5 * (d / D_MAX + math.log(period))))
+def _mean_log_periodicity(pitches: np.ndarray, tolerance: float = RATIO_TOLERANCE) -> float:
+    """Mean over pitch pairs of ln L(pair), in nats; 0 for fewer than two pitches."""
+    f = np.sort(np.asarray(pitches, dtype=np.float64).reshape(-1))
+    if f.size < 2:
+        return 0.0
+    i, j = np.triu_indices(f.size, k=1)
+    logs = [math.log(simplest_fraction(float(b / a), tolerance=tolerance)[1]) for a, b in zip(f[i], f[j])]
+    return float(np.mean(logs))
+
+
+def pairwise_periodicity(pitches_hz: Sequence[float], *, tolerance: float = RATIO_TOLERANCE) -> float:
+    """Geometric mean of the relative periodicity of every pair of pitches.
+
+    For two pitches this is Stolzenburg's ``L``; for a chord, each pair is
+    judged against its own lower tone (the aggregate dyadic view of Huron
+    1994), so one interval without a simple ratio (the equal-tempered
+    tritone, 17/12) weighs as one interval and not as a factor of the whole
+    chord's common period.
+
+    Parameters
+    ----------
+    pitches_hz : array_like, shape (n,)
+        Fundamental frequencies in Hz (> 0, any order).
+    tolerance : float
+        Relative tolerance of the fraction approximation.
+
+    Returns
+    -------
+    float
+        ``>= 1``; 1.0 for fewer than two pitches, unisons and octaves.
+    """
+    f = np.asarray(pitches_hz, dtype=np.float64).reshape(-1)
+    if not np.isfinite(f).all() or (f <= 0).any():
+        raise ChandraError("pitches must be positive finite frequencies (Hz)")
+    return float(math.exp(_mean_log_periodicity(f, tolerance)))
+
+
+def _combine(d: float, log_period: float) -> float:
+    # Weighted geometric mean of 1/L and exp(-D/D_MAX) (weights 1 and
+    # ROUGHNESS_WEIGHT), in the log domain so noise cannot overflow a float.
+    w = ROUGHNESS_WEIGHT
+    return float(math.exp(-(log_period + w * d / D_MAX) / (1.0 + w)))
 
 
 def consonance(freqs_hz: Sequence[float], amps: Optional[Sequence[float]] = None) -> float:
     """Consonance in (0, 1] of a set of partials.
 
-    ``c = sqrt(exp(-D / D_MAX) / L)``: ``D`` is the Sethares roughness of the
-    partials (:func:`dissonance`) and ``L`` the relative periodicity
-    (:func:`relative_periodicity`) of the pitches found in them by
-    :func:`estimate_pitches`. See the module docstring for the model and
-    anchor values. An empty list or a single partial gives 1.0.
+    ``c = (1 / L) ** (3/4) * exp(-D / D_MAX) ** (1/4)``: ``D`` is the
+    Sethares roughness of the partials (:func:`dissonance`) and ``L`` the
+    pairwise periodicity (:func:`pairwise_periodicity`) of the pitches found
+    in them by :func:`estimate_pitches`. See the module docstring for the
+    model and anchor values. An empty list or a single partial gives 1.0.
 
     Parameters
     ----------
@@ -387,7 +497,15 @@ def consonance(freqs_hz: Sequence[float], amps: Optional[Sequence[float]] = None
     if f.size < 2:
         return 1.0
     pitches, _ = estimate_pitches(f, a)
-    return _combine(_pairwise(f, a), relative_periodicity(pitches))
+    return _combine(_pairwise(f, a), _mean_log_periodicity(pitches))
+
+
+@functools.lru_cache(maxsize=64)
+def _blackman(n: int) -> np.ndarray:
+    # Segments repeat lengths (the central window, the halves): build each once.
+    window = np.blackman(n)
+    window.flags.writeable = False
+    return window
 
 
 def spectral_peaks(
@@ -439,7 +557,7 @@ def spectral_peaks(
     if n < 8 or not np.isfinite(x).all():
         return empty
     x = x - x.mean()
-    window = np.blackman(n)
+    window = _blackman(n)
     n_fft = max(4096, 1 << int(np.ceil(np.log2(2 * n))))
     mag = np.abs(np.fft.rfft(x * window, n=n_fft))
     if not mag.any():
@@ -496,6 +614,113 @@ def frequency_ratios(freqs: Sequence[float]) -> list[float]:
     return [round(float(r), 4) for r in f / f[0]]
 
 
+def _sounding(x: np.ndarray, sr: int) -> np.ndarray:
+    """The stretch of ``x`` from the first to the last 10 ms frame within _ACTIVE_FLOOR_DB of the loudest."""
+    hop = max(1, int(round(0.01 * sr)))
+    n_frames = x.size // hop
+    if n_frames < 2:
+        return x
+    energy = np.add.reduceat(x[: n_frames * hop] ** 2, np.arange(0, n_frames * hop, hop))
+    if not energy.max() > 0:
+        return x
+    on = np.flatnonzero(energy >= energy.max() * 10.0 ** (_ACTIVE_FLOOR_DB / 10.0))
+    return x[on[0] * hop: min(x.size, (on[-1] + 1) * hop)]
+
+
+def segment_partials(
+    signal: Any,
+    sr: int,
+    *,
+    max_peaks: int = 12,
+    fmin: float = 50.0,
+    fmax: float = 5000.0,
+    threshold_db: float = -40.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Partials of a segment: spectral peaks that persist over it.
+
+    1. The analysis is restricted to where the segment sounds (from the first
+       to the last 10 ms frame within 30 dB of the loudest), so silence after
+       a note's end does not truncate the window and raise its sidelobes.
+    2. :func:`spectral_peaks` of that whole stretch gives candidates at full
+       frequency resolution.
+    3. Persistence: the stretch is cut into halves and each half analysed
+       the same way. A candidate is kept only if both halves have a peak
+       within their resolution (the Blackman main-lobe width, ``6 sr /
+       N_half`` Hz: partials closer than that merge into one peak there).
+       Candidates are taken strongest first, and a half-window peak
+       already supporting a candidate more than 12 dB stronger does not
+       count. Peaks that a changing envelope makes out of one partial
+       (sidelobes of a fade-out, shoulders at a fraction of a percent)
+       appear in one window but not in the other, or lean on the peak of
+       the partial they come from, and are dropped; a steady chord gives
+       the same partials in either half. Stretches shorter than 80 ms skip
+       this step.
+
+    Amplitudes are those of the whole stretch, i.e. energy-weighted over the
+    segment.
+
+    Parameters
+    ----------
+    signal : array_like, shape (n_samples,)
+    sr : int
+        Sample rate in Hz.
+    max_peaks, fmin, fmax, threshold_db
+        As in :func:`spectral_peaks`.
+
+    Returns
+    -------
+    freqs, amps : np.ndarray, float64, shape (k,)
+        Ascending frequencies (Hz) and amplitudes, ``k <= max_peaks``.
+    """
+    x = np.asarray(signal, dtype=np.float64).reshape(-1)
+    empty = (np.zeros(0), np.zeros(0))
+    if x.size < 8 or not np.isfinite(x).all():
+        return empty
+    x = _sounding(x, sr)
+    f, a = spectral_peaks(x, sr, max_peaks=4 * max_peaks, fmin=fmin, fmax=fmax, threshold_db=threshold_db)
+    if f.size == 0:
+        return empty
+    order = np.argsort(-a, kind="stable")
+    half = x.size // 2
+    if half < int(round(_MIN_SPLIT_SECONDS * sr / 2)):
+        keep = np.sort(order[:max_peaks])
+        return f[keep], a[keep]
+    resolution = 6.0 * sr / half  # the halves' Blackman main-lobe width: two partials closer merge there
+    halves = [spectral_peaks(part, sr, max_peaks=8 * max_peaks, fmin=max(fmin - resolution, 1.0),
+                             fmax=fmax + resolution, threshold_db=threshold_db - 10.0)[0]
+              for part in (x[:half], x[half:])]
+    half_freqs = [h.tolist() for h in halves]  # ascending
+    # owner[h][j]: amplitude of the strongest candidate supported by peak j of half h
+    owner = [[0.0] * len(h) for h in half_freqs]
+    share = 10.0 ** (_SHARE_DB / 20.0)
+    freqs, amps_list = f.tolist(), a.tolist()
+    keep: list[int] = []
+    for i in order.tolist():
+        fi, ai = freqs[i], amps_list[i]
+        picks = []
+        for hf, claimed in zip(half_freqs, owner):
+            # nearest usable peak within the resolution; a much stronger
+            # partial's peak is not evidence for this one
+            lo = bisect.bisect_left(hf, fi - resolution)
+            hi = bisect.bisect_right(hf, fi + resolution)
+            best, best_gap = -1, resolution
+            for j in range(lo, hi):
+                gap = abs(hf[j] - fi)
+                if gap <= best_gap and claimed[j] <= ai * share:
+                    best, best_gap = j, gap
+            if best < 0:
+                break
+            picks.append(best)
+        else:
+            for claimed, j in zip(owner, picks):
+                claimed[j] = max(claimed[j], ai)
+            keep.append(i)
+            if len(keep) >= max_peaks:
+                break
+    idx = np.sort(np.asarray(keep, dtype=np.int64))
+    return f[idx], a[idx]
+
+
 def analyse_harmony(
     y: Any,
     sr: int,
@@ -507,7 +732,7 @@ def analyse_harmony(
     fmax: float = 5000.0,
     progress: Optional[ProgressCallback] = None,
 ) -> list[dict]:
-    """Consonance, pitches, pitch ratios and partials of every segment.
+    """Consonance, pitches, root, pitch ratios and partials of every segment.
 
     Parameters
     ----------
@@ -519,10 +744,11 @@ def analyse_harmony(
         Anything with ``start`` and ``end`` arrays (seconds from file start)
         and ``len()``.
     max_partials : int
-        Strongest spectral peaks kept per segment. Roughness and the pitch
-        sieve see only these: enough for the fundamentals of a triad of
-        tones whose fundamentals are their strongest partials, but the
-        roughness of many-partial chords is then only partly counted.
+        Strongest persistent spectral peaks kept per segment
+        (:func:`segment_partials`). Roughness and the pitch sieve see only
+        these: enough for the fundamentals of a triad of tones whose
+        fundamentals are their strongest partials, but the roughness of
+        many-partial chords is then only partly counted.
     window_seconds : float
         Longest stretch analysed per segment; a longer segment is analysed
         on its central ``window_seconds`` so the attack transient does not
@@ -537,12 +763,20 @@ def analyse_harmony(
     list of dict, one per segment, in segment order
         ``consonance`` (float in (0, 1], see :func:`consonance`),
         ``pitches_hz`` (list of float, ascending: :func:`estimate_pitches`
-        on the segment's partials), ``ratios`` (list of float: the pitches
-        relative to the lowest pitch, see :func:`frequency_ratios`; a fifth
-        reads ``[1.0, ~1.5]``), ``partials_hz`` (list of float, ascending),
-        ``n_partials`` (int). Silent, empty or too-short segments get
-        ``consonance = NO_PARTIALS_CONSONANCE`` (1.0), empty lists and
-        ``n_partials = 0``.
+        on the segment's partials), ``root_hz`` (float or None: the lowest
+        pitch within ``ROOT_MIN_DB`` of the strongest pitch, i.e. the bass
+        note; for a chord in root position, its root), ``n_strong_pitches``
+        (int: pitches within ``ROOT_MIN_DB``), ``harmonic`` (bool: the
+        pitches explain the partials as harmonic tones: one pitch, or at
+        least two partials per pitch on average; noise gives a pitch for
+        almost every peak and is not harmonic), ``ratios`` (list of float:
+        the pitches relative to the lowest pitch, see
+        :func:`frequency_ratios`; a fifth reads ``[1.0, ~1.5]``),
+        ``partials_hz`` (list of float, ascending), ``n_partials`` (int).
+        Silent, empty or too-short segments get ``consonance =
+        NO_PARTIALS_CONSONANCE`` (1.0), empty lists, ``root_hz = None``,
+        ``n_strong_pitches = 0``, ``harmonic = False`` and ``n_partials =
+        0``.
     """
     x = np.asarray(y, dtype=np.float32).reshape(-1)
     if sr <= 0:
@@ -562,6 +796,7 @@ def analyse_harmony(
     max_len = max(1, int(round(window_seconds * sr)))
     min_len = int(np.ceil(_MIN_SEGMENT_SECONDS * sr))
     silence = 10.0 ** (_SILENCE_DB / 20.0)
+    strong = 10.0 ** (ROOT_MIN_DB / 20.0)
     step = max(1, n_seg // 100)
 
     out: list[dict] = []
@@ -574,12 +809,18 @@ def analyse_harmony(
         if b - a >= min_len:
             seg = x[a:b].astype(np.float64)
             if np.sqrt(np.mean(seg * seg)) > silence:
-                freqs, amps = spectral_peaks(seg, sr, max_peaks=max_partials, fmin=fmin, fmax=fmax)
+                freqs, amps = segment_partials(seg, sr, max_peaks=max_partials, fmin=fmin, fmax=fmax)
+        root = None
+        n_strong = 0
         if freqs.size:
-            # spectral_peaks returns ascending frequencies, as the sieve needs
+            # segment_partials returns ascending frequencies, as the sieve needs
             amps = amps / amps.max()
-            pitches = freqs[_sieve(freqs, amps, RATIO_TOLERANCE)]
-            c = _combine(_pairwise(freqs, amps), relative_periodicity(pitches))
+            idx = _sieve(freqs, amps, RATIO_TOLERANCE)
+            pitches, pitch_amps = freqs[idx], amps[idx]
+            c = _combine(_pairwise(freqs, amps), _mean_log_periodicity(pitches))
+            loud = pitch_amps >= strong * pitch_amps.max()
+            n_strong = int(loud.sum())
+            root = round(float(pitches[loud][0]), 3)
         else:
             pitches = freqs
             c = NO_PARTIALS_CONSONANCE
@@ -587,6 +828,9 @@ def analyse_harmony(
             {
                 "consonance": c,
                 "pitches_hz": [round(float(f), 3) for f in pitches],
+                "root_hz": root,
+                "n_strong_pitches": n_strong,
+                "harmonic": bool(pitches.size == 1 or (pitches.size and freqs.size >= 2 * pitches.size)),
                 "ratios": frequency_ratios(pitches),
                 "partials_hz": [round(float(f), 3) for f in freqs],
                 "n_partials": int(freqs.size),

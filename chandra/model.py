@@ -4,13 +4,13 @@ A :class:`Model` is everything an improvisation needs and everything a
 diagnosis needs: the per-frame events, the feature matrix, the oracle, the
 vocabulary, the provenance and the stage ledger.
 
-File format (``.chandra``, version 1.0)
+File format (``.chandra``, version 1.1)
 ---------------------------------------
 An uncompressed zip archive (``ZIP_STORED``: float features do not compress,
 and stored members can be read without inflating) holding
 
 ``model.json``
-    ``{"format": "chandra-model", "format_version": "1.0",
+    ``{"format": "chandra-model", "format_version": "1.1",
     "value_encoding": "chandra-tagged-1", "source_format", "n_frames",
     "feature_dim", "sample_rate", "oracle" (kind, threshold, metric, n_frames
     or null), "provenance", "vocabulary", "ledger", "events", "arrays"}``.
@@ -18,6 +18,9 @@ and stored members can be read without inflating) holding
 ``arrays/<name>.npy``
     One NumPy ``.npy`` member per array: ``features`` (float32), ``centers``,
     ``oracle.sfx``, ``oracle.lrs``, ``oracle.trn_ptr``, ``oracle.trn_dst``,
+    ``oracle.rep`` (since 1.1, when ``lrs`` became the exact longest
+    repeated suffix; version 1.0 files hold the Lefebvre-Lecroq ``lrs`` and
+    load with ``rep = sfx``),
     ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`.
 
 Every member carries a fixed timestamp, so saving the same model twice gives
@@ -66,8 +69,9 @@ __all__ = [
 ]
 
 FORMAT_NAME = "chandra-model"
-FORMAT_VERSION = "1.0"
-SUPPORTED_VERSIONS = ("1.0",)
+FORMAT_VERSION = "1.1"
+# 1.1: oracle.rep and exact lrs (see chandra.oracle); 1.0 files load with rep = sfx.
+SUPPORTED_VERSIONS = ("1.0", "1.1")
 VALUE_ENCODING = "chandra-tagged-1"
 
 _MODEL_JSON = "model.json"
@@ -75,6 +79,9 @@ _MODEL_JSON = "model.json"
 # reproducible byte for byte.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 _ORACLE_ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst")
+# Written since format 1.1; absent from 1.0 files, which load with rep = sfx
+# (their lrs is the Lefebvre-Lecroq context shared with sfx).
+_ORACLE_OPTIONAL = ("rep",)
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _FLOAT_TAG = "$float"
 _INT_TAG = "$int"
@@ -329,7 +336,7 @@ def _arrays_of(model: Model) -> list[tuple[str, np.ndarray]]:
         arrays.append(("centers", np.ascontiguousarray(centers)))
     if model.oracle is not None:
         oracle_arrays = model.oracle.to_arrays()
-        for key in _ORACLE_ARRAYS:
+        for key in _ORACLE_ARRAYS + _ORACLE_OPTIONAL:
             arrays.append((f"oracle.{key}", np.ascontiguousarray(oracle_arrays[key], dtype=np.int64)))
     if model.audio is not None:
         arrays.append(("audio", np.ascontiguousarray(model.audio, dtype=np.float32)))
@@ -559,14 +566,16 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
     oracle = None
     meta = document.get("oracle")
     if meta is not None:
-        missing = [k for k in _ORACLE_ARRAYS if f"oracle.{k}" not in arrays]
+        required = _ORACLE_ARRAYS + (_ORACLE_OPTIONAL if document.get("format_version") != "1.0" else ())
+        missing = [k for k in required if f"oracle.{k}" not in arrays]
         if missing or not isinstance(meta, dict):
             raise ModelFormatError(f"{path}: oracle arrays missing: {', '.join(missing) or 'meta'}")
         from chandra.errors import ChandraError
         from chandra.oracle import Oracle
 
         try:
-            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS})
+            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL
+                                               if f"oracle.{k}" in arrays})
         except ChandraError as exc:
             raise ModelFormatError(f"{path}: oracle is invalid ({_first_line(exc)})") from None
         if int(oracle.n_frames) != n:

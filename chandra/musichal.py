@@ -27,8 +27,10 @@ Python objects. What becomes of each part:
   ``transitions`` / ``suffix_links`` when ``states`` lacks them. MusicHal
   labels a transition by a frame id; only the destination state is kept.
   MusicHal stores no LRS, so ``lrs`` is recomputed from the suffix links with
-  the Lefebvre–Lecroq common-suffix recursion (exact for an oracle built
-  online; zeros with a note when the links are not strictly backwards).
+  the Lefebvre–Lecroq common-suffix recursion
+  (:func:`chandra.oracle.lefebvre_lecroq_lrs`: the context shared with the
+  suffix link as far as the graph tells; zeros with a note when the links
+  are not strictly backwards), and ``rep`` is the suffix link.
   The oracle is an audio oracle (``kind="features"``) with the file's
   ``distance_threshold``/``distance_function``; an unknown distance function
   gives a ``"tokens"`` oracle and a note. A chandra export's graph is a
@@ -396,44 +398,6 @@ def _summary(value: Any) -> Any:
     return value
 
 
-def _compute_lrs(sfx: np.ndarray, trn_ptr: np.ndarray, trn_dst: np.ndarray) -> np.ndarray | None:
-    """LRS from the graph alone (Lefebvre & Lecroq's common-suffix recursion).
-
-    The recursion needs, for state ``i``, the last state ``p`` on the
-    suffix-link path from ``i - 1`` that received a transition into ``i``
-    during online construction; those transitions are in the graph, so ``p``
-    is found by walking the path while the next state still points to ``i``.
-    Returns None when some link is not strictly backwards
-    (``0 <= sfx[i] < i``), where the recursion is undefined.
-    """
-    n_states = sfx.shape[0]
-    if n_states > 1:
-        tail = sfx[1:]
-        if np.any(tail < 0) or np.any(tail >= np.arange(1, n_states)):
-            return None
-    stride = n_states + 1
-    sources = np.repeat(np.arange(n_states, dtype=np.int64), np.diff(trn_ptr))
-    edges = set((sources * stride + trn_dst).tolist())
-    s = sfx.tolist()
-    lrs = [0] * n_states
-    for i in range(1, n_states):
-        k = s[i]
-        if k <= 0:
-            continue
-        p1 = i - 1
-        while s[p1] >= 0 and s[p1] * stride + i in edges:
-            p1 = s[p1]
-        p2 = k - 1
-        if p2 == s[p1]:
-            common = lrs[p1]
-        else:
-            while p2 > 0 and s[p2] != s[p1]:
-                p2 = s[p2]
-            common = 0 if p2 <= 0 else min(lrs[p1], lrs[p2])
-        lrs[i] = common + 1
-    return np.asarray(lrs, dtype=np.int64)
-
-
 def _per_state_list(mapping: Any, n_states: int, name: str, notes: list[str]) -> list | None:
     if mapping is None:
         return None
@@ -739,10 +703,10 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     metric = top.get("distance_function")
     oracle = None
     if graph is not None:
-        from chandra.oracle import METRICS, Oracle
+        from chandra.oracle import METRICS, Oracle, audio_oracle_lrs, lefebvre_lecroq_lrs
 
         sfx, trn_ptr, trn_dst = graph
-        lrs = None
+        lrs = rep = None
         meta: dict[str, Any]
         if block is not None and isinstance(block.get("oracle"), dict):
             stored = block["oracle"]
@@ -751,9 +715,15 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
             if lrs.shape != sfx.shape:
                 notes.append("chandra block lrs has the wrong length; recomputed from suffix links")
                 lrs = None
+            elif stored.get("rep") is not None:
+                rep = np.asarray(stored["rep"], dtype=np.int64)
+                if rep.shape != sfx.shape:
+                    notes.append("chandra block rep has the wrong length; recomputed from suffix links")
+                    lrs = rep = None
         elif (factor := _recognise_factor_oracle(events, graph, threshold, marker, notes)) is not None:
             meta = {"kind": "tokens", "threshold": None, "metric": None}
-            sfx, lrs, trn_ptr, trn_dst = factor.sfx, factor.lrs, factor.trn_ptr, factor.trn_dst
+            sfx, lrs, rep = factor.sfx, factor.lrs, factor.rep
+            trn_ptr, trn_dst = factor.trn_ptr, factor.trn_dst
         elif metric in METRICS and isinstance(threshold, (int, float)) and not isinstance(threshold, bool) \
                 and math.isfinite(threshold):
             meta = {"kind": "features", "threshold": float(threshold), "metric": metric}
@@ -761,15 +731,22 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
             meta = {"kind": "tokens", "threshold": None, "metric": None}
             notes.append(f"distance_function {metric!r} / threshold {threshold!r} not usable by chandra's audio "
                          "oracle; graph imported as kind 'tokens'")
+        if lrs is None and meta["kind"] == "features" and n and features.shape[1] > 0:
+            lrs = audio_oracle_lrs(features, sfx, threshold=meta["threshold"], metric=meta["metric"])
+            if lrs is not None:
+                notes.append("MusicHal stores no LRS; lrs recomputed from the features, threshold and suffix links")
         if lrs is None:
-            lrs = _compute_lrs(sfx, trn_ptr, trn_dst)
+            lrs = lefebvre_lecroq_lrs(sfx, trn_ptr, trn_dst)
             if lrs is None:
                 lrs = np.zeros_like(sfx)
                 notes.append("MusicHal stores no LRS and its suffix links are not strictly backwards; lrs set to 0")
             else:
                 notes.append("MusicHal stores no LRS; lrs recomputed from suffix links (Lefebvre-Lecroq)")
         try:
-            oracle = Oracle.from_arrays(meta, {"sfx": sfx, "lrs": lrs, "trn_ptr": trn_ptr, "trn_dst": trn_dst})
+            arrays = {"sfx": sfx, "lrs": lrs, "trn_ptr": trn_ptr, "trn_dst": trn_dst}
+            if rep is not None:
+                arrays["rep"] = rep
+            oracle = Oracle.from_arrays(meta, arrays)
         except ChandraError as exc:
             notes.append(f"oracle not imported: {_first_line(exc)}")
     facts["suffix_links_to_root"] = int(np.sum(oracle.sfx[1:] == 0)) if oracle is not None else None
@@ -1005,7 +982,7 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         "events_encoded": True,
         "converted_fields": list(MUSICHAL_CONVERTED_FIELDS),
         "source_format": model.source_format,
-        "oracle": {**oracle.to_meta(), "lrs": lrs},
+        "oracle": {**oracle.to_meta(), "lrs": lrs, "rep": arrays["rep"].tolist()},
         "provenance": model.provenance,
         "vocabulary": model.vocabulary,
         "ledger": model.ledger,

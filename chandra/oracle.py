@@ -10,15 +10,70 @@ Algorithms (implemented from the papers):
 
 * factor oracle: Allauzen, Crochemore & Raffinot, "Factor oracle: a new
   structure for pattern matching" (SOFSEM 1999), online construction;
-* LRS (length of the repeated suffix each suffix link points to): Lefebvre &
-  Lecroq, "Computing repeated factors with a factor oracle" (2000) and
-  Lefebvre, Lecroq & Alexandre (2003), the ``LengthCommonSuffix`` recursion
-  over suffix links;
+* exact context: the suffix automaton (Blumer et al., "The smallest automaton
+  recognizing the subwords of a text", TCS 40, 1985; Crochemore & Hancart,
+  "Automata for matching patterns", 1997), built online alongside the factor
+  oracle;
+* the Lefebvre & Lecroq ``LengthCommonSuffix`` recursion ("Computing
+  repeated factors with a factor oracle", 2000; Lefebvre, Lecroq & Alexandre
+  2003), kept for graphs that come without their symbols
+  (:func:`lefebvre_lecroq_lrs`, used by the MusicHal importer);
 * audio oracle: Dubnov, Assayag & Cont, "Audio oracle: a new algorithm for
   fast learning of audio structures" (ICMC 2007), and its variable-Markov
   form (Wang & Dubnov, VMO): symbols compared by a distance and a threshold;
 * information rate: Dubnov, "Audio oracle analysis of musical information
   rate" (2011), code lengths from a compression of the sequence by the oracle.
+
+Context: ``sfx``, ``lrs`` and ``rep``
+-------------------------------------
+``sfx`` is the textbook suffix link, unchanged. For the factor oracle it is
+the state reached by reading ``w_i``, the longest suffix of frames
+``0..i-1`` that also ends earlier (ACR 1999); because the oracle also accepts
+some non-factors, that state need not *end* with ``w_i``: in ``abbcabcdabc``,
+``w_11 = abc`` but ``sfx[11] = 4`` ends with ``bbc``. The Lefebvre-Lecroq
+recursion measures the context shared with ``sfx[i]`` through the suffix-link
+tree and so falls short of ``|w_i|`` (at 69 % of the states of 2,000 random
+two-letter tokens, 27 % with four letters; see benchmarks/RESULTS.md).
+chandra therefore stores the context exactly and says where it is:
+
+``lrs[i]``
+    factor oracle: ``|w_i|``, the true longest repeated suffix of the prefix
+    (occurrences may overlap), from a suffix automaton built in the same
+    pass: when frame ``i - 1`` is added, the suffix link of the new
+    automaton state is the state of ``w_i`` and its length is ``|w_i|``.
+``rep[i]``
+    factor oracle: the state where the *first* earlier occurrence of
+    ``w_i`` ends (the automaton state's first end position), so frames
+    ``rep[i] - lrs[i] .. rep[i] - 1`` equal frames ``i - lrs[i] .. i - 1``;
+    ``rep[i] = 0`` when ``lrs[i] = 0`` and ``rep[0] = -1``.
+
+Invariants (checked by :func:`check_oracle`): ``lrs[i] <= sfx[i]`` (reading
+``w_i`` takes ``|w_i|`` transitions, each to a later state);
+``lrs[i] = 0 <=> sfx[i] = 0 <=> rep[i] = 0`` (a frame whose symbol is new);
+``sfx[i] <= rep[i] < i`` (reading a factor from the root ends no later
+than its first occurrence, ACR 1999); the ``lrs[i]`` symbols ending at ``i`` equal those
+ending at ``rep[i]``; and ``lrs[i]`` is the longest such (no suffix of
+length ``lrs[i] + 1`` ends earlier). The context shared with ``sfx[i]``
+itself may be shorter than ``lrs[i]``; navigation uses ``rep``.
+
+The links ``i -> rep[i]`` form a tree in which the states sharing a suffix of
+length ``>= m`` with any state are exactly its component when edges with
+``lrs < m`` are cut (every later end of a word links, through ends of the
+same word, to its first end), so the longest common suffix of two states is
+the minimum ``lrs`` on the tree path between them. :mod:`chandra.generate`
+navigates this tree.
+
+Audio oracle. Threshold matching is not transitive, so "the longest repeated
+suffix over all earlier frames" is not a property an automaton can index
+(finding it needs every pair of frames, O(n^2)). chandra's choice:
+``rep[i] = sfx[i]`` and ``lrs[i]`` is the exact number of consecutive frame
+pairs ``(i-1-t, sfx[i]-1-t)``, ``t = 0, 1, ...``, that lie within the
+threshold: the context really shared with the frame the oracle links to,
+counted pair by pair with the builder's own distance. (The Lefebvre-Lecroq
+value can exceed it, as matches do not chain, or fall short of it.) With
+one-hot features and a threshold between 0 and the distance of two different
+symbols this is a common suffix of the token sequence, and the oracle's
+``sfx`` equals the factor oracle's.
 
 Construction kernels are compiled with numba (cached on disk); everything the
 dashboard or model I/O touches is plain ``int64``/``float64`` numpy arrays.
@@ -38,6 +93,9 @@ from chandra.progress import ProgressCallback, report
 __all__ = [
     "Oracle",
     "build_factor_oracle",
+    "exact_lrs",
+    "lefebvre_lecroq_lrs",
+    "audio_oracle_lrs",
     "build_audio_oracle",
     "check_oracle",
     "oracle_health",
@@ -63,6 +121,8 @@ CHECK_CODES = (
     "lrs_exceeds_sfx",
     "lrs_zero_mismatch",
     "lrs_context_mismatch",
+    "lrs_not_longest",
+    "rep_out_of_range",
     "too_many_transitions",
     "missing_direct_transition",
     "nondeterministic_transition",
@@ -70,6 +130,7 @@ CHECK_CODES = (
 )
 
 _ARRAY_NAMES = ("sfx", "lrs", "trn_ptr", "trn_dst")
+_OPTIONAL_ARRAYS = ("rep",)  # absent from models saved before exact context
 _CHUNK = 1 << 16  # states per kernel call: progress granularity, negligible overhead
 _AO_BLOCK = 256  # audio-oracle frames per kernel call (and per Gram block)
 _DENSE_RATIO = 16  # a Gram block pays off when a frame is compared with > 1/16 of the past
@@ -91,8 +152,10 @@ class Oracle:
     sfx : np.ndarray, int64, shape (n + 1,)
         Suffix link of every state; ``sfx[0] == -1``.
     lrs : np.ndarray, int64, shape (n + 1,)
-        Length of the repeated suffix shared by state ``i`` and ``sfx[i]``,
-        in frames; ``lrs[0] == 0``.
+        Context length in frames: the longest repeated suffix of frames
+        ``0..i-1`` (factor oracle), or the run of within-threshold frame
+        pairs shared with ``sfx[i]`` (audio oracle); see the module
+        docstring. ``lrs[0] == 0``.
     trn_ptr : np.ndarray, int64, shape (n + 2,)
         CSR row pointer: the forward transitions of state ``i`` are
         ``trn_dst[trn_ptr[i]:trn_ptr[i + 1]]``.
@@ -103,6 +166,14 @@ class Oracle:
         Audio oracle distance threshold (a match is ``distance < threshold``).
     metric : {"cosine", "euclidean"} or None
         Audio oracle distance.
+    rep : np.ndarray, int64, shape (n + 1,), optional
+        Where the context ends earlier: the ``lrs[i]`` frames ending at state
+        ``i`` equal those ending at state ``rep[i]`` (``rep[i] < i``;
+        ``rep[0] == -1``, ``rep[i] == 0`` when ``lrs[i] == 0``). The builders
+        set it; when omitted (an oracle saved before chandra stored exact
+        context, or one imported from a graph without symbols, whose ``lrs``
+        is the Lefebvre-Lecroq context shared with the suffix link) it is a
+        copy of ``sfx``.
     """
 
     kind: str
@@ -112,6 +183,11 @@ class Oracle:
     trn_dst: np.ndarray
     threshold: Optional[float] = None
     metric: Optional[str] = None
+    rep: Optional[np.ndarray] = None
+
+    def __post_init__(self) -> None:
+        if self.rep is None:
+            self.rep = np.array(self.sfx, dtype=np.int64, copy=True)
 
     @property
     def n_frames(self) -> int:
@@ -150,8 +226,9 @@ class Oracle:
         return np.split(src[order], np.cumsum(counts)[:-1])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The four int64 arrays (``sfx``, ``lrs``, ``trn_ptr``, ``trn_dst``) for ``.npy`` storage."""
-        return {name: np.ascontiguousarray(getattr(self, name), dtype=np.int64) for name in _ARRAY_NAMES}
+        """The int64 arrays (``sfx``, ``lrs``, ``trn_ptr``, ``trn_dst``, ``rep``) for ``.npy`` storage."""
+        return {name: np.ascontiguousarray(getattr(self, name), dtype=np.int64)
+                for name in _ARRAY_NAMES + _OPTIONAL_ARRAYS}
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-able description: ``kind``, ``threshold``, ``metric``, ``n_frames``."""
@@ -192,8 +269,10 @@ class Oracle:
             if metric is not None or threshold is not None:
                 raise ModelFormatError("a factor oracle (kind 'tokens') has no metric or threshold")
         out: dict[str, np.ndarray] = {}
-        for name in _ARRAY_NAMES:
+        for name in _ARRAY_NAMES + _OPTIONAL_ARRAYS:
             if name not in arrays:
+                if name in _OPTIONAL_ARRAYS:
+                    continue
                 raise ModelFormatError(f"oracle array {name!r} is missing")
             arr = np.asarray(arrays[name])
             if arr.dtype.kind not in "iu":
@@ -220,7 +299,14 @@ class Oracle:
             raise ModelFormatError(f"oracle 'sfx' must start with -1 and hold states in -1..{n}")
         if lrs[0] != 0 or np.any(lrs < 0):
             raise ModelFormatError("oracle 'lrs' must start with 0 and be non-negative")
-        return cls(kind=kind, sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=threshold, metric=metric)
+        rep = out.get("rep")
+        if rep is not None:
+            if rep.shape[0] != n_states:
+                raise ModelFormatError(f"oracle 'rep' has {rep.shape[0]} entries, expected {n_states}")
+            if rep[0] != -1 or np.any(rep < -1) or np.any(rep > n):
+                raise ModelFormatError(f"oracle 'rep' must start with -1 and hold states in -1..{n}")
+        return cls(kind=kind, sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=threshold, metric=metric,
+                   rep=rep)
 
 
 def _empty_oracle(kind: str, threshold: Optional[float] = None, metric: Optional[str] = None) -> Oracle:
@@ -232,6 +318,7 @@ def _empty_oracle(kind: str, threshold: Optional[float] = None, metric: Optional
         trn_dst=np.zeros(0, dtype=np.int64),
         threshold=threshold,
         metric=metric,
+        rep=np.array([-1], dtype=np.int64),
     )
 
 
@@ -279,21 +366,6 @@ def _materialise_kernels() -> None:
 
 
 @_kernel()
-def _length_common_suffix(pi1, pi2, sfx, lrs):
-    # Lefebvre-Lecroq: length of the common suffix of the prefixes ending at
-    # states pi1 and pi2, read off the suffix-link tree.
-    if pi2 == sfx[pi1]:
-        return lrs[pi1]
-    # The guard on pi2 > 0 never fires for a factor oracle; the audio oracle's
-    # non-transitive matches could otherwise walk past the root.
-    while pi2 > 0 and sfx[pi2] != sfx[pi1]:
-        pi2 = sfx[pi2]
-    if pi2 <= 0:
-        return 0
-    return min(lrs[pi1], lrs[pi2])
-
-
-@_kernel()
 def _append_edge(src, dst, head, tail, e_next, e_src, e_dst, ne):
     # Append keeps each state's list in ascending destination order, which is
     # what makes "closest match, ties to the earliest" deterministic.
@@ -327,7 +399,7 @@ def _hash_slot(key, shift):
 
 
 @_kernel()
-def _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_val, e_src, e_dst, ne):
+def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_src, e_dst, ne):
     # Non-root transitions live in an open-addressing table keyed by
     # (state, code): one probe per lookup instead of a walk along the state's
     # list, which dominated on rich alphabets.
@@ -352,7 +424,6 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_va
             tab_key[h] = key
             tab_val[h] = i
         k = sfx[i - 1]
-        pi1 = i - 1
         found = -1
         while k > -1:
             if k == 0:
@@ -375,15 +446,150 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_va
             else:
                 tab_key[h] = key
                 tab_val[h] = i
-            pi1 = k
             k = sfx[k]
-        if found < 0:
-            sfx[i] = 0
-            lrs[i] = 0
-        else:
-            sfx[i] = found
-            lrs[i] = _length_common_suffix(pi1, found - 1, sfx, lrs) + 1
+        sfx[i] = found if found >= 0 else 0
     return ne
+
+
+@_kernel()
+def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_next, tab_key, tab_val, lrs, rep):
+    # Online suffix automaton (Blumer et al. 1985) over frames start..stop-1,
+    # written for the exact longest repeated suffix: when frame i is added,
+    # the new state's suffix link is the state of the longest suffix that
+    # also ends earlier; its length is lrs[i + 1] and its first end position
+    # rep[i + 1].
+    #
+    # st[s] = (length, link, first end position, code1, target1, code2,
+    # target2, head of the overflow list): a state's first two transitions
+    # are stored inline (most states have one or two), the others in an
+    # open-addressing table keyed by (state, code) and listed per state for
+    # cloning; the root's transitions are a dense table.
+    # cursor = (n_states, last, n_overflow).
+    mask = tab_key.shape[0] - 1
+    shift = 64
+    size = tab_key.shape[0]
+    while size > 1:
+        size >>= 1
+        shift -= 1
+    nst = cursor[0]
+    last = cursor[1]
+    ne = cursor[2]
+    for i in range(start, stop):
+        c = codes[i]
+        cur = nst
+        nst += 1
+        st[cur, 0] = st[last, 0] + 1
+        st[cur, 1] = -1
+        st[cur, 2] = i + 1
+        st[cur, 3] = -1
+        st[cur, 5] = -1
+        st[cur, 7] = -1
+        p = last
+        q = -1
+        while p != -1:
+            if p == 0:
+                q = root_next[c]
+                if q >= 0:
+                    break
+                root_next[c] = cur
+            elif st[p, 3] == c:
+                q = st[p, 4]
+                break
+            elif st[p, 5] == c:
+                q = st[p, 6]
+                break
+            elif st[p, 3] < 0:
+                st[p, 3] = c
+                st[p, 4] = cur
+            elif st[p, 5] < 0:
+                st[p, 5] = c
+                st[p, 6] = cur
+            else:
+                key = p * n_codes + c
+                h = _hash_slot(key, shift)
+                if st[p, 7] >= 0:
+                    while tab_key[h] >= 0:
+                        if tab_key[h] == key:
+                            q = tab_val[h]
+                            break
+                        h = (h + 1) & mask
+                    if q >= 0:
+                        break
+                else:
+                    while tab_key[h] >= 0:
+                        h = (h + 1) & mask
+                tab_key[h] = key
+                tab_val[h] = cur
+                e_code[ne] = c
+                e_next[ne] = st[p, 7]
+                st[p, 7] = ne
+                ne += 1
+            p = st[p, 1]
+        if p == -1:
+            st[cur, 1] = 0
+        elif st[p, 0] + 1 == st[q, 0]:
+            st[cur, 1] = q
+        else:
+            clone = nst
+            nst += 1
+            st[clone, 0] = st[p, 0] + 1
+            st[clone, 1] = st[q, 1]
+            st[clone, 2] = st[q, 2]
+            st[clone, 3] = st[q, 3]
+            st[clone, 4] = st[q, 4]
+            st[clone, 5] = st[q, 5]
+            st[clone, 6] = st[q, 6]
+            st[clone, 7] = -1
+            e = st[q, 7]
+            while e >= 0:
+                d = e_code[e]
+                key = q * n_codes + d
+                h = _hash_slot(key, shift)
+                while tab_key[h] != key:
+                    h = (h + 1) & mask
+                target = tab_val[h]
+                key = clone * n_codes + d
+                h = _hash_slot(key, shift)
+                while tab_key[h] >= 0:
+                    h = (h + 1) & mask
+                tab_key[h] = key
+                tab_val[h] = target
+                e_code[ne] = d
+                e_next[ne] = st[clone, 7]
+                st[clone, 7] = ne
+                ne += 1
+                e = e_next[e]
+            while p != -1:
+                if p == 0:
+                    if root_next[c] != q:
+                        break
+                    root_next[c] = clone
+                elif st[p, 3] == c:
+                    if st[p, 4] != q:
+                        break
+                    st[p, 4] = clone
+                elif st[p, 5] == c:
+                    if st[p, 6] != q:
+                        break
+                    st[p, 6] = clone
+                else:
+                    key = p * n_codes + c
+                    h = _hash_slot(key, shift)
+                    while tab_key[h] != key:
+                        h = (h + 1) & mask
+                    if tab_val[h] != q:
+                        break
+                    tab_val[h] = clone
+                p = st[p, 1]
+            st[q, 1] = clone
+            st[cur, 1] = clone
+        u = st[cur, 1]
+        lrs[i + 1] = st[u, 0]
+        rep[i + 1] = st[u, 2] if st[u, 0] > 0 else 0
+        last = cur
+    cursor[0] = nst
+    cursor[1] = last
+    cursor[2] = ne
 
 
 @_kernel(fastmath=_FAST_MATH)
@@ -426,7 +632,6 @@ def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e
         f = i - 1
         e_next, e_src, e_dst, ne = _append_edge(i - 1, i, head, tail, e_next, e_src, e_dst, ne)
         k = sfx[i - 1]
-        pi1 = i - 1
         found = -1
         while k > -1:
             best = theta
@@ -455,16 +660,36 @@ def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e
             if found >= 0:
                 break
             e_next, e_src, e_dst, ne = _append_edge(k, i, head, tail, e_next, e_src, e_dst, ne)
-            pi1 = k
             k = sfx[k]
         if found < 0:
             sfx[i] = 0
             lrs[i] = 0
         else:
             sfx[i] = found
-            lrs[i] = _length_common_suffix(pi1, found - 1, sfx, lrs) + 1
+            lrs[i] = _matched_run(X, sqnorm, metric, theta, i, found, sfx, lrs)
     stats[0] += n_eval
     return e_next, e_src, e_dst, ne
+
+
+@_kernel()
+def _matched_run(X, sqnorm, metric, theta, i, k, sfx, lrs):
+    # Consecutive frame pairs within the threshold ending at states i and
+    # k = sfx[i] (frames i-1 and k-1 match: that is why k is the link). Where
+    # the walk reaches a pair of states already linked, a < i with
+    # sfx[a] == b, that pair's run lrs[a] is known and ends the walk, so a
+    # repeat that continues a repeat costs one step.
+    m = 1
+    a = i - 1
+    b = k - 1
+    while b > 0:
+        if sfx[a] == b:
+            return m + lrs[a]
+        if _dist(X, a - 1, b - 1, sqnorm, metric) >= theta:
+            return m
+        m += 1
+        a -= 1
+        b -= 1
+    return m
 
 
 @_kernel(fastmath=_FAST_MATH)
@@ -507,10 +732,11 @@ def _edges_to_csr(e_src, e_dst, ne, n_states):
 @_kernel(fastmath=_FAST_MATH)
 def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, verified):
     # verified[i] = min(lrs[i], M(i, sfx[i])) where M(a, b) is the number of
-    # consecutive matching frame pairs ending at states a and b. When
-    # sfx[i-1] == sfx[i] - 1 the pair chain of i extends the one of i-1, so
-    # one comparison suffices; only "jumps" walk the context. Returns the
-    # number of comparisons made.
+    # consecutive matching frame pairs ending at states a and b, and ``sfx``
+    # is whichever link the context is claimed for (the oracle's ``rep``).
+    # When sfx[i-1] == sfx[i] - 1 the pair chain of i extends the one of
+    # i-1, so one comparison suffices; only "jumps" walk the context.
+    # Returns the number of comparisons made.
     n = sfx.shape[0] - 1
     n_cmp = 0
     for i in range(1, n + 1):
@@ -591,8 +817,70 @@ def _dense_codes(sym: np.ndarray) -> tuple[np.ndarray, int]:
     return inverse.astype(np.int64, copy=False), int(uniq.size)
 
 
+class _ExactContext:
+    """The suffix automaton pass of :func:`build_factor_oracle`, fed chunk by chunk."""
+
+    def __init__(self, codes: np.ndarray, n_codes: int):
+        n = codes.shape[0]
+        cap = 2 * n + 2  # a suffix automaton has at most 2n - 1 states
+        # int32 halves the memory traffic whenever (state, code) keys fit.
+        small = cap * max(n_codes, 1) < 2**31 - 1
+        dt = np.int32 if small else np.int64
+        self.codes = codes.astype(dt, copy=False)
+        self.n_codes = n_codes
+        self.st = np.empty((cap, 8), dt)
+        self.st[0] = (0, -1, 0, -1, -1, -1, -1, -1)
+        # Overflow transitions (beyond each state's two inline ones): fewer
+        # than the automaton's 3n - 4 transitions minus one per state.
+        self.e_code = np.empty(2 * n + 8, dt)
+        self.e_next = np.empty(2 * n + 8, dt)
+        self.root_next = np.full(max(n_codes, 1), -1, dt)
+        size = 1 << max(4, int(4 * n).bit_length())  # load <= 1/2
+        self.tab_key = np.full(size, -1, dt)
+        self.tab_val = np.empty(size, dt)
+        self.cursor = np.array([1, 0, 0], np.int64)
+        self.lrs = np.zeros(n + 1, np.int64)
+        self.rep = np.zeros(n + 1, np.int64)
+        self.rep[0] = -1
+
+    def feed(self, start: int, stop: int) -> None:
+        _sam_kernel(self.codes, self.n_codes, start, stop, self.cursor, self.st, self.e_code, self.e_next,
+                    self.root_next, self.tab_key, self.tab_val, self.lrs, self.rep)
+
+
+def exact_lrs(symbols: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Exact longest repeated suffix of every prefix of a token sequence, and where it ends first.
+
+    Parameters
+    ----------
+    symbols : array_like of int, shape (n,)
+
+    Returns
+    -------
+    lrs : np.ndarray, int64, shape (n + 1,)
+        ``lrs[i]`` is the length of the longest suffix of ``symbols[:i]``
+        that also ends at an earlier position (occurrences may overlap);
+        ``lrs[0] = 0``.
+    rep : np.ndarray, int64, shape (n + 1,)
+        ``rep[i]`` is the smallest ``j < i`` with ``symbols[j - lrs[i]:j] ==
+        symbols[i - lrs[i]:i]`` (0 when ``lrs[i] = 0``); ``rep[0] = -1``.
+
+    Notes
+    -----
+    One online suffix-automaton pass, linear in ``n`` for a fixed alphabet;
+    this is what :func:`build_factor_oracle` stores as ``lrs`` and ``rep``.
+    """
+    sym = _as_symbols(symbols)
+    if sym.size == 0:
+        return np.zeros(1, np.int64), np.full(1, -1, np.int64)
+    codes, n_codes = _dense_codes(sym)
+    ctx = _ExactContext(codes, n_codes)
+    ctx.feed(0, sym.size)
+    return ctx.lrs, ctx.rep
+
+
 def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = None) -> Oracle:
-    """Build the factor oracle of a token sequence, online, with LRS.
+    """Build the factor oracle of a token sequence, online, with exact context.
 
     Parameters
     ----------
@@ -604,7 +892,8 @@ def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = 
     Returns
     -------
     Oracle
-        ``kind="tokens"``, n + 1 states, at most 2n - 1 transitions.
+        ``kind="tokens"``, n + 1 states, at most 2n - 1 transitions, with
+        exact ``lrs`` and ``rep`` (see the module docstring).
 
     Notes
     -----
@@ -612,16 +901,14 @@ def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = 
     state ``i`` and the transition ``i-1 -> i``; the suffix chain of ``i - 1``
     is walked, adding ``k -> i`` from each state lacking a transition on the
     new symbol; the first state that has one gives ``sfx[i]`` (its target),
-    else ``sfx[i] = 0``. ``lrs[i]`` follows Lefebvre & Lecroq's
-    ``LengthCommonSuffix``. Linear time for a fixed alphabet (root lookups
-    use a dense table, other states an open-addressing hash table).
+    else ``sfx[i] = 0``. Linear time for a fixed alphabet (root lookups use a
+    dense table, other states an open-addressing hash table).
 
-    ``lrs[i]`` is the length of a suffix of frames ``..i-1`` that also ends at
-    frame ``sfx[i] - 1``: it is always a genuine repeat, and exact when the
-    longest repeated suffix has length <= 1, but it can be shorter than the
-    longest repeated suffix because the oracle also recognises some
-    non-factors (in ``abbcabcdabc``, ``sfx[11] = 4`` and ``lrs[11] = 2``
-    though ``abc`` repeats).
+    ``lrs`` and ``rep`` come from a suffix automaton built in the same pass
+    (:func:`exact_lrs`): ``lrs[i]`` is the true longest repeated suffix, not
+    the Lefebvre-Lecroq lower bound read off the suffix links (in
+    ``abbcabcdabc``, ``sfx[11] = 4`` shares only ``bc`` with state 11, but
+    ``lrs[11] = 3`` and ``rep[11] = 7``: ``abc`` ends at 7).
     """
     sym = _as_symbols(symbols)
     n = sym.size
@@ -630,24 +917,133 @@ def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = 
         return _empty_oracle("tokens")
     codes, n_codes = _dense_codes(sym)
     sfx = np.empty(n + 1, np.int64)
-    lrs = np.empty(n + 1, np.int64)
-    sfx[0], lrs[0] = -1, 0
+    sfx[0] = -1
     root_next = np.full(n_codes, -1, np.int64)
     # At most 2n - 1 transitions (ACR 1999); a power-of-two table of more
     # than 4n slots keeps the load under 1/2 and probe sequences short.
     size = 1 << max(4, int(4 * n).bit_length())
-    tab_key = np.full(size, -1, np.int64)
-    tab_val = np.empty(size, np.int64)
+    # int32 halves the table's memory traffic whenever (state, code) keys fit.
+    dt = np.int32 if (n + 1) * max(n_codes, 1) < 2**31 - 1 else np.int64
+    tab_key = np.full(size, -1, dt)
+    tab_val = np.empty(size, dt)
     cap = 2 * n + 1
     e_src = np.empty(cap, np.int64)
     e_dst = np.empty(cap, np.int64)
     ne = 0
+    context = _ExactContext(codes, n_codes)
     for start in range(0, n, _CHUNK):
         stop = min(n, start + _CHUNK)
-        ne = _fo_kernel(codes, n_codes, start, stop, sfx, lrs, root_next, tab_key, tab_val, e_src, e_dst, ne)
+        ne = _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_src, e_dst, ne)
+        context.feed(start, stop)
         report(progress, "oracle", stop, n)
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
-    return Oracle(kind="tokens", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst)
+    return Oracle(kind="tokens", sfx=sfx, lrs=context.lrs, trn_ptr=ptr, trn_dst=dst, rep=context.rep)
+
+
+@_kernel()
+def _matched_runs_kernel(X, sqnorm, metric, theta, sfx, lrs):
+    for i in range(1, sfx.shape[0]):
+        k = sfx[i]
+        if k <= 0:
+            lrs[i] = 0
+        else:
+            lrs[i] = _matched_run(X, sqnorm, metric, theta, i, k, sfx, lrs)
+
+
+def audio_oracle_lrs(features: Any, sfx: Any, *, threshold: float, metric: str) -> Optional[np.ndarray]:
+    """The audio oracle's exact context for a graph whose features are known.
+
+    For every state ``i`` with ``sfx[i] > 0``: the number of consecutive
+    frame pairs ending at ``i`` and ``sfx[i]`` within ``threshold`` (the
+    value :func:`build_audio_oracle` stores). An imported audio oracle (a
+    MusicHal file: graph and features, no LRS) gets the same context back
+    this way, rather than the graph-only estimate of
+    :func:`lefebvre_lecroq_lrs`.
+
+    Parameters
+    ----------
+    features : array_like of float, shape (n, d)
+    sfx : array_like of int, shape (n + 1,)
+    threshold : float
+    metric : {"cosine", "euclidean"}
+
+    Returns
+    -------
+    np.ndarray of int64, shape (n + 1,), or None
+        None when the links are not strictly backwards (``0 <= sfx[i] < i``)
+        or the features do not have one row per frame.
+    """
+    X = _as_features(features, check_finite=False)
+    sfx = np.ascontiguousarray(sfx, dtype=np.int64)
+    n_states = sfx.shape[0]
+    if X.shape[0] != n_states - 1:
+        return None
+    if n_states > 1 and (np.any(sfx[1:] < 0) or np.any(sfx[1:] >= np.arange(1, n_states))):
+        return None
+    lrs = np.zeros(n_states, np.int64)
+    if n_states > 1:
+        _matched_runs_kernel(X, _sqnorms(X), _metric_code(metric), float(threshold), sfx, lrs)
+    return lrs
+
+
+def lefebvre_lecroq_lrs(sfx: Any, trn_ptr: Any, trn_dst: Any) -> Optional[np.ndarray]:
+    """Context lengths from an oracle graph alone (Lefebvre & Lecroq's common-suffix recursion).
+
+    For graphs that come without their symbols (a MusicHal 9000 file holds
+    the transitions and suffix links of an audio oracle but neither the
+    features' matches nor any LRS), this is the best available estimate:
+    ``lrs[i] = LengthCommonSuffix(p, sfx[i] - 1) + 1``, where ``p`` is the
+    last state on the suffix-link path from ``i - 1`` that received a
+    transition into ``i`` during online construction (those transitions are
+    in the graph, so ``p`` is found by walking the path while the next state
+    still points to ``i``), and ``LengthCommonSuffix`` reads the suffix-link
+    tree (Lefebvre & Lecroq 2000; Lefebvre, Lecroq & Alexandre 2003). It is
+    the context shared with ``sfx[i]`` as far as the tree can tell: a lower
+    bound of the longest repeated suffix on a factor oracle (see
+    :func:`exact_lrs` for the exact value when symbols are known).
+
+    Parameters
+    ----------
+    sfx : array_like of int, shape (n + 1,)
+    trn_ptr : array_like of int, shape (n + 2,)
+    trn_dst : array_like of int, shape (n_transitions,)
+        The oracle's suffix links and CSR transitions.
+
+    Returns
+    -------
+    np.ndarray of int64, shape (n + 1,), or None
+        None when some link is not strictly backwards (``0 <= sfx[i] < i``),
+        where the recursion is undefined.
+    """
+    sfx = np.asarray(sfx, dtype=np.int64)
+    trn_ptr = np.asarray(trn_ptr, dtype=np.int64)
+    trn_dst = np.asarray(trn_dst, dtype=np.int64)
+    n_states = sfx.shape[0]
+    if n_states > 1:
+        tail = sfx[1:]
+        if np.any(tail < 0) or np.any(tail >= np.arange(1, n_states)):
+            return None
+    stride = n_states + 1
+    sources = np.repeat(np.arange(n_states, dtype=np.int64), np.diff(trn_ptr)[:n_states])
+    edges = set((sources * stride + trn_dst[: sources.size]).tolist())
+    s = sfx.tolist()
+    lrs = [0] * n_states
+    for i in range(1, n_states):
+        k = s[i]
+        if k <= 0:
+            continue
+        p1 = i - 1
+        while s[p1] >= 0 and s[p1] * stride + i in edges:
+            p1 = s[p1]
+        p2 = k - 1
+        if p2 == s[p1]:
+            common = lrs[p1]
+        else:
+            while p2 > 0 and s[p2] != s[p1]:
+                p2 = s[p2]
+            common = 0 if p2 <= 0 else min(lrs[p1], lrs[p2])
+        lrs[i] = common + 1
+    return np.asarray(lrs, dtype=np.int64)
 
 
 def _as_features(features: Any, *, check_finite: bool = True) -> np.ndarray:
@@ -724,10 +1120,14 @@ def build_audio_oracle(
     of ``k``'s transitions. If one or more are within the threshold the
     closest one's destination (earliest on ties) becomes ``sfx[i]``; else
     ``k -> i`` is added and the walk goes on; reaching past the root gives
-    ``sfx[i] = 0``. ``lrs`` as in :func:`build_factor_oracle`. With one-hot
+    ``sfx[i] = 0``. ``lrs[i]`` is the number of consecutive frame pairs
+    ending at ``i`` and ``sfx[i]`` within the threshold (exact, counted with
+    the builder's distance; see the module docstring for why this is the
+    audio oracle's "exact" context) and ``rep`` equals ``sfx``. With one-hot
     (or otherwise well separated) frames and a threshold between within- and
-    between-symbol distances the result equals the factor oracle of the
-    symbol sequence.
+    between-symbol distances ``sfx`` and the transitions equal the factor
+    oracle's of the symbol sequence, and ``lrs[i]`` is the common suffix of
+    states ``i`` and ``sfx[i]``.
 
     Cost. Each comparison is one ``d``-dimensional distance (squared norms are
     precomputed). On structured material (frames recurring within the
@@ -781,7 +1181,8 @@ def build_audio_oracle(
         dense = per_frame * _DENSE_RATIO > stop
         report(progress, "oracle", stop, n)
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
-    return Oracle(kind="features", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=theta, metric=metric)
+    return Oracle(kind="features", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=theta, metric=metric,
+                  rep=sfx.copy())
 
 
 # ---------------------------------------------------------------------------
@@ -847,10 +1248,18 @@ def check_oracle(
         ``sfx_out_of_range``  not ``0 <= sfx[i] < i`` (i >= 1) or ``sfx[0] != -1``;
         ``lrs_exceeds_sfx``  ``lrs[i] > sfx[i]``;
         ``lrs_zero_mismatch``  ``lrs[i] == 0`` but ``sfx[i] != 0`` or vice versa;
+        ``rep_out_of_range``  ``rep[0] != -1``, or for i >= 1 not
+        ``sfx[i] <= rep[i] < i`` (``rep[i] == 0`` when ``sfx[i] == 0``);
         ``lrs_context_mismatch``  the ``lrs[i]`` frames ending at ``i`` differ
-        from those ending at ``sfx[i]``: exact symbol equality for tokens; for
+        from those ending at ``rep[i]``: exact symbol equality for tokens; for
         an audio oracle each aligned pair should be within the threshold, but
-        matching is not transitive, so there it is a ``"warning"``;
+        an imported graph's Lefebvre-Lecroq values can exceed the pairwise
+        run (matching is not transitive), so there it is a ``"warning"``;
+        ``lrs_not_longest``  (``"warning"``) the context is underestimated:
+        with symbols, a longer suffix of the prefix ends earlier
+        (:func:`exact_lrs`); with features, the pair before the ``lrs[i]``
+        matched pairs also matches. Oracles saved before chandra stored exact
+        context, and imported graphs, show it; rebuilding the oracle fixes it;
         ``too_many_transitions``  more than ``2n - 1`` (factor oracle);
         ``missing_direct_transition``  no ``i-1 -> i``;
         ``nondeterministic_transition``  two transitions of one state with the
@@ -860,9 +1269,9 @@ def check_oracle(
 
     Notes
     -----
-    Linear in ``n`` plus the transitions; the context check compares one pair
-    per state while suffix links advance in step and walks the context only
-    where they jump.
+    Linear in ``n`` plus the transitions (and one suffix-automaton pass with
+    symbols); the context check compares one pair per state while the
+    ``rep`` links advance in step and walks the context only where they jump.
     """
     col = _Collector(max(0, int(max_per_code)))
     try:
@@ -877,6 +1286,7 @@ def check_oracle(
         col.add_global("malformed", str(exc))
         return col.records
     sfx, lrs, ptr, dst = arrays["sfx"], arrays["lrs"], arrays["trn_ptr"], arrays["trn_dst"]
+    rep = arrays["rep"]
     n = sfx.shape[0] - 1
     idx = np.arange(n + 1, dtype=np.int64)
 
@@ -911,6 +1321,16 @@ def check_oracle(
     )
     zero_bad = np.flatnonzero(in_range & ((lrs == 0) != (sfx == 0)))
     col.add("lrs_zero_mismatch", zero_bad, lambda s: f"lrs[{s}] = {lrs[s]} but sfx[{s}] = {sfx[s]}")
+    rep_ok = np.zeros(n + 1, dtype=bool)
+    rep_ok[0] = rep[0] == -1
+    rep_ok[1:] = np.where(sfx[1:] == 0, rep[1:] == 0, (rep[1:] >= sfx[1:]) & (rep[1:] < idx[1:]))
+    rep_bad = np.flatnonzero(~rep_ok & (in_range | (idx == 0)))
+    col.add(
+        "rep_out_of_range",
+        rep_bad,
+        lambda s: f"rep[{s}] = {rep[s]} is not -1" if s == 0 else
+        f"rep[{s}] = {rep[s]} is not in {sfx[s]}..{s - 1}" if sfx[s] > 0 else f"rep[{s}] = {rep[s]} but sfx[{s}] = 0",
+    )
 
     # Transitions.
     if oracle.kind == "tokens" and n >= 1 and dst.size > 2 * n - 1:
@@ -932,8 +1352,8 @@ def check_oracle(
             lambda s: f"state {s} has two transitions labelled by the same token",
         )
 
-    # Context of the repeated suffix.
-    valid = in_range & (sfx >= 1) & (lrs >= 1) & (lrs <= sfx)
+    # Context of the repeated suffix: it ends at rep[i] too, and is the longest.
+    valid = in_range & rep_ok & (sfx >= 1) & (lrs >= 1) & (lrs <= rep)
     use_symbols = oracle.kind == "tokens" and sym is not None
     use_features = oracle.kind == "features" and X is not None and n > 0
     if use_symbols or use_features:
@@ -941,20 +1361,48 @@ def check_oracle(
         dummy_sym = np.zeros(1, np.int64)
         dummy_X = np.zeros((1, 1), np.float64)
         if use_symbols:
-            _context_check(sym, dummy_X, np.zeros(1), 0, 0.0, True, sfx, lrs, valid, verified)
+            _context_check(sym, dummy_X, np.zeros(1), 0, 0.0, True, rep, lrs, valid, verified)
         else:
             _context_check(
                 dummy_sym, X, sqnorm, _metric_code(oracle.metric), float(oracle.threshold), False,
-                sfx, lrs, valid, verified,
+                rep, lrs, valid, verified,
             )
         ctx_bad = np.flatnonzero(valid & (verified < lrs))
         what = "symbols" if use_symbols else "frame pairs within the threshold"
         col.add(
             "lrs_context_mismatch",
             ctx_bad,
-            lambda s: f"only {verified[s]} of the lrs[{s}] = {lrs[s]} {what} ending at {s} and sfx = {sfx[s]} agree",
+            lambda s: f"only {verified[s]} of the lrs[{s}] = {lrs[s]} {what} ending at {s} and rep = {rep[s]} agree",
             severity="error" if use_symbols else "warning",
         )
+        # A context that holds but is not the longest (a wrong one is a
+        # mismatch above, a missing one a zero mismatch).
+        holds = valid & (verified == lrs)
+        if use_symbols:
+            longest, first_end = exact_lrs(sym)
+            short = np.flatnonzero(holds & (lrs < longest))
+            col.add(
+                "lrs_not_longest",
+                short,
+                lambda s: f"lrs[{s}] = {lrs[s]} but the longest repeated suffix has {longest[s]} symbols "
+                f"(first ending at {first_end[s]})",
+                severity="warning",
+            )
+        else:
+            # The run is the longest when the pair just before it fails (or
+            # one side reaches the first frame).
+            full = np.flatnonzero(holds & (rep - lrs >= 1))
+            longer = full[:0]
+            if full.size:
+                d = _pair_distances(X, full - 1 - lrs[full], rep[full] - 1 - lrs[full], oracle.metric, sqnorm)
+                longer = full[d < float(oracle.threshold)]
+            col.add(
+                "lrs_not_longest",
+                longer,
+                lambda s: f"lrs[{s}] = {lrs[s]} but frames {s - 1 - lrs[s]} and {rep[s] - 1 - lrs[s]} "
+                "also match: the run shared with rep is longer",
+                severity="warning",
+            )
 
     if use_features:
         linked = np.flatnonzero(in_range & (sfx > 0))

@@ -17,6 +17,7 @@ import streamlit as st
 from dashboard import common
 
 from chandra.errors import ChandraError, ConstraintError
+from chandra.generate import DEFAULT_TABOO
 from chandra.figures.diagnostics import (
     field_matrix_figure,
     generation_timeline_figure,
@@ -115,7 +116,8 @@ def generate(model, model_path: Path, params: dict) -> Path:
         return record_path
     gen = improvise(model, seconds=params["seconds"], seed=params["seed"], continuity=params["continuity"],
                     min_lrs=params["min_lrs"], max_continuous=params["max_continuous"],
-                    where=params["where"] or None)
+                    where=params["where"] or None, where_mode=params.get("where_mode", "filter"),
+                    where_weight=params.get("where_weight", 4.0), taboo=params.get("taboo", DEFAULT_TABOO))
     y, sr = resynthesise(model, gen, crossfade_ms=params["crossfade_ms"])
     wav_path = folder / f"gen_{digest}.wav"
     write_wav(wav_path, y, sr)
@@ -141,6 +143,28 @@ def generate(model, model_path: Path, params: dict) -> Path:
     return record_path
 
 
+def show_quality(summary: dict) -> None:
+    """Variety of the path: distinct frames, the most played ones, verbatim copies, context, restarts."""
+    if "top2_share" not in summary:
+        return  # a record written before these were measured
+    cols = st.columns(6)
+    coverage = summary.get("coverage")
+    cols[0].metric("distinct frames", summary.get("unique_frames", "—"),
+                   help="Different source frames played" + ("" if coverage is None else
+                        f"; {coverage:.0%} of min(steps, playable frames)"))
+    cols[1].metric("top-2 frames", f"{summary['top2_share']:.1%}",
+                   help="Share of the steps taken by the two most played frames (a loop shows here)")
+    copy_s = summary.get("longest_copy_s")
+    cols[2].metric("longest copy", "—" if copy_s is None else f"{copy_s:.1f} s",
+                   help="Longest stretch played verbatim in source order")
+    median = summary.get("median_jump_lrs")
+    cols[3].metric("median jump LRS", "—" if median is None else f"{median:g}",
+                   help="Frames of context shared at a jump (median)")
+    cols[4].metric("restarts", summary.get("n_restarts", 0), help="Times the walk reached the end of the source")
+    cols[5].metric("playable frames", summary.get("qualifying_frames") or "—",
+                   help="Frames the constraint allows (all of them in weight mode)")
+
+
 def show_result(model, record_path: Path) -> None:
     record = read_record(str(record_path), record_path.stat().st_mtime)
     wav_path = record_path.parent / record["wav"]
@@ -155,6 +179,7 @@ def show_result(model, record_path: Path) -> None:
     cols[3].metric("mean jump LRS", "—" if mean_lrs is None else f"{mean_lrs:.1f}")
     cols[4].metric("fallbacks", summary.get("n_fallbacks", len(gen["fallbacks"])))
     cols[5].metric("unique tokens", summary.get("unique_tokens", "—"))
+    show_quality(summary)
 
     fallbacks = gen.get("fallbacks") or []
     if fallbacks:
@@ -197,7 +222,8 @@ def show_result(model, record_path: Path) -> None:
 common.page_setup("Generate")
 st.title("Generate")
 st.caption("Improvise from the model's oracle: forward steps continue the source, jumps follow suffix links "
-           "to places sharing at least 'min LRS' frames of context. The result is spliced from the source audio.")
+           "to places sharing at least 'min LRS' frames of context, and no frame plays again within the taboo "
+           "window. The result is spliced from the source audio.")
 
 path_text = choose_model_path()
 if path_text:
@@ -235,6 +261,13 @@ if path_text:
                                      value=0, step=1)
     where = st.text_input("Where (constraint on event fields)", key="generate_where",
                           placeholder="e.g. consonance > 0.5 and gesture_token in {1, 2}")
+    c7, c8, c9 = st.columns(3)
+    where_mode = c7.radio("Constraint mode", ["filter", "weight"], horizontal=True, key="generate_where_mode",
+                          help="filter: play only matching frames; weight: make matching frames likelier")
+    where_weight = c8.number_input("Weight of matching frames", min_value=1.01, max_value=1000.0, value=4.0,
+                                   step=0.5, disabled=where_mode != "weight", key="generate_where_weight")
+    taboo = c9.number_input("Taboo (steps before a frame may play again; 0 = off)", min_value=0,
+                            max_value=10000, value=DEFAULT_TABOO, step=1, key="generate_taboo")
     where_ok = True
     if where.strip():
         where_ok, message = where_check(model, where.strip())
@@ -245,7 +278,9 @@ if path_text:
 
     params = {"seconds": float(seconds), "seed": int(seed), "continuity": float(continuity),
               "min_lrs": int(min_lrs), "max_continuous": int(max_continuous) or None,
-              "where": where.strip(), "crossfade_ms": float(crossfade_ms)}
+              "where": where.strip(), "crossfade_ms": float(crossfade_ms),
+              "where_mode": where_mode if where.strip() else "filter",
+              "where_weight": float(where_weight), "taboo": int(taboo)}
     if st.button("Generate", type="primary", disabled=model.audio is None):
         try:
             with st.spinner("Improvising…"):

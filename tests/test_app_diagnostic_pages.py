@@ -188,6 +188,27 @@ def test_generate_page_produces_audio(run_with_model):
     assert record["ledger_entry"]["stage"] == "generated"
 
 
+def test_generate_page_weight_mode_taboo_and_quality(run_with_model):
+    root, run_id = run_with_model
+    at = AppTest.from_file(GENERATE, default_timeout=TIMEOUT)
+    at.query_params["run"] = run_id
+    at.run()
+    at.number_input[0].set_value(6.0)  # seconds
+    at.text_input(key="generate_where").set_value("consonance > 0.1").run()
+    at.radio(key="generate_where_mode").set_value("weight").run()
+    at.number_input(key="generate_where_weight").set_value(8.0)
+    at.number_input(key="generate_taboo").set_value(4)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception, at.exception
+    assert not _errors(at)
+    for label in ("distinct frames", "top-2 frames", "longest copy", "median jump LRS", "restarts"):
+        _metric(at, label)
+    record = json.loads(next((root / run_id / "generations").glob("gen_*.json")).read_text())
+    params = record["generation"]["params"]
+    assert (params["where_mode"], params["where_weight"], params["taboo"]) == ("weight", 8.0, 4)
+    assert record["summary"]["qualifying_frames"] == params["source_frames"]  # weight mode: all playable
+
+
 def test_generate_page_constraint_errors_in_place(run_with_model):
     root, run_id = run_with_model
     at = AppTest.from_file(GENERATE, default_timeout=TIMEOUT)

@@ -250,6 +250,29 @@ def test_cli_terms_leave_quoted_text_and_other_words_alone():
     assert _in_cli_terms("model 'x' needs code; a model directory", train) == "model 'x' needs code; a model directory"
 
 
+def test_generate_weight_mode_taboo_and_quality_report(trained_samples, tmp_path, capsys):
+    model_path = trained_samples[SAMPLES[0]]
+    capsys.readouterr()
+    assert main(["generate", str(model_path), "-o", str(tmp_path / "w.wav"), "--seconds", "8", "--json",
+                 "--where", "consonance > 0.1", "--where-mode", "weight", "--weight", "8", "--taboo", "4"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    for key in ("unique_frames", "coverage", "max_frame_share", "top2_share", "longest_copy_s",
+                "longest_copy_frames", "mean_jump_lrs", "median_jump_lrs", "n_restarts", "n_fallbacks"):
+        assert key in summary, key
+    assert summary["qualifying_frames"] == load_model(model_path).n_frames  # weight mode: every frame playable
+    assert 0.0 < summary["top2_share"] <= 1.0 and summary["longest_copy_s"] > 0
+    # usage mistakes are one readable line each
+    for extra, message in ((["--weight", "3"], "--weight applies to --where-mode weight"),
+                           (["--where-mode", "weight", "--weight", "0", "--where", "consonance > 0.1"],
+                            "--weight must be positive"),
+                           (["--where-mode", "weight"], "needs a --where"),
+                           (["--taboo", "-2"], "--taboo must be")):
+        out = tmp_path / "bad.wav"
+        assert main(["generate", str(model_path), "-o", str(out), "--seconds", "2", *extra]) == 1
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0] and not out.exists()
+
+
 def test_generate_with_an_impossible_constraint_fails_clearly(trained_samples, tmp_path, capsys):
     out = tmp_path / "x.wav"
     assert main(["generate", str(trained_samples[SAMPLES[0]]), "-o", str(out), "--where", "consonance > 5"]) == 1

@@ -249,3 +249,34 @@ def test_pickled_member_is_refused(tmp_path, good_file):
     _rezip(good_file, bad, replace={"arrays/centers.npy": buffer.getvalue()})
     message = _one_line_error(bad)
     assert "arrays/centers.npy" in message
+
+
+def test_format_1_0_files_load_with_rep_on_the_suffix_link(tmp_path):
+    # Version 1.1 added oracle.rep (exact context); a 1.0 file has none and
+    # its lrs is the Lefebvre-Lecroq context shared with the suffix link.
+    from chandra.oracle import check_oracle, lefebvre_lecroq_lrs
+
+    tokens = [0, 1, 1, 2, 0, 1, 2, 3, 0, 1, 2]  # "abbcabcdabc": state 11's repeat ends at 7, its link is 4
+    model = make_model([{"t": float(i), "gesture_token": k} for i, k in enumerate(tokens)])
+    current = save_model(model, tmp_path / "current.chandra")
+    doc = json.loads(zipfile.ZipFile(current).read("model.json"))
+    assert doc["format_version"] == FORMAT_VERSION == "1.1" and "oracle.rep" in doc["arrays"]
+    assert np.array_equal(load_model(current).oracle.rep, model.oracle.rep)
+
+    old_lrs = lefebvre_lecroq_lrs(model.oracle.sfx, model.oracle.trn_ptr, model.oracle.trn_dst)
+    buffer = io.BytesIO()
+    np.save(buffer, old_lrs)
+    member = doc["arrays"].pop("oracle.rep")["member"]
+    doc["format_version"] = "1.0"
+    legacy = tmp_path / "legacy.chandra"
+    _rezip(current, legacy, drop=(member,),
+           replace={"model.json": json.dumps(doc), doc["arrays"]["oracle.lrs"]["member"]: buffer.getvalue()})
+    back = load_model(legacy)
+    assert np.array_equal(back.oracle.rep, back.oracle.sfx) and np.array_equal(back.oracle.lrs, old_lrs)
+    found = check_oracle(back.oracle, symbols=np.array(tokens))
+    assert {r["code"] for r in found} == {"lrs_not_longest"} and all(r["severity"] == "warning" for r in found)
+
+    doc["format_version"] = "1.1"  # a 1.1 file must carry rep
+    broken = tmp_path / "broken.chandra"
+    _rezip(current, broken, drop=(member,), replace={"model.json": json.dumps(doc)})
+    assert "rep" in _one_line_error(broken)

@@ -158,12 +158,41 @@ def test_lrs_recomputed_from_graph_matches_chandra_oracle(tmp_path, kind):
     model = Model(events=[{"t": i * 0.1, "gesture_token": int(k)} for i, k in enumerate(tokens)],
                   features=features, oracle=oracle)
     path = export_musichal(model, tmp_path / "fo.json")
+    # with chandra's block the exact context comes back as it was
+    restored = load_model(path).oracle
+    assert np.array_equal(restored.lrs, oracle.lrs) and np.array_equal(restored.rep, oracle.rep)
     obj = json.loads(path.read_text())
-    del obj["chandra"]  # as MusicHal itself would write it: no LRS anywhere
-    back = load_model(write(tmp_path, "plain.json", obj))
+    del obj["chandra"]  # as MusicHal itself re-saves it: no LRS anywhere, the stats marker kept
+    back = load_model(write(tmp_path, "resaved.json", obj))
     assert np.array_equal(back.oracle.sfx, oracle.sfx)
-    assert np.array_equal(back.oracle.lrs, oracle.lrs)
     assert np.array_equal(back.oracle.trn_dst, oracle.trn_dst)
+    from chandra.oracle import check_oracle, lefebvre_lecroq_lrs
+
+    if kind == "tokens":
+        # the marker says "factor oracle over gesture tokens": the importer
+        # rebuilds it from the frames' tokens, exact context included
+        assert back.oracle.kind == "tokens"
+        assert np.array_equal(back.oracle.lrs, oracle.lrs) and np.array_equal(back.oracle.rep, oracle.rep)
+    # a file that is not ours (no block, no marker) is read as the audio oracle
+    # its threshold describes: its context comes back exactly from the
+    # features and threshold (for our own audio oracle: the stored lrs)
+    del obj["stats"]["chandra_export"]
+    plain = load_model(write(tmp_path, "plain.json", obj))
+    assert plain.oracle.kind == "features"
+    assert np.array_equal(plain.oracle.sfx, oracle.sfx)
+    if kind == "features":
+        assert np.array_equal(plain.oracle.lrs, oracle.lrs)
+    errors = [r for r in check_oracle(plain.oracle, features=plain.features) if r["severity"] == "error"]
+    assert errors == []
+    # without usable features only the graph is left: the Lefebvre-Lecroq
+    # context shared with the suffix link, a lower bound of the exact one
+    for frame in obj["audio_frames"].values():
+        frame["features"] = []
+    bare = load_model(write(tmp_path, "bare.json", obj))
+    assert np.array_equal(bare.oracle.lrs, lefebvre_lecroq_lrs(oracle.sfx, oracle.trn_ptr, oracle.trn_dst))
+    assert np.array_equal(bare.oracle.rep, bare.oracle.sfx)
+    if kind == "tokens":
+        assert np.all(bare.oracle.lrs <= oracle.lrs)
 
 
 keys = st.one_of(st.text(max_size=6), st.sampled_from(["$float", "$$", "ü", "t.x"]))

@@ -19,15 +19,17 @@ from chandra.oracle import (
     build_factor_oracle,
     check_oracle,
     default_thresholds,
+    exact_lrs,
     information_rate,
     information_rate_profile,
     ir_threshold_sweep,
     ir_tokens,
+    lefebvre_lecroq_lrs,
     oracle_health,
     select_threshold,
 )
 
-ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst")
+ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst", "rep")
 
 
 def codes_of(text: str) -> np.ndarray:
@@ -45,18 +47,32 @@ def assert_same_oracle(a: Oracle, b: Oracle) -> None:
 
 def brute_longest_repeated_suffix(s) -> list[int]:
     """lrs_true[i]: longest suffix of s[:i] that also ends at some earlier position (overlap allowed)."""
+    return brute_repeats(s)[0]
+
+
+def brute_repeats(s) -> tuple[list[int], list[int]]:
+    """(lrs_true, rep_true): the longest repeated suffix of every prefix and its first earlier end (0 if none)."""
     s = list(s)
-    out = [0]
+    out, first = [0], [-1]
     for i in range(1, len(s) + 1):
-        best = 0
+        best, where = 0, 0
         for length in range(1, i):
             suffix = s[i - length : i]
-            if any(s[j - length : j] == suffix for j in range(length, i)):
-                best = length
-            else:
+            ends = [j for j in range(length, i) if s[j - length : j] == suffix]
+            if not ends:
                 break  # a longer suffix contains this one, so it cannot repeat either
+            best, where = length, ends[0]
         out.append(best)
-    return out
+        first.append(where)
+    return out, first
+
+
+def brute_common_suffix(s, a: int, b: int) -> int:
+    """Length of the longest common suffix of s[:a] and s[:b]."""
+    m = 0
+    while m < min(a, b) and s[a - 1 - m] == s[b - 1 - m]:
+        m += 1
+    return m
 
 
 def with_edges(o: Oracle, edges: list[tuple[int, int]], **changes) -> Oracle:
@@ -69,7 +85,7 @@ def with_edges(o: Oracle, edges: list[tuple[int, int]], **changes) -> Oracle:
     np.add.at(ptr, src + 1, 1)
     fields = dict(
         kind=o.kind, sfx=o.sfx.copy(), lrs=o.lrs.copy(), trn_ptr=np.cumsum(ptr), trn_dst=dst,
-        threshold=o.threshold, metric=o.metric,
+        threshold=o.threshold, metric=o.metric, rep=o.rep.copy(),
     )
     fields.update(changes)
     return Oracle(**fields)
@@ -97,6 +113,7 @@ def test_factor_oracle_abbbaab():
     # state 5 ("abbba"): chain 3, 2 gain transitions on 'a', root has 'a' -> sfx 1.
     assert o.sfx.tolist() == [-1, 0, 0, 2, 3, 1, 1, 2]
     assert o.lrs.tolist() == [0, 0, 0, 1, 2, 1, 1, 2]
+    assert o.rep.tolist() == [-1, 0, 0, 2, 3, 1, 1, 2]  # here every repeat ends where its link points
     assert transition_lists(o) == [[1, 2], [2, 6], [3, 5], [4, 5], [5], [6], [7], []]
     assert o.lrs.tolist() == brute_longest_repeated_suffix("abbbaab")
     assert check_oracle(o, symbols=codes_of("abbbaab")) == []
@@ -106,13 +123,16 @@ def test_factor_oracle_abbcabcdabc():
     text = "abbcabcdabc"
     o = build_factor_oracle(codes_of(text))
     assert o.sfx.tolist() == [-1, 0, 0, 2, 0, 1, 2, 4, 0, 1, 2, 4]
-    assert o.lrs.tolist() == [0, 0, 0, 1, 0, 1, 2, 2, 0, 1, 2, 2]
     assert transition_lists(o) == [[1, 2, 4, 8], [2], [3, 4], [4], [5, 8], [6], [7], [8], [9], [10], [11], []]
     # The factor oracle reads "abc" as 0 -a-> 1 -b-> 2 -c-> 4 (2 -> 4 was added
     # for the first 'c'), so state 11's suffix link is 4, which shares only
-    # "bc" with it: lrs[11] = 2 although "abc" (ending at 7) repeats. LRS from
-    # a factor oracle is a lower bound of the true repeated suffix.
-    assert brute_longest_repeated_suffix(text)[11] == 3
+    # "bc" with it: the Lefebvre-Lecroq recursion gives 2 although "abc"
+    # (ending at 7) repeats. The stored context is exact and says where it ends.
+    assert lefebvre_lecroq_lrs(o.sfx, o.trn_ptr, o.trn_dst).tolist() == [0, 0, 0, 1, 0, 1, 2, 2, 0, 1, 2, 2]
+    assert o.lrs.tolist() == [0, 0, 0, 1, 0, 1, 2, 2, 0, 1, 2, 3]
+    assert o.rep.tolist() == [-1, 0, 0, 2, 0, 1, 2, 4, 0, 1, 2, 7]
+    assert (o.lrs.tolist(), o.rep.tolist()) == brute_repeats(text)
+    assert brute_common_suffix(text, 11, int(o.sfx[11])) == 2 < o.lrs[11]
     assert check_oracle(o, symbols=codes_of(text)) == []
 
 
@@ -130,28 +150,74 @@ def test_symbols_may_be_any_integers():
 sequences = st.integers(1, 5).flatmap(lambda k: st.lists(st.integers(0, k - 1), min_size=0, max_size=60))
 
 
-@settings(max_examples=150, deadline=None)
-@given(sequences)
-def test_factor_oracle_invariants_on_random_sequences(seq):
+@st.composite
+def motif_sequences(draw):
+    """Recurring motifs with occasional substitutions, over alphabets of 1 to 200 symbols (sparse ids)."""
+    k = draw(st.integers(1, 200))
+    letters = st.integers(0, k - 1)
+    motifs = draw(st.lists(st.lists(letters, min_size=1, max_size=8), min_size=1, max_size=5))
+    picks = draw(st.lists(st.tuples(st.integers(0, len(motifs) - 1), st.booleans(), letters), max_size=14))
+    out: list[int] = []
+    for m, mutate, letter in picks:
+        piece = list(motifs[m])
+        if mutate:
+            piece[len(piece) // 2] = letter
+        out.extend(piece)
+    return [7 * x - 3 for x in out[:80]]
+
+
+any_sequences = st.one_of(sequences, motif_sequences(),
+                          st.lists(st.integers(-(2**40), 2**40), max_size=40))  # all distinct, mostly
+
+
+@settings(max_examples=200, deadline=None)
+@given(any_sequences)
+def test_factor_oracle_invariants_and_exact_context(seq):
     sym = np.array(seq, dtype=np.int64)
     o = build_factor_oracle(sym)
     n = len(seq)
     assert o.n_frames == n
-    # Compiled kernel == straight pseudo-code.
+    # Compiled kernel == straight pseudo-code (suffix links and transitions
+    # of the textbook construction; context from brute force).
     assert_same_oracle(o, reference_factor_oracle(sym))
-    # Every invariant of DESIGN.md section 4 (check_oracle verifies them all).
+    # Every invariant (check_oracle verifies them all, including that lrs is the longest).
     assert check_oracle(o, symbols=sym) == []
     assert o.n_transitions <= max(0, 2 * n - 1)
-    # What the theory guarantees about LRS, asserted here:
-    #  * lrs[i] never exceeds the true longest repeated suffix (it is a real repeat);
-    #  * lrs[i] equals it whenever the true value is 0 or 1 (a letter seen before
-    #    always gets a non-root suffix link);
-    # larger values may be underestimated (see test_factor_oracle_abbcabcdabc).
-    truth = brute_longest_repeated_suffix(seq)
+    # The context is exact: the true longest repeated suffix and its first earlier end.
+    lrs_true, rep_true = brute_repeats(seq)
+    assert o.lrs.tolist() == lrs_true
+    assert o.rep.tolist() == rep_true
+    assert exact_lrs(sym)[0].tolist() == lrs_true
+    # Relative to the suffix link: never longer than it (lrs <= sfx), the link
+    # never later than the first end of the repeat, and the Lefebvre-Lecroq
+    # context shared with the link is a lower bound (equal whenever <= 1).
+    ll = lefebvre_lecroq_lrs(o.sfx, o.trn_ptr, o.trn_dst)
     for i in range(1, n + 1):
-        assert o.lrs[i] <= truth[i]
-        if truth[i] <= 1:
-            assert o.lrs[i] == truth[i]
+        assert o.lrs[i] <= o.sfx[i] <= o.rep[i] < i or o.lrs[i] == o.sfx[i] == o.rep[i] == 0
+        assert ll[i] <= brute_common_suffix(seq, i, int(o.sfx[i])) <= o.lrs[i]
+        if lrs_true[i] <= 1:
+            assert ll[i] == lrs_true[i]
+
+
+def test_exact_context_on_long_sequences_of_every_alphabet_size():
+    rng = np.random.default_rng(5)
+    for k in (1, 2, 3, 8, 64, 5000):
+        sym = rng.integers(0, k, 3000)
+        o = build_factor_oracle(sym)
+        # brute force is quadratic; spot-check 150 states against it
+        for i in rng.choice(np.arange(1, 3001), 150, replace=False):
+            prefix = sym[:i].tolist()
+            length = int(o.lrs[i])
+            end = int(o.rep[i])
+            assert prefix[i - length:] == prefix[end - length:end] if length else end == 0
+            longer = prefix[i - length - 1:] if length < i else None
+            assert longer is None or all(prefix[j - length - 1:j] != longer for j in range(length + 1, i))
+        assert check_oracle(o, symbols=sym) == []
+    # on two letters the Lefebvre-Lecroq value falls short at many states
+    sym = rng.integers(0, 2, 2000)
+    o = build_factor_oracle(sym)
+    ll = lefebvre_lecroq_lrs(o.sfx, o.trn_ptr, o.trn_dst)
+    assert np.all(ll <= o.lrs) and np.mean(ll[1:] < o.lrs[1:]) > 0.3
 
 
 @settings(max_examples=60, deadline=None)
@@ -203,18 +269,14 @@ def test_audio_oracle_on_one_hot_equals_factor_oracle(seq, metric):
         threshold = 1.0  # distances are 0 or sqrt(2)
     ao = build_audio_oracle(X, threshold=threshold, metric=metric)
     fo = build_factor_oracle(sym)
-    assert_same_oracle(ao, fo)
+    # the same graph; the audio oracle's context is the run shared with its link
+    for name in ("sfx", "trn_ptr", "trn_dst"):
+        np.testing.assert_array_equal(getattr(ao, name), getattr(fo, name), err_msg=name)
+    np.testing.assert_array_equal(ao.rep, ao.sfx)
+    assert ao.lrs.tolist() == [0] + [brute_common_suffix(seq, i, int(ao.sfx[i])) for i in range(1, len(seq) + 1)]
+    assert np.all(ao.lrs <= fo.lrs)
     assert ao.kind == "features" and ao.threshold == threshold and ao.metric == metric
     assert check_oracle(ao, features=X) == []
-
-
-def common_suffix(sfx: list[int], lrs: list[int], p1: int, p2: int) -> int:
-    """Lefebvre-Lecroq: length of the common suffix of prefixes p1 and p2."""
-    if p2 == sfx[p1]:
-        return lrs[p1]
-    while p2 > 0 and sfx[p2] != sfx[p1]:
-        p2 = sfx[p2]
-    return min(lrs[p1], lrs[p2]) if p2 > 0 else 0
 
 
 def reference_factor_oracle(symbols) -> Oracle:
@@ -222,25 +284,22 @@ def reference_factor_oracle(symbols) -> Oracle:
     Crochemore & Raffinot 1999), for cross-checks of the compiled kernel."""
     sym = [int(s) for s in symbols]
     n = len(sym)
-    sfx, lrs = [-1] + [0] * n, [0] * (n + 1)
+    sfx = [-1] + [0] * n
     trans: list[dict[int, int]] = [dict() for _ in range(n + 1)]
     for i in range(1, n + 1):
         c = sym[i - 1]
         trans[i - 1][c] = i
-        k, p1 = sfx[i - 1], i - 1
+        k = sfx[i - 1]
         while k > -1 and c not in trans[k]:
             trans[k][c] = i
-            p1, k = k, sfx[k]
-        if k == -1:
-            sfx[i], lrs[i] = 0, 0
-        else:
-            sfx[i] = trans[k][c]
-            lrs[i] = common_suffix(sfx, lrs, p1, sfx[i] - 1) + 1
+            k = sfx[k]
+        sfx[i] = 0 if k == -1 else trans[k][c]
     rows = [sorted(t.values()) for t in trans]
     ptr = np.concatenate([[0], np.cumsum([len(r) for r in rows])]).astype(np.int64)
     dst = np.array([d for r in rows for d in r], dtype=np.int64)
+    lrs, rep = brute_repeats(sym)
     return Oracle(kind="tokens", sfx=np.array(sfx, dtype=np.int64), lrs=np.array(lrs, dtype=np.int64),
-                  trn_ptr=ptr, trn_dst=dst)
+                  trn_ptr=ptr, trn_dst=dst, rep=np.array(rep, dtype=np.int64))
 
 
 def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Oracle:
@@ -261,7 +320,7 @@ def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Orac
 
     for i in range(1, n + 1):
         out[i - 1].append(i)
-        k, p1 = sfx[i - 1], i - 1
+        k = sfx[i - 1]
         found = -1
         while k > -1:
             scored = [(dist(i - 1, j - 1), j) for j in out[k]]
@@ -270,11 +329,15 @@ def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Orac
                 found = min(close)[1]
                 break
             out[k].append(i)
-            p1, k = k, sfx[k]
+            k = sfx[k]
         if found < 0:
             sfx[i], lrs[i] = 0, 0
         else:
-            sfx[i], lrs[i] = found, common_suffix(sfx, lrs, p1, found - 1) + 1
+            # the run of within-threshold pairs ending at frames i-1 and found-1
+            run = 0
+            while run < found and dist(i - 1 - run, found - 1 - run) < threshold:
+                run += 1
+            sfx[i], lrs[i] = found, run
     edges = [(s, j) for s in range(n + 1) for j in out[s]]
     base = Oracle(kind="features", sfx=np.array(sfx), lrs=np.array(lrs), trn_ptr=np.zeros(n + 2, np.int64),
                   trn_dst=np.zeros(0, np.int64), threshold=threshold, metric=metric)
@@ -364,6 +427,8 @@ def healthy():
 
 def corrupted(o: Oracle, **arrays) -> Oracle:
     fields = {name: getattr(o, name).copy() for name in ARRAYS}
+    if "sfx" in arrays and "rep" not in arrays:
+        fields["rep"] = np.where(o.rep == o.sfx, arrays["sfx"], o.rep)
     fields.update(arrays)
     return Oracle(kind=o.kind, threshold=o.threshold, metric=o.metric, **fields)
 
@@ -390,13 +455,38 @@ def test_check_flags_lrs_zero_mismatch(healthy):
 
 
 def test_check_flags_lrs_context_mismatch(healthy):
-    lrs = healthy.lrs.copy()
-    lrs[11] = 3  # "abc" at 11 vs "bbc" at sfx = 4
-    found = check_oracle(corrupted(healthy, lrs=lrs), symbols=codes_of(TEXT))
+    rep = healthy.rep.copy()
+    rep[11] = 4  # "abc" at 11 vs "bbc" at sfx = 4 (the repeat ends at 7)
+    found = check_oracle(corrupted(healthy, rep=rep), symbols=codes_of(TEXT))
     assert [(r["code"], r["state"]) for r in found] == [("lrs_context_mismatch", 11)]
     assert found[0]["severity"] == "error"
     # Without the symbols the context cannot be checked.
-    assert check_oracle(corrupted(healthy, lrs=lrs)) == []
+    assert check_oracle(corrupted(healthy, rep=rep)) == []
+
+
+def test_check_flags_lrs_not_longest(healthy):
+    # The Lefebvre-Lecroq values with rep = sfx (what a model saved before
+    # exact context holds) are genuine but short: a warning, not an error.
+    legacy = corrupted(healthy, lrs=lefebvre_lecroq_lrs(healthy.sfx, healthy.trn_ptr, healthy.trn_dst),
+                       rep=healthy.sfx.copy())
+    found = check_oracle(legacy, symbols=codes_of(TEXT))
+    assert [(r["code"], r["state"], r["severity"]) for r in found] == [("lrs_not_longest", 11, "warning")]
+    assert "has 3 symbols (first ending at 7)" in found[0]["message"]
+    # audio oracle: a run cut short while the pair before it still matches
+    X = np.eye(4)[codes_of(TEXT)]
+    ao = build_audio_oracle(X, threshold=0.5)
+    lrs = ao.lrs.copy()
+    lrs[10] = 1  # states 10 and sfx = 2 share "ab"
+    found = check_oracle(corrupted(ao, lrs=lrs), features=X)
+    assert [(r["code"], r["state"], r["severity"]) for r in found] == [("lrs_not_longest", 10, "warning")]
+
+
+def test_check_flags_rep_out_of_range(healthy):
+    rep = healthy.rep.copy()
+    rep[11] = 3  # before sfx[11] = 4
+    rep[8] = 2  # sfx[8] = 0: a new symbol has no earlier context
+    found = check_oracle(corrupted(healthy, rep=rep), symbols=codes_of(TEXT))
+    assert {(r["code"], r["state"]) for r in found} == {("rep_out_of_range", 8), ("rep_out_of_range", 11)}
 
 
 def test_check_flags_too_many_transitions():
@@ -456,6 +546,7 @@ def test_every_check_code_is_listed():
     assert len(set(CHECK_CODES)) == len(CHECK_CODES)
     assert {
         "sfx_out_of_range", "lrs_exceeds_sfx", "lrs_zero_mismatch", "lrs_context_mismatch",
+        "lrs_not_longest", "rep_out_of_range",
         "too_many_transitions", "missing_direct_transition", "sfx_distance_above_threshold",
     } <= set(CHECK_CODES)
 
@@ -485,6 +576,16 @@ def test_round_trip_through_npy_and_json(kind):
     assert (back.kind, back.threshold, back.metric) == (o.kind, o.threshold, o.metric)
 
 
+def test_arrays_saved_before_exact_context_load_with_rep_on_the_suffix_link():
+    o = build_factor_oracle(codes_of(TEXT))
+    legacy = {k: v for k, v in o.to_arrays().items() if k != "rep"}
+    legacy["lrs"] = lefebvre_lecroq_lrs(o.sfx, o.trn_ptr, o.trn_dst)  # what such files hold
+    back = Oracle.from_arrays(o.to_meta(), legacy)
+    np.testing.assert_array_equal(back.rep, o.sfx)
+    # consistent: every context holds; state 11's is merely shorter than the longest
+    assert codes_found(check_oracle(back, symbols=codes_of(TEXT))) == {"lrs_not_longest"}
+
+
 @pytest.mark.parametrize(
     "mutate",
     [
@@ -494,6 +595,8 @@ def test_round_trip_through_npy_and_json(kind):
         lambda m, a: a.__setitem__("trn_ptr", a["trn_ptr"][::-1].copy()),
         lambda m, a: a.__setitem__("trn_dst", a["trn_dst"] + 100),
         lambda m, a: a.__setitem__("sfx", a["sfx"].reshape(1, -1)),
+        lambda m, a: a.__setitem__("rep", a["rep"][:-1]),
+        lambda m, a: a.__setitem__("rep", a["rep"] + 100),
         lambda m, a: m.__setitem__("n_frames", 3),
         lambda m, a: m.__setitem__("kind", "chords"),
         lambda m, a: m.__setitem__("threshold", 0.3),
