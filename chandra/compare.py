@@ -800,7 +800,9 @@ def _regression(fields: list[dict], findings: dict) -> dict:
                            f"({a.get('present')} of {a.get('n')} -> {b.get('present', 0)} of {b.get('n', '-')})")
     for f in findings["introduced"]:
         if f.get("severity") == "error":
-            reasons.append(f"B has error {f.get('code')} at {f.get('stage')} that A does not")
+            subject = (f.get("evidence") or {}).get("field")
+            reasons.append(f"B has error {f.get('code')} at {f.get('stage')}"
+                           + (f" ('{subject}')" if subject else "") + " that A does not")
     return {"regressed": bool(reasons), "reasons": reasons}
 
 

@@ -1214,7 +1214,10 @@ def ledger_findings(
         if tok and int(tok.get("unique", 0)) > best_unique:
             best_unique, best_from = int(tok["unique"]), f"'{stage}'"
     findings += _field_lost_findings(ledger)
-    already = {(f.stage, f.evidence.get("field")) for f in findings if f.code == TYPES_CHANGED}
+    # A field already named as text-of-a-container or numbers-as-text at a stage is not
+    # reported again as a bare type change there.
+    already = {(f.stage, f.evidence.get("field")) for f in findings
+               if f.code in (TYPES_CHANGED, STRINGIFIED_CONTAINER)}
     findings += _types_changed_findings(ledger, already)
     findings += _records_lost_findings(ledger)
     findings += _roundtrip_findings(ledger)
