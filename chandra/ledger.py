@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
@@ -253,6 +252,26 @@ def _bracket_depth(text: str) -> int:
     return best
 
 
+_LITERAL_NAMES = frozenset({"inf", "nan", "infinity", "Infinity", "NaN", "True", "False", "None",
+                            "true", "false", "null"})
+_CONTAINER_NODES = {ast.Dict: "dict", ast.List: "list", ast.Tuple: "tuple", ast.Set: "set"}
+
+
+def _literal_tree(node: ast.AST) -> bool:
+    """Only literals: containers, constants, signs, and the bare names str() and JSON print."""
+    if isinstance(node, (ast.Dict, ast.List, ast.Tuple, ast.Set)):
+        children = ([k for k in node.keys if k is not None] + node.values) if isinstance(node, ast.Dict) \
+            else node.elts
+        return all(_literal_tree(child) for child in children)
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _literal_tree(node.operand)
+    if isinstance(node, ast.Name):
+        return node.id in _LITERAL_NAMES
+    return False
+
+
 def stringified_container(value: Any) -> str | None:
     """The container type a string is the ``str()``/``repr()`` (or JSON text) of, else None.
 
@@ -260,9 +279,11 @@ def stringified_container(value: Any) -> str | None:
     ``"[0.1 0.2 0.3]"`` (``str`` of a numpy array) is a container that was
     turned into text on its way into the field. Recognised without evaluating
     anything: the text must be at most :data:`STRINGIFIED_MAX_CHARS` long,
-    open and close with matching brackets, nest at most 20 deep, and then
-    parse with :func:`ast.literal_eval` (literals only), :func:`json.loads`,
-    or match the numpy array print format.
+    open and close with matching brackets and nest at most 20 deep; then it
+    is parsed (never evaluated) with :func:`ast.parse` and accepted only when
+    the tree holds nothing but containers, constants, signs and the bare
+    names ``str()`` and JSON print (``inf``, ``nan``, ``True``, ``null``, …),
+    or it matches the numpy array print format.
 
     Returns
     -------
@@ -278,20 +299,14 @@ def stringified_container(value: Any) -> str | None:
         return "ndarray"
     if _BRACKETS.get(text[0]) != text[-1] or _bracket_depth(text) > _STRINGIFIED_MAX_DEPTH:
         return None
-    parsed: Any = None
     try:
-        parsed = ast.literal_eval(text)
-    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-        try:
-            parsed = json.loads(text)
-        except (ValueError, RecursionError):
-            if text[0] == "[" and _NDARRAY_TEXT.match(text):
-                return "ndarray"
-            return None
-    if isinstance(parsed, (frozenset, set)):
-        return "set"
-    if isinstance(parsed, (dict, list, tuple)):
-        return type(parsed).__name__
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        tree = None
+    if tree is not None and type(tree) in _CONTAINER_NODES and _literal_tree(tree):
+        return _CONTAINER_NODES[type(tree)]
+    if text[0] == "[" and _NDARRAY_TEXT.match(text):
+        return "ndarray"
     return None
 
 
@@ -640,6 +655,9 @@ AGREEMENT_MAX_ROWS = 20000
 AGREEMENT_MAX_TOKENS = 4096
 #: Rows (in tokens with at least two rows) needed before token centroids are judged.
 AGREEMENT_MIN_ROWS = 20
+#: Without centres, tokens are judged only when random tokens of the same
+#: counts agree on at most ``1 - AGREEMENT_MIN_SEPARATION`` of the rows.
+AGREEMENT_MIN_SEPARATION = 0.1
 # Relative tolerance on squared distances: a row whose own token's centre is
 # as near as the nearest centre within it agrees (ties, float32 rounding).
 _AGREE_RTOL = 1e-6
@@ -689,21 +707,36 @@ def _sample_rows(n: int, limit: int) -> np.ndarray:
 
 
 def _group_means(X: np.ndarray, rows: np.ndarray, group: np.ndarray, n_groups: int,
-                 transform: Any = None) -> np.ndarray:
-    """Mean of the (transformed) rows ``X[rows]`` per group, in O(n d) without a full copy."""
+                 transforms: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Mean of the rows ``X[rows]`` per group, in each transformed space, in
+    one O(n d) pass without a full-size copy."""
     order = np.argsort(group, kind="stable")
     rows, group = rows[order], group[order]
-    sums = np.zeros((n_groups, X.shape[1]), dtype=np.float64)
+    sums = {name: np.zeros((n_groups, X.shape[1]), dtype=np.float64) for name in transforms}
     for start in range(0, rows.size, _BLOCK_ROWS):
         stop = min(start + _BLOCK_ROWS, rows.size)
-        B = np.asarray(X[rows[start:stop]], dtype=np.float64)
-        if transform is not None:
-            B = transform(B)
+        raw = np.asarray(X[rows[start:stop]], dtype=np.float64)
         g = group[start:stop]
         heads = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1])
-        sums[g[heads]] += np.add.reduceat(B, heads, axis=0)
-    counts = np.bincount(group, minlength=n_groups).astype(np.float64)
-    return sums / np.maximum(counts, 1.0)[:, None]
+        for name, transform in transforms.items():
+            sums[name][g[heads]] += np.add.reduceat(transform(raw), heads, axis=0)
+    counts = np.maximum(np.bincount(group, minlength=n_groups).astype(np.float64), 1.0)[:, None]
+    return {name: total / counts for name, total in sums.items()}
+
+
+def _nearest_agreements(X: np.ndarray, rows: np.ndarray, own: np.ndarray, means: Mapping[str, np.ndarray],
+                        transforms: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`_nearest_agreement` in several spaces, reading each block of rows once."""
+    out = {name: (np.zeros(rows.size, dtype=bool), np.zeros(rows.size, dtype=np.int64)) for name in transforms}
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, rows.size)
+        raw = np.asarray(X[rows[start:stop]], dtype=np.float64)
+        for name, transform in transforms.items():
+            agree, nearest = _nearest_agreement(transform(raw), np.arange(stop - start), own[start:stop],
+                                                means[name])
+            out[name][0][start:stop] = agree
+            out[name][1][start:stop] = nearest
+    return out
 
 
 def _l2_rows(B: np.ndarray) -> np.ndarray:
@@ -730,7 +763,12 @@ def token_feature_agreement(features: Any, tokens: Any, *, centers: Any = None,
     not. The means are tried on the features as stored, L2-normalised and
     standardised (the vocabulary may have clustered any of them) and the
     best agreement is reported; only rows of tokens with at least two rows
-    are judged (a single row is its own mean).
+    are judged (a single row is its own mean). Because a row pulls its own
+    token's mean towards itself, the same token counts dealt at random also
+    agree on some share (``chance_agreement``, high for weakly clustered
+    high-dimensional features); ``consistency`` = (agreement - chance) /
+    (1 - chance) is the share of rows whose token the features support
+    beyond chance, and nothing is judged when chance exceeds 90 %.
 
     Parameters
     ----------
@@ -752,7 +790,8 @@ def token_feature_agreement(features: Any, tokens: Any, *, centers: Any = None,
         ``n_rows`` (rows with both), ``checked``, ``agree``, ``disagree``,
         ``agreement`` (share of checked rows), ``examples`` (up to five
         ``{row, token, nearest}`` that disagree); for centroids also
-        ``n_tokens``, ``space`` and ``spaces`` (agreement per space tried);
+        ``n_tokens``, ``space`` and ``spaces`` (agreement per space tried),
+        ``chance_agreement`` and ``consistency``;
         ``skipped`` (why nothing was judged) with ``centres_dim`` /
         ``features_dim`` when the centres do not fit the features.
     """
@@ -798,7 +837,9 @@ def token_feature_agreement(features: Any, tokens: Any, *, centers: Any = None,
                           f"({judged.size} rows in tokens with two or more rows)")
         return out
     pick = judged[_sample_rows(judged.size, max(1, max_rows // 4))]
-    # Per-dimension mean and spread for the standardised space, block-wise.
+    # Three passes over the rows in all: per-dimension moments (for the
+    # standardised space), the per-token sums of every space, and the
+    # judged rows against every space's means.
     total = np.zeros(X.shape[1])
     total_sq = np.zeros(X.shape[1])
     for start in range(0, rows.size, _BLOCK_ROWS):
@@ -808,19 +849,33 @@ def token_feature_agreement(features: Any, tokens: Any, *, centers: Any = None,
     mean = total / rows.size
     sd = np.sqrt(np.maximum(total_sq / rows.size - mean**2, 0.0))
     sd = np.where(sd > 1e-12 * np.maximum(np.abs(mean), 1.0), sd, 1.0)
-    transforms = {"as stored": None, "l2-normalised": _l2_rows, "standardised": lambda B: (B - mean) / sd}
-    spaces: dict[str, float] = {}
-    best: tuple[float, str, np.ndarray, np.ndarray] | None = None
-    for space, transform in transforms.items():
-        means = _group_means(X, rows, inv, uniq.size, transform)
-        agree, nearest = _nearest_agreement(X, rows[pick], inv[pick], means, transform)
-        share = float(np.count_nonzero(agree) / agree.size)
-        spaces[space] = share
-        if best is None or share > best[0]:
-            best = (share, space, agree, uniq[nearest])
-    share, space, agree, nearest = best
+    transforms = {"as stored": lambda B: B, "l2-normalised": _l2_rows,
+                  "standardised": lambda B: (B - mean) / sd}
+    means = _group_means(X, rows, inv, uniq.size, transforms)
+    results = _nearest_agreements(X, rows[pick], inv[pick], means, transforms)
+    spaces = {space: float(np.count_nonzero(agree) / agree.size) for space, (agree, _) in results.items()}
+    space = max(spaces, key=spaces.get)  # first of equals: the features as stored
+    agree, nearest = results[space]
     out.update(space=space, spaces=spaces)
-    out.update(_agreement_counts(rows[pick], ids, agree, nearest))
+    out.update(_agreement_counts(rows[pick], ids, agree, uniq[nearest]))
+    # Chance level: the same token counts dealt at random. In high dimensions a
+    # row pulls its own token's mean towards itself, so even random tokens can
+    # agree often; only the agreement above chance says anything.
+    shuffled = np.random.default_rng(0).permutation(inv)
+    one = {space: transforms[space]}
+    chance_pick = pick[counts[shuffled[pick]] >= 2]
+    if chance_pick.size:
+        chance_means = _group_means(X, rows, shuffled, uniq.size, one)
+        chance_agree, _ = _nearest_agreements(X, rows[chance_pick], shuffled[chance_pick], chance_means, one)[space]
+        chance = float(np.count_nonzero(chance_agree) / chance_agree.size)
+    else:
+        chance = 0.0
+    out["chance_agreement"] = chance
+    if chance > 1.0 - AGREEMENT_MIN_SEPARATION:
+        out["skipped"] = (f"the features hardly separate the tokens (tokens dealt at random agree on {chance:.0%}): "
+                          "cannot judge without the vocabulary's centres")
+        return out
+    out["consistency"] = float(max(0.0, (out["agreement"] - chance) / (1.0 - chance)))
     return out
 
 
