@@ -493,6 +493,7 @@ def _field_cell(name: str, stage: str, ea: Mapping, eb: Mapping, known_a: set, k
     types_changed = bool(pa and pb and (types_a != types_b or (keys_a and keys_b and keys_a != keys_b)))
     return {
         "stage": stage, "field": name, "change": change, "types_changed": types_changed,
+        "records": {"a": na, "b": nb},
         # Which sides carry this field at any stage (a field one trainer never records is a
         # difference of schema, not a loss).
         "known": "both" if name in known_a and name in known_b else ("a" if name in known_a else "b"),
@@ -560,9 +561,10 @@ def compare(a: str | os.PathLike | Side, b: str | os.PathLike | Side) -> dict:
             Aligned rows ``{name, a, b}`` (a stage name or None per side).
         ``fields``
             One cell per aligned stage and field: ``{stage, field, a, b,
-            change, types_changed, known}`` where ``a``/``b`` are
+            records, change, types_changed, known}`` where ``a``/``b`` are
             ``{present, n, fraction, types, key_types}`` (None when that side
-            does not list the field) and ``change`` is ``lost`` (present in
+            does not list the field), ``records`` the records at that stage
+            on each side, and ``change`` is ``lost`` (present in
             A, absent in B), ``restored`` (absent in A, present in B),
             ``thinned`` / ``thickened`` (a smaller / larger share of records
             carries it in B), ``same`` or ``absent``; ``known`` says which
@@ -717,8 +719,9 @@ def _rank_differences(fields, records, tokens, features, times, findings, parame
         a, b, change = c["a"] or {}, c["b"] or {}, c["change"]
         core = 5.0 if c["field"] in CORE_FIELDS else 0.0
         both = c["known"] == "both"
-        what = (f"'{c['field']}' at {c['stage']}: {a.get('present', 0)} of {a.get('n', '-')} in A, "
-                f"{b.get('present', 0)} of {b.get('n', '-')} in B")
+        n = c.get("records") or {}
+        what = (f"'{c['field']}' at {c['stage']}: {a.get('present', 0)} of {a.get('n', n.get('a', '-'))} in A, "
+                f"{b.get('present', 0)} of {b.get('n', n.get('b', '-'))} in B")
         delta = abs(float(b.get("fraction", 0.0)) - float(a.get("fraction", 0.0)))
         if change == "lost":
             add("field", c["stage"], c["field"], f"present -> lost: {what}",
@@ -758,7 +761,7 @@ def _rank_differences(fields, records, tokens, features, times, findings, parame
         if ua != ub:
             ratio = abs(math.log2((float(ub or 0) + 1) / (float(ua or 0) + 1)))
             add("tokens", t["stage"], "unique",
-                f"tokens at {t['stage']}: {ua} -> {ub} distinct, entropy "
+                f"tokens at {t['stage']}: {_num(ua)} -> {_num(ub)} distinct, entropy "
                 f"{_num(a.get('entropy_bits'))} -> {_num(b.get('entropy_bits'))} bits", 40.0 + 5 * min(ratio, 4))
         elif t["js_distance"] is not None and t["js_distance"] > 1e-9:
             add("tokens", t["stage"], "histogram",
@@ -796,8 +799,10 @@ def _regression(fields: list[dict], findings: dict) -> dict:
     for c in fields:
         if c["change"] in ("lost", "thinned"):
             a, b = c["a"] or {}, c["b"] or {}
+            n = c.get("records") or {}
             reasons.append(f"B {'loses' if c['change'] == 'lost' else 'thins'} '{c['field']}' at {c['stage']} "
-                           f"({a.get('present')} of {a.get('n')} -> {b.get('present', 0)} of {b.get('n', '-')})")
+                           f"({a.get('present')} of {a.get('n')} -> {b.get('present', 0)} of "
+                           f"{b.get('n', n.get('b', '-'))})")
     for f in findings["introduced"]:
         if f.get("severity") == "error":
             subject = (f.get("evidence") or {}).get("field")
@@ -885,8 +890,9 @@ def format_comparison(doc: Mapping, *, max_differences: int = 12, all_fields: bo
         fw = max(len(str(c["field"])) for c in shown)
         for c in shown:
             ca, cb = c["a"], c["b"]
-            left = f"{ca['present']}/{ca['n']}" if ca else "-"
-            right = f"{cb['present']}/{cb['n']}" if cb else "-"
+            n = c.get("records") or {}
+            left = f"{ca['present']}/{ca['n']}" if ca else (f"-/{n['a']}" if n.get("a") is not None else "-")
+            right = f"{cb['present']}/{cb['n']}" if cb else (f"-/{n['b']}" if n.get("b") is not None else "-")
             note = c["change"] + ("; types changed" if c["types_changed"] else "")
             if c["known"] != "both" and c["change"] in ("lost", "restored"):
                 other = "B" if c["known"] == "a" else "A"
