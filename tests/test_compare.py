@@ -330,3 +330,20 @@ def test_side_from_trace_keeps_declared_provenance(trainer_traces):
     assert side.provenance["segments.encoder.dim"] == 32
     assert side.provenance["tokens.vocabulary.fitted_on.encoder"] == "toy-gestures"
     assert np.isfinite(side.n_frames)
+
+
+def test_generation_quality_figures_side_by_side(prepared_run, tmp_path):
+    """A run's newest generation record (what the Generate page writes) is compared key by key."""
+    runs = []
+    for name, summary in (("a", {"n_frames": 100, "n_jumps": 12, "unique_tokens": 9, "only_a": 1}),
+                          ("b", {"n_frames": 100, "n_jumps": 30, "unique_tokens": 4, "only_b": 2})):
+        path = tmp_path / name
+        shutil.copytree(prepared_run.path, path)
+        (path / "generations").mkdir(exist_ok=True)
+        (path / "generations" / "gen_0123456789ab.json").write_text(json.dumps({"summary": summary}))
+        runs.append(path)
+    doc = compare(*runs)
+    rows = {r["key"]: (r["a"], r["b"], r["changed"]) for r in doc["generation"]["rows"]}
+    assert rows == {"n_frames": (100, 100, False), "n_jumps": (12, 30, True), "unique_tokens": (9, 4, True)}
+    assert {d["subject"] for d in doc["differences"] if d["kind"] == "generation"} == {"n_jumps", "unique_tokens"}
+    assert "generation (A -> B):" in format_comparison(doc)

@@ -339,3 +339,14 @@ def test_random_tokens_on_clustered_features_are_desynchronised():
     shuffled = np.random.default_rng(2).permutation(tokens)
     info = token_feature_agreement(X, shuffled)
     assert info["consistency"] < 0.2
+
+
+def test_a_generation_of_a_clean_model_raises_none_of_the_new_codes(sample_models):
+    from chandra.generate import improvise
+
+    for path in sample_models.values():
+        model = load_model(path)
+        generation = improvise(model, n_frames=300, seed=1)
+        found = ledger_findings(model.ledger + [generation.ledger_entry(model)], provenance=model.provenance,
+                                vocabulary=model.vocabulary)
+        assert not [f for f in found if f.code in NEW_CODES], [f.message for f in found]
