@@ -594,8 +594,18 @@ def compare(a: str | os.PathLike | Side, b: str | os.PathLike | Side) -> dict:
             an aligned stage, or has an error finding A does not.
     """
     side_a = a if isinstance(a, Side) else load_side(a)
-    side_b = b if isinstance(b, Side) else load_side(b)
+    if not isinstance(b, Side) and not isinstance(a, Side) and _same_file(a, b):
+        side_b = side_a  # one read of a large file is enough
+    else:
+        side_b = b if isinstance(b, Side) else load_side(b)
     return compare_sides(side_a, side_b)
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    try:
+        return Path(a).resolve(strict=True) == Path(b).resolve(strict=True)
+    except (OSError, RuntimeError, TypeError):
+        return False
 
 
 def compare_sides(a: Side, b: Side) -> dict:
