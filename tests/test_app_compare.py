@@ -45,3 +45,30 @@ def test_compare_page_refuses_paths_outside_the_allowed_folders(prepared_run, tm
     assert not at.exception
     assert not [e.value for e in at.error if "outside" in e.value]
     assert any("difference" in s.value or "No differences" in s.value for s in at.success)
+
+
+def test_compare_sources_refuse_names_that_leave_their_folder(runs_root, prepared_run, tmp_path, monkeypatch):
+    from chandra.errors import ChandraError
+    from dashboard import common
+
+    assert common.compare_source_path(f"run:{prepared_run.run_id}") == prepared_run.path
+    for spec in ("run:../etc", "run:", "upload:../../x.json", "upload:sub/x.json", "upload:.hidden.json",
+                 "path:/etc/passwd", "nonsense:x", "run:_uploads"):
+        with pytest.raises(ChandraError):
+            common.compare_source_path(spec)
+    saved = common.save_model_upload("my model.chandra", prepared_run.model_path().read_bytes())
+    assert saved.parent == common.upload_dir() and " " not in saved.name
+    assert common.compare_source_path(f"upload:{saved.name}") == saved
+    assert saved.name in common.model_uploads()
+    with pytest.raises(ChandraError, match="not a model file"):
+        common.save_model_upload("notes.txt", b"x")
+    # a symlink inside the runs folder that points outside is still outside
+    outside = tmp_path / "outside.json"
+    outside.write_text("{}")
+    link = runs_root / "link.json"
+    link.symlink_to(outside)
+    with pytest.raises(ChandraError, match="outside the folders"):
+        common.resolve_allowed_path(str(link))
+    monkeypatch.setenv(common.ALLOWED_DIRS_ENV, str(tmp_path))
+    assert common.resolve_allowed_path(str(link)) == outside.resolve()
+    link.unlink()
