@@ -7,6 +7,9 @@ Subcommands::
     chandra export MODEL --format musichal -o OUT.json
     chandra generate MODEL -o OUT.wav [options] improvise and resynthesise
     chandra trace-report DIR [--json]           survival of fields across trace checkpoints
+    chandra trace-report DIR --against DIR_B    the same, checkpoint by checkpoint against another trace
+    chandra compare A B [--json] [--fail-on-regression]
+                                                two models, runs, MusicHal files or traces side by side
 
 Errors print one readable line on stderr and exit with status 1 (2 for usage
 errors, as argparse does). No model file is left behind by a failed run.
@@ -115,7 +118,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
     p.add_argument("directory")
+    p.add_argument("--against", metavar="DIR_B", default=None,
+                   help="compare with another trace, checkpoint by checkpoint (as `chandra compare`)")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="with --against: exit 1 when DIR_B loses a field or gains an error")
     p.add_argument("--json", action="store_true")
+
+    p = sub.add_parser("compare", help="compare two models, run directories, MusicHal files or traces")
+    p.add_argument("a", metavar="A", help="model file, run directory, MusicHal JSON file or trace directory")
+    p.add_argument("b", metavar="B", help="the same kinds; stages are lined up by name")
+    p.add_argument("--json", action="store_true", help="the comparison as JSON")
+    p.add_argument("--all-fields", action="store_true", help="list every stage x field cell, not only changed ones")
+    p.add_argument("--fail-on-regression", action="store_true",
+                   help="exit 1 when B loses (or thins) a field A carried, or has an error A does not")
     return parser
 
 
@@ -258,9 +273,35 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_comparison(doc: dict, *, as_json: bool, all_fields: bool = False, fail: bool = False) -> int:
+    from chandra.compare import format_comparison
+
+    if as_json:
+        from chandra.io_utils import json_default
+
+        print(json.dumps(doc, indent=1, default=json_default))
+    else:
+        print(format_comparison(doc, all_fields=all_fields))
+    return 1 if fail and doc["regression"]["regressed"] else 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from chandra.compare import compare
+
+    doc = compare(args.a, args.b)
+    return _print_comparison(doc, as_json=args.json, all_fields=args.all_fields, fail=args.fail_on_regression)
+
+
 def _cmd_trace_report(args: argparse.Namespace) -> int:
     from chandra.trace import format_trace_report, trace_report
 
+    if args.against is not None:
+        from chandra.compare import compare, side_from_trace
+
+        doc = compare(side_from_trace(args.directory), side_from_trace(args.against))
+        return _print_comparison(doc, as_json=args.json, fail=args.fail_on_regression)
+    if args.fail_on_regression:
+        raise ChandraError("--fail-on-regression needs --against DIR_B")
     report = trace_report(args.directory)
     if args.json:
         from chandra.io_utils import json_default
@@ -277,6 +318,7 @@ _COMMANDS = {
     "export": _cmd_export,
     "generate": _cmd_generate,
     "trace-report": _cmd_trace_report,
+    "compare": _cmd_compare,
 }
 
 

@@ -46,10 +46,12 @@ __all__ = [
     "FEATURES_LOW_DIM", "DEAD_DIMENSIONS", "FEATURES_NONFINITE", "FEATURES_ZERO_ROWS",
     "FEATURES_DUPLICATE", "CONSTANT_CONSONANCE",
     "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
-    "PARAM_MISMATCH", "ROUNDTRIP_CHANGED", "ALL_CODES",
+    "PARAM_MISMATCH", "ROUNDTRIP_CHANGED",
+    "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "ALL_CODES",
     # functions
     "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings",
-    "model_findings", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
+    "model_findings", "vocabulary_findings", "musichal_type_findings", "encoder_identity",
+    "vocabulary_conflicts", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
 ]
 
 SEVERITIES = ("error", "warning", "info")
@@ -95,13 +97,26 @@ TRANSITIONS_DENSE = "TRANSITIONS_DENSE"
 PARAM_MISMATCH = "PARAM_MISMATCH"
 #: Save -> load changed record or field counts, value types or tokens.
 ROUNDTRIP_CHANGED = "ROUNDTRIP_CHANGED"
+#: Saved tokens are not the vocabulary's assignment of the saved features
+#: (tokens smoothed or re-assigned after the fact, or computed from other features).
+TOKENS_DESYNC = "TOKENS_DESYNC"
+#: A field holds the text of a container (``"{'a': 1}"``, ``"[1, 2]"``,
+#: ``"[0.1 0.2]"``) instead of the container: ``str()`` was applied on the way in.
+STRINGIFIED_CONTAINER = "STRINGIFIED_CONTAINER"
+#: The vocabulary was fitted on other features (encoder, model, layer,
+#: dimension or normalisation) than the features it is applied to.
+VOCAB_ENCODER_MISMATCH = "VOCAB_ENCODER_MISMATCH"
+#: Value types or mapping-key types of a field changed between stages, or
+#: numbers are stored as text: the marks of a lossy save-load round trip
+#: (int keys back as strings, numbers written with ``str()``).
+TYPES_CHANGED = "TYPES_CHANGED"
 
 ALL_CODES = (
     FIELD_LOST, RECORDS_LOST, TOKEN_COLLAPSE, TOKENS_MISSING, TOKENS_OUT_OF_RANGE,
     EPOCH_TIME, TIME_OUT_OF_RANGE, TIME_NOT_MONOTONIC, FEATURES_LOW_DIM, DEAD_DIMENSIONS,
     FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
     ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
-    ROUNDTRIP_CHANGED,
+    ROUNDTRIP_CHANGED, TOKENS_DESYNC, STRINGIFIED_CONTAINER, VOCAB_ENCODER_MISMATCH, TYPES_CHANGED,
 )
 
 # --------------------------------------------------------------------------- thresholds
@@ -156,6 +171,27 @@ TOKEN_STAGES = frozenset({"tokens", "events", "oracle", "saved", "reloaded", "mo
 #: (saved, reloaded) stage-name pairs compared for round-trip changes.
 ROUNDTRIP_PAIRS = (("saved", "reloaded"), ("saved", "model"), ("save", "reload"),
                    ("save", "load"), ("save", "reloaded"), ("saved", "loaded"))
+#: Without the vocabulary's centres, tokens whose consistency with their own
+#: mean feature vectors (agreement above chance, see
+#: :func:`chandra.ledger.token_feature_agreement`) is below this are
+#: desynchronised. Nearest-centre tokens are consistent by construction (a
+#: K-means fixed point: 1.0 on both bundled samples at K = 8..64); the
+#: measured effect of desynchronising them is in docs/ARCHITECTURE.md.
+DESYNC_CENTROID_CONSISTENCY_MIN = 0.9
+#: With the centres, a disagreement share at or above this is an error (below: warning).
+DESYNC_ERROR_SHARE = 0.01
+#: L2-normalised features whose row norms stray further than this from 1 are
+#: not what an L2 vocabulary was fitted on.
+L2_NORM_TOLERANCE = 1e-3
+#: Fields that hold numbers in every trainer's events (MusicHal reads them as
+#: numbers); text there is a number written with ``str()``.
+NUMBER_FIELDS = frozenset({
+    "t", "time", "timestamp", "start", "end", "duration", "gesture_token", "harmonic_token", "percussive_token",
+    "consonance", "f0", "midi", "rms", "rms_db", "centroid", "rolloff", "bandwidth", "contrast", "flatness",
+    "mfcc_1", "mfcc_2", "mfcc_3", "zcr", "attack_time", "release_time", "ioi", "tempo", "beat_position", "cents",
+    "pitch_hz", "fundamental_freq", "midi_note", "barlow_complexity", "midi_relative", "rhythm_ratio",
+    "deviation_polarity", "segment_id", "frame_id",
+})
 #: Consecutive canonical stages that must keep every record.
 _COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
 
@@ -364,6 +400,83 @@ def _token_presence_findings(entry: Mapping, stage: str, *, canonical: bool) -> 
     return out
 
 
+def _desync_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    info = entry.get("token_features")
+    if not isinstance(info, Mapping) or info.get("skipped") or not info.get("checked"):
+        return []
+    checked, disagree = int(info.get("checked", 0)), int(info.get("disagree", 0))
+    share = disagree / checked if checked else 0.0
+    evidence = {k: info.get(k) for k in ("method", "checked", "agree", "disagree", "agreement", "n_rows",
+                                          "examples", "space", "spaces", "n_centres", "n_tokens") if k in info}
+    if info.get("method") == "centres":
+        if not disagree:
+            return []
+        severity = "error" if share >= DESYNC_ERROR_SHARE else "warning"
+        return [(TOKENS_DESYNC, Finding(
+            severity, TOKENS_DESYNC, stage,
+            f"{disagree} of {checked} records carry a {TOKEN_FIELD} that is not the vocabulary's nearest "
+            f"centre for their features (tokens smoothed or re-assigned after the vocabulary, or features "
+            f"replaced)", evidence))]
+    if stage in UNORDERED_STAGES:
+        # A generation replays a subset of frames, some many times: the fixed
+        # point of the vocabulary's K-means holds for the frames it was fitted
+        # on, not for a resample, so only centres can judge it.
+        return []
+    agreement = float(info.get("agreement", 1.0))
+    consistency = info.get("consistency")
+    if consistency is None or float(consistency) >= DESYNC_CENTROID_CONSISTENCY_MIN:
+        return []
+    evidence.update(chance_agreement=info.get("chance_agreement"), consistency=consistency)
+    evidence["note"] = ("no vocabulary centres here: each token's mean feature vector stands in for its centre "
+                        f"(best of {', '.join(sorted(info.get('spaces') or {}))} features); nearest-centre tokens "
+                        "agree with their own means everywhere, tokens dealt at random on the chance share")
+    return [(TOKENS_DESYNC, Finding(
+        "warning", TOKENS_DESYNC, stage,
+        f"only {agreement:.0%} of {checked} records are nearest the mean features of their own "
+        f"{TOKEN_FIELD} (chance {float(info.get('chance_agreement') or 0):.0%}; {info.get('space')} space; no "
+        f"vocabulary centres to check against): tokens look smoothed, re-assigned or computed from other "
+        f"features than the ones stored", evidence))]
+
+
+def _stringified_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    out = []
+    for name, info in (entry.get("fields") or {}).items():
+        found = info.get("stringified") if isinstance(info, Mapping) else None
+        if not isinstance(found, Mapping) or not found.get("count"):
+            continue
+        kinds = found.get("kinds") or {}
+        kind = max(kinds, key=kinds.get) if kinds else "container"
+        count, checked = int(found["count"]), int(found.get("checked", found["count"]))
+        candidates = int(found.get("candidates", checked))
+        scope = f"{count} of {checked} checked" + (f" ({candidates} candidates)" if candidates > checked else "")
+        out.append((f"{STRINGIFIED_CONTAINER}:{name}", Finding(
+            "error", STRINGIFIED_CONTAINER, stage,
+            f"field '{name}' holds the text of a {kind} instead of the {kind} ({scope} values, "
+            f"e.g. {found.get('example')!r}): str() or repr() was applied on the way in",
+            {"field": name, "count": count, "checked": checked, "candidates": candidates, "kinds": dict(kinds),
+             "example": found.get("example"), "present": info.get("present")})))
+    return out
+
+
+def _number_text_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    out = []
+    for name, info in (entry.get("fields") or {}).items():
+        if name not in NUMBER_FIELDS or not isinstance(info, Mapping):
+            continue
+        found = info.get("numeric_strings")
+        if not isinstance(found, Mapping) or not found.get("count"):
+            continue
+        count = int(found["count"])
+        out.append((f"{TYPES_CHANGED}:{name}", Finding(
+            "error", TYPES_CHANGED, stage,
+            f"'{name}' holds numbers written as text in {count} of {info.get('present')} records "
+            f"(e.g. {found.get('example')!r}): a save wrote them with str() (numpy scalars through "
+            "json's default=str), and readers that compare or add them get text",
+            {"field": name, "numeric_strings": count, "present": info.get("present"), "types": info.get("types"),
+             "example": found.get("example"), "change": "number -> text"})))
+    return out
+
+
 def _collapse_finding(entry: Mapping, stage: str, reference: int, reference_from: str | None
                       ) -> list[tuple[str, Finding]]:
     tok = entry.get("tokens")
@@ -474,6 +587,9 @@ def _entry_checks(entry: Mapping, stage: str, pca_dims: set[int], *, canonical: 
     out += _feature_findings(entry, stage, pca_dims=pca_dims)
     out += _consonance_findings(entry, stage)
     out += _token_presence_findings(entry, stage, canonical=canonical)
+    out += _desync_findings(entry, stage)
+    out += _stringified_findings(entry, stage)
+    out += _number_text_findings(entry, stage)
     if entry.get("oracle"):
         for f in oracle_findings(entry["oracle"], stage=stage):
             key = f.code + ":" + str(f.evidence.get("invariant", ""))
@@ -602,6 +718,10 @@ def _entry_differences(a: Mapping, b: Mapping) -> list[dict]:
         if ta is not None and tb is not None and pa and pb and list(ta) != list(tb):
             changes.append({"what": f"'{name}' types {ta} -> {tb}", "key": f"fields.{name}.types",
                             "before": list(ta), "after": list(tb)})
+        ka, kb = ia.get("key_types"), ib.get("key_types")
+        if ka and kb and list(ka) != list(kb):
+            changes.append({"what": f"'{name}' key types {ka} -> {kb}", "key": f"fields.{name}.key_types",
+                            "before": list(ka), "after": list(kb)})
     ta, tb = a.get("tokens") or {}, b.get("tokens") or {}
     for key in ("present", "unique", "counts"):
         if ta.get(key) != tb.get(key) and (ta or tb):
@@ -614,6 +734,342 @@ def _entry_differences(a: Mapping, b: Mapping) -> list[dict]:
             changes.append({"what": f"features.{key} {xa.get(key)} -> {xb.get(key)}",
                             "key": f"features.{key}", "before": xa.get(key), "after": xb.get(key)})
     return changes
+
+
+def _types_changed_findings(ledger: Sequence[Mapping], already: set) -> list[Finding]:
+    """TYPES_CHANGED where a field's value or key types differ from the stage it continues.
+
+    chandra's own saved -> reloaded pairs are left to ROUNDTRIP_CHANGED,
+    which reports type changes among everything else a round trip changed.
+    """
+    out = []
+    roundtrip = set(ROUNDTRIP_PAIRS)
+    for k in range(1, len(ledger)):
+        j = _lineage_parent(ledger, k)
+        if j is None:
+            continue
+        before, after = ledger[j], ledger[k]
+        s0, s1 = str(before.get("stage")), str(after.get("stage"))
+        if (s0, s1) in roundtrip:
+            continue
+        fields_after = after.get("fields") or {}
+        for name, ia in _present_fields(before).items():
+            ib = fields_after.get(name) or {}
+            if not ib.get("present") or (s1, name) in already:
+                continue
+            ta, tb = set(ia.get("types") or []), set(ib.get("types") or [])
+            ka, kb = set(ia.get("key_types") or []), set(ib.get("key_types") or [])
+            changes = []
+            if ta and tb and ta != tb:
+                changes.append(f"value types {sorted(ta)} -> {sorted(tb)}")
+            if ka and kb and ka != kb:
+                changes.append(f"key types {sorted(ka)} -> {sorted(kb)}")
+            if not changes:
+                continue
+            number_to_text = "str" in tb - ta and bool(ta & {"int", "float", "bool"})
+            keys_to_text = "int" in ka and "int" not in kb and "int-str" in kb
+            severity = "error" if number_to_text or keys_to_text else "warning"
+            why = []
+            if keys_to_text:
+                why.append("int keys came back as strings, so lookups by number miss")
+            if number_to_text:
+                why.append("numbers came back as text")
+            out.append(Finding(
+                severity, TYPES_CHANGED, s1,
+                f"field '{name}' changed from '{s0}' to '{s1}': {'; '.join(changes)}"
+                + (f" ({'; '.join(why)})" if why else ""),
+                {"field": name, "from_stage": s0, "to_stage": s1, "types_before": sorted(ta),
+                 "types_after": sorted(tb), "key_types_before": sorted(ka) or None,
+                 "key_types_after": sorted(kb) or None, "stages": [s1]}))
+    return out
+
+
+# --------------------------------------------------------------------------- vocabulary provenance
+
+#: Identity of the features a vocabulary sees, by canonical name: the
+#: declaration keys read for each (first found wins). Shared by chandra's
+#: provenance, trace checkpoint declarations and MusicHal metadata.
+IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
+    "encoder": ("encoder", "encoder_name", "feature_extractor", "extractor"),
+    "model": ("model", "model_name", "checkpoint", "pretrained", "model_path"),
+    "model_type": ("model_type",),
+    "layer": ("effective_layer", "layer", "hidden_layer", "layer_index"),
+    "pooling": ("pooling",),
+    "sample_rate": ("sample_rate", "sampling_rate", "sr"),
+    "dim": ("dim", "feature_dim", "feature_dimensions", "n_features_in", "n_features", "input_dim", "dimension"),
+    "normalisation": ("normalisation", "normalization"),
+    "n_mfcc": ("n_mfcc",),
+    "hop_length": ("hop_length",),
+    "n_fft": ("n_fft",),
+}
+_VOCAB_DECL_KEYS = ("vocabulary", "gesture_vocabulary", "vocab", "token_vocabulary", "kmeans")
+_ENCODER_DECL_KEYS = ("encoder", "feature_encoder", "features_encoder", "feature_extractor")
+_FITTED_ON_KEYS = ("fitted_on", "trained_on", "encoder", "features")
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return int(value) if float(value).is_integer() else float(value)
+    if isinstance(value, str) and len(value) <= 500:
+        return value
+    return None
+
+
+def encoder_identity(declaration: Any) -> dict:
+    """Canonical identity (:data:`IDENTITY_KEYS`) of a features/encoder declaration.
+
+    A string is an encoder name; a mapping is read key by key, a nested
+    ``"encoder"`` mapping first (chandra nests the encoder's provenance).
+    Only scalar values count.
+    """
+    if isinstance(declaration, str):
+        return {"encoder": declaration}
+    if not isinstance(declaration, Mapping):
+        return {}
+    out: dict = {}
+    nested = declaration.get("encoder")
+    if isinstance(nested, Mapping):
+        out.update(encoder_identity(nested))
+    for name, aliases in IDENTITY_KEYS.items():
+        if name in out:
+            continue
+        for alias in aliases:
+            value = _scalar(declaration.get(alias))
+            if value is not None and not (alias == "encoder" and isinstance(nested, Mapping)):
+                out[name] = value
+                break
+    return out
+
+
+def _vocabulary_identity(declaration: Any) -> dict:
+    """Identity of the features a vocabulary declaration says it was fitted on."""
+    if not isinstance(declaration, Mapping):
+        return {}
+    out: dict = {}
+    for key in _FITTED_ON_KEYS:
+        value = declaration.get(key)
+        if isinstance(value, (Mapping, str)):
+            out.update({k: v for k, v in encoder_identity(value).items() if k not in out})
+    # The vocabulary's own keys (dim of the vectors it was fitted on, normalisation).
+    for name, value in encoder_identity({k: v for k, v in declaration.items() if k not in _FITTED_ON_KEYS}).items():
+        out.setdefault(name, value)
+    return out
+
+
+def _same(name: str, a: Any, b: Any) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        a, b = a.strip().lower(), b.strip().lower()
+        if name == "model":
+            a, b = a.rstrip("/").rsplit("/", 1)[-1], b.rstrip("/").rsplit("/", 1)[-1]
+        return a == b
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+    if isinstance(a, str) != isinstance(b, str):
+        try:
+            return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=1e-12)
+        except (TypeError, ValueError):
+            return str(a).strip().lower() == str(b).strip().lower()
+    return a == b
+
+
+def vocabulary_conflicts(vocabulary: Mapping, features: Mapping) -> list[dict]:
+    """``[{aspect, vocabulary, features}]`` for every identity key both declare differently."""
+    out = []
+    for name in IDENTITY_KEYS:
+        if name in vocabulary and name in features and not _same(name, vocabulary[name], features[name]):
+            out.append({"aspect": name, "vocabulary": vocabulary[name], "features": features[name]})
+    return out
+
+
+def _mismatch_finding(conflicts: list[dict], stage: str, source: str) -> Finding:
+    shown = "; ".join(f"{c['aspect']} {c['vocabulary']!r} vs {c['features']!r}" for c in conflicts[:4])
+    return Finding(
+        "error", VOCAB_ENCODER_MISMATCH, stage,
+        f"the vocabulary was fitted on other features than the ones it is applied to ({shown}"
+        + ("; ..." if len(conflicts) > 4 else "") + "): its tokens do not mean what the frames hold",
+        {"conflicts": conflicts, "source": source})
+
+
+def _declared_vocabulary_check(entry: Mapping, stage: str, declared: dict) -> list[tuple[str, Finding]]:
+    """Compare the vocabulary and encoder declared so far (trace checkpoints' ``provenance``)."""
+    prov = entry.get("provenance")
+    if isinstance(prov, Mapping):
+        for key in _ENCODER_DECL_KEYS:
+            if key in prov:
+                declared["encoder"] = encoder_identity(prov[key])
+                break
+        for key in _VOCAB_DECL_KEYS:
+            if isinstance(prov.get(key), Mapping):
+                declared["vocabulary"] = _vocabulary_identity(prov[key])
+                break
+    vocab, enc = declared.get("vocabulary"), declared.get("encoder")
+    if not vocab or not enc:
+        return []
+    conflicts = vocabulary_conflicts(vocab, enc)
+    if not conflicts:
+        return []
+    return [(VOCAB_ENCODER_MISMATCH, _mismatch_finding(conflicts, stage, "declared at checkpoints"))]
+
+
+def _walk_declarations(node: Any, depth: int = 0) -> tuple[list[dict], list[dict]]:
+    """Vocabulary and encoder declarations anywhere in a metadata tree (depth <= 4)."""
+    vocabs: list[dict] = []
+    encoders: list[dict] = []
+    if depth > 4 or not isinstance(node, Mapping):
+        return vocabs, encoders
+    for key, value in node.items():
+        name = str(key).lower()
+        if name in _VOCAB_DECL_KEYS and isinstance(value, Mapping):
+            ident = _vocabulary_identity(value)
+            if ident:
+                vocabs.append(ident)
+            continue
+        if name in _ENCODER_DECL_KEYS and isinstance(value, (Mapping, str)):
+            ident = encoder_identity(value)
+            if ident:
+                encoders.append(ident)
+            continue
+        if isinstance(value, Mapping):
+            v, e = _walk_declarations(value, depth + 1)
+            vocabs += v
+            encoders += e
+    return vocabs, encoders
+
+
+def vocabulary_findings(model: Any) -> list[Finding]:
+    """VOCAB_ENCODER_MISMATCH for a model whose vocabulary does not fit its features.
+
+    Checked, where the model carries what is needed:
+
+    * the vocabulary's centres and the saved features differ in dimension;
+    * ``vocabulary["fitted_on"]`` (what chandra records when it fits) names
+      another encoder, model, layer, pooling, sample rate or dimension than
+      ``provenance["encoder"]``;
+    * an L2 vocabulary without PCA, applied to features whose rows are not
+      unit vectors (the features were not normalised the way the vocabulary
+      was fitted);
+    * a MusicHal file whose metadata declares a vocabulary (``vocabulary``,
+      ``gesture_vocabulary``, ...) fitted on other features than its declared
+      encoder, or on another dimension than its frames hold.
+
+    The finding's stage is ``"tokens"`` when the model's ledger has that
+    stage (where the vocabulary was applied), else ``"model"``.
+    """
+    provenance = getattr(model, "provenance", None) or {}
+    vocab = getattr(model, "vocabulary", None)
+    vocab = vocab if isinstance(vocab, Mapping) else {}
+    features = getattr(model, "features", None)
+    centers = getattr(model, "centers", None)
+    history = [e for e in (getattr(model, "ledger", None) or []) if isinstance(e, Mapping)]
+    stage = "tokens" if any(e.get("stage") == "tokens" for e in history) else "model"
+    X = np.asarray(features) if features is not None else None
+    has_rows = X is not None and X.ndim == 2 and X.shape[0] > 0
+    lengths = (getattr(model, "extra_arrays", None) or {}).get("feature_lengths")
+    features_dim = None
+    if has_rows:
+        features_dim = int(np.max(lengths)) if lengths is not None and len(lengths) else int(X.shape[1])
+    conflicts: list[dict] = []
+    source = []
+    if centers is not None and has_rows:
+        C = np.asarray(centers)
+        if C.ndim == 2 and C.shape[1] != X.shape[1]:
+            conflicts.append({"aspect": "dim", "vocabulary": int(C.shape[1]), "features": int(X.shape[1]),
+                              "what": "centre dimension against saved feature dimension"})
+            source.append("centres")
+    fitted = vocab.get("fitted_on")
+    encoder = provenance.get("encoder") if isinstance(provenance, Mapping) else None
+    if isinstance(fitted, Mapping) and isinstance(encoder, Mapping):
+        found = vocabulary_conflicts(_vocabulary_identity({"fitted_on": fitted}), encoder_identity(encoder))
+        conflicts += [c for c in found if c["aspect"] not in {x["aspect"] for x in conflicts}]
+        if found:
+            source.append("vocabulary.fitted_on against provenance.encoder")
+    params = vocab.get("params") if isinstance(vocab.get("params"), Mapping) else {}
+    if params.get("normalisation") == "l2" and params.get("pca_components") in (None, 0) and has_rows \
+            and (centers is None or np.asarray(centers).shape[-1] == X.shape[1]):
+        norms = np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1)
+        norms = norms[np.isfinite(norms) & (norms > 0)]
+        if norms.size and (norms.min() < 1 - L2_NORM_TOLERANCE or norms.max() > 1 + L2_NORM_TOLERANCE):
+            conflicts.append({"aspect": "normalisation", "vocabulary": "l2",
+                              "features": f"row norms {norms.min():.4g}..{norms.max():.4g}",
+                              "what": "an L2 vocabulary applied to features that are not unit vectors"})
+            source.append("feature norms")
+    musichal = provenance.get("musichal") if isinstance(provenance, Mapping) else None
+    if isinstance(musichal, Mapping):
+        vocabs, encoders = [], []
+        for part in ("metadata", "other_keys", "data_keys", "outer_keys"):
+            v, e = _walk_declarations(musichal.get(part))
+            vocabs += v
+            encoders += e
+        for ident in vocabs:
+            for enc in encoders:
+                found = vocabulary_conflicts(ident, enc)
+                conflicts += [c for c in found if c not in conflicts]
+            if features_dim is not None and "dim" in ident and not _same("dim", ident["dim"], features_dim):
+                item = {"aspect": "dim", "vocabulary": ident["dim"], "features": features_dim,
+                        "what": "declared vocabulary dimension against the frames' feature length"}
+                if item not in conflicts:
+                    conflicts.append(item)
+        if vocabs:
+            source.append("MusicHal metadata")
+    if not conflicts:
+        return []
+    finding = _mismatch_finding(conflicts, stage, ", ".join(source))
+    finding.evidence["stages"] = [stage]
+    return [finding]
+
+
+#: Top-level MusicHal keys and ``stats`` keys that hold numbers.
+_MUSICHAL_NUMBER_KEYS = frozenset({
+    "distance_threshold", "max_pattern_length", "feature_dimensions", "size", "last", "frame_counter",
+    "sequence_length", "threshold_adjustments", "chord_similarity_weight", "pattern_counter", "last_update",
+    "total_distances_calculated", "average_distance", "total_patterns", "total_states", "memory_usage",
+    "harmonic_patterns", "polyphonic_patterns", "chord_progressions", "rhythmic_patterns",
+    "musical_insights_used", "polyphonic_frames", "average_pitches_per_frame",
+})
+
+
+def musichal_type_findings(model: Any) -> list[Finding]:
+    """TYPES_CHANGED for a MusicHal file holding numbers as text outside its events.
+
+    JSON keeps numbers numbers; text where MusicHal writes numbers (the
+    top-level counters and threshold, ``stats``, the per-state
+    ``fundamentals`` / ``consonances`` values) is what a save that passed
+    numpy scalars through ``str()`` leaves behind. Event fields are judged
+    by the ledger (``numeric_strings``).
+    """
+    provenance = getattr(model, "provenance", None) or {}
+    musichal = provenance.get("musichal") if isinstance(provenance, Mapping) else None
+    if not isinstance(musichal, Mapping):
+        return []
+    from chandra.ledger import is_number_text
+
+    declared = musichal.get("declared") if isinstance(musichal.get("declared"), Mapping) else {}
+    keys = [k for k, v in declared.items() if k in _MUSICHAL_NUMBER_KEYS and is_number_text(v)]
+    stats = declared.get("stats") if isinstance(declared.get("stats"), Mapping) else {}
+    keys += [f"stats.{k}" for k, v in stats.items() if k in _MUSICHAL_NUMBER_KEYS and is_number_text(v)]
+    per_state = {}
+    for name in ("fundamentals", "consonances"):
+        values = musichal.get(name)
+        if isinstance(values, list):
+            count = sum(1 for v in values if is_number_text(v))
+            if count:
+                per_state[name] = count
+    if not keys and not per_state:
+        return []
+    parts = []
+    if keys:
+        parts.append(f"{', '.join(keys[:6])}{', ...' if len(keys) > 6 else ''}")
+    parts += [f"{count} '{name}' values" for name, count in per_state.items()]
+    return [Finding(
+        "error", TYPES_CHANGED, "model",
+        f"numbers stored as text in {'; '.join(parts)}: a save wrote them with str() (numpy scalars through "
+        "json's default=str); MusicHal reads them as text",
+        {"keys": keys, "per_state": per_state, "change": "number -> text", "stages": ["model"]})]
 
 
 # --------------------------------------------------------------------------- provenance
@@ -690,7 +1146,14 @@ _SECTION_OF = {
 
 def _has_section(entry: Mapping, key: str) -> bool:
     """Whether ``entry`` holds the data the check named by ``key`` reads."""
-    code = key.split(":", 1)[0]
+    code, _, field_name = key.partition(":")
+    if code in (STRINGIFIED_CONTAINER, TYPES_CHANGED) and field_name:
+        return bool(((entry.get("fields") or {}).get(field_name) or {}).get("present"))
+    if code == TOKENS_DESYNC:
+        info = entry.get("token_features")
+        return isinstance(info, Mapping) and not info.get("skipped") and bool(info.get("checked"))
+    if code == VOCAB_ENCODER_MISMATCH:
+        return True
     if code == CONSTANT_CONSONANCE:
         return bool((entry.get("fields") or {}).get("consonance", {}).get("present"))
     if code == TOKENS_MISSING:
@@ -741,10 +1204,12 @@ def ledger_findings(
     # check key -> the finding that opened the run, while the run is open
     open_runs: dict[str, Finding] = {}
     best_unique, best_from = (fit_active, "the vocabulary fit set") if fit_active else (0, None)
+    declared: dict[str, dict] = {}
     for entry in ledger:
         stage = str(entry.get("stage"))
         checks = _entry_checks(entry, stage, pca_dims, canonical=canonical)
         checks += _collapse_finding(entry, stage, best_unique, best_from)
+        checks += _declared_vocabulary_check(entry, stage, declared)
         fired = set()
         for key, finding in checks:
             fired.add(key)
@@ -764,6 +1229,11 @@ def ledger_findings(
         if tok and int(tok.get("unique", 0)) > best_unique:
             best_unique, best_from = int(tok["unique"]), f"'{stage}'"
     findings += _field_lost_findings(ledger)
+    # A field already named as text-of-a-container or numbers-as-text at a stage is not
+    # reported again as a bare type change there.
+    already = {(f.stage, f.evidence.get("field")) for f in findings
+               if f.code in (TYPES_CHANGED, STRINGIFIED_CONTAINER)}
+    findings += _types_changed_findings(ledger, already)
     findings += _records_lost_findings(ledger)
     findings += _roundtrip_findings(ledger)
     findings += provenance_findings(provenance)
@@ -847,6 +1317,8 @@ def model_findings(model: Any, *, entry: Mapping | None = None,
         findings += oracle_findings(summary, stage="oracle")
     if not any(f.code == CONSTANT_CONSONANCE for f in findings):
         findings += _musichal_consonance(provenance, "model")
+    findings += vocabulary_findings(model)
+    findings += musichal_type_findings(model)
     return sort_findings(_dedupe(findings))
 
 

@@ -24,8 +24,10 @@ job; this module only measures.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -48,6 +50,10 @@ __all__ = [
     "oracle_summary",
     "field_matrix",
     "json_safe",
+    "stringified_container",
+    "is_number_text",
+    "token_feature_agreement",
+    "STRINGIFIED_MAX_CHARS",
 ]
 
 #: Canonical ledger boundaries (what the records are after each step), in
@@ -212,12 +218,161 @@ def _scalar_key(value: Any) -> Any:
     return None
 
 
+#: Longest string inspected for a stringified container (longer ones are
+#: never parsed: the check must stay cheap and bounded on untrusted files).
+STRINGIFIED_MAX_CHARS = 4096
+# Deepest bracket nesting handed to the parser; deeper text is not parsed.
+_STRINGIFIED_MAX_DEPTH = 20
+# Parses per field per entry; the rest of a field's candidates are counted as
+# candidates only (the finding says how many were checked).
+_STRINGIFIED_MAX_PARSES = 2000
+_BRACKETS = {"{": "}", "[": "]", "(": ")"}
+_NUMBER_TEXT = re.compile(
+    r"^[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|nan|inf|infinity)$", re.IGNORECASE)
+# str() of a numpy array: numbers separated by blanks, "..." where elided, brackets per axis.
+_NDARRAY_TEXT = re.compile(
+    r"^\[[\[\]\s]*(?:[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|nan|inf)[\[\]\s]*|\.\.\.[\[\]\s]*)+$",
+    re.IGNORECASE)
+_DECIMAL_INT = re.compile(r"^-?\d+$")
+
+
+def is_number_text(value: Any) -> bool:
+    """True for a short string that spells a number (``"60"``, ``"0.5"``, ``"nan"``)."""
+    return isinstance(value, str) and len(value) <= 64 and bool(_NUMBER_TEXT.match(value.strip()))
+
+
+def _bracket_depth(text: str) -> int:
+    depth = best = 0
+    for ch in text:
+        if ch in "[{(":
+            depth += 1
+            best = max(best, depth)
+        elif ch in "]})":
+            depth -= 1
+    return best
+
+
+_LITERAL_NAMES = frozenset({"inf", "nan", "infinity", "Infinity", "NaN", "True", "False", "None",
+                            "true", "false", "null"})
+_CONTAINER_NODES = {ast.Dict: "dict", ast.List: "list", ast.Tuple: "tuple", ast.Set: "set"}
+
+
+def _literal_tree(node: ast.AST) -> bool:
+    """Only literals: containers, constants, signs, and the bare names str() and JSON print."""
+    if isinstance(node, (ast.Dict, ast.List, ast.Tuple, ast.Set)):
+        children = ([k for k in node.keys if k is not None] + node.values) if isinstance(node, ast.Dict) \
+            else node.elts
+        return all(_literal_tree(child) for child in children)
+    if isinstance(node, ast.Constant):
+        return True
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _literal_tree(node.operand)
+    if isinstance(node, ast.Name):
+        return node.id in _LITERAL_NAMES
+    return False
+
+
+def stringified_container(value: Any) -> str | None:
+    """The container type a string is the ``str()``/``repr()`` (or JSON text) of, else None.
+
+    A field value such as ``"{'a': 1}"``, ``"[1, 2]"``, ``'{"a": 1}'`` or
+    ``"[0.1 0.2 0.3]"`` (``str`` of a numpy array) is a container that was
+    turned into text on its way into the field. Recognised without evaluating
+    anything: the text must be at most :data:`STRINGIFIED_MAX_CHARS` long,
+    open and close with matching brackets and nest at most 20 deep; then it
+    is parsed (never evaluated) with :func:`ast.parse` and accepted only when
+    the tree holds nothing but containers, constants, signs and the bare
+    names ``str()`` and JSON print (``inf``, ``nan``, ``True``, ``null``, …),
+    or it matches the numpy array print format.
+
+    Returns
+    -------
+    str or None
+        ``"dict"``, ``"list"``, ``"tuple"``, ``"set"`` or ``"ndarray"``.
+    """
+    if not isinstance(value, str) or len(value) > STRINGIFIED_MAX_CHARS:
+        return None
+    text = value.strip()
+    if len(text) < 2:
+        return None
+    if text.startswith("array(") and text.endswith(")"):
+        return "ndarray"
+    if _BRACKETS.get(text[0]) != text[-1] or _bracket_depth(text) > _STRINGIFIED_MAX_DEPTH:
+        return None
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        tree = None
+    if tree is not None and type(tree) in _CONTAINER_NODES and _literal_tree(tree):
+        return _CONTAINER_NODES[type(tree)]
+    if text[0] == "[" and _NDARRAY_TEXT.match(text):
+        return "ndarray"
+    return None
+
+
+def _key_kind(key: Any) -> str:
+    """Coarse type of a mapping key; decimal-integer strings are told apart from other text."""
+    if isinstance(key, (bool, np.bool_)):
+        return "bool"
+    if isinstance(key, (int, np.integer)):
+        return "int"
+    if isinstance(key, (float, np.floating)):
+        return "float"
+    if isinstance(key, str):
+        return "int-str" if _DECIMAL_INT.match(key) else "str"
+    return type(key).__name__
+
+
+class _TextStats:
+    """Per-field counters of suspicious text and mapping keys (only built when seen)."""
+
+    __slots__ = ("candidates", "checked", "stringified", "kinds", "example", "numeric", "numeric_example",
+                 "key_kinds")
+
+    def __init__(self) -> None:
+        self.candidates = self.checked = self.stringified = self.numeric = 0
+        self.kinds: dict[str, int] = {}
+        self.example: str | None = None
+        self.numeric_example: str | None = None
+        self.key_kinds: set[str] = set()
+
+    def text(self, value: str) -> None:
+        head = value[:1] if value[:1] not in (" ", "\t", "\n") else value.lstrip()[:1]
+        if head in ("[", "{", "(") or (head == "a" and value.lstrip().startswith("array(")):
+            self.candidates += 1
+            if self.checked < _STRINGIFIED_MAX_PARSES:
+                self.checked += 1
+                kind = stringified_container(value)
+                if kind is not None:
+                    self.stringified += 1
+                    self.kinds[kind] = self.kinds.get(kind, 0) + 1
+                    if self.example is None:
+                        self.example = value[:60] + ("..." if len(value) > 60 else "")
+        elif is_number_text(value):
+            self.numeric += 1
+            if self.numeric_example is None:
+                self.numeric_example = value[:20]
+
+    def info(self) -> dict:
+        out: dict[str, Any] = {}
+        if self.stringified:
+            out["stringified"] = {"count": self.stringified, "checked": self.checked,
+                                  "candidates": self.candidates, "kinds": dict(sorted(self.kinds.items())),
+                                  "example": self.example}
+        if self.numeric:
+            out["numeric_strings"] = {"count": self.numeric, "example": self.numeric_example}
+        if self.key_kinds:
+            out["key_types"] = sorted(self.key_kinds)
+        return out
+
+
 def _field_summary(records: Sequence[Mapping], extra: Iterable[str]) -> dict[str, dict]:
     n = len(records)
     counts: dict[str, int] = {}
     types: dict[str, set] = {}
     first: dict[str, Any] = {}
     constant: dict[str, bool] = {}
+    text: dict[str, _TextStats] = {}
     for rec in records:
         for key, value in rec.items():
             key = str(key)
@@ -229,6 +384,18 @@ def _field_summary(records: Sequence[Mapping], extra: Iterable[str]) -> dict[str
                 continue
             counts[key] += 1
             types[key].add(_type_name(value))
+            if isinstance(value, str):
+                stats = text.get(key)
+                if stats is None:
+                    stats = text[key] = _TextStats()
+                stats.text(value)
+            elif isinstance(value, Mapping):
+                stats = text.get(key)
+                if stats is None:
+                    stats = text[key] = _TextStats()
+                if len(stats.key_kinds) < 8:
+                    for k in list(value)[:64]:
+                        stats.key_kinds.add(_key_kind(k))
             if constant[key]:
                 sk = _scalar_key(value)
                 if sk is None:
@@ -252,6 +419,8 @@ def _field_summary(records: Sequence[Mapping], extra: Iterable[str]) -> dict[str
         # Only scalar fields seen at least twice can be "stuck"; one value is no evidence.
         if constant[key] and count >= 2 and key in first:
             info["constant"] = first[key]
+        if key in text:
+            info.update(text[key].info())
         out[key] = info
     return out
 
@@ -496,6 +665,253 @@ def feature_stats(features: Any) -> dict | None:
 
 
 # ---------------------------------------------------------------------------
+# tokens against features
+# ---------------------------------------------------------------------------
+
+#: Rows compared at most (evenly spaced) when checking tokens against features.
+AGREEMENT_MAX_ROWS = 20000
+#: Distinct tokens above which the centroid check is not attempted (ids are
+#: then not a vocabulary, e.g. frame numbers).
+AGREEMENT_MAX_TOKENS = 4096
+#: Rows (in tokens with at least two rows) needed before token centroids are judged.
+AGREEMENT_MIN_ROWS = 20
+#: Without centres, tokens are judged only when random tokens of the same
+#: counts agree on at most ``1 - AGREEMENT_MIN_SEPARATION`` of the rows.
+AGREEMENT_MIN_SEPARATION = 0.1
+# Relative tolerance on squared distances: a row whose own token's centre is
+# as near as the nearest centre within it agrees (ties, float32 rounding).
+_AGREE_RTOL = 1e-6
+_AGREE_ATOL = 1e-12
+
+
+def _token_ids(values: Sequence[Any]) -> np.ndarray:
+    """int64 ids, -1 where a value is missing, negative or not an integer."""
+    out = np.full(len(values), -1, dtype=np.int64)
+    for i, v in enumerate(values):
+        if isinstance(v, (bool, np.bool_)) or not is_present(v):
+            continue
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            v = int(v)
+        if isinstance(v, (int, np.integer)) and int(v) >= 0:
+            out[i] = int(v)
+    return out
+
+
+def _nearest_agreement(X: np.ndarray, rows: np.ndarray, own: np.ndarray, C: np.ndarray,
+                       transform: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """For rows ``X[rows]`` (optionally transformed): does centre ``own[i]`` lie as
+    near as the nearest centre (within tolerance)? And which centre is nearest.
+    Works block by block, so only one block is ever copied to float64."""
+    C64 = np.asarray(C, dtype=np.float64)
+    cc = np.einsum("ij,ij->i", C64, C64)
+    agree = np.zeros(rows.size, dtype=bool)
+    nearest = np.zeros(rows.size, dtype=np.int64)
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, rows.size)
+        B = np.asarray(X[rows[start:stop]], dtype=np.float64)
+        if transform is not None:
+            B = transform(B)
+        d2 = np.einsum("ij,ij->i", B, B)[:, None] - 2.0 * (B @ C64.T) + cc[None, :]
+        np.maximum(d2, 0.0, out=d2)
+        best = d2.min(axis=1)
+        mine = d2[np.arange(B.shape[0]), own[start:stop]]
+        agree[start:stop] = mine <= best * (1.0 + _AGREE_RTOL) + _AGREE_ATOL
+        nearest[start:stop] = np.argmin(d2, axis=1)
+    return agree, nearest
+
+
+def _sample_rows(n: int, limit: int) -> np.ndarray:
+    if n <= limit:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, limit).round().astype(np.int64))
+
+
+def _group_means(X: np.ndarray, rows: np.ndarray, group: np.ndarray, n_groups: int,
+                 transforms: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Mean of the rows ``X[rows]`` per group, in each transformed space, in
+    one O(n d) pass without a full-size copy."""
+    order = np.argsort(group, kind="stable")
+    rows, group = rows[order], group[order]
+    sums = {name: np.zeros((n_groups, X.shape[1]), dtype=np.float64) for name in transforms}
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, rows.size)
+        raw = np.asarray(X[rows[start:stop]], dtype=np.float64)
+        g = group[start:stop]
+        heads = np.concatenate([[0], np.flatnonzero(np.diff(g)) + 1])
+        for name, transform in transforms.items():
+            sums[name][g[heads]] += np.add.reduceat(transform(raw), heads, axis=0)
+    counts = np.maximum(np.bincount(group, minlength=n_groups).astype(np.float64), 1.0)[:, None]
+    return {name: total / counts for name, total in sums.items()}
+
+
+def _nearest_agreements(X: np.ndarray, rows: np.ndarray, own: np.ndarray, means: Mapping[str, np.ndarray],
+                        transforms: Mapping[str, Any]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """:func:`_nearest_agreement` in several spaces, reading each block of rows once."""
+    out = {name: (np.zeros(rows.size, dtype=bool), np.zeros(rows.size, dtype=np.int64)) for name in transforms}
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        stop = min(start + _BLOCK_ROWS, rows.size)
+        raw = np.asarray(X[rows[start:stop]], dtype=np.float64)
+        for name, transform in transforms.items():
+            agree, nearest = _nearest_agreement(transform(raw), np.arange(stop - start), own[start:stop],
+                                                means[name])
+            out[name][0][start:stop] = agree
+            out[name][1][start:stop] = nearest
+    return out
+
+
+def _l2_rows(B: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(B, axis=1, keepdims=True)
+    return B / np.where(norms > 0, norms, 1.0)
+
+
+def token_feature_agreement(features: Any, tokens: Any, *, centers: Any = None,
+                            max_rows: int = AGREEMENT_MAX_ROWS) -> dict | None:
+    """Whether each record's token is the vocabulary's assignment of its features.
+
+    A token is the index of the centre nearest to the record's (normalised)
+    feature vector. Smoothing the token sequence, re-assigning tokens after
+    the fact or fitting the vocabulary on other features all break that, and
+    no token histogram shows it.
+
+    With the vocabulary's ``centers`` (in the space of ``features``) the
+    check is exact: a row agrees when its token's centre is the nearest one
+    (ties within a relative 1e-6 count as agreeing). Without centres (a
+    MusicHal file, a trace), the tokens' own mean feature vectors stand in:
+    K-means stops at a fixed point where every row is nearest the mean of its
+    own token, so tokens that are the nearest-centre assignment of these
+    features agree (almost) everywhere, and smoothed or re-assigned tokens do
+    not. The means are tried on the features as stored, L2-normalised and
+    standardised (the vocabulary may have clustered any of them) and the
+    best agreement is reported; only rows of tokens with at least two rows
+    are judged (a single row is its own mean). Because a row pulls its own
+    token's mean towards itself, the same token counts dealt at random also
+    agree on some share (``chance_agreement``, high for weakly clustered
+    high-dimensional features); ``consistency`` = (agreement - chance) /
+    (1 - chance) is the share of rows whose token the features support
+    beyond chance, and nothing is judged when chance exceeds 90 %.
+
+    Parameters
+    ----------
+    features : array (n, d)
+        Row i belongs to token i.
+    tokens : sequence (n,)
+        Token ids; None, NaN, negative or non-integer values are not judged.
+    centers : array (K, d'), optional
+        Vocabulary centres in the features' space.
+    max_rows : int
+        Rows judged at most (evenly spaced) against centres; a quarter of it
+        against token means. The means use every row.
+
+    Returns
+    -------
+    dict or None
+        None when no row has both a token and a finite feature vector.
+        Otherwise ``method`` (``"centres"`` or ``"token-centroids"``),
+        ``n_rows`` (rows with both), ``checked``, ``agree``, ``disagree``,
+        ``agreement`` (share of checked rows), ``examples`` (up to five
+        ``{row, token, nearest}`` that disagree); for centroids also
+        ``n_tokens``, ``space`` and ``spaces`` (agreement per space tried),
+        ``chance_agreement`` and ``consistency``;
+        ``skipped`` (why nothing was judged) with ``centres_dim`` /
+        ``features_dim`` when the centres do not fit the features.
+    """
+    X = np.asarray(features)
+    if X.ndim != 2 or X.shape[0] == 0 or X.shape[1] == 0:
+        return None
+    ids = _token_ids(tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens))
+    n = min(X.shape[0], ids.shape[0])
+    X, ids = X[:n], ids[:n]
+    finite = np.ones(n, dtype=bool)
+    for start in range(0, n, _BLOCK_ROWS):
+        finite[start: start + _BLOCK_ROWS] = np.isfinite(
+            np.asarray(X[start: start + _BLOCK_ROWS], dtype=np.float64)).all(axis=1)
+    rows = np.flatnonzero(finite & (ids >= 0))
+    if rows.size == 0:
+        return None
+    out: dict[str, Any] = {"n_rows": int(rows.size)}
+    if centers is not None:
+        C = np.asarray(centers, dtype=np.float64)
+        out.update(method="centres", n_centres=int(C.shape[0]) if C.ndim == 2 else 0)
+        if C.ndim != 2 or C.shape[1] != X.shape[1]:
+            out.update(skipped="the vocabulary's centres and the features differ in dimension",
+                       centres_dim=int(C.shape[1]) if C.ndim == 2 else None, features_dim=int(X.shape[1]))
+            return out
+        rows = rows[ids[rows] < C.shape[0]]
+        if rows.size == 0:
+            out["skipped"] = "no token is an index of a centre"
+            return out
+        pick = rows[_sample_rows(rows.size, max_rows)]
+        agree, nearest = _nearest_agreement(X, pick, ids[pick], C)
+        out.update(_agreement_counts(pick, ids, agree, nearest))
+        return out
+
+    out["method"] = "token-centroids"
+    uniq, inv, counts = np.unique(ids[rows], return_inverse=True, return_counts=True)
+    out["n_tokens"] = int(uniq.size)
+    if uniq.size > AGREEMENT_MAX_TOKENS:
+        out["skipped"] = f"{uniq.size} distinct token ids is not a vocabulary"
+        return out
+    judged = np.flatnonzero(counts[inv] >= 2)
+    if judged.size < AGREEMENT_MIN_ROWS or np.count_nonzero(counts >= 2) < 2:
+        out["skipped"] = (f"too few rows per token to judge without the vocabulary's centres "
+                          f"({judged.size} rows in tokens with two or more rows)")
+        return out
+    pick = judged[_sample_rows(judged.size, max(1, max_rows // 4))]
+    # Three passes over the rows in all: per-dimension moments (for the
+    # standardised space), the per-token sums of every space, and the
+    # judged rows against every space's means.
+    total = np.zeros(X.shape[1])
+    total_sq = np.zeros(X.shape[1])
+    for start in range(0, rows.size, _BLOCK_ROWS):
+        B = np.asarray(X[rows[start: start + _BLOCK_ROWS]], dtype=np.float64)
+        total += B.sum(axis=0)
+        total_sq += np.einsum("ij,ij->j", B, B)
+    mean = total / rows.size
+    sd = np.sqrt(np.maximum(total_sq / rows.size - mean**2, 0.0))
+    sd = np.where(sd > 1e-12 * np.maximum(np.abs(mean), 1.0), sd, 1.0)
+    transforms = {"as stored": lambda B: B, "l2-normalised": _l2_rows,
+                  "standardised": lambda B: (B - mean) / sd}
+    means = _group_means(X, rows, inv, uniq.size, transforms)
+    results = _nearest_agreements(X, rows[pick], inv[pick], means, transforms)
+    spaces = {space: float(np.count_nonzero(agree) / agree.size) for space, (agree, _) in results.items()}
+    space = max(spaces, key=spaces.get)  # first of equals: the features as stored
+    agree, nearest = results[space]
+    out.update(space=space, spaces=spaces)
+    out.update(_agreement_counts(rows[pick], ids, agree, uniq[nearest]))
+    # Chance level: the same token counts dealt at random. In high dimensions a
+    # row pulls its own token's mean towards itself, so even random tokens can
+    # agree often; only the agreement above chance says anything.
+    shuffled = np.random.default_rng(0).permutation(inv)
+    one = {space: transforms[space]}
+    chance_pick = pick[counts[shuffled[pick]] >= 2]
+    if chance_pick.size:
+        chance_means = _group_means(X, rows, shuffled, uniq.size, one)
+        chance_agree, _ = _nearest_agreements(X, rows[chance_pick], shuffled[chance_pick], chance_means, one)[space]
+        chance = float(np.count_nonzero(chance_agree) / chance_agree.size)
+    else:
+        chance = 0.0
+    out["chance_agreement"] = chance
+    if chance > 1.0 - AGREEMENT_MIN_SEPARATION:
+        out["skipped"] = (f"the features hardly separate the tokens (tokens dealt at random agree on {chance:.0%}): "
+                          "cannot judge without the vocabulary's centres")
+        return out
+    out["consistency"] = float(max(0.0, (out["agreement"] - chance) / (1.0 - chance)))
+    return out
+
+
+def _agreement_counts(rows: np.ndarray, ids: np.ndarray, agree: np.ndarray, nearest: np.ndarray) -> dict:
+    bad = np.flatnonzero(~agree)
+    return {
+        "checked": int(agree.size),
+        "agree": int(np.count_nonzero(agree)),
+        "disagree": int(bad.size),
+        "agreement": float(np.count_nonzero(agree) / agree.size) if agree.size else 1.0,
+        "examples": [{"row": int(rows[i]), "token": int(ids[rows[i]]), "nearest": int(nearest[i])}
+                     for i in bad[:5]],
+    }
+
+
+# ---------------------------------------------------------------------------
 # time
 # ---------------------------------------------------------------------------
 
@@ -623,6 +1039,34 @@ def _json_safe_small(value: Any, limit: int | None = None) -> Any:
 # ---------------------------------------------------------------------------
 
 
+def _entry_agreement(recs: Sequence[Mapping], matrix: np.ndarray | None, token_values: list | None,
+                     centers: Any) -> dict | None:
+    """Tokens against features for an entry: the matrix row by row, else the
+    records that carry both a token and a vector of the common length."""
+    if token_values is None:
+        return None
+    if matrix is not None:
+        if matrix.ndim != 2 or matrix.shape[0] == 0:
+            return None
+        return token_feature_agreement(matrix, token_values, centers=centers)
+    vectors, tokens = [], []
+    for rec, tok in zip(recs, token_values):
+        value = rec.get(FEATURE_FIELD)
+        if isinstance(value, (list, tuple, np.ndarray)) and is_present(tok):
+            vectors.append(value)
+            tokens.append(tok)
+    if not vectors:
+        return None
+    lengths = {len(v) if not isinstance(v, np.ndarray) else v.size for v in vectors}
+    if len(lengths) != 1:
+        return None  # ragged vectors: FEATURES_LOW_DIM's evidence already says so
+    try:
+        matrix = np.asarray([np.asarray(v, dtype=np.float64).ravel() for v in vectors])
+    except (TypeError, ValueError):
+        return None
+    return token_feature_agreement(matrix, tokens, centers=centers)
+
+
 def ledger_entry(
     stage: str,
     records: Any,
@@ -634,6 +1078,8 @@ def ledger_entry(
     fields: Iterable[str] | None = None,
     oracle: Any = None,
     symbols: Any = None,
+    centers: Any = None,
+    provenance: Mapping | None = None,
 ) -> dict:
     """Summarise the records at one stage boundary.
 
@@ -664,14 +1110,26 @@ def ledger_entry(
     symbols : sequence of int, optional
         Symbols the oracle was built from, for its invariant check; defaults
         to the stage tokens for a ``"tokens"`` oracle.
+    centers : array (K, d), optional
+        The vocabulary's centres in the space of ``features``: makes the
+        tokens-against-features check exact (see
+        :func:`token_feature_agreement`).
+    provenance : mapping, optional
+        What the producer declares about this stage (e.g. ``{"encoder":
+        {...}, "vocabulary": {...}}``), kept under ``"provenance"`` so the
+        findings can compare a vocabulary's declared origin with the encoder
+        in use.
 
     Returns
     -------
     dict
         ``stage``, ``n_records``, ``fields`` ({name: {present, fraction,
-        types[, constant]}}), ``tokens`` (:func:`token_stats` or None),
-        ``features`` (:func:`feature_stats` or None), ``time``
-        (:func:`time_stats` or None) and, with ``oracle``, ``oracle``.
+        types[, constant][, stringified][, numeric_strings][, key_types]}}),
+        ``tokens`` (:func:`token_stats` or None), ``features``
+        (:func:`feature_stats` or None), ``time`` (:func:`time_stats` or
+        None); ``token_features`` (:func:`token_feature_agreement`) where
+        records carry both tokens and feature vectors; with ``oracle``,
+        ``oracle``; with ``provenance``, ``provenance``.
     """
     recs = to_records(records)
     n = len(recs)
@@ -729,6 +1187,11 @@ def ledger_entry(
         "features": feats,
         "time": time_stats(recs, duration=duration),
     }
+    agreement = _entry_agreement(recs, feat_matrix if features is not None else None, token_values, centers)
+    if agreement is not None:
+        entry["token_features"] = agreement
+    if provenance is not None:
+        entry["provenance"] = json_safe(provenance, max_items=64, max_chars=500, max_keys=64)
     if oracle is not None:
         if symbols is None and getattr(oracle, "kind", None) == "tokens" and token_values is not None \
                 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in token_values):
@@ -796,6 +1259,7 @@ def model_ledger_entry(model: Any, *, stage: str = "saved", with_oracle: bool = 
         duration=duration,
         fields=(FEATURE_FIELD, TOKEN_FIELD),
         oracle=oracle,
+        centers=centers,
     )
 
 

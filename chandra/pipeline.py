@@ -42,6 +42,7 @@ __all__ = [
     "run_all",
     "train",
     "build_model",
+    "fitted_on",
     "package_versions",
     "stage_params",
     "stage_hash",
@@ -391,7 +392,7 @@ def _stage_events(state: RunState, progress: ProgressCallback | None) -> None:
     validate_events(events, duration=state.duration)
     state.events = events
     state.set_ledger(ledger_entry("events", events, features=state.features, n_tokens=state.vocabulary.n_tokens_,
-                                  duration=state.duration))
+                                  duration=state.duration, centers=state.vocabulary.cluster_centers_))
     state.summaries["events"] = {"n_events": len(events)}
     report(progress, "events", 1, 1)
 
@@ -424,9 +425,24 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
     records = state.events[:n]
     state.set_ledger(ledger_entry("oracle", records, features=state.features[:n],
                                   n_tokens=state.vocabulary.n_tokens_, duration=state.duration, oracle=oracle,
-                                  symbols=state.tokens if oracle.kind == "tokens" else None))
+                                  symbols=state.tokens if oracle.kind == "tokens" else None,
+                                  centers=state.vocabulary.cluster_centers_))
     state.summaries["oracle"] = {"kind": oracle.kind, "states": n + 1, "transitions": int(oracle.n_transitions),
                                  "threshold": oracle.threshold}
+
+
+#: Encoder provenance keys that identify the features a vocabulary is fitted on.
+FITTED_ON_KEYS = ("encoder", "model", "model_type", "layer", "effective_layer", "pooling", "sample_rate", "dim",
+                  "n_mfcc", "hop_length", "n_fft")
+
+
+def fitted_on(encoder_provenance: dict | None, *, dim: int | None = None) -> dict:
+    """The identity of the features a vocabulary was fitted on (for ``vocabulary["fitted_on"]``)."""
+    prov = encoder_provenance or {}
+    out = {k: prov[k] for k in FITTED_ON_KEYS if prov.get(k) is not None}
+    if dim is not None:
+        out["dim"] = int(dim)
+    return out
 
 
 def build_model(state: RunState):
@@ -457,6 +473,10 @@ def build_model(state: RunState):
     }
     vocabulary = {
         "params": {k: v for k, v in vocab.get_params().items()},
+        # What the vocabulary was fitted on, so a vocabulary later applied to
+        # other features (another encoder, layer or dimension) is detectable.
+        "fitted_on": fitted_on(state.encoder_provenance,
+                               dim=None if state.raw_features is None else int(state.raw_features.shape[1])),
         "n_tokens": int(vocab.n_tokens_),
         "fit_metrics": vocab.fit_metrics_,
         "assigned_metrics": token_metrics(state.tokens, n_tokens=vocab.n_tokens_),
@@ -485,7 +505,7 @@ def _stage_save(state: RunState, progress: ProgressCallback | None, output: str 
     model = build_model(state)
     n_tokens = int(state.vocabulary.n_tokens_)
     state.set_ledger(ledger_entry("saved", model.events, features=model.features, n_tokens=n_tokens,
-                                  duration=state.duration))
+                                  duration=state.duration, centers=model.centers))
     if output is None:
         state.model = model
         model.ledger = list(state.ledger)
@@ -499,7 +519,7 @@ def _stage_save(state: RunState, progress: ProgressCallback | None, output: str 
         report(progress, "save", 1, 3)
         back = load_model(probe)
         state.set_ledger(ledger_entry("reloaded", back.events, features=back.features, n_tokens=n_tokens,
-                                      duration=state.duration))
+                                      duration=state.duration, centers=back.centers))
     model.ledger = list(state.ledger)
     report(progress, "save", 2, 3)
     save_model(model, output)

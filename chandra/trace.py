@@ -118,6 +118,8 @@ class Tracer:
         features: Any = None,
         tokens: Any = None,
         n_tokens: int | None = None,
+        centers: Any = None,
+        provenance: dict | None = None,
     ) -> dict:
         """Record one stage boundary.
 
@@ -137,6 +139,18 @@ class Tracer:
             belongs to record i).
         n_tokens : int, optional
             Overrides the tracer's K for this checkpoint.
+        centers : array (K, d), optional
+            The vocabulary's centres, in the space of the features here: the
+            check that each token is the nearest centre of its features
+            (TOKENS_DESYNC) is then exact instead of estimated from the
+            tokens' mean features.
+        provenance : dict, optional
+            What the trainer declares at this step, e.g. ``{"encoder":
+            {"encoder": "wav2vec2", "layer": 12, "dim": 768}}`` where features
+            are made and ``{"vocabulary": {"fitted_on": {...},
+            "normalisation": "l2"}}`` where a vocabulary is applied; a
+            vocabulary fitted on other features than the declared encoder's
+            is reported (VOCAB_ENCODER_MISMATCH). Kept small (long lists cut).
 
         Returns
         -------
@@ -155,9 +169,11 @@ class Tracer:
             recs = to_records(records)
         except ChandraError as exc:
             raise TraceError(f"checkpoint {name!r}: {exc}") from exc
+        if provenance is not None and not isinstance(provenance, dict):
+            raise TraceError(f"checkpoint {name!r}: provenance must be a dict, got {type(provenance).__name__}")
         entry = ledger_entry(name, recs, features=features, tokens=tokens,
                              n_tokens=n_tokens if n_tokens is not None else self.n_tokens,
-                             duration=duration)
+                             duration=duration, centers=centers, provenance=provenance)
         index = len(self._checkpoints)
         file_name = f"{index:03d}_{_slug(name)}.json"
         document = {

@@ -400,3 +400,148 @@ def run_caption(run, state=None) -> None:
     st.caption(text)
     with st.sidebar:
         st.caption(f"Current run: `{run.run_id}`")
+
+
+# ---------------------------------------------------------------------------
+# comparison sources (Compare page)
+# ---------------------------------------------------------------------------
+
+#: Folders the server may read besides its own, named when it starts (os.pathsep-separated).
+ALLOWED_DIRS_ENV = "CHANDRA_ALLOWED_DIRS"
+#: The real MusicHal 9000 model (DESIGN §5), offered as an example when the shared folder is there.
+REFERENCE_MUSICHAL = REPO_ROOT.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
+#: Model files the Compare page accepts as uploads.
+MODEL_UPLOAD_SUFFIXES = (".chandra", ".json", ".zip")
+
+
+def allowed_roots() -> list[Path]:
+    """Folders a path typed into the dashboard may point into: the runs folder
+    (uploads included), the sample audio, and those named in
+    ``$CHANDRA_ALLOWED_DIRS`` when the server started.
+
+    The one rule for server paths on the Compare page; it will read
+    ``chandra.paths`` once that module holds the project-wide rule.
+    """
+    roots = [runs_root(), SAMPLE_DIR]
+    for item in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep):
+        if item.strip():
+            roots.append(Path(item.strip()).expanduser())
+    out: list[Path] = []
+    for root in roots:
+        try:
+            real = root.resolve()
+        except OSError:
+            continue
+        if real not in out:
+            out.append(real)
+    return out
+
+
+def resolve_allowed_path(text: str) -> Path:
+    """The real path of ``text`` when it exists inside an allowed root.
+
+    Raises
+    ------
+    ChandraError
+        Empty, missing, or outside every allowed root (symlinks resolved
+        first), in one line naming the roots.
+    """
+    text = (text or "").strip()
+    if not text:
+        raise ChandraError("no path given")
+    try:
+        real = Path(text).expanduser().resolve(strict=True)
+    except (OSError, RuntimeError):
+        raise ChandraError(f"{text}: no such file or directory") from None
+    roots = allowed_roots()
+    if not any(real == root or root in real.parents for root in roots):
+        raise ChandraError(f"{text}: outside the folders this dashboard may read "
+                           f"({', '.join(str(r) for r in roots)}; add one with ${ALLOWED_DIRS_ENV})")
+    return real
+
+
+def save_model_upload(name: str, data: bytes) -> Path:
+    """Store an uploaded model file in the uploads folder (content-addressed, atomic)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name)[-80:] or "model"
+    if Path(safe).suffix.lower() not in MODEL_UPLOAD_SUFFIXES:
+        raise ChandraError(f"{name}: not a model file; upload one of {', '.join(MODEL_UPLOAD_SUFFIXES)}")
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    path = upload_dir() / f"{digest}_{safe}"
+    if not path.exists():
+        from chandra.io_utils import atomic_write
+
+        with atomic_write(path) as fh:
+            fh.write(data)
+    return path
+
+
+def compare_folders() -> list[str]:
+    """Run and trace folders under the runs folder, newest first."""
+    root = runs_root()
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and _valid_run_id(p.name)
+             and ((p / "run.json").is_file() or (p / "index.json").is_file())]
+    marker = {p: (p / "run.json") if (p / "run.json").is_file() else (p / "index.json") for p in found}
+    found.sort(key=lambda p: marker[p].stat().st_mtime, reverse=True)
+    return [p.name for p in found]
+
+
+def model_uploads() -> list[str]:
+    """Model files in the uploads folder, newest first."""
+    folder = upload_dir()
+    if not folder.is_dir():
+        return []
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MODEL_UPLOAD_SUFFIXES]
+    files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+    return [p.name for p in files]
+
+
+def compare_source_path(spec: str) -> Path:
+    """The path behind a comparison source as written in the page's URL.
+
+    ``run:<name>``
+        A run or trace folder under the runs folder.
+    ``upload:<file>``
+        A model file in the uploads folder.
+    ``path:<server path>``
+        A model file, run or trace anywhere inside :func:`allowed_roots`.
+    ``example:musichal``
+        The MusicHal reference model, when present.
+
+    Raises
+    ------
+    ChandraError
+        Unknown prefix, a name with path separators, or a missing or
+        disallowed path.
+    """
+    kind, _, value = (spec or "").partition(":")
+    if kind == "run":
+        if not _valid_run_id(value):
+            raise ChandraError(f"'{value}' is not a run or trace name")
+        path = runs_root() / value
+        if not ((path / "run.json").is_file() or (path / "index.json").is_file()):
+            raise ChandraError(f"no run or trace '{value}' under {runs_root()}")
+        return path
+    if kind == "upload":
+        if not value or value != Path(value).name or value.startswith("."):
+            raise ChandraError(f"'{value}' is not an uploaded file name")
+        path = upload_dir() / value
+        if not path.is_file():
+            raise ChandraError(f"no uploaded file '{value}'")
+        return path
+    if kind == "path":
+        return resolve_allowed_path(value)
+    if kind == "example" and value == "musichal":
+        if not REFERENCE_MUSICHAL.is_file():
+            raise ChandraError("the MusicHal reference model is not on this machine")
+        return REFERENCE_MUSICHAL
+    raise ChandraError(f"'{spec}' is not a comparison source (run:, upload:, path: or example:musichal)")
+
+
+def source_stamp(path: Path) -> float:
+    """Modification time that changes when a comparison source changes (cache key)."""
+    for name in ("run.json", "index.json"):
+        if (path / name).is_file():
+            return (path / name).stat().st_mtime
+    return path.stat().st_mtime

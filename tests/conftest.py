@@ -138,3 +138,18 @@ def failed_run(runs_root, synthetic_audio):
         run.execute("all")
     assert run.status()["vocabulary"]["status"] == "failed"
     return run
+
+
+@pytest.fixture(scope="session")
+def sample_models(tmp_path_factory) -> dict:
+    """Each bundled sample (sample_audio/*.flac) trained with the defaults
+    (dsp, K = 64) and saved: ``{audio path: model path}``."""
+    from chandra.pipeline import TrainConfig, train
+
+    root = tmp_path_factory.mktemp("sample_models")
+    out = {}
+    for audio in sorted((REPO / "sample_audio").glob("*.flac")):
+        path = root / f"{audio.stem}.chandra"
+        train(audio, TrainConfig(), output=path)
+        out[audio] = path
+    return out

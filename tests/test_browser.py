@@ -199,3 +199,32 @@ def _box_select(page) -> None:
     wait_idle(page)
     table = page.locator('[data-testid="stDataFrame"]')
     assert table.count() >= 1
+
+
+def test_compare_page_marks_the_lost_cell(server, prepared_run, lost_field_run):
+    """The Compare page opened from a URL naming two runs shows the lost gesture_token cell."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for run in (prepared_run, lost_field_run):
+        shutil.copytree(run.path, server["runs"] / run.run_id)
+    url = f"{server['base']}/Compare?a=run:{prepared_run.run_id}&b=run:{lost_field_run.run_id}"
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+            _open(page, url, "Compare")
+            page.get_by_text(re.compile("B regresses")).first.wait_for()
+            matrix = page.locator(".js-plotly-plot").filter(has_text="gesture_token").first
+            matrix.wait_for()
+            wait_idle(page)
+            _no_exception(page, "Compare")
+            # the changed cell: saved · gesture_token, N -> 0, labelled LOST
+            assert matrix.locator("text", has_text="LOST").count() >= 2  # saved and reloaded
+            assert "changed cell" in matrix.inner_text()
+            _shot(page, "10_compare")
+        finally:
+            browser.close()

@@ -33,7 +33,11 @@ def _base(seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     starts = np.sort(rng.uniform(0.0, DURATION - 1.0, N))
     tokens = rng.permutation(np.arange(N) % K)
-    X = rng.normal(size=(N, DIM))
+    # Features clustered around K directions: the tokens are their nearest-centre
+    # assignment, as a vocabulary's tokens are (else TOKENS_DESYNC fires).
+    centres = rng.normal(size=(K, DIM))
+    centres /= np.linalg.norm(centres, axis=1, keepdims=True)
+    X = centres[tokens] + 0.15 * rng.normal(size=(N, DIM))
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     events = [
         {"t": float(s), "duration": 0.4, "segment_id": i, "gesture_token": int(tokens[i]),

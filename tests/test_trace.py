@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -75,8 +76,10 @@ def test_faulty_trainer_text_report(faulty_report):
 
 def test_faulty_trainer_runs_as_a_script(tmp_path):
     out = tmp_path / "trace"
+    # The checkout's chandra, whichever one the environment has installed.
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
     proc = subprocess.run([sys.executable, str(FAULTY), str(out)], capture_output=True, text=True,
-                          cwd=ROOT, timeout=120)
+                          cwd=ROOT, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr
     assert "Gesture tokens: 1 unique patterns" in proc.stdout
     assert json.loads((out / "index.json").read_text())["checkpoints"][-1]["name"] == "save"
