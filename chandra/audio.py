@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from chandra.errors import AudioError
+from chandra.errors import AudioError, first_line
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
@@ -70,8 +70,7 @@ def load_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool = T
     try:
         data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc).split("\n")[0]
-        raise AudioError(f"{path}: cannot decode as audio ({reason})") from exc
+        raise AudioError(f"{path}: cannot decode as audio ({first_line(exc)})") from exc
     if data.shape[0] == 0:
         raise AudioError(f"{path}: the file decodes to 0 samples")
     y = data.mean(axis=1) if mono else data.T

@@ -18,6 +18,7 @@ __all__ = [
     "ModelFormatError",
     "ConstraintError",
     "TraceError",
+    "first_line",
 ]
 
 
@@ -59,3 +60,15 @@ class ConstraintError(ChandraError):
 
 class TraceError(ChandraError):
     """A trace directory or checkpoint is malformed."""
+
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when empty).
+
+    Library errors from other packages (zipfile, ijson, transformers) often
+    spread over several lines; chandra's own messages are one line.
+    """
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
