@@ -18,6 +18,7 @@ __all__ = [
     "ModelFormatError",
     "ConstraintError",
     "TraceError",
+    "OutputError",
     "first_line",
 ]
 
@@ -60,6 +61,11 @@ class ConstraintError(ChandraError):
 
 class TraceError(ChandraError):
     """A trace directory or checkpoint is malformed."""
+
+
+class OutputError(ChandraError):
+    """An output cannot be written as asked: it would replace an input or a
+    file chandra did not write, or another process is writing it."""
 
 
 def first_line(exc: BaseException) -> str:

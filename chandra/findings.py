@@ -46,9 +46,9 @@ __all__ = [
     "FEATURES_LOW_DIM", "DEAD_DIMENSIONS", "FEATURES_NONFINITE", "FEATURES_ZERO_ROWS",
     "FEATURES_DUPLICATE", "CONSTANT_CONSONANCE",
     "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
-    "PARAM_MISMATCH", "ROUNDTRIP_CHANGED", "ALL_CODES",
+    "PARAM_MISMATCH", "ROUNDTRIP_CHANGED", "AUDIO_TRUNCATED", "ALL_CODES",
     # functions
-    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings",
+    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings", "audio_findings",
     "model_findings", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
 ]
 
@@ -95,13 +95,15 @@ TRANSITIONS_DENSE = "TRANSITIONS_DENSE"
 PARAM_MISMATCH = "PARAM_MISMATCH"
 #: Save -> load changed record or field counts, value types or tokens.
 ROUNDTRIP_CHANGED = "ROUNDTRIP_CHANGED"
+#: The audio decoder delivered fewer frames than the file's header declares.
+AUDIO_TRUNCATED = "AUDIO_TRUNCATED"
 
 ALL_CODES = (
     FIELD_LOST, RECORDS_LOST, TOKEN_COLLAPSE, TOKENS_MISSING, TOKENS_OUT_OF_RANGE,
     EPOCH_TIME, TIME_OUT_OF_RANGE, TIME_NOT_MONOTONIC, FEATURES_LOW_DIM, DEAD_DIMENSIONS,
     FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
     ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
-    ROUNDTRIP_CHANGED,
+    ROUNDTRIP_CHANGED, AUDIO_TRUNCATED,
 )
 
 # --------------------------------------------------------------------------- thresholds
@@ -672,6 +674,36 @@ def provenance_findings(provenance: Mapping | None, *, stage: str | None = None)
     return out
 
 
+def audio_findings(provenance: Mapping | None) -> list[Finding]:
+    """AUDIO_TRUNCATED when ``provenance["input"]["decode"]`` shows fewer frames read than declared.
+
+    The decode record is :meth:`chandra.audio.DecodedAudio.report`
+    (``frames_declared``, ``frames_read``, ``file_sample_rate``,
+    ``decode_error``), stored by the training pipeline. Training went on
+    with the frames that were there; the warning says how much is missing.
+    """
+    if not isinstance(provenance, Mapping):
+        return []
+    source = provenance.get("input")
+    decode = source.get("decode") if isinstance(source, Mapping) else None
+    if not isinstance(decode, Mapping):
+        return []
+    declared, read = decode.get("frames_declared"), decode.get("frames_read")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (declared, read)) or not read < declared:
+        return []
+    rate = decode.get("file_sample_rate")
+    seconds = (f" ({read / rate:.3f} s of {declared / rate:.3f} s)"
+               if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else "")
+    error = decode.get("decode_error")
+    return [Finding(
+        "warning", AUDIO_TRUNCATED, "load",
+        f"the audio file declares {declared} frames but the decoder delivered {read}{seconds}, "
+        f"{1 - read / declared:.1%} missing" + (f" (decoder: {error})" if error else "")
+        + "; trained on the frames that were there",
+        {"frames_declared": declared, "frames_read": read, "file_sample_rate": rate,
+         "decode_error": error, "file": source.get("name")})]
+
+
 # --------------------------------------------------------------------------- ledger
 
 _SECTION_OF = {
@@ -761,6 +793,7 @@ def ledger_findings(
     findings += _records_lost_findings(ledger)
     findings += _roundtrip_findings(ledger)
     findings += provenance_findings(provenance)
+    findings += audio_findings(provenance)
     return sort_findings(findings)
 
 

@@ -229,10 +229,12 @@ def _n_tokens(model: Any) -> int | None:
     centers = getattr(model, "centers", None)
     if centers is not None:
         return int(len(centers))
-    vocab = getattr(model, "vocabulary", None) or {}
-    params = vocab.get("params") or {}
-    value = params.get("n_tokens")
-    return int(value) if value is not None else None
+    vocab = getattr(model, "vocabulary", None)
+    params = vocab.get("params") if isinstance(vocab, dict) else None
+    value = params.get("n_tokens") if isinstance(params, dict) else None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value > 0:
+        return int(value)
+    return None
 
 
 # --------------------------------------------------------------------------- navigation
@@ -247,6 +249,14 @@ def _reverse_links(sfx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     ptr = np.zeros(n_states + 1, dtype=np.int64)
     np.cumsum(counts, out=ptr[1:])
     return ptr, order
+
+
+def _check_fields(model: Any, require: tuple[str, ...]) -> None:
+    """Judge a :class:`~chandra.model.Model`'s fields before use (:meth:`Model.validate`)."""
+    from chandra.model import Model
+
+    if isinstance(model, Model):
+        model.validate(require=require)
 
 
 def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, int]:
@@ -338,6 +348,7 @@ def improvise(
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
+    _check_fields(model, ("durations",) if seconds is not None else ())
     sfx, lrs, n = _validate_model(model)
     events = model.events
     if (n_frames is None) == (seconds is None):
@@ -601,6 +612,7 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     """
     if not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
         raise ChandraError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}")
+    _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
     audio = np.asarray(model.audio, dtype=np.float64)
     sr = int(model.sample_rate)
@@ -682,6 +694,11 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, subtype: str =
         Sample rate in Hz.
     subtype : {"PCM_16", "PCM_24", "FLOAT"}
         Sample format. Identical input gives identical file bytes.
+
+    Notes
+    -----
+    The file's INFO chunk names chandra as its software (``ISFT``), which is
+    how :func:`chandra.io_utils.check_output` knows it may be replaced.
     """
     import soundfile as sf
 
@@ -690,8 +707,14 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, subtype: str =
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ChandraError(f"write_wav expects mono samples of shape (m,), got {y.shape}")
+    from chandra import __version__
+
     mem = io.BytesIO()
-    sf.write(mem, y, int(sr), format="WAV", subtype=subtype)
+    with sf.SoundFile(mem, "w", samplerate=int(sr), channels=1, format="WAV", subtype=subtype) as out:
+        # The software tag marks the file as chandra's: `chandra generate -o`
+        # may replace it, but never a recording (io_utils.check_output).
+        out.software = f"chandra {__version__}"
+        out.write(y)
     data = _zero_peak_timestamp(mem.getvalue())
     with atomic_write(path, "wb") as fh:
         fh.write(data)

@@ -19,6 +19,17 @@ and stored members can be read without inflating) holding
     One NumPy ``.npy`` member per array: ``features`` (float32), ``centers``,
     ``oracle.sfx``, ``oracle.lrs``, ``oracle.trn_ptr``, ``oracle.trn_dst``,
     ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`.
+``reloaded.json`` (optional, last)
+    ``{"format": "chandra-reload-check", "entry": <ledger entry>}``: the
+    "reloaded" ledger entry computed from this file's own bytes after they
+    were written (see :func:`save_model`); :func:`load_model` puts it in the
+    ledger after "saved". Readers that do not know it lose nothing else.
+
+Reading is bounded (:func:`load_model`): every member must be stored
+uncompressed, as written; ``model.json`` goes through
+:mod:`chandra.safejson`; the array index may name only the arrays above,
+each at ``arrays/<name>.npy``, and each ``.npy`` header must match its
+index entry and its member's size before any data is read.
 
 Every member carries a fixed timestamp, so saving the same model twice gives
 byte-identical files. Loading never unpickles: members are read with
@@ -49,7 +60,7 @@ import numpy as np
 from chandra import safejson
 from chandra.errors import ChandraError, ModelFormatError, first_line
 from chandra.safejson import MAX_NUMBER_CHARS, brief as _brief
-from chandra.io_utils import atomic_write
+from chandra.io_utils import atomic_path
 from chandra.progress import report
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -76,6 +87,11 @@ SUPPORTED_VERSIONS = ("1.0",)
 VALUE_ENCODING = "chandra-tagged-1"
 
 _MODEL_JSON = "model.json"
+_RELOAD_MEMBER = "reloaded.json"
+#: Format name of the optional ``reloaded.json`` member (see :func:`save_model`).
+RELOAD_FORMAT = "chandra-reload-check"
+#: Largest ``reloaded.json`` member read (one ledger entry).
+MAX_RELOAD_MEMBER_BYTES = 16 * 1024 * 1024
 # The zip format cannot store dates before 1980; any fixed date makes saves
 # reproducible byte for byte.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -471,7 +487,8 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> Path:
+def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, int], None] | None = None,
+               reload_check: Callable[[Model], dict] | None = None) -> Path:
     """Write ``model`` to ``path`` as a chandra model file, atomically.
 
     Parameters
@@ -481,9 +498,16 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     path : str or Path
         Destination (conventionally ``*.chandra``). Written to a temporary
         file beside it and renamed, so a failed save leaves no file and an
-        existing file untouched.
+        existing file untouched (see :func:`chandra.io_utils.atomic_path`).
     progress : callable, optional
         ``progress("save", done, total)``.
+    reload_check : callable, optional
+        ``reload_check(reloaded_model) -> dict``: called with the model read
+        back from the written temporary file (before it is renamed into
+        place); the ledger entry it returns is appended to the archive as
+        the small member ``reloaded.json``, which :func:`load_model` adds to
+        the ledger. So the file carries a record of what came back from its
+        own bytes, with one write of the model and one read.
 
     Returns
     -------
@@ -494,7 +518,8 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     ------
     ModelFormatError
         The model is inconsistent or an event field cannot be stored in JSON
-        (the message names the event and the field).
+        (the message names the event and the field), or the written file
+        does not read back.
     """
     path = Path(path)
     model.validate()
@@ -522,8 +547,9 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     total = len(arrays) + 1
     report(progress, "save", 0, total)
-    with atomic_write(path, "wb") as fh:
-        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED,
+                                                      allowZip64=True) as zf:
             zf.writestr(_zip_info(_MODEL_JSON), text.encode("utf-8"))
             report(progress, "save", 1, total)
             for done, (name, array) in enumerate(arrays, start=2):
@@ -532,6 +558,14 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
                 with zf.open(_zip_info(f"arrays/{name}.npy"), "w", force_zip64=array.nbytes > (1 << 31) - 4096) as member:
                     np.save(member, array, allow_pickle=False)
                 report(progress, "save", done, total)
+        if reload_check is not None:
+            entry = reload_check(load_model(tmp))
+            if not isinstance(entry, dict):
+                raise TypeError(f"reload_check must return a ledger entry dict, not {type(entry).__name__}")
+            member = {"format": RELOAD_FORMAT, "entry": encode_json_value(entry, context="reload check entry")}
+            with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                zf.writestr(_zip_info(_RELOAD_MEMBER),
+                            json.dumps(member, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
     return path
 
 
@@ -666,6 +700,8 @@ def _load_zip(path: Path, progress) -> Model:
                 raise ModelFormatError(f"{path}: model.json lacks its 'arrays' index or 'events' list")
             if any(not isinstance(e, dict) for e in events):
                 raise ModelFormatError(f"{path}: model.json events must all be objects")
+            if _RELOAD_MEMBER in members:
+                document["ledger"] = _merge_reload_entry(path, zf, members[_RELOAD_MEMBER], document.get("ledger"))
             plan = _plan_arrays(path, index, members, size)
             total = len(plan) + 1
             report(progress, "load", 1, total)
@@ -698,6 +734,23 @@ def _check_members(zf: zipfile.ZipFile, path: Path, size: int) -> dict[str, zipf
                                    f"{size}-byte file cannot hold")
         members[info.filename] = info
     return members
+
+
+def _merge_reload_entry(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, ledger: Any) -> Any:
+    """The ledger with the ``reloaded.json`` entry in place of any "reloaded" entry (after "saved")."""
+    if info.file_size > MAX_RELOAD_MEMBER_BYTES:
+        raise ModelFormatError(f"{path}: reloaded.json is {info.file_size} bytes, beyond the "
+                               f"{MAX_RELOAD_MEMBER_BYTES}-byte limit")
+    record = safejson.loads(zf.read(info), f"{path} (reloaded.json)", object_hook=decode_object_hook)
+    entry = record.get("entry") if isinstance(record, dict) and record.get("format") == RELOAD_FORMAT else None
+    if not isinstance(entry, dict) or entry.get("stage") != "reloaded":
+        raise ModelFormatError(f"{path}: reloaded.json is not a chandra reload-check record")
+    if not isinstance(ledger, list):
+        return ledger  # Model.validate reports it
+    out = [e for e in ledger if not (isinstance(e, dict) and e.get("stage") == "reloaded")]
+    saved = [i for i, e in enumerate(out) if isinstance(e, dict) and e.get("stage") == "saved"]
+    out.insert(saved[-1] + 1 if saved else len(out), entry)
+    return out
 
 
 def _member_label(name: str) -> str:
