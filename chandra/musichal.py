@@ -110,7 +110,7 @@ def musichal_shape(path: str | Path) -> str:
         The file is not a JSON object or is malformed before its first key.
     """
     path = Path(path)
-    with open(path, "rb") as fh, safejson.events(fh, str(path), buf_size=64 * 1024) as (tokens, _screen):
+    with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, _reader):
         for prefix, event, value in tokens:
             if prefix == "" and event == "start_map":
                 continue
@@ -315,8 +315,8 @@ def _read(path: Path, progress: _ProgressFn | None) -> tuple[_Reader, list[str]]
     size = path.stat().st_size
     reader = _Reader(path, root, progress=progress, size=size)
     try:
-        with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, screen):
-            reader.tell = lambda: screen.offset
+        with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, screened):
+            reader.tell = screened.tell
             reader.consume(tokens)
         return reader, notes
     except safejson.JSONSyntaxError as exc:

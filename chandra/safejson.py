@@ -191,7 +191,7 @@ class JSONScreen:
         lead = n - len(data.lstrip(_NUMBER_BYTES))
         if self._run and lead and self._run + lead > self.max_number_chars:
             problems.append((base - self._run, self._too_long(base - self._run)))
-        first = self._first_long_run(data, quotes, in_string, start)
+        first = self._first_long_run(data, arr, quotes, in_string, start)
         if first is not None:
             problems.append((base + first, self._too_long(base + first)))
         if problems:
@@ -216,19 +216,34 @@ class JSONScreen:
         self.in_string = end_in_string
         self.offset = base + n
 
-    def _first_long_run(self, data: bytes, quotes: np.ndarray, in_string: bool, start: int) -> int | None:
+    def _first_long_run(self, data: bytes, arr: np.ndarray, quotes: np.ndarray, in_string: bool,
+                        start: int) -> int | None:
         """Offset in ``data`` of the first too-long number-character run outside strings, or None."""
-        marks = data.translate(_RUN_TABLE)  # number characters -> "D", all else -> " "
-        pos = marks.find(self._long_run)
-        while pos >= 0:
-            inside = bool(np.searchsorted(quotes, pos) & 1) ^ in_string or (start and pos == 0)
-            run_start = marks.rfind(b" ", 0, pos) + 1
-            if not inside:
-                return run_start
-            end = marks.find(b" ", pos)
-            if end < 0:
+        limit = self.max_number_chars
+        # A run of number characters holds no comma, so a too-long run lies
+        # in a stretch between commas longer than the limit: only those
+        # stretches (rare in real files) are examined byte by byte.
+        commas = np.flatnonzero(arr == 0x2C)
+        if commas.size:
+            edges = np.concatenate(([-1], commas, [len(data)]))
+            wide = np.flatnonzero(np.diff(edges) > limit + 1)
+            if wide.size == 0:
                 return None
-            pos = marks.find(self._long_run, end)
+            regions = zip((edges[wide] + 1).tolist(), edges[wide + 1].tolist())
+        else:
+            regions = [(0, len(data))]
+        for lo, hi in regions:
+            marks = data[lo:hi].translate(_RUN_TABLE)  # number characters -> "D", all else -> " "
+            pos = marks.find(self._long_run)
+            while pos >= 0:
+                at = lo + pos
+                inside = bool(np.searchsorted(quotes, at) & 1) ^ in_string or (start and at == 0)
+                if not inside:
+                    return lo + marks.rfind(b" ", 0, pos) + 1
+                end = marks.find(b" ", pos)
+                if end < 0:
+                    break
+                pos = marks.find(self._long_run, end)
         return None
 
     @staticmethod
@@ -254,24 +269,61 @@ class JSONScreen:
 
 
 class ScreenedFile:
-    """A binary file wrapper whose ``read`` passes bytes through a :class:`JSONScreen` first.
+    """A binary file wrapper whose reads pass through a :class:`JSONScreen` first.
 
     Give it to a streaming parser (ijson) in place of the file: a limit is hit
-    before the parser sees the offending chunk.
+    before the parser sees the offending bytes. The file is screened in
+    blocks of ``block_size`` (1 MiB: few NumPy calls per megabyte) and handed
+    out in whatever sizes the parser asks for (ijson's C backend is fastest
+    with its default 64 KiB; larger reads make it buffer more events).
     """
 
-    def __init__(self, fh: IO[bytes], screen: JSONScreen) -> None:
+    def __init__(self, fh: IO[bytes], screen: JSONScreen, *, block_size: int = 1 << 20) -> None:
         self._fh = fh
         self.screen = screen
+        self._block_size = int(block_size)
+        self._block = b""
+        self._pos = 0
+        self._consumed = 0
+
+    def _fill(self) -> bool:
+        if self._pos < len(self._block):
+            return True
+        data = self._fh.read(self._block_size)
+        if not data:
+            return False
+        self.screen.feed(data)
+        self._block, self._pos = data, 0
+        return True
 
     def read(self, size: int = -1) -> bytes:
-        data = self._fh.read(size)
-        if data:
-            self.screen.feed(data)
+        if size is None or size < 0:
+            parts = []
+            while self._fill():
+                parts.append(self._block[self._pos:])
+                self._pos = len(self._block)
+            data = b"".join(parts)
+        elif size == 0 or not self._fill():
+            return b""
+        else:
+            data = self._block[self._pos:self._pos + size]
+            self._pos += len(data)
+        self._consumed += len(data)
         return data
 
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer).cast("B")
+        if not len(view) or not self._fill():
+            return 0
+        n = min(len(view), len(self._block) - self._pos)
+        view[:n] = self._block[self._pos:self._pos + n]
+        self._pos += n
+        self._consumed += n
+        return n
+
     def tell(self) -> int:
-        return self.screen.offset
+        """Bytes handed to the parser so far."""
+        return self._consumed
 
 
 def screen_bytes(data: bytes, name: str, *, max_depth: int = MAX_DEPTH,
@@ -395,15 +447,15 @@ def load(path: str | os.PathLike, *, name: str | None = None, object_hook: Calla
 
 
 @contextlib.contextmanager
-def events(fh: IO[bytes], name: str, *, use_float: bool = True, buf_size: int = 256 * 1024,
+def events(fh: IO[bytes], name: str, *, use_float: bool = True, buf_size: int = 64 * 1024,
            max_depth: int = MAX_DEPTH, max_number_chars: int = MAX_NUMBER_CHARS
-           ) -> Iterator[tuple[Iterator[tuple[str, str, Any]], JSONScreen]]:
+           ) -> Iterator[tuple[Iterator[tuple[str, str, Any]], ScreenedFile]]:
     """Stream ijson ``(prefix, event, value)`` events of a screened binary file.
 
     A context manager: iterate the events inside the ``with`` block, where
     parser errors become one-line :class:`JSONSyntaxError`::
 
-        with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, screen):
+        with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, reader):
             for prefix, event, value in tokens:
                 ...
 
@@ -416,14 +468,14 @@ def events(fh: IO[bytes], name: str, *, use_float: bool = True, buf_size: int = 
     use_float : bool
         As in :func:`ijson.parse` (floats rather than Decimals).
     buf_size : int
-        Bytes per read (and per screened chunk).
+        Bytes per parser read (the screen works in 1 MiB blocks).
 
     Yields
     ------
     tokens : iterator of (str, str, Any)
         The parser's events (ijson's own iterator: no per-event overhead).
-    screen : JSONScreen
-        Its ``offset`` is the number of bytes read so far (for progress).
+    reader : ScreenedFile
+        Its ``tell()`` is the number of bytes parsed so far (for progress).
 
     Raises
     ------
@@ -434,8 +486,8 @@ def events(fh: IO[bytes], name: str, *, use_float: bool = True, buf_size: int = 
     """
     import ijson
 
-    screen = JSONScreen(name, max_depth=max_depth, max_number_chars=max_number_chars)
+    reader = ScreenedFile(fh, JSONScreen(name, max_depth=max_depth, max_number_chars=max_number_chars))
     try:
-        yield ijson.parse(ScreenedFile(fh, screen), use_float=use_float, buf_size=buf_size), screen
+        yield ijson.parse(reader, use_float=use_float, buf_size=buf_size), reader
     except (ijson.JSONError, UnicodeDecodeError, RecursionError) as exc:
-        raise _decode_error(name, exc, screen.offset) from None
+        raise _decode_error(name, exc, reader.tell()) from None
