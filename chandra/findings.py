@@ -340,7 +340,7 @@ def _token_presence_findings(entry: Mapping, stage: str, *, canonical: bool) -> 
     out = []
     n = int(entry.get("n_records", 0) or 0)
     info = entry.get("fields", {}).get(TOKEN_FIELD)
-    present = int(info["present"]) if info else 0
+    present = int(info.get("present", 0)) if info else 0
     # A trace's "events" may be raw analysis output that is joined to tokens
     # later; only chandra's own stage names promise tokens on every record.
     expected = canonical and stage in TOKEN_STAGES
@@ -883,7 +883,8 @@ def oracle_check_inputs(model: Any) -> dict:
     n = int(np.asarray(oracle.sfx).shape[0] - 1)
     if oracle.kind == "tokens":
         tokens = [e.get(TOKEN_FIELD) for e in model.events[:n]]
-        if len(tokens) == n and all(isinstance(t, (int, np.integer)) for t in tokens):
+        if len(tokens) == n and all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_))
+                                    and -(2**63) <= t < 2**63 for t in tokens):
             return {"symbols": np.asarray(tokens, dtype=np.int64)}
         return {}
     features = getattr(model, "features", None)

@@ -217,10 +217,10 @@ def _played_tokens_and_durations(model: Any, frames: np.ndarray) -> tuple[np.nda
     for i, f in enumerate(np.asarray(frames, dtype=np.int64)):
         ev = model.events[int(f)]
         tok = ev.get("gesture_token")
-        if isinstance(tok, (int, np.integer)) and not isinstance(tok, (bool, np.bool_)):
+        if isinstance(tok, (int, np.integer)) and not isinstance(tok, (bool, np.bool_)) and -(2**63) <= tok < 2**63:
             tokens[i] = int(tok)
         d = ev.get("duration")
-        if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
+        if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool) and abs(d) < 1e300:
             durations[i] = float(d)
     return tokens, durations
 

@@ -104,6 +104,8 @@ _INT_TEXT = re.compile(r"-?[0-9]{1,%d}" % MAX_NUMBER_CHARS)
 #: Sample rates (Hz) a model may declare: 1 Hz to 768 kHz, the highest rate audio interfaces offer.
 SAMPLE_RATE_RANGE = (1, 768_000)
 _REQUIREMENTS = {"oracle", "durations", "timing", "audio", "finite_features"}
+# Provenance sections chandra writes and reads back as objects.
+_PROVENANCE_SECTIONS = ("input", "encoder", "segmentation", "vocabulary", "oracle", "config", "versions", "musichal")
 
 
 # ---------------------------------------------------------------------------
@@ -287,7 +289,8 @@ class Model:
         out = np.full(len(self.events), -1, dtype=np.int64)
         for i, event in enumerate(self.events):
             token = event.get("gesture_token") if isinstance(event, dict) else None
-            if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)):
+            if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)) \
+                    and -(2**63) <= token < 2**63:
                 out[i] = int(token)
         return out
 
@@ -310,12 +313,17 @@ class Model:
         Always checked (what every consumer relies on): ``events`` is a list
         of dicts with string keys; ``features`` is a 2-D numeric array with
         one row per event; the oracle covers every event; ``provenance`` is a
-        dict, ``vocabulary`` a dict or None, ``ledger`` a list of dicts,
-        ``source_format`` a string; ``sample_rate`` is None or an integer in
+        dict, ``vocabulary`` a dict or None, ``ledger`` a list of entries
+        that pass :func:`chandra.ledger.check_entry`, ``source_format`` a
+        string; ``sample_rate`` is None or an integer in
         :data:`SAMPLE_RATE_RANGE` (Hz) and is given when ``audio`` is;
         ``audio`` is None or a 1-D float array of finite samples;
         ``centers`` is None or a 2-D numeric array of finite values; extra
-        arrays are numeric with plain names.
+        arrays are numeric with plain names; the provenance sections chandra
+        reads (``input``, ``encoder``, ``segmentation``, ``vocabulary``,
+        ``oracle``, ``config``, ``versions``, ``musichal``) are objects and
+        ``import_notes`` a list of texts; the vocabulary's ``params``,
+        ``fit_metrics`` and ``assigned_metrics`` are objects.
 
         Event *values* are not judged here unless asked for with ``require``:
         a model is loaded to be diagnosed, so odd values (epoch times, text
@@ -385,9 +393,25 @@ class Model:
             if not isinstance(value, kinds):
                 expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
                 raise ModelFormatError(f"{name}: {field_name} is a {type(value).__name__}; expected {expected}")
-        for i, entry in enumerate(self.ledger):
-            if not isinstance(entry, dict):
-                raise ModelFormatError(f"{name}: ledger entry {i} is a {type(entry).__name__}, not a dict")
+        for key in _PROVENANCE_SECTIONS:
+            if self.provenance.get(key) is not None and not isinstance(self.provenance[key], dict):
+                raise ModelFormatError(f"{name}: provenance[{key!r}] is a {type(self.provenance[key]).__name__}; "
+                                       "expected an object")
+        notes = self.provenance.get("import_notes")
+        if notes is not None and not (isinstance(notes, list) and all(isinstance(x, str) for x in notes)):
+            raise ModelFormatError(f"{name}: provenance['import_notes'] is not a list of texts")
+        if self.vocabulary is not None:
+            for key in ("params", "fit_metrics", "assigned_metrics"):
+                if self.vocabulary.get(key) is not None and not isinstance(self.vocabulary[key], dict):
+                    raise ModelFormatError(f"{name}: vocabulary[{key!r}] is a "
+                                           f"{type(self.vocabulary[key]).__name__}; expected an object")
+        if self.ledger:
+            from chandra.ledger import check_entry
+
+            for i, entry in enumerate(self.ledger):
+                problem = check_entry(entry)
+                if problem:
+                    raise ModelFormatError(f"{name}: ledger entry {i} {problem}")
         sr = self.sample_rate
         if sr is not None:
             lo, hi = SAMPLE_RATE_RANGE

@@ -348,7 +348,7 @@ def brief(value: Any, *, limit: int = 40) -> str:
         return text if len(text) <= limit else f"a {type(value).__name__}"
     if isinstance(value, str):
         text = repr(value)
-        return f"the text {text}" if len(text) <= limit and text.isprintable() else f"a text of {len(value)} characters"
+        return text if len(text) <= limit and text.isprintable() else f"a text of {len(value)} characters"
     if isinstance(value, (dict, list, tuple)):
         return f"a {type(value).__name__} of {len(value)} items"
     return f"a {type(value).__name__}"

@@ -31,7 +31,7 @@ from chandra import safejson
 from chandra.errors import ChandraError, ModelFormatError, TraceError
 from chandra.findings import count_by_severity, findings_to_dicts, format_findings, ledger_findings
 from chandra.io_utils import dump_json_atomic
-from chandra.ledger import field_matrix, json_safe, ledger_entry, to_records
+from chandra.ledger import check_entry, field_matrix, json_safe, ledger_entry, to_records
 
 __all__ = ["Tracer", "trace_report", "format_trace_report", "TRACE_FORMAT", "CHECKPOINT_FORMAT"]
 
@@ -262,6 +262,9 @@ def trace_report(directory: str | os.PathLike) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("fields"), dict) \
                 or "n_records" not in entry:
             raise TraceError(f"{path} has no ledger entry")
+        problem = check_entry(entry)
+        if problem:
+            raise TraceError(f"{path}: ledger entry {problem}")
         checkpoints.append({
             "index": doc.get("index"),
             "name": doc.get("name"),
