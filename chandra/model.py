@@ -425,15 +425,15 @@ class Model:
                 raise ModelFormatError(f"{name}: audio is {kind}; expected mono float samples, shape (n_samples,)")
             if sr is None:
                 raise ModelFormatError(f"{name}: audio is present but sample_rate is missing")
-            bad = np.flatnonzero(~np.isfinite(audio))
-            if bad.size:
-                raise ModelFormatError(f"{name}: audio holds {bad.size} non-finite samples (first at sample {bad[0]})")
+            bad, first = _nonfinite(audio)
+            if bad:
+                raise ModelFormatError(f"{name}: audio holds {bad} non-finite samples (first at sample {first})")
         if self.centers is not None:
             centers = self.centers
             if not isinstance(centers, np.ndarray) or centers.ndim != 2 or centers.dtype.kind not in "fiu":
                 raise ModelFormatError(f"{name}: centers have shape {getattr(centers, 'shape', None)}; "
                                        "expected a numeric (K, dim) array")
-            if not np.all(np.isfinite(centers)):
+            if _nonfinite(centers)[0]:
                 raise ModelFormatError(f"{name}: centers hold non-finite values")
         for key, array in self.extra_arrays.items():
             if not isinstance(key, str) or not _EXTRA_NAME.match(key):
@@ -447,10 +447,10 @@ class Model:
         if "audio" in require and self.audio is None:
             raise ModelFormatError(f"{name}: the model has no source audio; retrain with audio embedded")
         if "finite_features" in require:
-            bad_rows = np.flatnonzero(~np.all(np.isfinite(features), axis=1)) if features.size else []
-            if len(bad_rows):
-                raise ModelFormatError(f"{name}: features of {len(bad_rows)} frames hold NaN or infinity "
-                                       f"(first: frame {bad_rows[0]})")
+            bad, first = _nonfinite(features)
+            if bad:
+                raise ModelFormatError(f"{name}: features of {bad} frames hold NaN or infinity "
+                                       f"(first: frame {first})")
         if "timing" in require or "durations" in require:
             self._validate_timing(name, with_t="timing" in require)
 
@@ -475,6 +475,23 @@ class Model:
             if end is not None and values[0] + values[1] > end:
                 raise ModelFormatError(f"{name}: event {i} ends at {values[0] + values[1]:.6g} s, after the "
                                        f"end of the model's audio ({end:.6g} s)")
+
+
+def _nonfinite(array: np.ndarray, *, block: int = 1 << 20) -> tuple[int, int | None]:
+    """Rows (or samples, for 1-D) holding NaN or infinity, and the first one, in blocks
+    of about ``block`` values so a long recording needs no full-size temporary."""
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return 0, None
+    rows = array.reshape(array.shape[0], -1)
+    step = max(1, block // max(1, rows.shape[1]))
+    bad, first = 0, None
+    for start in range(0, rows.shape[0], step):
+        flags = ~np.isfinite(rows[start:start + step]).all(axis=1)
+        count = int(np.count_nonzero(flags))
+        if count and first is None:
+            first = start + int(np.argmax(flags))
+        bad += count
+    return bad, first
 
 
 # ---------------------------------------------------------------------------

@@ -321,6 +321,10 @@ def _read(path: Path, progress: _ProgressFn | None) -> tuple[_Reader, list[str]]
         return reader, notes
     except safejson.JSONSyntaxError as exc:
         problem = str(exc).removeprefix(f"{path}: ")
+        if "premature EOF" in problem or "closing bracket" in problem:
+            # A truncated or unbalanced file: Python's json would fail the same way, after
+            # holding the whole tree; say so now.
+            raise
     if size > FALLBACK_MAX_BYTES:
         raise ModelFormatError(f"{path}: malformed JSON or values the streaming reader cannot hold ({problem})")
     # The C tokenizer rejects NaN/Infinity literals (which Python's json

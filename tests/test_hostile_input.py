@@ -247,6 +247,24 @@ def test_malformed_musichal_json_is_never_quoted(tmp_path, capsys):
     assert "s3cr3t" not in line and "malformed JSON" in line
 
 
+def test_python_json_fallback_is_bounded_too(tmp_path):
+    """NaN literals and 30-digit ints send a MusicHal file to the whole-file reader, which keeps the limits."""
+    frames = '"audio_frames": {"0": {"features": [NaN, 1.0], "audio_data": {"t": 0.0, "n": ' + "1" * 30 + "}}}"
+    ok = tmp_path / "ok.json"
+    ok.write_text("{" + frames + "}")
+    model = load_model(ok)
+    assert model.events[0]["n"] == int("1" * 30) and math.isnan(model.features[0, 0])
+    assert any("read whole with Python's json" in note for note in model.provenance["import_notes"])
+    deep = tmp_path / "deep.json"
+    deep.write_text("{" + frames + ', "x": ' + "[" * 3000 + "]" * 3000 + "}")
+    with pytest.raises(ModelFormatError, match="nested deeper than 64 levels"):
+        load_model(deep)
+    cut = tmp_path / "cut.json"  # cut short: no second, whole-file read (it could only fail the same way)
+    cut.write_text('{"audio_frames": {"0": {"features": [0.5, 1.0], "audio_data": {"t"')
+    with pytest.raises(ModelFormatError, match=r"malformed JSON \(parse error: premature EOF\)"):
+        load_model(cut)
+
+
 def test_trace_files_are_read_within_the_limits(tmp_path):
     from chandra.errors import TraceError
     from chandra.trace import Tracer, trace_report
