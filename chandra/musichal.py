@@ -9,11 +9,12 @@ and a few scalars at the top level), *v2.0* (the same plus
 Reading
 -------
 The file is streamed token by token with ijson (its C backend when
-available) through :mod:`chandra.safejson`, which screens every chunk for
-nesting depth and number-literal length before the parser sees it, so a large file is never held as one Python dict tree: each
-frame's feature list is turned into a float32 row as soon as it ends, and only
-the per-frame ``audio_data`` dicts (the events) and the graph survive as
-Python objects. What becomes of each part:
+available) through :mod:`chandra.safejson`, which screens every block for
+nesting depth and number-literal length before the parser sees it. A large
+file is never held as one Python dict tree: each frame's feature list is
+turned into a float32 row as soon as it ends, and only the per-frame
+``audio_data`` dicts (the events) and the graph survive as Python objects.
+What becomes of each part:
 
 * ``events`` are the ``audio_data`` dicts exactly as in the file, in
   ``frame_id`` order; nothing is added or renamed (``t`` keeps whatever clock
@@ -36,8 +37,10 @@ Python objects. What becomes of each part:
   import notes go to ``provenance``.
 
 A file the C tokenizer cannot read (NaN/Infinity literals, integers beyond
-64 bits) is read again with Python's ``json`` module when it is small enough,
-with a note saying so. Nothing in the file is ever executed.
+64 bits) is read again with Python's ``json`` module when it is small enough
+(:data:`FALLBACK_MAX_BYTES`), under the same depth and number limits, with a
+note saying so; a file cut short is not read twice. Nothing in the file is
+ever executed.
 
 Writing
 -------
@@ -550,7 +553,7 @@ def _restore_block(block: Any, notes: list[str]) -> dict | None:
 def _array_from_block(entry: Any, name: str) -> np.ndarray:
     """A numeric array stored in the export block as ``{"dtype", "shape", "data"}``."""
     what = f"chandra export block array {safejson.brief(name)}"
-    if not isinstance(entry, dict) or not isinstance(entry.get("dtype"), str) or not isinstance(entry.get("data"), list):
+    if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and isinstance(entry.get("data"), list)):
         raise ModelFormatError(f"{what} is malformed (expected an object with dtype, shape and a data list)")
     try:
         dtype = np.dtype(entry["dtype"])

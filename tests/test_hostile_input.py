@@ -104,7 +104,8 @@ def musichal_with_digits(path: Path, digits: int = 4400) -> Path:
     """A 4.4 KB MusicHal file whose frame id is an integer literal of ``digits`` digits."""
     path.write_text('{"audio_frames": {"0": {"timestamp": 1.0, "features": [0.5, 0.25], '
                     '"audio_data": {"t": 0.0, "duration": 0.5}, "frame_id": ' + "9" * digits + "}}, "
-                    '"states": {"0": {"len": 0, "link": -1, "next": {"0": 1}}, "1": {"len": 1, "link": 0, "next": {}}}}')
+                    '"states": {"0": {"len": 0, "link": -1, "next": {"0": 1}}, '
+                    '"1": {"len": 1, "link": 0, "next": {}}}}')
     return path
 
 
