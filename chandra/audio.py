@@ -8,15 +8,18 @@ Vorbis/Opus, AIFF and MP3. Nothing is decoded by spawning external programs.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from chandra.errors import AudioError
+from chandra.errors import AudioError, first_line
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
     "load_audio",
+    "decode_audio",
+    "DecodedAudio",
     "validate_signal",
     "summarize_signal",
     "SILENCE_PEAK",
@@ -26,6 +29,189 @@ SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif
 
 #: Peak amplitude below which a signal counts as silence (about -80 dBFS).
 SILENCE_PEAK = 1e-4
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """A decoded signal and how much of the file it covers.
+
+    Attributes
+    ----------
+    y : np.ndarray, float32, shape (n_samples,) or (n_channels, n_samples)
+        Samples in [-1, 1] at ``sr``.
+    sr : int
+        Sample rate of ``y`` in Hz.
+    file_sample_rate : int
+        The file's own rate in Hz.
+    frames_declared : int or None
+        Frames the file's header promises (WAV ``data`` chunk size / block
+        align, AIFF ``COMM`` frame count, FLAC ``STREAMINFO``, ...), None
+        when the header does not say.
+    frames_read : int
+        Frames the decoder delivered, at the file's rate.
+    decode_error : str or None
+        The decoder's complaint when it stopped early (the frames before it
+        are kept).
+    """
+
+    y: np.ndarray
+    sr: int
+    file_sample_rate: int
+    frames_declared: int | None
+    frames_read: int
+    decode_error: str | None = None
+
+    @property
+    def truncated(self) -> bool:
+        """The decoder delivered fewer frames than the header declares."""
+        return self.frames_declared is not None and self.frames_read < self.frames_declared
+
+    def report(self) -> dict:
+        """JSON-able summary: ``frames_declared``, ``frames_read``, ``file_sample_rate``,
+        ``truncated``, ``decode_error``."""
+        return {"frames_declared": self.frames_declared, "frames_read": int(self.frames_read),
+                "file_sample_rate": int(self.file_sample_rate), "truncated": self.truncated,
+                "decode_error": self.decode_error}
+
+
+#: Frames per block when the one-shot read fails (a decoder error loses at most one block) or the
+#: header's frame count is implausible.
+_BLOCK_FRAMES = 4096
+#: Decoded float32 bytes per file byte beyond which a header's frame count is not trusted for
+#: allocation (FLAC of near-silence compresses far, but not this far).
+_MAX_EXPANSION = 256
+
+
+def _header_frames(path: Path) -> int | None:
+    """Frame count a WAV (RIFF/RIFX/RF64) or AIFF header declares, from the header bytes alone."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except OSError:
+        return None
+    if len(head) < 12:
+        return None
+    kind, form = head[:4], head[8:12]
+    if kind in (b"RIFF", b"RIFX", b"RF64") and form == b"WAVE":
+        endian = ">" if kind == b"RIFX" else "<"
+        block_align = data_size = None
+        pos = 12
+        while pos + 8 <= len(head):
+            cid = head[pos:pos + 4]
+            (size,) = struct.unpack(endian + "I", head[pos + 4:pos + 8])
+            body = head[pos + 8:pos + 8 + min(size, 64)]
+            if cid == b"fmt " and len(body) >= 14:
+                (block_align,) = struct.unpack(endian + "H", body[12:14])
+            elif cid == b"ds64" and len(body) >= 16:
+                (data_size,) = struct.unpack("<Q", body[8:16])
+            elif cid == b"data":
+                if kind != b"RF64" and size not in (0, 0xFFFFFFFF):
+                    data_size = size
+                break
+            pos += 8 + size + (size & 1)
+        if block_align and data_size:
+            return int(data_size // block_align)
+        return None
+    if kind == b"FORM" and form in (b"AIFF", b"AIFC"):
+        pos = 12
+        while pos + 8 <= len(head):
+            cid = head[pos:pos + 4]
+            (size,) = struct.unpack(">I", head[pos + 4:pos + 8])
+            if cid == b"COMM" and pos + 14 <= len(head):
+                (frames,) = struct.unpack(">I", head[pos + 10:pos + 14])
+                return int(frames)
+            pos += 8 + size + (size & 1)
+    return None
+
+
+def _read_blocks(path: Path) -> tuple[np.ndarray, str | None]:
+    """Decode block by block until the end or the first decoder error (frames before it kept)."""
+    import soundfile as sf
+
+    blocks = []
+    error = None
+    with sf.SoundFile(str(path)) as f:
+        channels = f.channels
+        try:
+            while True:
+                block = f.read(frames=_BLOCK_FRAMES, dtype="float32", always_2d=True)
+                if not len(block):
+                    break
+                blocks.append(block)
+        except (sf.LibsndfileError, RuntimeError) as exc:
+            error = first_line(exc)
+    if not blocks:
+        return np.zeros((0, channels), dtype=np.float32), error
+    return np.concatenate(blocks), error
+
+
+def decode_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool = True) -> DecodedAudio:
+    """Decode an audio file, noting how much of it the decoder delivered.
+
+    Like :func:`load_audio`, but returns a :class:`DecodedAudio` that also
+    says how many frames the header declared and how many were read: a
+    truncated file (a recording cut short, a partial download) decodes to
+    the frames that are there, with :attr:`DecodedAudio.truncated` set,
+    instead of failing or passing silently.
+
+    Raises
+    ------
+    AudioError
+        Missing, empty, unsupported or undecodable file (nothing decoded).
+    """
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioError(f"{path}: no such file")
+    if path.is_dir():
+        raise AudioError(f"{path}: is a directory, not an audio file")
+    size = path.stat().st_size
+    if size == 0:
+        raise AudioError(f"{path}: the file is empty (0 bytes)")
+    ext = path.suffix.lower()
+    if ext not in SUPPORTED_EXTENSIONS:
+        raise AudioError(
+            f"{path}: unsupported extension '{ext or '(none)'}'; "
+            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
+        )
+    decode_error = data = None
+    try:
+        f = sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
+        raise AudioError(f"{path}: cannot decode as audio ({first_line(exc)})") from exc
+    with f:
+        file_sr, channels, decoder_frames = int(f.samplerate), int(f.channels), int(f.frames)
+        # One read of the whole file, unless the header's frame count could not
+        # come from a file this size (the read would allocate that many frames).
+        if 0 <= decoder_frames * channels * 4 <= _MAX_EXPANSION * size + (1 << 20):
+            try:
+                data = f.read(dtype="float32", always_2d=True)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                decode_error = first_line(exc)
+    if data is None:
+        data, block_error = _read_blocks(path)
+        decode_error = decode_error or block_error
+    if data.shape[0] == 0:
+        reason = f" ({decode_error})" if decode_error else ""
+        raise AudioError(f"{path}: the file decodes to 0 samples{reason}")
+    declared = _header_frames(path)
+    if declared is None and decoder_frames > 0:
+        declared = decoder_frames
+    frames_read = int(data.shape[0])
+    y = data.mean(axis=1) if mono else data.T
+    del data
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    out_sr = file_sr
+    if sr is not None and int(sr) != int(file_sr):
+        import librosa
+
+        y = librosa.resample(y, orig_sr=int(file_sr), target_sr=int(sr), res_type="soxr_hq").astype(np.float32)
+        out_sr = int(sr)
+    return DecodedAudio(y=y, sr=out_sr, file_sample_rate=file_sr, frames_declared=declared,
+                        frames_read=frames_read, decode_error=decode_error)
 
 
 def load_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool = True) -> tuple[np.ndarray, int]:
@@ -51,37 +237,13 @@ def load_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool = T
     ------
     AudioError
         Missing, empty, unsupported or undecodable file.
+
+    See Also
+    --------
+    decode_audio : the same, also telling whether the file was truncated.
     """
-    import soundfile as sf
-
-    path = Path(path)
-    if not path.exists():
-        raise AudioError(f"{path}: no such file")
-    if path.is_dir():
-        raise AudioError(f"{path}: is a directory, not an audio file")
-    if path.stat().st_size == 0:
-        raise AudioError(f"{path}: the file is empty (0 bytes)")
-    ext = path.suffix.lower()
-    if ext not in SUPPORTED_EXTENSIONS:
-        raise AudioError(
-            f"{path}: unsupported extension '{ext or '(none)'}'; "
-            f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
-        )
-    try:
-        data, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
-        reason = str(exc).split("\n")[0]
-        raise AudioError(f"{path}: cannot decode as audio ({reason})") from exc
-    if data.shape[0] == 0:
-        raise AudioError(f"{path}: the file decodes to 0 samples")
-    y = data.mean(axis=1) if mono else data.T
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    if sr is not None and int(sr) != int(file_sr):
-        import librosa
-
-        y = librosa.resample(y, orig_sr=int(file_sr), target_sr=int(sr), res_type="soxr_hq").astype(np.float32)
-        file_sr = int(sr)
-    return y, int(file_sr)
+    decoded = decode_audio(path, sr=sr, mono=mono)
+    return decoded.y, decoded.sr
 
 
 def validate_signal(y: np.ndarray, sr: int, *, min_duration: float = 0.5, name: str = "audio") -> None:

@@ -12,15 +12,20 @@ Subcommands::
                                                 two models, runs, MusicHal files or traces side by side
 
 Errors print one readable line on stderr and exit with status 1 (2 for usage
-errors, as argparse does). No model file is left behind by a failed run.
+errors, as argparse does; 130 after Ctrl-C, 143 after SIGTERM). No model file
+is left behind by a failed, interrupted or terminated run. ``-o`` never
+replaces an input or a file chandra did not write, and of two commands
+writing the same output the second stops at once with an error.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -223,11 +228,14 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
+    from chandra.io_utils import check_output, exclusive_output
     from chandra.model import load_model
     from chandra.musichal import export_musichal
 
+    output = check_output(args.output, kind="musichal", inputs=[args.model])
     model = load_model(args.model)
-    export_musichal(model, args.output)
+    with exclusive_output(output):
+        export_musichal(model, output)
     print(f"wrote {args.output} (MusicHal v2.0, {model.n_frames} frames)")
     return 0
 
@@ -244,15 +252,18 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if not args.weight > 0:
             raise ChandraError(f"--weight must be positive, got {args.weight}")
     from chandra.generate import DEFAULT_TABOO
+    from chandra.io_utils import check_output, exclusive_output
 
+    output = check_output(args.output, kind="wav", inputs=[args.model])
     model = load_model(args.model)
-    generation = generate_to_wav(model, args.output, seconds=args.seconds, seed=args.seed,
-                                 continuity=args.continuity, min_lrs=args.min_lrs,
-                                 max_continuous=args.max_continuous, where=args.where,
-                                 where_mode=args.where_mode,
-                                 where_weight=4.0 if args.weight is None else args.weight,
-                                 taboo=DEFAULT_TABOO if args.taboo is None else args.taboo,
-                                 crossfade_ms=args.crossfade_ms)
+    with exclusive_output(output):
+        generation = generate_to_wav(model, output, seconds=args.seconds, seed=args.seed,
+                                     continuity=args.continuity, min_lrs=args.min_lrs,
+                                     max_continuous=args.max_continuous, where=args.where,
+                                     where_mode=args.where_mode,
+                                     where_weight=4.0 if args.weight is None else args.weight,
+                                     taboo=DEFAULT_TABOO if args.taboo is None else args.taboo,
+                                     crossfade_ms=args.crossfade_ms)
     summary = generation.summary()
     if args.json:
         from chandra.io_utils import json_default
@@ -370,15 +381,43 @@ def _in_cli_terms(message: str, options: dict[str, tuple[str, bool]]) -> str:
 
     parts = _QUOTED.split(message)
     return "".join(part if i % 2 else plain(part, first=i == 0) for i, part in enumerate(parts))
+class _Terminated(BaseException):
+    """Raised in the main thread when SIGTERM arrives, so it unwinds like Ctrl-C:
+    every ``finally`` and atomic write cleans up (temporary files removed)."""
+
+
+def _on_sigterm(signum, frame) -> None:  # pragma: no cover - exercised in a subprocess test
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Turn SIGTERM into :class:`_Terminated` for the duration (main thread only)."""
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError):  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point; returns the process exit status."""
+    """Entry point; returns the process exit status.
+
+    0 on success; 1 with one line on stderr for any chandra error, an OS
+    error or running out of memory; 2 for usage errors (argparse); 130 after
+    Ctrl-C and 143 after SIGTERM, in both cases with temporary files removed
+    and no output left half-written.
+    """
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return _COMMANDS[args.command](args)
+        with _sigterm_unwinds():
+            return _COMMANDS[args.command](args)
     except ChandraError as exc:
         message = _in_cli_terms(_one_line(exc), _option_names(parser, args.command))
         print(f"chandra {args.command}: error: {message}", file=sys.stderr)
@@ -386,7 +425,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"chandra {args.command}: interrupted", file=sys.stderr)
         return 130
-    except (OSError, MemoryError) as exc:
+    except _Terminated:
+        print(f"chandra {args.command}: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except MemoryError:
+        print(f"chandra {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except OSError as exc:
         print(f"chandra {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 

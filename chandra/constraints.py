@@ -52,7 +52,17 @@ __all__ = [
     "WhereSyntaxError",
     "parse_where",
     "event_fields",
+    "MAX_WHERE_CHARS",
+    "MAX_WHERE_DEPTH",
 ]
+
+#: Longest ``--where`` expression accepted (characters).
+MAX_WHERE_CHARS = 4096
+#: Deepest nesting of parentheses and ``not`` accepted.
+MAX_WHERE_DEPTH = 32
+#: Longest number literal accepted (characters).
+MAX_NUMBER_CHARS = 100
+_CONTEXT_CHARS = 60
 
 _COMPARATORS = (">=", "<=", "==", "!=", ">", "<")
 _KEYWORDS = {"and", "or", "not", "in"}
@@ -74,7 +84,11 @@ class WhereSyntaxError(ConstraintError):
         self.text = text
         self.position = int(position)
         self.reason = message
-        marked = text[: self.position] + "^" + text[self.position :]
+        # Long expressions are shown as a window around the problem, so the
+        # message stays one readable line.
+        a, b = max(0, self.position - _CONTEXT_CHARS), self.position + _CONTEXT_CHARS
+        marked = (("..." if a else "") + text[a: self.position] + "^" + text[self.position: b]
+                  + ("..." if b < len(text) else ""))
         super().__init__(
             f"invalid where expression: {message} at column {self.position + 1} "
             f"(marked ^): {marked}"
@@ -122,6 +136,8 @@ def _lex(text: str, toks: list[_Tok]) -> None:
         m = _NUMBER_RE.match(text, i)
         if m:
             raw = m.group(0)
+            if len(raw) > MAX_NUMBER_CHARS:
+                raise WhereSyntaxError(f"number literal longer than {MAX_NUMBER_CHARS} characters", text, i)
             value: Any = float(raw) if any(c in raw for c in ".eE") else int(raw)
             toks.append(_Tok("num", value, i, raw))
             i = m.end()
@@ -213,6 +229,12 @@ class _Parser:
         self.text = text
         self.toks = _tokenise(text)
         self.i = 0
+        self.depth = 0  # open parentheses and pending 'not's (bounded: the parser recurses on them)
+
+    def enter(self, tok: _Tok) -> None:
+        self.depth += 1
+        if self.depth > MAX_WHERE_DEPTH:
+            raise self.error(f"nested deeper than {MAX_WHERE_DEPTH} levels of parentheses and 'not'", tok)
 
     @property
     def tok(self) -> _Tok:
@@ -262,15 +284,18 @@ class _Parser:
 
     def parse_not(self) -> Any:
         if self.tok.kind == "kw" and self.tok.value == "not":
-            self.advance()
-            return _Not(self.parse_not())
+            self.enter(self.advance())
+            node = _Not(self.parse_not())
+            self.depth -= 1
+            return node
         return self.parse_primary()
 
     def parse_primary(self) -> Any:
         tok = self.tok
         if tok.kind == "punct" and tok.value == "(":
-            self.advance()
+            self.enter(self.advance())
             node = self.parse_or()
+            self.depth -= 1
             if not (self.tok.kind == "punct" and self.tok.value == ")"):
                 raise self.error(f"expected ')' to close the '(' at column {tok.pos + 1}, "
                                  f"found {self.describe_tok(self.tok)}")
@@ -684,12 +709,18 @@ def parse_where(text: str, *, fields: Sequence[str] | None = None) -> Constraint
     Raises
     ------
     WhereSyntaxError
-        (a :class:`ConstraintError`) with the column of the problem.
+        (a :class:`ConstraintError`) with the column of the problem,
+        including nesting deeper than :data:`MAX_WHERE_DEPTH` and number
+        literals longer than 100 characters.
     ConstraintError
-        For an unknown field when ``fields`` is given.
+        For an unknown field when ``fields`` is given, or an expression
+        longer than :data:`MAX_WHERE_CHARS`.
     """
     if not isinstance(text, str):
         raise ConstraintError(f"where must be a string, got {type(text).__name__}", parameter="where")
+    if len(text) > MAX_WHERE_CHARS:
+        raise ConstraintError(f"where expression of {len(text)} characters is longer than the "
+                              f"{MAX_WHERE_CHARS}-character limit", parameter="where")
     constraint = Constraint(text, _Parser(text).parse())
     if fields is not None:
         constraint.validate([{name: None for name in fields}])

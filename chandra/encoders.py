@@ -27,7 +27,6 @@ hop) it takes the single frame whose centre is nearest the segment midpoint.
 from __future__ import annotations
 
 import inspect
-import json
 import math
 import os
 import re
@@ -36,7 +35,7 @@ from typing import Any, Optional, Protocol, runtime_checkable
 
 import numpy as np
 
-from chandra.errors import EncoderError, WeightsNotFoundError, first_line
+from chandra.errors import EncoderError, ModelFormatError, WeightsNotFoundError, first_line
 from chandra.progress import ProgressCallback, report
 
 __all__ = [
@@ -543,6 +542,8 @@ def _hf_cache_dir(cache_dir: Optional[str | os.PathLike]) -> str:
 
 
 # "name" or "org/name" as the hub accepts them; anything else can only be a path
+#: Largest model ``config.json`` read (real ones are a few kilobytes).
+_MAX_CONFIG_BYTES = 16 * 1024 * 1024
 _HUB_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*(/[A-Za-z0-9][A-Za-z0-9_.\-]*)?$")
 
 
@@ -714,13 +715,17 @@ class Wav2Vec2Encoder:
             from huggingface_hub import try_to_load_from_cache
 
             config_path = Path(try_to_load_from_cache(source, "config.json", cache_dir=_hf_cache_dir(self.cache_dir)))
+        from chandra import safejson
+
         try:
-            raw = json.loads(config_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise EncoderError(f"cannot read model config {config_path}: {exc}") from exc
+            raw = safejson.load(config_path, max_bytes=_MAX_CONFIG_BYTES)
+        except ModelFormatError as exc:
+            raise EncoderError(f"cannot read model config: {exc}") from None
+        model_type = raw.get("model_type") if isinstance(raw, dict) else None
+        if not isinstance(raw, dict) or not (model_type is None or isinstance(model_type, str)):
+            raise EncoderError(f"model config {config_path} is not a JSON object with a text 'model_type'")
         from transformers import CONFIG_MAPPING
 
-        model_type = raw.get("model_type")
         custom = "auto_map" in raw and model_type not in CONFIG_MAPPING
         if custom and not self.trust_remote_code:
             raise EncoderError(

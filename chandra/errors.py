@@ -29,6 +29,8 @@ __all__ = [
     "ModelFormatError",
     "ConstraintError",
     "TraceError",
+    "OutputError",
+    "first_line",
 ]
 
 
@@ -110,10 +112,18 @@ class TraceError(ChandraError):
     """A trace directory or checkpoint is malformed."""
 
 
-def first_line(exc: BaseException) -> str:
-    """The first non-empty line of ``str(exc)``, or the exception's type name.
+class OutputError(ChandraError):
+    """An output cannot be written as asked: it would replace an input or a
+    file chandra did not write, or another process is writing it."""
 
-    For wrapping a third-party error into a one-line chandra message.
+
+def first_line(exc: BaseException) -> str:
+    """The first non-empty line of an exception's message (its type name when empty).
+
+    Library errors from other packages (zipfile, ijson, transformers) often
+    spread over several lines; chandra's own messages are one line.
     """
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    for line in str(exc).strip().splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__

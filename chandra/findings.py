@@ -47,9 +47,9 @@ __all__ = [
     "FEATURES_DUPLICATE", "CONSTANT_CONSONANCE",
     "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
     "PARAM_MISMATCH", "ROUNDTRIP_CHANGED",
-    "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "ALL_CODES",
+    "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "AUDIO_TRUNCATED", "ALL_CODES",
     # functions
-    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings",
+    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings", "audio_findings",
     "model_findings", "vocabulary_findings", "musichal_type_findings", "encoder_identity",
     "vocabulary_conflicts", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
 ]
@@ -110,6 +110,8 @@ VOCAB_ENCODER_MISMATCH = "VOCAB_ENCODER_MISMATCH"
 #: numbers are stored as text: the marks of a lossy save-load round trip
 #: (int keys back as strings, numbers written with ``str()``).
 TYPES_CHANGED = "TYPES_CHANGED"
+#: The audio decoder delivered fewer frames than the file's header declares.
+AUDIO_TRUNCATED = "AUDIO_TRUNCATED"
 
 ALL_CODES = (
     FIELD_LOST, RECORDS_LOST, TOKEN_COLLAPSE, TOKENS_MISSING, TOKENS_OUT_OF_RANGE,
@@ -117,6 +119,7 @@ ALL_CODES = (
     FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
     ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
     ROUNDTRIP_CHANGED, TOKENS_DESYNC, STRINGIFIED_CONTAINER, VOCAB_ENCODER_MISMATCH, TYPES_CHANGED,
+    AUDIO_TRUNCATED,
 )
 
 # --------------------------------------------------------------------------- thresholds
@@ -366,7 +369,7 @@ def _feature_findings(entry: Mapping, stage: str, *, pca_dims: set[int]) -> list
 
 
 def _consonance_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
-    info = entry.get("fields", {}).get("consonance")
+    info = (entry.get("fields") or {}).get("consonance")
     if not info or "constant" not in info or info.get("present", 0) < CONSTANT_MIN_RECORDS:
         return []
     value = info["constant"]
@@ -379,8 +382,8 @@ def _consonance_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]
 def _token_presence_findings(entry: Mapping, stage: str, *, canonical: bool) -> list[tuple[str, Finding]]:
     out = []
     n = int(entry.get("n_records", 0) or 0)
-    info = entry.get("fields", {}).get(TOKEN_FIELD)
-    present = int(info["present"]) if info else 0
+    info = (entry.get("fields") or {}).get(TOKEN_FIELD)
+    present = int(info.get("present", 0)) if info else 0
     # A trace's "events" may be raw analysis output that is joined to tokens
     # later; only chandra's own stage names promise tokens on every record.
     expected = canonical and stage in TOKEN_STAGES
@@ -1134,6 +1137,36 @@ def provenance_findings(provenance: Mapping | None, *, stage: str | None = None)
     return out
 
 
+def audio_findings(provenance: Mapping | None) -> list[Finding]:
+    """AUDIO_TRUNCATED when ``provenance["input"]["decode"]`` shows fewer frames read than declared.
+
+    The decode record is :meth:`chandra.audio.DecodedAudio.report`
+    (``frames_declared``, ``frames_read``, ``file_sample_rate``,
+    ``decode_error``), stored by the training pipeline. Training went on
+    with the frames that were there; the warning says how much is missing.
+    """
+    if not isinstance(provenance, Mapping):
+        return []
+    source = provenance.get("input")
+    decode = source.get("decode") if isinstance(source, Mapping) else None
+    if not isinstance(decode, Mapping):
+        return []
+    declared, read = decode.get("frames_declared"), decode.get("frames_read")
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (declared, read)) or not read < declared:
+        return []
+    rate = decode.get("file_sample_rate")
+    seconds = (f" ({read / rate:.3f} s of {declared / rate:.3f} s)"
+               if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else "")
+    error = decode.get("decode_error")
+    return [Finding(
+        "warning", AUDIO_TRUNCATED, "load",
+        f"the audio file declares {declared} frames but the decoder delivered {read}{seconds}, "
+        f"{1 - read / declared:.1%} missing" + (f" (decoder: {error})" if error else "")
+        + "; trained on the frames that were there",
+        {"frames_declared": declared, "frames_read": read, "file_sample_rate": rate,
+         "decode_error": error, "file": source.get("name")})]
+
+
 # --------------------------------------------------------------------------- ledger
 
 _SECTION_OF = {
@@ -1237,6 +1270,7 @@ def ledger_findings(
     findings += _records_lost_findings(ledger)
     findings += _roundtrip_findings(ledger)
     findings += provenance_findings(provenance)
+    findings += audio_findings(provenance)
     return sort_findings(findings)
 
 
@@ -1328,7 +1362,8 @@ def oracle_check_inputs(model: Any) -> dict:
     n = int(np.asarray(oracle.sfx).shape[0] - 1)
     if oracle.kind == "tokens":
         tokens = [e.get(TOKEN_FIELD) for e in model.events[:n]]
-        if len(tokens) == n and all(isinstance(t, (int, np.integer)) for t in tokens):
+        if len(tokens) == n and all(isinstance(t, (int, np.integer)) and not isinstance(t, (bool, np.bool_))
+                                    and -(2**63) <= t < 2**63 for t in tokens):
             return {"symbols": np.asarray(tokens, dtype=np.int64)}
         return {}
     features = getattr(model, "features", None)

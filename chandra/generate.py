@@ -333,10 +333,10 @@ def _played_tokens_and_durations(model: Any, frames: np.ndarray) -> tuple[np.nda
     for i, f in enumerate(np.asarray(frames, dtype=np.int64)):
         ev = model.events[int(f)]
         tok = ev.get("gesture_token")
-        if isinstance(tok, (int, np.integer)) and not isinstance(tok, (bool, np.bool_)):
+        if isinstance(tok, (int, np.integer)) and not isinstance(tok, (bool, np.bool_)) and -(2**63) <= tok < 2**63:
             tokens[i] = int(tok)
         d = ev.get("duration")
-        if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool):
+        if isinstance(d, (int, float, np.integer, np.floating)) and not isinstance(d, bool) and abs(d) < 1e300:
             durations[i] = float(d)
     return tokens, durations
 
@@ -345,10 +345,12 @@ def _n_tokens(model: Any) -> int | None:
     centers = getattr(model, "centers", None)
     if centers is not None:
         return int(len(centers))
-    vocab = getattr(model, "vocabulary", None) or {}
-    params = vocab.get("params") or {}
-    value = params.get("n_tokens")
-    return int(value) if value is not None else None
+    vocab = getattr(model, "vocabulary", None)
+    params = vocab.get("params") if isinstance(vocab, dict) else None
+    value = params.get("n_tokens") if isinstance(params, dict) else None
+    if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)) and value > 0:
+        return int(value)
+    return None
 
 
 # --------------------------------------------------------------------------- navigation
@@ -410,6 +412,14 @@ class _ContextTree:
                 if c != came:
                     heapq.heappush(heap, (-min(bound, w), c, x))
         return states, contexts
+
+
+def _check_fields(model: Any, require: tuple[str, ...]) -> None:
+    """Judge a :class:`~chandra.model.Model`'s fields before use (:meth:`Model.validate`)."""
+    from chandra.model import Model
+
+    if isinstance(model, Model):
+        model.validate(require=require)
 
 
 def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
@@ -518,6 +528,7 @@ def improvise(
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
+    _check_fields(model, ("durations",) if seconds is not None else ())
     sfx, lrs, rep, n = _validate_model(model)
     events = model.events
     def real(value: Any) -> bool:
@@ -817,6 +828,7 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     """
     if not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
         raise ChandraError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}")
+    _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
     audio = np.asarray(model.audio, dtype=np.float64)
     sr = int(model.sample_rate)
@@ -898,6 +910,11 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, subtype: str =
         Sample rate in Hz.
     subtype : {"PCM_16", "PCM_24", "FLOAT"}
         Sample format. Identical input gives identical file bytes.
+
+    Notes
+    -----
+    The file's INFO chunk names chandra as its software (``ISFT``), which is
+    how :func:`chandra.io_utils.check_output` knows it may be replaced.
     """
     import soundfile as sf
 
@@ -906,8 +923,14 @@ def write_wav(path: str | os.PathLike, y: np.ndarray, sr: int, *, subtype: str =
     y = np.asarray(y, dtype=np.float32)
     if y.ndim != 1:
         raise ChandraError(f"write_wav expects mono samples of shape (m,), got {y.shape}")
+    from chandra import __version__
+
     mem = io.BytesIO()
-    sf.write(mem, y, int(sr), format="WAV", subtype=subtype)
+    with sf.SoundFile(mem, "w", samplerate=int(sr), channels=1, format="WAV", subtype=subtype) as out:
+        # The software tag marks the file as chandra's: `chandra generate -o`
+        # may replace it, but never a recording (io_utils.check_output).
+        out.software = f"chandra {__version__}"
+        out.write(y)
     data = _zero_peak_timestamp(mem.getvalue())
     with atomic_write(path, "wb") as fh:
         fh.write(data)

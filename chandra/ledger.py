@@ -54,6 +54,7 @@ __all__ = [
     "is_number_text",
     "token_feature_agreement",
     "STRINGIFIED_MAX_CHARS",
+    "check_entry",
 ]
 
 #: Canonical ledger boundaries (what the records are after each step), in
@@ -488,8 +489,10 @@ def token_stats(tokens: Any, *, n_tokens: int | None = None) -> dict:
             if isinstance(v, (int, np.integer)):
                 if int(v) == -1:
                     missing += 1
-                else:
+                elif -(2**63) <= int(v) < 2**63:
                     values.append(int(v))
+                else:  # not an id any vocabulary could have (beyond int64)
+                    non_integer += 1
             else:
                 non_integer += 1
         arr = np.asarray(values, dtype=np.int64)
@@ -692,7 +695,7 @@ def _token_ids(values: Sequence[Any]) -> np.ndarray:
             continue
         if isinstance(v, (float, np.floating)) and float(v).is_integer():
             v = int(v)
-        if isinstance(v, (int, np.integer)) and int(v) >= 0:
+        if isinstance(v, (int, np.integer)) and 0 <= int(v) < 2**63:
             out[i] = int(v)
     return out
 
@@ -1284,7 +1287,7 @@ def field_matrix(ledger: Sequence[Mapping]) -> tuple[list[str], list[str], np.nd
     fields: list[str] = []
     seen: set[str] = set()
     for e in ledger:
-        for name in e.get("fields", {}):
+        for name in (e.get("fields") or {}):
             if name not in seen:
                 seen.add(name)
                 fields.append(name)
@@ -1292,7 +1295,7 @@ def field_matrix(ledger: Sequence[Mapping]) -> tuple[list[str], list[str], np.nd
     fraction = np.full((len(stages), len(fields)), np.nan)
     for i, e in enumerate(ledger):
         n = int(e.get("n_records", 0) or 0)
-        info = e.get("fields", {})
+        info = (e.get("fields") or {})
         for j, name in enumerate(fields):
             count = int(info.get(name, {}).get("present", 0))
             present[i, j] = count
@@ -1357,3 +1360,118 @@ def json_safe(value: Any, *, max_items: int | None = None, max_chars: int | None
     if max_chars is not None and len(text) > max_chars:
         text = text[:max_chars] + "..."
     return text
+
+
+# ---------------------------------------------------------------------------
+# checking entries read from files
+# ---------------------------------------------------------------------------
+
+def _count(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_)) and v >= 0
+
+
+def _int(v: Any) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_)) \
+        and math.isfinite(v)
+
+
+def _optional(check):
+    return lambda v: v is None or check(v)
+
+
+def _list_of(check):
+    return lambda v: isinstance(v, list) and all(check(x) for x in v)
+
+
+def _str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _bool(v: Any) -> bool:
+    return isinstance(v, (bool, np.bool_))
+
+
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, bool, int, float, np.generic))
+
+
+_FIELD_SCHEMA = {"present": _count, "fraction": _number, "types": _list_of(_str), "constant": _scalar}
+_TOKEN_SCHEMA = {
+    **{k: _count for k in ("n", "present", "missing", "unique", "active", "n_tokens", "out_of_range", "non_integer")},
+    **{k: _number for k in ("entropy_bits", "max_entropy_bits", "normalised_entropy", "perplexity", "top_share")},
+    "top_token": _optional(_int), "counts": _optional(_list_of(_count)), "empty_tokens": _optional(_list_of(_int)),
+}
+_FEATURE_SCHEMA = {
+    **{k: _count for k in ("n_rows", "dim", "dead_dims", "nonzero_dims", "used_dim_max", "padded_rows",
+                           "zero_rows", "nonfinite_rows", "row_dim_min", "row_dim_max")},
+    **{k: _optional(_number) for k in ("norm_min", "norm_mean", "norm_max")},
+    "effective_dim_median": _number, "duplicate_rate": _number, "ragged": _bool,
+}
+_TIME_SCHEMA = {
+    "field": _str, "n": _count, "t_min": _number, "t_max": _number, "duration": _optional(_number),
+    "monotonic": _bool, "n_decreasing": _count, "fraction_in_range": _optional(_number),
+}
+_ORACLE_SCHEMA = {
+    "kind": _str, "metric": _optional(_str), "threshold": _optional(_number), "check_note": _str,
+    **{k: _count for k in ("n_states", "n_frames", "n_transitions", "transitions_per_state_max", "root_out_degree",
+                           "lrs_max", "lrs_histogram_cap")},
+    **{k: _optional(_number) for k in ("transitions_per_state_mean", "root_out_degree_share", "sfx_to_root_share",
+                                       "sfx_to_previous_share", "lrs_mean", "lrs_median", "transition_density")},
+    "lrs_histogram": _list_of(_count),
+    "violations": lambda v: isinstance(v, dict) and all(_str(k) and _count(c) for k, c in v.items()),
+    "violation_severity": lambda v: isinstance(v, dict) and all(_str(k) and _str(c) for k, c in v.items()),
+    "violation_examples": _list_of(lambda x: isinstance(x, dict)),
+}
+
+
+def _check_section(value: Any, schema: dict, where: str) -> str | None:
+    if not isinstance(value, dict):
+        return f"{where} is a {type(value).__name__}, not an object"
+    for key, check in schema.items():
+        if key in value and not check(value[key]):
+            return f"{where}.{key} has the wrong type or range"
+    return None
+
+
+def check_entry(entry: Any) -> str | None:
+    """Why ``entry`` is not a ledger entry as :func:`ledger_entry` writes them, or None.
+
+    Ledger entries read from files (a model's ledger, a trace checkpoint)
+    are checked before findings and figures read them: an object whose
+    ``stage`` is a string, ``n_records`` a count, ``fields`` an object of
+    ``{present, fraction, types}`` objects, and whose
+    ``tokens``/``features``/``time``/``oracle`` sections are None or objects,
+    every known key holding a count, finite number, string or flag as this
+    module writes them. Keys may be missing (readers use defaults) and
+    unknown keys are allowed, so hand-made and older entries still pass.
+
+    Returns
+    -------
+    str or None
+        The key path and the problem, e.g. ``"fields['t'].present has the
+        wrong type or range"``.
+    """
+    if not isinstance(entry, dict):
+        return f"is a {type(entry).__name__}, not an object"
+    if "stage" in entry and not isinstance(entry["stage"], str):
+        return "stage is not a string"
+    if "n_records" in entry and not _count(entry["n_records"]):
+        return "n_records is not a count"
+    fields = entry.get("fields")
+    if fields is not None and not isinstance(fields, dict):
+        return "fields is not an object"
+    for name, info in (fields or {}).items():
+        problem = _check_section(info, _FIELD_SCHEMA, f"fields[{str(name)[:40]!r}]")
+        if problem:
+            return problem
+    for key, schema in (("tokens", _TOKEN_SCHEMA), ("features", _FEATURE_SCHEMA), ("time", _TIME_SCHEMA),
+                        ("oracle", _ORACLE_SCHEMA)):
+        if entry.get(key) is not None:
+            problem = _check_section(entry[key], schema, key)
+            if problem:
+                return problem
+    return None

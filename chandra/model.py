@@ -22,6 +22,17 @@ and stored members can be read without inflating) holding
     repeated suffix; version 1.0 files hold the Lefebvre-Lecroq ``lrs`` and
     load with ``rep = sfx``),
     ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`.
+``reloaded.json`` (optional, last)
+    ``{"format": "chandra-reload-check", "entry": <ledger entry>}``: the
+    "reloaded" ledger entry computed from this file's own bytes after they
+    were written (see :func:`save_model`); :func:`load_model` puts it in the
+    ledger after "saved". Readers that do not know it lose nothing else.
+
+Reading is bounded (:func:`load_model`): every member must be stored
+uncompressed, as written; ``model.json`` goes through
+:mod:`chandra.safejson`; the array index may name only the arrays above,
+each at ``arrays/<name>.npy``, and each ``.npy`` header must match its
+index entry and its member's size before any data is read.
 
 Every member carries a fixed timestamp, so saving the same model twice gives
 byte-identical files. Loading never unpickles: members are read with
@@ -40,16 +51,19 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 import numpy as np
 
-from chandra.errors import ModelFormatError
-from chandra.io_utils import atomic_write
+from chandra import safejson
+from chandra.errors import ChandraError, ModelFormatError, first_line
+from chandra.safejson import MAX_NUMBER_CHARS, brief as _brief
+from chandra.io_utils import atomic_path
 from chandra.progress import report
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -66,6 +80,8 @@ __all__ = [
     "encode_json_value",
     "decode_json_value",
     "decode_object_hook",
+    "SAMPLE_RATE_RANGE",
+    "MAX_ARCHIVE_MEMBERS",
 ]
 
 FORMAT_NAME = "chandra-model"
@@ -75,6 +91,11 @@ SUPPORTED_VERSIONS = ("1.0", "1.1")
 VALUE_ENCODING = "chandra-tagged-1"
 
 _MODEL_JSON = "model.json"
+_RELOAD_MEMBER = "reloaded.json"
+#: Format name of the optional ``reloaded.json`` member (see :func:`save_model`).
+RELOAD_FORMAT = "chandra-reload-check"
+#: Largest ``reloaded.json`` member read (one ledger entry).
+MAX_RELOAD_MEMBER_BYTES = 16 * 1024 * 1024
 # The zip format cannot store dates before 1980; any fixed date makes saves
 # reproducible byte for byte.
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)
@@ -86,6 +107,12 @@ _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _FLOAT_TAG = "$float"
 _INT_TAG = "$int"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+_INT_TEXT = re.compile(r"-?[0-9]{1,%d}" % MAX_NUMBER_CHARS)
+#: Sample rates (Hz) a model may declare: 1 Hz to 768 kHz, the highest rate audio interfaces offer.
+SAMPLE_RATE_RANGE = (1, 768_000)
+_REQUIREMENTS = {"oracle", "durations", "timing", "audio", "finite_features"}
+# Provenance sections chandra writes and reads back as objects.
+_PROVENANCE_SECTIONS = ("input", "encoder", "segmentation", "vocabulary", "oracle", "config", "versions", "musichal")
 
 
 # ---------------------------------------------------------------------------
@@ -176,6 +203,8 @@ def decode_object_hook(obj: dict) -> Any:
         if key == _FLOAT_TAG and item in _NONFINITE:
             return _NONFINITE[item]
         if key == _INT_TAG and isinstance(item, str):
+            if not _INT_TEXT.fullmatch(item):
+                raise ModelFormatError(f"a tagged integer holds {_brief(item)}, not at most {MAX_NUMBER_CHARS} digits")
             return int(item)
     for key in obj:
         if key.startswith("$"):
@@ -267,7 +296,8 @@ class Model:
         out = np.full(len(self.events), -1, dtype=np.int64)
         for i, event in enumerate(self.events):
             token = event.get("gesture_token") if isinstance(event, dict) else None
-            if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)):
+            if isinstance(token, (int, np.integer)) and not isinstance(token, (bool, np.bool_)) \
+                    and -(2**63) <= token < 2**63:
                 out[i] = int(token)
         return out
 
@@ -284,39 +314,191 @@ class Model:
         rows = np.asarray(self.features).tolist()
         return [{**event, "features": row} for event, row in zip(self.events, rows)]
 
-    def validate(self) -> None:
-        """Check shapes and types that every consumer relies on.
+    def validate(self, *, require: Iterable[str] = (), name: str = "model") -> None:
+        """Check every field before use: the one place a model's contents are judged.
+
+        Always checked (what every consumer relies on): ``events`` is a list
+        of dicts with string keys; ``features`` is a 2-D numeric array with
+        one row per event; the oracle covers every event; ``provenance`` is a
+        dict, ``vocabulary`` a dict or None, ``ledger`` a list of entries
+        that pass :func:`chandra.ledger.check_entry`, ``source_format`` a
+        string; ``sample_rate`` is None or an integer in
+        :data:`SAMPLE_RATE_RANGE` (Hz) and is given when ``audio`` is;
+        ``audio`` is None or a 1-D float array of finite samples;
+        ``centers`` is None or a 2-D numeric array of finite values; extra
+        arrays are numeric with plain names; the provenance sections chandra
+        reads (``input``, ``encoder``, ``segmentation``, ``vocabulary``,
+        ``oracle``, ``config``, ``versions``, ``musichal``) are objects and
+        ``import_notes`` a list of texts; the vocabulary's ``params``,
+        ``fit_metrics`` and ``assigned_metrics`` are objects.
+
+        Event *values* are not judged here unless asked for with ``require``:
+        a model is loaded to be diagnosed, so odd values (epoch times, text
+        where a number belongs, NaN features) are left for the ledger and the
+        findings to report.
+
+        Parameters
+        ----------
+        require : iterable of str
+            What the caller is about to use, checked on top:
+
+            ``"oracle"``
+                an oracle is present (and has frames);
+            ``"durations"``
+                every event has a finite ``duration`` >= 0 (seconds);
+            ``"timing"``
+                every event has a finite ``t`` >= 0 and ``duration`` >= 0
+                (seconds from file start), and ``t + duration`` lies inside
+                the audio when the model has audio;
+            ``"audio"``
+                ``audio`` and ``sample_rate`` are present;
+            ``"finite_features"``
+                ``features`` holds no NaN or infinity.
+        name : str
+            Names the model in messages (a file path when loading).
 
         Raises
         ------
         ModelFormatError
-            Events not a list of dicts, features not 2-D with one row per
-            event, an oracle over a different number of frames, a bad
-            ``centers``/``audio`` shape or an invalid extra-array name.
+            One line naming the field, what it holds and what was expected.
         """
+        require = set(require)
+        unknown = require - _REQUIREMENTS
+        if unknown:
+            raise ValueError(f"unknown requirement(s) {sorted(unknown)}; choose from {sorted(_REQUIREMENTS)}")
         if not isinstance(self.events, list):
-            raise ModelFormatError(f"model events must be a list of dicts, not {type(self.events).__name__}")
+            raise ModelFormatError(f"{name}: events must be a list of dicts, not {type(self.events).__name__}")
         for i, event in enumerate(self.events):
-            if not isinstance(event, dict):
-                raise ModelFormatError(f"event {i} is a {type(event).__name__}, not a dict")
-        features = np.asarray(self.features)
-        if features.ndim != 2 or features.shape[0] != len(self.events):
+            if type(event) is not dict:
+                if not isinstance(event, dict):
+                    raise ModelFormatError(f"{name}: event {i} is a {type(event).__name__}, not a dict")
+            for key in event:
+                if not isinstance(key, str):
+                    raise ModelFormatError(f"{name}: event {i} has a {type(key).__name__} key; keys must be strings")
+        n = len(self.events)
+        features = self.features
+        if not isinstance(features, np.ndarray):
+            raise ModelFormatError(f"{name}: features must be a NumPy array, not {type(features).__name__}")
+        if features.ndim != 2 or features.shape[0] != n:
             raise ModelFormatError(
-                f"features have shape {features.shape}; expected ({len(self.events)}, dim), one row per event")
+                f"{name}: features have shape {features.shape}; expected ({n}, dim), one row per event")
         if features.dtype.kind not in "fiu":
-            raise ModelFormatError(f"features have dtype {features.dtype}; expected float32")
-        if self.oracle is not None and int(self.oracle.n_frames) != len(self.events):
-            raise ModelFormatError(
-                f"oracle covers {self.oracle.n_frames} frames but the model has {len(self.events)} events")
-        if self.centers is not None and np.asarray(self.centers).ndim != 2:
-            raise ModelFormatError(f"centers have shape {np.asarray(self.centers).shape}; expected (K, dim)")
-        if self.audio is not None and np.asarray(self.audio).ndim != 1:
-            raise ModelFormatError(f"audio has shape {np.asarray(self.audio).shape}; expected mono (n_samples,)")
-        for name, array in self.extra_arrays.items():
-            if not isinstance(name, str) or not _EXTRA_NAME.match(name):
-                raise ModelFormatError(f"extra array name {name!r} is not a plain name")
-            if np.asarray(array).dtype.kind not in "biuf":
-                raise ModelFormatError(f"extra array {name!r} has dtype {np.asarray(array).dtype}; expected numeric")
+            raise ModelFormatError(f"{name}: features have dtype {features.dtype}; expected float32")
+        if self.oracle is not None:
+            from chandra.oracle import Oracle
+
+            if not isinstance(self.oracle, Oracle):
+                raise ModelFormatError(f"{name}: oracle is a {type(self.oracle).__name__}, not an Oracle")
+            if int(self.oracle.n_frames) != n:
+                raise ModelFormatError(
+                    f"{name}: oracle covers {self.oracle.n_frames} frames but the model has {n} events")
+        for field_name, value, kinds in (("provenance", self.provenance, (dict,)),
+                                         ("vocabulary", self.vocabulary, (dict, type(None))),
+                                         ("ledger", self.ledger, (list,)),
+                                         ("source_format", self.source_format, (str,)),
+                                         ("extra_arrays", self.extra_arrays, (dict,))):
+            if not isinstance(value, kinds):
+                expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+                raise ModelFormatError(f"{name}: {field_name} is a {type(value).__name__}; expected {expected}")
+        for key in _PROVENANCE_SECTIONS:
+            if self.provenance.get(key) is not None and not isinstance(self.provenance[key], dict):
+                raise ModelFormatError(f"{name}: provenance[{key!r}] is a {type(self.provenance[key]).__name__}; "
+                                       "expected an object")
+        notes = self.provenance.get("import_notes")
+        if notes is not None and not (isinstance(notes, list) and all(isinstance(x, str) for x in notes)):
+            raise ModelFormatError(f"{name}: provenance['import_notes'] is not a list of texts")
+        if self.vocabulary is not None:
+            for key in ("params", "fit_metrics", "assigned_metrics"):
+                if self.vocabulary.get(key) is not None and not isinstance(self.vocabulary[key], dict):
+                    raise ModelFormatError(f"{name}: vocabulary[{key!r}] is a "
+                                           f"{type(self.vocabulary[key]).__name__}; expected an object")
+        if self.ledger:
+            from chandra.ledger import check_entry
+
+            for i, entry in enumerate(self.ledger):
+                problem = check_entry(entry)
+                if problem:
+                    raise ModelFormatError(f"{name}: ledger entry {i} {problem}")
+        sr = self.sample_rate
+        if sr is not None:
+            lo, hi = SAMPLE_RATE_RANGE
+            if isinstance(sr, (bool, np.bool_)) or not isinstance(sr, (int, np.integer)) or not lo <= sr <= hi:
+                raise ModelFormatError(f"{name}: sample_rate {_brief(sr)} is not an integer in {lo}..{hi} Hz")
+        if self.audio is not None:
+            audio = self.audio
+            if not isinstance(audio, np.ndarray) or audio.ndim != 1 or audio.dtype.kind != "f":
+                shape = getattr(audio, "shape", None)
+                kind = f"{getattr(audio, 'dtype', type(audio).__name__)} of shape {shape}"
+                raise ModelFormatError(f"{name}: audio is {kind}; expected mono float samples, shape (n_samples,)")
+            if sr is None:
+                raise ModelFormatError(f"{name}: audio is present but sample_rate is missing")
+            bad, first = _nonfinite(audio)
+            if bad:
+                raise ModelFormatError(f"{name}: audio holds {bad} non-finite samples (first at sample {first})")
+        if self.centers is not None:
+            centers = self.centers
+            if not isinstance(centers, np.ndarray) or centers.ndim != 2 or centers.dtype.kind not in "fiu":
+                raise ModelFormatError(f"{name}: centers have shape {getattr(centers, 'shape', None)}; "
+                                       "expected a numeric (K, dim) array")
+            if _nonfinite(centers)[0]:
+                raise ModelFormatError(f"{name}: centers hold non-finite values")
+        for key, array in self.extra_arrays.items():
+            if not isinstance(key, str) or not _EXTRA_NAME.match(key):
+                raise ModelFormatError(f"{name}: extra array name {_brief(key)} is not a plain name")
+            if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
+                raise ModelFormatError(f"{name}: extra array {key!r} has dtype "
+                                       f"{getattr(array, 'dtype', type(array).__name__)}; expected numeric")
+
+        if "oracle" in require and (self.oracle is None or n == 0):
+            raise ModelFormatError(f"{name}: the model has no oracle over its frames; build one first")
+        if "audio" in require and self.audio is None:
+            raise ModelFormatError(f"{name}: the model has no source audio; retrain with audio embedded")
+        if "finite_features" in require:
+            bad, first = _nonfinite(features)
+            if bad:
+                raise ModelFormatError(f"{name}: features of {bad} frames hold NaN or infinity "
+                                       f"(first: frame {first})")
+        if "timing" in require or "durations" in require:
+            self._validate_timing(name, with_t="timing" in require)
+
+    def _validate_timing(self, name: str, *, with_t: bool) -> None:
+        end = None
+        if with_t and self.audio is not None:
+            # one sample of slack for rounding in t + duration
+            end = (len(self.audio) + 1) / float(self.sample_rate)
+        fields = ("t", "duration") if with_t else ("duration",)
+        for i, event in enumerate(self.events):
+            values = []
+            for key in fields:
+                value = event.get(key)
+                if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+                    raise ModelFormatError(f"{name}: event {i} field {key!r} is {_brief(value)}; "
+                                           "expected a number of seconds")
+                value = float(value)
+                if not math.isfinite(value) or value < 0:
+                    raise ModelFormatError(f"{name}: event {i} field {key!r} is {value!r}; "
+                                           "expected a finite number of seconds >= 0")
+                values.append(value)
+            if end is not None and values[0] + values[1] > end:
+                raise ModelFormatError(f"{name}: event {i} ends at {values[0] + values[1]:.6g} s, after the "
+                                       f"end of the model's audio ({end:.6g} s)")
+
+
+def _nonfinite(array: np.ndarray, *, block: int = 1 << 20) -> tuple[int, int | None]:
+    """Rows (or samples, for 1-D) holding NaN or infinity, and the first one, in blocks
+    of about ``block`` values so a long recording needs no full-size temporary."""
+    if array.dtype.kind not in "fc" or array.size == 0:
+        return 0, None
+    rows = array.reshape(array.shape[0], -1)
+    step = max(1, block // max(1, rows.shape[1]))
+    bad, first = 0, None
+    for start in range(0, rows.shape[0], step):
+        flags = ~np.isfinite(rows[start:start + step]).all(axis=1)
+        count = int(np.count_nonzero(flags))
+        if count and first is None:
+            first = start + int(np.argmax(flags))
+        bad += count
+    return bad, first
 
 
 # ---------------------------------------------------------------------------
@@ -353,7 +535,8 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> Path:
+def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, int], None] | None = None,
+               reload_check: Callable[[Model], dict] | None = None) -> Path:
     """Write ``model`` to ``path`` as a chandra model file, atomically.
 
     Parameters
@@ -363,9 +546,16 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     path : str or Path
         Destination (conventionally ``*.chandra``). Written to a temporary
         file beside it and renamed, so a failed save leaves no file and an
-        existing file untouched.
+        existing file untouched (see :func:`chandra.io_utils.atomic_path`).
     progress : callable, optional
         ``progress("save", done, total)``.
+    reload_check : callable, optional
+        ``reload_check(reloaded_model) -> dict``: called with the model read
+        back from the written temporary file (before it is renamed into
+        place); the ledger entry it returns is appended to the archive as
+        the small member ``reloaded.json``, which :func:`load_model` adds to
+        the ledger. So the file carries a record of what came back from its
+        own bytes, with one write of the model and one read.
 
     Returns
     -------
@@ -376,7 +566,8 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     ------
     ModelFormatError
         The model is inconsistent or an event field cannot be stored in JSON
-        (the message names the event and the field).
+        (the message names the event and the field), or the written file
+        does not read back.
     """
     path = Path(path)
     model.validate()
@@ -404,8 +595,9 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     total = len(arrays) + 1
     report(progress, "save", 0, total)
-    with atomic_write(path, "wb") as fh:
-        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED,
+                                                      allowZip64=True) as zf:
             zf.writestr(_zip_info(_MODEL_JSON), text.encode("utf-8"))
             report(progress, "save", 1, total)
             for done, (name, array) in enumerate(arrays, start=2):
@@ -414,16 +606,19 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
                 with zf.open(_zip_info(f"arrays/{name}.npy"), "w", force_zip64=array.nbytes > (1 << 31) - 4096) as member:
                     np.save(member, array, allow_pickle=False)
                 report(progress, "save", done, total)
+        if reload_check is not None:
+            entry = reload_check(load_model(tmp))
+            if not isinstance(entry, dict):
+                raise TypeError(f"reload_check must return a ledger entry dict, not {type(entry).__name__}")
+            member = {"format": RELOAD_FORMAT, "entry": encode_json_value(entry, context="reload check entry")}
+            with zipfile.ZipFile(tmp, "a", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+                zf.writestr(_zip_info(_RELOAD_MEMBER),
+                            json.dumps(member, ensure_ascii=False, allow_nan=False, separators=(",", ":")))
     return path
 
 
 # ---------------------------------------------------------------------------
 # load
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _sniff(path: Path) -> str:
@@ -435,7 +630,7 @@ def _sniff(path: Path) -> str:
     except IsADirectoryError:
         raise ModelFormatError(f"{path}: is a directory, not a model file") from None
     except OSError as exc:
-        raise ModelFormatError(f"{path}: cannot be read ({_first_line(exc)})") from None
+        raise ModelFormatError(f"{path}: cannot be read ({first_line(exc)})") from None
     if not head:
         raise ModelFormatError(f"{path}: file is empty; expected a chandra model (zip) or a MusicHal JSON file")
     if head.startswith(b"PK"):
@@ -448,9 +643,9 @@ def _sniff(path: Path) -> str:
             f"{path}: JSON whose top level is a list; expected a chandra model (zip) or a MusicHal JSON object")
     if not stripped:
         raise ModelFormatError(f"{path}: file holds only whitespace; expected a chandra model or MusicHal JSON")
-    preview = stripped[:16]
-    raise ModelFormatError(
-        f"{path}: not a chandra model (zip) or MusicHal JSON (file starts with {preview!r})")
+    # Never quote the file: it may be anything the process can read.
+    raise ModelFormatError(f"{path}: not a chandra model (zip) or MusicHal JSON (neither a zip archive nor "
+                           "a JSON object)")
 
 
 def load_model(path: str | Path, *, progress: Callable[[str, int, int], None] | None = None) -> Model:
@@ -467,88 +662,239 @@ def load_model(path: str | Path, *, progress: Callable[[str, int, int], None] | 
     Returns
     -------
     Model
-        ``source_format`` tells which kind of file it was.
+        ``source_format`` tells which kind of file it was; it has passed
+        :meth:`Model.validate`.
 
     Raises
     ------
     ModelFormatError
         An empty, truncated, unknown or malformed file, an unsupported
-        format version, arrays of the wrong shape, or a pickled member; the
-        one-line message names the file and what is wrong.
+        format version, arrays of the wrong shape, a compressed or
+        oversized member, a pickled member, a JSON document beyond the
+        limits of :mod:`chandra.safejson`, or a field that fails
+        :meth:`Model.validate`; the one-line message names the file and
+        what is wrong, and never quotes the file's contents.
     """
     path = Path(path)
     kind = _sniff(path)
     if kind == "json":
         from chandra.musichal import load_musichal
 
-        return load_musichal(path, progress=progress)
+        model = load_musichal(path, progress=progress)
+    else:
+        try:
+            model = _load_zip(path, progress)
+        except zipfile.BadZipFile as exc:
+            raise ModelFormatError(f"{path}: not a readable zip archive ({first_line(exc)})") from None
+        except (EOFError, zipfile.LargeZipFile) as exc:
+            raise ModelFormatError(f"{path}: truncated or damaged zip archive ({first_line(exc)})") from None
+    model.validate(name=str(path))
+    return model
+
+
+#: Most members a model archive may hold (chandra writes model.json and about ten arrays).
+MAX_ARCHIVE_MEMBERS = 1024
+#: Largest ``model.json`` read (it is parsed whole: about ten times its size in memory).
+MAX_MODEL_JSON_BYTES = safejson.MAX_DOCUMENT_BYTES
+_FIXED_ARRAYS = {"features": 2, "centers": 2, "audio": 1,
+                 **{f"oracle.{k}": 1 for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL}}
+_MAX_EXTRA_NDIM = 4
+_MAX_NPY_HEADER = 65536
+
+
+def _member_count(fh: Any) -> int | None:
+    """Entries the zip's end-of-central-directory record declares (None if unknown)."""
+    end_rec = getattr(zipfile, "_EndRecData", None)
+    index = getattr(zipfile, "_ECD_ENTRIES_TOTAL", None)
+    if end_rec is None or index is None:  # pragma: no cover - private zipfile API changed
+        return None
     try:
-        return _load_zip(path, progress)
-    except zipfile.BadZipFile as exc:
-        raise ModelFormatError(f"{path}: not a readable zip archive ({_first_line(exc)})") from None
-    except (EOFError, zipfile.LargeZipFile) as exc:
-        raise ModelFormatError(f"{path}: truncated or damaged zip archive ({_first_line(exc)})") from None
+        record = end_rec(fh)
+    except OSError:
+        return None
+    fh.seek(0)
+    return None if not record else int(record[index])
 
 
 def _load_zip(path: Path, progress) -> Model:
-    with zipfile.ZipFile(path, "r") as zf:
-        names = set(zf.namelist())
-        if _MODEL_JSON not in names:
-            raise ModelFormatError(f"{path}: zip archive without model.json; not a chandra model")
-        raw = zf.read(_MODEL_JSON)
-        try:
-            document = json.loads(raw.decode("utf-8"), object_hook=decode_object_hook)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ModelFormatError(f"{path}: model.json is not valid JSON ({_first_line(exc)})") from None
-        if not isinstance(document, dict):
-            raise ModelFormatError(f"{path}: model.json holds a {type(document).__name__}, expected an object")
-        if document.get("format") != FORMAT_NAME:
-            raise ModelFormatError(
-                f"{path}: model.json format is {document.get('format')!r}, expected {FORMAT_NAME!r}")
-        version = document.get("format_version")
-        if version not in SUPPORTED_VERSIONS:
-            raise ModelFormatError(
-                f"{path}: chandra model format version {version!r} is not supported "
-                f"(supported: {', '.join(SUPPORTED_VERSIONS)})")
-        index = document.get("arrays")
-        events = document.get("events")
-        if not isinstance(index, dict) or not isinstance(events, list):
-            raise ModelFormatError(f"{path}: model.json lacks its 'arrays' index or 'events' list")
-        if any(not isinstance(e, dict) for e in events):
-            raise ModelFormatError(f"{path}: model.json events must all be objects")
-        total = len(index) + 1
-        report(progress, "load", 1, total)
-        arrays: dict[str, np.ndarray] = {}
-        for done, (name, entry) in enumerate(index.items(), start=2):
-            arrays[name] = _read_member(zf, path, name, entry, names)
-            report(progress, "load", done, total)
+    with open(path, "rb") as raw:
+        size = os.fstat(raw.fileno()).st_size
+        declared_members = _member_count(raw)
+        if declared_members is not None and declared_members > MAX_ARCHIVE_MEMBERS:
+            raise ModelFormatError(f"{path}: zip archive declares {declared_members} members; a chandra model "
+                                   f"has at most {MAX_ARCHIVE_MEMBERS}")
+        with zipfile.ZipFile(raw, "r") as zf:
+            members = _check_members(zf, path, size)
+            if _MODEL_JSON not in members:
+                raise ModelFormatError(f"{path}: zip archive without model.json; not a chandra model")
+            info = members[_MODEL_JSON]
+            if info.file_size > MAX_MODEL_JSON_BYTES:
+                raise ModelFormatError(f"{path}: model.json is {info.file_size} bytes, beyond the "
+                                       f"{MAX_MODEL_JSON_BYTES}-byte limit")
+            document = safejson.loads(zf.read(info), f"{path} (model.json)", object_hook=decode_object_hook,
+                                      max_bytes=MAX_MODEL_JSON_BYTES)
+            if not isinstance(document, dict):
+                raise ModelFormatError(f"{path}: model.json holds a {type(document).__name__}, expected an object")
+            if document.get("format") != FORMAT_NAME:
+                raise ModelFormatError(
+                    f"{path}: model.json format is {_brief(document.get('format'))}, expected {FORMAT_NAME!r}")
+            version = document.get("format_version")
+            if version not in SUPPORTED_VERSIONS:
+                raise ModelFormatError(
+                    f"{path}: chandra model format version {_brief(version)} is not supported "
+                    f"(supported: {', '.join(SUPPORTED_VERSIONS)})")
+            index = document.get("arrays")
+            events = document.get("events")
+            if not isinstance(index, dict) or not isinstance(events, list):
+                raise ModelFormatError(f"{path}: model.json lacks its 'arrays' index or 'events' list")
+            if any(not isinstance(e, dict) for e in events):
+                raise ModelFormatError(f"{path}: model.json events must all be objects")
+            if _RELOAD_MEMBER in members:
+                document["ledger"] = _merge_reload_entry(path, zf, members[_RELOAD_MEMBER], document.get("ledger"))
+            plan = _plan_arrays(path, index, members, size)
+            total = len(plan) + 1
+            report(progress, "load", 1, total)
+            arrays: dict[str, np.ndarray] = {}
+            for done, (name, member, dtype, shape) in enumerate(plan, start=2):
+                arrays[name] = _read_member(zf, path, member, dtype, shape)
+                report(progress, "load", done, total)
     return _assemble(path, document, events, arrays)
 
 
-def _read_member(zf: zipfile.ZipFile, path: Path, name: str, entry: Any, names: set) -> np.ndarray:
-    if not isinstance(entry, dict) or not isinstance(entry.get("member"), str):
-        raise ModelFormatError(f"{path}: array index entry {name!r} is malformed")
-    member = entry["member"]
-    if member not in names:
-        raise ModelFormatError(f"{path}: array {name!r} is listed but member {member!r} is missing")
-    try:
-        with zf.open(member) as fh:
-            array = np.load(fh, allow_pickle=False)
-    except ValueError as exc:
-        # NumPy refuses object arrays without allow_pickle: that refusal is
-        # exactly the protection we want, reported as a format error.
-        raise ModelFormatError(f"{path}: member {member!r} is not a plain numeric array ({_first_line(exc)})") from None
-    except (OSError, EOFError) as exc:
-        raise ModelFormatError(f"{path}: member {member!r} is unreadable ({_first_line(exc)})") from None
-    if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
-        raise ModelFormatError(f"{path}: member {member!r} is not a numeric array")
-    if entry.get("dtype") is not None and np.dtype(array.dtype).str != entry.get("dtype"):
-        raise ModelFormatError(
-            f"{path}: member {member!r} has dtype {array.dtype.str}, index says {entry.get('dtype')}")
-    if entry.get("shape") is not None and list(array.shape) != list(entry["shape"]):
-        raise ModelFormatError(
-            f"{path}: member {member!r} has shape {list(array.shape)}, index says {entry['shape']}")
-    return array
+def _check_members(zf: zipfile.ZipFile, path: Path, size: int) -> dict[str, zipfile.ZipInfo]:
+    """Every member stored (not compressed), unencrypted, inside the file, named once."""
+    members: dict[str, zipfile.ZipInfo] = {}
+    infos = zf.infolist()
+    if len(infos) > MAX_ARCHIVE_MEMBERS:
+        raise ModelFormatError(f"{path}: zip archive holds {len(infos)} members; a chandra model has at most "
+                               f"{MAX_ARCHIVE_MEMBERS}")
+    for info in infos:
+        shown = _member_label(info.filename)
+        if info.filename in members:
+            raise ModelFormatError(f"{path}: zip archive holds member {shown} twice")
+        if info.compress_type != zipfile.ZIP_STORED:
+            raise ModelFormatError(
+                f"{path}: member {shown} is compressed (zip method {info.compress_type}); chandra models store "
+                "every member uncompressed, so a compressed one is refused rather than inflated")
+        if info.flag_bits & 0x1:
+            raise ModelFormatError(f"{path}: member {shown} is encrypted")
+        if info.file_size != info.compress_size or info.header_offset + info.compress_size > size:
+            raise ModelFormatError(f"{path}: member {shown} declares {info.file_size} bytes, which the "
+                                   f"{size}-byte file cannot hold")
+        members[info.filename] = info
+    return members
+
+
+def _merge_reload_entry(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo, ledger: Any) -> Any:
+    """The ledger with the ``reloaded.json`` entry in place of any "reloaded" entry (after "saved")."""
+    if info.file_size > MAX_RELOAD_MEMBER_BYTES:
+        raise ModelFormatError(f"{path}: reloaded.json is {info.file_size} bytes, beyond the "
+                               f"{MAX_RELOAD_MEMBER_BYTES}-byte limit")
+    record = safejson.loads(zf.read(info), f"{path} (reloaded.json)", object_hook=decode_object_hook)
+    entry = record.get("entry") if isinstance(record, dict) and record.get("format") == RELOAD_FORMAT else None
+    if not isinstance(entry, dict) or entry.get("stage") != "reloaded":
+        raise ModelFormatError(f"{path}: reloaded.json is not a chandra reload-check record")
+    if not isinstance(ledger, list):
+        return ledger  # Model.validate reports it
+    out = [e for e in ledger if not (isinstance(e, dict) and e.get("stage") == "reloaded")]
+    saved = [i for i, e in enumerate(out) if isinstance(e, dict) and e.get("stage") == "saved"]
+    out.insert(saved[-1] + 1 if saved else len(out), entry)
+    return out
+
+
+def _member_label(name: str) -> str:
+    return repr(name) if len(name) <= 60 and name.isprintable() else f"of a {len(name)}-character name"
+
+
+def _plan_arrays(path: Path, index: dict, members: dict[str, zipfile.ZipInfo],
+                 size: int) -> list[tuple[str, str, np.dtype, tuple[int, ...]]]:
+    """Check the whole array index against the archive before reading any array.
+
+    Each entry must name a known array, point at its own member
+    (``arrays/<name>.npy``, so no member is read twice), and declare a
+    numeric dtype and a shape whose byte size fits its member; the declared
+    sizes together must fit in the file.
+    """
+    plan = []
+    declared_total = 0
+    for name, entry in index.items():
+        if name in _FIXED_ARRAYS:
+            max_ndim = _FIXED_ARRAYS[name]
+        elif name.startswith("extra.") and _EXTRA_NAME.match(name[len("extra."):]):
+            max_ndim = _MAX_EXTRA_NDIM
+        else:
+            raise ModelFormatError(f"{path}: the array index names an unknown array {_brief(name)}")
+        member = f"arrays/{name}.npy"
+        if not isinstance(entry, dict) or entry.get("member") != member:
+            raise ModelFormatError(f"{path}: array index entry {name!r} must point at member {member!r}")
+        if member not in members:
+            raise ModelFormatError(f"{path}: array {name!r} is listed but member {member!r} is missing")
+        try:
+            dtype = np.dtype(entry.get("dtype")) if isinstance(entry.get("dtype"), str) else None
+        except (TypeError, ValueError):
+            dtype = None
+        if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+            raise ModelFormatError(f"{path}: array {name!r} declares dtype {_brief(entry.get('dtype'))}; "
+                                   "expected a numeric NumPy dtype string such as '<f4'")
+        shape = entry.get("shape")
+        if not isinstance(shape, list) or not 1 <= len(shape) <= max_ndim or any(
+                isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+            raise ModelFormatError(f"{path}: array {name!r} declares shape {_brief(shape)}; expected a list of "
+                                   f"at most {max_ndim} non-negative integers")
+        nbytes = math.prod(shape) * dtype.itemsize
+        available = members[member].file_size
+        if nbytes > available:
+            raise ModelFormatError(f"{path}: array {name!r} declares {nbytes} bytes ({dtype.str} {shape}) but its "
+                                   f"member holds {available}")
+        declared_total += nbytes
+        plan.append((name, member, dtype, tuple(shape)))
+    if declared_total > size:
+        raise ModelFormatError(f"{path}: the arrays declare {declared_total} bytes in a {size}-byte file")
+    return plan
+
+
+def _read_member(zf: zipfile.ZipFile, path: Path, member: str, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """Read one ``.npy`` member whose header must match the index exactly.
+
+    The header is checked before any data is read: dtype and shape as the
+    index declares them, and header plus data exactly the member's size.
+    Object arrays (pickles) are refused by the dtype check.
+    """
+    fmt = np.lib.format
+    info = zf.getinfo(member)
+    with zf.open(info) as fh:
+        try:
+            version = fmt.read_magic(fh)
+            if version == (1, 0):
+                got_shape, fortran, got_dtype = fmt.read_array_header_1_0(fh, max_header_size=_MAX_NPY_HEADER)
+            elif version == (2, 0):
+                got_shape, fortran, got_dtype = fmt.read_array_header_2_0(fh, max_header_size=_MAX_NPY_HEADER)
+            else:
+                raise ValueError(f"unsupported .npy version {version}")
+        except (ValueError, SyntaxError, TypeError, EOFError) as exc:
+            raise ModelFormatError(f"{path}: member {member!r} is not a readable .npy array "
+                                   f"({type(exc).__name__})") from None
+        if got_dtype.kind not in "biuf" or got_dtype.fields is not None:
+            raise ModelFormatError(f"{path}: member {member!r} is not a plain numeric array")
+        if got_dtype.str != dtype.str or tuple(got_shape) != shape:
+            raise ModelFormatError(f"{path}: member {member!r} holds {got_dtype.str} {list(got_shape)}, "
+                                   f"the index says {dtype.str} {list(shape)}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if fh.tell() + nbytes != info.file_size:
+            raise ModelFormatError(f"{path}: member {member!r} is {info.file_size} bytes; its header and "
+                                   f"{dtype.str} {list(shape)} data need {fh.tell() + nbytes}")
+        buffer = bytearray(nbytes)
+        view = memoryview(buffer)
+        got = 0
+        while got < nbytes:
+            chunk = fh.read(min(1 << 24, nbytes - got))
+            if not chunk:
+                raise ModelFormatError(f"{path}: member {member!r} is truncated")
+            view[got:got + len(chunk)] = chunk
+            got += len(chunk)
+        fh.read(1)  # reach the end of the member, so zipfile checks its CRC
+    array = np.frombuffer(buffer, dtype=dtype)
+    return array.reshape(shape[::-1]).T if fortran else array.reshape(shape)
 
 
 def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.ndarray]) -> Model:
@@ -562,7 +908,7 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         features = features.astype(np.float32)
     declared = document.get("n_frames")
     if declared is not None and declared != n:
-        raise ModelFormatError(f"{path}: model.json says n_frames={declared} but holds {n} events")
+        raise ModelFormatError(f"{path}: model.json says n_frames={_brief(declared)} but holds {n} events")
     oracle = None
     meta = document.get("oracle")
     if meta is not None:
@@ -570,30 +916,30 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         missing = [k for k in required if f"oracle.{k}" not in arrays]
         if missing or not isinstance(meta, dict):
             raise ModelFormatError(f"{path}: oracle arrays missing: {', '.join(missing) or 'meta'}")
-        from chandra.errors import ChandraError
         from chandra.oracle import Oracle
 
         try:
             oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL
                                                if f"oracle.{k}" in arrays})
         except ChandraError as exc:
-            raise ModelFormatError(f"{path}: oracle is invalid ({_first_line(exc)})") from None
+            raise ModelFormatError(f"{path}: oracle is invalid ({first_line(exc)})") from None
         if int(oracle.n_frames) != n:
             raise ModelFormatError(f"{path}: oracle covers {oracle.n_frames} frames but there are {n} events")
-    audio = arrays.get("audio")
-    sample_rate = document.get("sample_rate")
     extra = {name[len("extra."):]: array for name, array in arrays.items() if name.startswith("extra.")}
+    provenance = document.get("provenance")
+    ledger = document.get("ledger")
+    source_format = document.get("source_format")
+    # Values are taken as they are; Model.validate (called by load_model) judges them.
     return Model(
         events=events,
         features=features,
         oracle=oracle,
-        provenance=document.get("provenance") or {},
+        provenance={} if provenance is None else provenance,
         vocabulary=document.get("vocabulary"),
         centers=arrays.get("centers"),
-        ledger=document.get("ledger") or [],
-        audio=audio,
-        sample_rate=None if sample_rate is None else int(sample_rate),
-        source_format=str(document.get("source_format") or "chandra"),
+        ledger=[] if ledger is None else ledger,
+        audio=arrays.get("audio"),
+        sample_rate=document.get("sample_rate"),
+        source_format="chandra" if source_format is None else source_format,
         extra_arrays=extra,
     )
-

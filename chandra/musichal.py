@@ -9,10 +9,12 @@ and a few scalars at the top level), *v2.0* (the same plus
 Reading
 -------
 The file is streamed token by token with ijson (its C backend when
-available), so a large file is never held as one Python dict tree: each
-frame's feature list is turned into a float32 row as soon as it ends, and only
-the per-frame ``audio_data`` dicts (the events) and the graph survive as
-Python objects. What becomes of each part:
+available) through :mod:`chandra.safejson`, which screens every block for
+nesting depth and number-literal length before the parser sees it. A large
+file is never held as one Python dict tree: each frame's feature list is
+turned into a float32 row as soon as it ends, and only the per-frame
+``audio_data`` dicts (the events) and the graph survive as Python objects.
+What becomes of each part:
 
 * ``events`` are the ``audio_data`` dicts exactly as in the file, in
   ``frame_id`` order; nothing is added or renamed (``t`` keeps whatever clock
@@ -42,8 +44,10 @@ Python objects. What becomes of each part:
   import notes go to ``provenance``.
 
 A file the C tokenizer cannot read (NaN/Infinity literals, integers beyond
-64 bits) is read again with Python's ``json`` module when it is small enough,
-with a note saying so. Nothing in the file is ever executed.
+64 bits) is read again with Python's ``json`` module when it is small enough
+(:data:`FALLBACK_MAX_BYTES`), under the same depth and number limits, with a
+note saying so; a file cut short is not read twice. Nothing in the file is
+ever executed.
 
 Writing
 -------
@@ -66,13 +70,13 @@ from __future__ import annotations
 
 import json
 import math
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from chandra.errors import ChandraError, ModelFormatError
+from chandra import safejson
+from chandra.errors import ChandraError, ModelFormatError, first_line
 from chandra.io_utils import atomic_write
 from chandra.model import (
     VALUE_ENCODING,
@@ -120,17 +124,6 @@ _ProgressFn = Callable[[str, int, int], None]
 # reading
 
 
-def _ijson():
-    import ijson
-
-    return ijson
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
-
-
 def musichal_shape(path: str | Path) -> str:
     """Which MusicHal shape a JSON file has, from its first top-level key.
 
@@ -145,21 +138,17 @@ def musichal_shape(path: str | Path) -> str:
     ModelFormatError
         The file is not a JSON object or is malformed before its first key.
     """
-    ijson = _ijson()
     path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            for prefix, event, value in ijson.parse(fh):
-                if prefix == "" and event == "start_map":
-                    continue
-                if prefix == "" and event == "map_key":
-                    return "modular" if value in _MODULAR_KEYS else "flat"
-                if prefix == "" and event == "end_map":
-                    raise ModelFormatError(f"{path}: empty JSON object; not a MusicHal model")
-                raise ModelFormatError(f"{path}: JSON top level is a {event.replace('start_', '')}, "
-                                       "expected a MusicHal object")
-    except ijson.JSONError as exc:
-        raise ModelFormatError(f"{path}: malformed JSON ({_first_line(exc)})") from None
+    with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, _reader):
+        for prefix, event, value in tokens:
+            if prefix == "" and event == "start_map":
+                continue
+            if prefix == "" and event == "map_key":
+                return "modular" if value in _MODULAR_KEYS else "flat"
+            if prefix == "" and event == "end_map":
+                raise ModelFormatError(f"{path}: empty JSON object; not a MusicHal model")
+            raise ModelFormatError(f"{path}: JSON top level is a {event.replace('start_', '')}, "
+                                   "expected a MusicHal object")
     raise ModelFormatError(f"{path}: file holds no JSON value")
 
 
@@ -214,7 +203,7 @@ class _Reader:
                     feats.append(value)
                     continue
                 raise ModelFormatError(
-                    f"{path}: frame {frame_key} 'features' holds a {event}, expected numbers")
+                    f"{path}: frame {_label(frame_key)} 'features' holds a {event}, expected numbers")
             if capturing:
                 builder.event(event, value)
                 if event == "start_map" or event == "start_array":
@@ -239,7 +228,7 @@ class _Reader:
                         feats = []
                         feat_arr = frame_prefix + ".features"
                         feat_item = feat_arr + ".item"
-                        expect_prefix, expect_event, expect_what = feat_arr, "start_array", f"frame {frame_key} 'features'"
+                        expect_prefix, expect_event, expect_what = feat_arr, "start_array", f"frame {_label(frame_key)} 'features'"
                         continue
                     target = (lambda v, k=value, f=frame: f.__setitem__(k, v))
                 elif prefix == af:
@@ -247,7 +236,7 @@ class _Reader:
                     frame_prefix = af + "." + value
                     frame = {}
                     feats = None
-                    expect_prefix, expect_event, expect_what = frame_prefix, "start_map", f"audio frame {value!r}"
+                    expect_prefix, expect_event, expect_what = frame_prefix, "start_map", f"audio frame {_label(value)}"
                     continue
                 elif prefix == st:
                     target = (lambda v, k=value: self.states.append((k, v)))
@@ -295,13 +284,14 @@ class _Reader:
             try:
                 row = np.array(feats, dtype=np.float32)
             except (TypeError, ValueError) as exc:
-                raise ModelFormatError(f"{self.path}: frame {key} features are not numbers ({_first_line(exc)})") from None
+                raise ModelFormatError(f"{self.path}: frame {_label(key)} features are not float32 numbers "
+                                       f"({type(exc).__name__})") from None
         audio_data = frame.pop("audio_data", None)
         if audio_data is None:
             self.frames_without_audio_data += 1
             audio_data = {}
         elif not isinstance(audio_data, dict):
-            raise ModelFormatError(f"{self.path}: frame {key} audio_data is a {type(audio_data).__name__}, "
+            raise ModelFormatError(f"{self.path}: frame {_label(key)} audio_data is a {type(audio_data).__name__}, "
                                    "expected an object")
         timestamp = frame.pop("timestamp", None)
         frame_id = frame.pop("frame_id", None)
@@ -315,6 +305,12 @@ class _Reader:
         self.frame_keys.append(key)
         if self.progress is not None and len(self.events) % 512 == 0 and self.tell is not None:
             report(self.progress, "load", min(self.tell(), self.size), self.size)
+
+
+def _label(key: Any) -> str:
+    """A frame key fit for an error message: short integer ids as they are, else elided."""
+    text = str(key)
+    return text if text.isdigit() and len(text) <= 20 else f"with a {len(text)}-character non-numeric key"
 
 
 def _walk_tokens(value: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]:
@@ -342,29 +338,29 @@ def _walk_tokens(value: Any, prefix: str = "") -> Iterator[tuple[str, str, Any]]
 
 
 def _read(path: Path, progress: _ProgressFn | None) -> tuple[_Reader, list[str]]:
-    ijson = _ijson()
     notes: list[str] = []
     shape = musichal_shape(path)
     root = "data.audio_oracle" if shape == "modular" else ""
     size = path.stat().st_size
     reader = _Reader(path, root, progress=progress, size=size)
     try:
-        with open(path, "rb") as fh:
-            reader.tell = fh.tell
-            reader.consume(ijson.parse(fh, use_float=True))
+        with open(path, "rb") as fh, safejson.events(fh, str(path)) as (tokens, screened):
+            reader.tell = screened.tell
+            reader.consume(tokens)
         return reader, notes
-    except ijson.JSONError as exc:
-        problem = _first_line(exc)
+    except safejson.JSONSyntaxError as exc:
+        problem = str(exc).removeprefix(f"{path}: ")
+        if "premature EOF" in problem or "closing bracket" in problem:
+            # A truncated or unbalanced file: Python's json would fail the same way, after
+            # holding the whole tree; say so now.
+            raise
     if size > FALLBACK_MAX_BYTES:
         raise ModelFormatError(f"{path}: malformed JSON or values the streaming reader cannot hold ({problem})")
     # The C tokenizer rejects NaN/Infinity literals (which Python's json
     # writes by default) and integers beyond 64 bits; Python's json accepts
-    # both, at the cost of holding the whole tree.
-    try:
-        with open(path, "r", encoding="utf-8") as fh:
-            document = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: malformed JSON ({_first_line(exc)})") from None
+    # both, at the cost of holding the whole tree. The same limits apply
+    # (depth, number length, and FALLBACK_MAX_BYTES for the size).
+    document = safejson.load(path, max_bytes=FALLBACK_MAX_BYTES)
     if not isinstance(document, dict):
         raise ModelFormatError(f"{path}: JSON top level is a {type(document).__name__}, expected a MusicHal object")
     notes.append(f"streaming reader refused the file ({problem}); read whole with Python's json instead")
@@ -375,18 +371,23 @@ def _read(path: Path, progress: _ProgressFn | None) -> tuple[_Reader, list[str]]
 
 
 def _int_or_none(value: Any) -> int | None:
+    """An integer id/link/length from a JSON value, or None (also beyond int64: no such state exists)."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str):
+        out = value
+    elif isinstance(value, str):
+        if len(value) > 20:
+            return None
         try:
-            return int(value)
+            out = int(value)
         except ValueError:
             return None
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return None
+    elif isinstance(value, float) and value.is_integer():
+        out = int(value)
+    else:
+        return None
+    return out if -_INT_LIMIT <= out <= _INT_LIMIT else None
 
 
 def _summary(value: Any) -> Any:
@@ -532,7 +533,7 @@ def _restore_block(block: Any, notes: list[str]) -> dict | None:
             notes.append("top-level 'chandra' key is not a chandra export block; ignored")
         return None
     if block.get("format_version") not in _BLOCK_VERSIONS:
-        notes.append(f"chandra export block version {block.get('format_version')!r} unknown; ignored")
+        notes.append(f"chandra export block version {safejson.brief(block.get('format_version'))} unknown; ignored")
         return None
     return decode_json_value(block)
 
@@ -587,7 +588,7 @@ def _recognise_factor_oracle(events: list, graph: tuple, threshold: Any, marker:
     tokens = []
     for event in events:
         token = event.get("gesture_token") if isinstance(event, dict) else None
-        if not isinstance(token, int) or isinstance(token, bool) or token < 0:
+        if not isinstance(token, int) or isinstance(token, bool) or not 0 <= token < 2**63:
             tokens = None
             break
         tokens.append(token)
@@ -612,13 +613,26 @@ def _recognise_factor_oracle(events: list, graph: tuple, threshold: Any, marker:
 
 
 def _array_from_block(entry: Any, name: str) -> np.ndarray:
+    """A numeric array stored in the export block as ``{"dtype", "shape", "data"}``."""
+    what = f"chandra export block array {safejson.brief(name)}"
+    if not (isinstance(entry, dict) and isinstance(entry.get("dtype"), str) and isinstance(entry.get("data"), list)):
+        raise ModelFormatError(f"{what} is malformed (expected an object with dtype, shape and a data list)")
     try:
-        array = np.asarray(entry["data"], dtype=np.dtype(entry["dtype"]))
-        if array.dtype.kind not in "biuf":
-            raise ValueError("not numeric")
-        return array.reshape(entry["shape"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFormatError(f"chandra export block array {name!r} is malformed ({_first_line(exc)})") from None
+        dtype = np.dtype(entry["dtype"])
+    except (TypeError, ValueError):
+        dtype = None
+    if dtype is None or dtype.kind not in "biuf" or dtype.fields is not None or dtype.subdtype is not None:
+        raise ModelFormatError(f"{what} has dtype {safejson.brief(entry['dtype'])}; expected a numeric dtype")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or len(shape) > 8 or any(
+            isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape):
+        raise ModelFormatError(f"{what} has shape {safejson.brief(shape)}; expected a list of non-negative ints")
+    if math.prod(shape) != len(entry["data"]):
+        raise ModelFormatError(f"{what} holds {len(entry['data'])} values for shape {shape}")
+    try:
+        return np.asarray(entry["data"], dtype=dtype).reshape(shape)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise ModelFormatError(f"{what} does not hold {dtype.str} numbers ({type(exc).__name__})") from None
 
 
 def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> Model:
@@ -649,9 +663,9 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     if modular and "<audio_oracle>" not in reader.seen:
         raise ModelFormatError(f"{path}: modular MusicHal file without data.audio_oracle")
     if not reader.seen & {"audio_frames", "states"}:
-        keys = sorted(reader.top) if not modular else sorted(reader.outer)
-        raise ModelFormatError(f"{path}: JSON object is not a MusicHal model (no 'audio_frames' or 'states'; "
-                               f"keys: {', '.join(keys[:8]) or 'none'})")
+        n_keys = len(reader.top) if not modular else len(reader.outer)
+        raise ModelFormatError(f"{path}: JSON object is not a MusicHal model (no 'audio_frames' or 'states' "
+                               f"among its {n_keys} top-level keys)")
     top = reader.top
     format_version = top.get("format_version")
     source_format = "musichal-modular" if modular else ("musichal-v2" if format_version is not None else "musichal-base")
@@ -711,12 +725,18 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
         if block is not None and isinstance(block.get("oracle"), dict):
             stored = block["oracle"]
             meta = {"kind": stored.get("kind"), "threshold": stored.get("threshold"), "metric": stored.get("metric")}
-            lrs = np.asarray(stored.get("lrs", []), dtype=np.int64)
+            try:
+                lrs = np.asarray(stored.get("lrs", []), dtype=np.int64)
+            except (TypeError, ValueError, OverflowError):
+                lrs = np.zeros(0, dtype=np.int64)
             if lrs.shape != sfx.shape:
                 notes.append("chandra block lrs has the wrong length; recomputed from suffix links")
                 lrs = None
             elif stored.get("rep") is not None:
-                rep = np.asarray(stored["rep"], dtype=np.int64)
+                try:
+                    rep = np.asarray(stored["rep"], dtype=np.int64)
+                except (TypeError, ValueError, OverflowError):
+                    rep = np.zeros(0, dtype=np.int64)
                 if rep.shape != sfx.shape:
                     notes.append("chandra block rep has the wrong length; recomputed from suffix links")
                     lrs = rep = None
@@ -748,7 +768,7 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
                 arrays["rep"] = rep
             oracle = Oracle.from_arrays(meta, arrays)
         except ChandraError as exc:
-            notes.append(f"oracle not imported: {_first_line(exc)}")
+            notes.append(f"oracle not imported: {first_line(exc)}")
     facts["suffix_links_to_root"] = int(np.sum(oracle.sfx[1:] == 0)) if oracle is not None else None
 
     sequence = top.get("sequence")
@@ -763,7 +783,7 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     if isinstance(history, list) and history:
         try:
             extra["distance_history"] = np.asarray(history, dtype=np.float64).ravel()
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             notes.append("distance_history is not a list of numbers; not imported")
 
     n_states = n + 1
@@ -790,13 +810,23 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     provenance: dict[str, Any] = {}
     vocabulary = ledger = centers = sample_rate = None
     if block is not None:
-        provenance = dict(block.get("provenance") or {})
+        provenance = block.get("provenance")
+        if provenance is None:
+            provenance = {}
+        elif not isinstance(provenance, dict):
+            raise ModelFormatError(f"{path}: chandra export block provenance is a {type(provenance).__name__}; "
+                                   "expected an object")
+        provenance = dict(provenance)
         vocabulary = block.get("vocabulary")
         ledger = block.get("ledger")
         sample_rate = block.get("sample_rate")
         if block.get("centers") is not None:
             centers = _array_from_block(block["centers"], "centers")
-        for name, entry in (block.get("extra_arrays") or {}).items():
+        stored_extra = block.get("extra_arrays")
+        if stored_extra is not None and not isinstance(stored_extra, dict):
+            raise ModelFormatError(f"{path}: chandra export block extra_arrays is a {type(stored_extra).__name__}; "
+                                   "expected an object")
+        for name, entry in (stored_extra or {}).items():
             extra[name] = _array_from_block(entry, name)
         notes.append("chandra export block found: oracle kind and lrs, provenance, vocabulary and ledger restored")
     provenance.update({
@@ -816,9 +846,9 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
         provenance=provenance,
         vocabulary=vocabulary,
         centers=centers,
-        ledger=list(ledger or []),
+        ledger=[] if ledger is None else ledger,
         audio=None,
-        sample_rate=None if sample_rate is None else int(sample_rate),
+        sample_rate=sample_rate,  # judged by Model.validate (load_model)
         source_format=source_format,
         extra_arrays=extra,
     )
@@ -871,7 +901,8 @@ def _musichal_threshold(model: Model, oracle: Any) -> tuple[float, str, dict | N
     return 1e-6, "euclidean", None
 
 
-def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | None = None) -> Path:
+def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | None = None,
+                    timestamp: float | None = None) -> Path:
     """Write ``model`` as a MusicHal 9000 v2.0 JSON object, atomically and streaming.
 
     The file meets ``docs/MUSICHAL.md`` (check it with
@@ -886,6 +917,10 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         Destination ``.json``.
     progress : callable, optional
         ``progress("export", frames_written, n_frames)``.
+    timestamp : float, optional
+        Written as MusicHal's ``last_update`` (epoch seconds, e.g.
+        ``time.time()``). By default ``last_update`` is ``0.0``, so two
+        exports of one model are identical byte for byte.
 
     Returns
     -------
@@ -895,8 +930,8 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
     Raises
     ------
     ModelFormatError
-        The model is inconsistent, has no oracle, or holds event values JSON
-        cannot carry.
+        The model is inconsistent, has no oracle, has NaN or infinite
+        features, or holds event values JSON cannot carry.
 
     Notes
     -----
@@ -929,7 +964,10 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
       back the same model. The source audio is not exported.
     """
     path = Path(path)
-    model.validate()
+    model.validate(require=("finite_features",))
+    if timestamp is not None and (isinstance(timestamp, bool) or not isinstance(timestamp, (int, float))
+                                  or not math.isfinite(timestamp)):
+        raise ModelFormatError(f"timestamp must be a finite number of epoch seconds, got {timestamp!r}")
     oracle = model.oracle
     if oracle is None:
         raise ModelFormatError("cannot export to MusicHal: the model has no oracle (build one first)")
@@ -959,9 +997,12 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
     n_states = n + 1
     state_len = extra.get("state_len")
     state_len = (np.asarray(state_len).tolist() if state_len is not None and np.asarray(state_len).shape == (n_states,)
-                 else list(range(n_states)))
+                 and np.asarray(state_len).dtype.kind in "iu" else list(range(n_states)))
 
-    musichal_prov = (model.provenance or {}).get("musichal") or {}
+    musichal_prov = (model.provenance or {}).get("musichal")
+    musichal_prov = musichal_prov if isinstance(musichal_prov, dict) else {}
+    declared = musichal_prov.get("declared")
+    declared = declared if isinstance(declared, dict) else {}
     stored_f, stored_c = musichal_prov.get("fundamentals"), musichal_prov.get("consonances")
     if isinstance(stored_f, list) and len(stored_f) == n_states:
         fundamentals = {str(s): float(v) for s, v in enumerate(stored_f)
@@ -993,7 +1034,7 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
     }
     block = encode_json_value(block, context="chandra block", int_limit=_INT_LIMIT)
     d = int(features.shape[1])
-    declared_max = musichal_prov.get("declared", {}).get("max_pattern_length", 50)
+    declared_max = declared.get("max_pattern_length", 50)
     max_pattern_length = declared_max if isinstance(declared_max, int) and not isinstance(declared_max, bool) \
         and declared_max >= 1 else 50
     header = {
@@ -1010,7 +1051,7 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         "frame_counter": n,
         "sequence_length": n,
         "is_trained": True,
-        "last_update": time.time(),
+        "last_update": 0.0 if timestamp is None else float(timestamp),
         "stats": {},
         "chord_progressions": {},
         "harmonic_patterns": {},

@@ -21,7 +21,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,18 +284,21 @@ class TrainResult:
 
 
 def _stage_load(state: RunState, progress: ProgressCallback | None) -> None:
-    from chandra.audio import load_audio, summarize_signal, validate_signal
+    from chandra.audio import decode_audio, summarize_signal, validate_signal
     from chandra.io_utils import sha256_file
 
     cfg = state.config
     report(progress, "load", 0, 1)
-    y, sr = load_audio(state.audio_path, sr=cfg.sample_rate)
+    decoded = decode_audio(state.audio_path, sr=cfg.sample_rate)
+    y, sr = decoded.y, decoded.sr
     name = Path(state.audio_path).name
     validate_signal(y, sr, min_duration=max(0.5, 2 * cfg.min_duration), name=name)
     state.signal, state.sample_rate = y, sr
     state.duration = len(y) / float(sr)
     state.audio_sha256 = sha256_file(state.audio_path)
-    state.summaries["load"] = summarize_signal(y, sr)
+    # A file cut short trains on what is there; the shortfall travels in the
+    # summary and the provenance, where findings.AUDIO_TRUNCATED reports it.
+    state.summaries["load"] = {**summarize_signal(y, sr), "decode": decoded.report()}
     report(progress, "load", 1, 1)
 
 
@@ -460,7 +462,8 @@ def build_model(state: RunState):
     provenance = {
         "created_by": "chandra train",
         "input": {"path": str(state.audio_path), "name": Path(state.audio_path).name,
-                  "sha256": state.audio_sha256, "duration": state.duration, "sample_rate": state.sample_rate},
+                  "sha256": state.audio_sha256, "duration": state.duration, "sample_rate": state.sample_rate,
+                  "decode": (state.summaries.get("load") or {}).get("decode")},
         "encoder": state.encoder_provenance,
         "segmentation": dict(state.segments.params),
         "vocabulary": {"configured": {"n_tokens": cfg.n_tokens, "normalisation": cfg.normalisation,
@@ -495,37 +498,48 @@ def build_model(state: RunState):
 
 
 def _stage_save(state: RunState, progress: ProgressCallback | None, output: str | os.PathLike | None = None) -> None:
-    """Save, reload and compare: the ledger gets "saved" (what we wrote) and
-    "reloaded" (what came back from disk) entries, then the final file is
-    written with the complete ledger."""
-    from chandra.ledger import ledger_entry
-    from chandra.model import load_model, save_model
+    """Save once, verify by reading back: the ledger gets "saved" (what we wrote)
+    and "reloaded" (what came back from the written bytes).
 
-    report(progress, "save", 0, 3)
+    The model is written once to a temporary file beside ``output``; that
+    file is read back and the "reloaded" entry computed from it is appended
+    to the archive as its small ``reloaded.json`` member (see
+    :func:`chandra.model.save_model`) before the file is renamed into place.
+    Nothing else is written, so no model copy can be left behind: a failed,
+    interrupted or terminated save removes its temporary file, and one
+    killed outright leaves a recognisable temporary file that the next write
+    to ``output`` removes.
+    """
+    from chandra.ledger import ledger_entry
+    from chandra.model import save_model
+
+    report(progress, "save", 0, 2)
+    # A re-run of the stage must not carry the previous save's reload check.
+    state.ledger = [e for e in state.ledger if e["stage"] != "reloaded"]
     model = build_model(state)
     n_tokens = int(state.vocabulary.n_tokens_)
     state.set_ledger(ledger_entry("saved", model.events, features=model.features, n_tokens=n_tokens,
                                   duration=state.duration, centers=model.centers))
+    model.ledger = list(state.ledger)
     if output is None:
         state.model = model
-        model.ledger = list(state.ledger)
-        report(progress, "save", 3, 3)
+        report(progress, "save", 2, 2)
         return
     output = Path(output)
-    with tempfile.TemporaryDirectory(dir=output.parent if output.parent.exists() else None) as tmp:
-        probe = Path(tmp) / "probe.chandra"
-        model.ledger = list(state.ledger)
-        save_model(model, probe)
-        report(progress, "save", 1, 3)
-        back = load_model(probe)
-        state.set_ledger(ledger_entry("reloaded", back.events, features=back.features, n_tokens=n_tokens,
-                                      duration=state.duration, centers=back.centers))
+    reloaded: dict[str, dict] = {}
+
+    def reload_check(back) -> dict:
+        reloaded["entry"] = ledger_entry("reloaded", back.events, features=back.features, n_tokens=n_tokens,
+                                         duration=state.duration, centers=back.centers)
+        report(progress, "save", 1, 2)
+        return reloaded["entry"]
+
+    save_model(model, output, reload_check=reload_check)
+    state.set_ledger(reloaded["entry"])
     model.ledger = list(state.ledger)
-    report(progress, "save", 2, 3)
-    save_model(model, output)
     state.model = model
     state.saved_path = str(output)
-    report(progress, "save", 3, 3)
+    report(progress, "save", 2, 2)
 
 
 _STAGE_FUNCTIONS = {
@@ -589,12 +603,25 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
     Returns
     -------
     TrainResult
+
+    Raises
+    ------
+    OutputError
+        ``output`` is the audio file, an existing file that is not a chandra
+        model, or being written by another process (checked before training).
     """
     from chandra.findings import findings_to_dicts, ledger_findings
+    from chandra.io_utils import check_output, exclusive_output
 
     config = config or TrainConfig()
     state = RunState(audio_path=str(audio_path), config=config)
-    run_all(state, progress=progress, output=output)
+    if output is None:
+        run_all(state, progress=progress)
+    else:
+        check_output(output, kind="model", inputs=[audio_path])
+        # Held for the whole run: a second train to the same file fails at once.
+        with exclusive_output(output):
+            run_all(state, progress=progress, output=output)
     findings = findings_to_dicts(ledger_findings(state.ledger, provenance=state.model.provenance,
                                                  vocabulary=state.model.vocabulary))
     return TrainResult(model=state.model, path=Path(output) if output else None, state=state, findings=findings)

@@ -21,17 +21,17 @@ scikit-learn, no numba), so instrumenting a trainer does not slow it down.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
-from chandra.errors import ChandraError, TraceError
+from chandra import safejson
+from chandra.errors import ChandraError, ModelFormatError, TraceError
 from chandra.findings import count_by_severity, findings_to_dicts, format_findings, ledger_findings
 from chandra.io_utils import dump_json_atomic
-from chandra.ledger import field_matrix, json_safe, ledger_entry, to_records
+from chandra.ledger import check_entry, field_matrix, json_safe, ledger_entry, to_records
 
 __all__ = ["Tracer", "trace_report", "format_trace_report", "TRACE_FORMAT", "CHECKPOINT_FORMAT"]
 
@@ -39,6 +39,8 @@ TRACE_FORMAT = "chandra-trace"
 CHECKPOINT_FORMAT = "chandra-trace-checkpoint"
 TRACE_VERSION = 1
 INDEX_NAME = "index.json"
+#: Largest trace index or checkpoint file read (each holds one ledger entry and a few sample records).
+MAX_TRACE_FILE_BYTES = 64 * 1024 * 1024
 
 # Sample records are for a human glancing at the shape of the data: vectors
 # and long strings are cut so a checkpoint stays a few kilobytes.
@@ -85,12 +87,15 @@ class Tracer:
         if not index.exists():
             return
         try:
-            old = json.loads(index.read_text(encoding="utf-8"))
-            files = [c.get("file") for c in old.get("checkpoints", [])]
-        except (OSError, ValueError, AttributeError) as exc:
+            old = safejson.load(index, max_bytes=MAX_TRACE_FILE_BYTES)
+            listed = old.get("checkpoints", []) if isinstance(old, dict) else None
+            if not isinstance(listed, list):
+                raise ModelFormatError(f"{index}: no checkpoint list")
+            files = [c.get("file") for c in listed if isinstance(c, dict)]
+        except ModelFormatError as exc:
             raise TraceError(
                 f"{index} exists but is not a readable trace index ({exc}); "
-                "remove it or choose another directory") from exc
+                "remove it or choose another directory") from None
         for name in files:
             # Only names this module writes: an index must not be able to delete arbitrary files.
             if isinstance(name, str) and _CHECKPOINT_FILE.match(name):
@@ -210,16 +215,14 @@ class Tracer:
 
 
 def _read_json(path: Path, what: str) -> Any:
+    if not path.exists():
+        raise TraceError(f"{what} {path} is missing")
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError as exc:
-        raise TraceError(f"{what} {path} is missing") from exc
-    except OSError as exc:
-        raise TraceError(f"cannot read {what} {path}: {exc}") from exc
-    try:
-        return json.loads(text)
-    except ValueError as exc:
-        raise TraceError(f"{what} {path} is not valid JSON: {exc}") from exc
+        return safejson.load(path, max_bytes=MAX_TRACE_FILE_BYTES)
+    except safejson.JSONSyntaxError as exc:
+        raise TraceError(f"{what} is not valid JSON: {exc}") from None
+    except ModelFormatError as exc:
+        raise TraceError(f"{what} unreadable: {exc}") from None
 
 
 def trace_report(directory: str | os.PathLike) -> dict:
@@ -266,7 +269,7 @@ def trace_report(directory: str | os.PathLike) -> dict:
     for item in listed:
         if not isinstance(item, dict) or not isinstance(item.get("file"), str) \
                 or not _CHECKPOINT_FILE.match(item["file"]):
-            raise TraceError(f"{index_path} lists a malformed checkpoint: {item!r}")
+            raise TraceError(f"{index_path} lists a malformed checkpoint: {safejson.brief(item)}")
         path = directory / item["file"]
         doc = _read_json(path, "checkpoint")
         if not isinstance(doc, dict) or doc.get("format") != CHECKPOINT_FORMAT:
@@ -275,6 +278,9 @@ def trace_report(directory: str | os.PathLike) -> dict:
         if not isinstance(entry, dict) or not isinstance(entry.get("fields"), dict) \
                 or "n_records" not in entry:
             raise TraceError(f"{path} has no ledger entry")
+        problem = check_entry(entry)
+        if problem:
+            raise TraceError(f"{path}: ledger entry {problem}")
         checkpoints.append({
             "index": doc.get("index"),
             "name": doc.get("name"),

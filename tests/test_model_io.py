@@ -215,7 +215,8 @@ def test_bad_files_give_readable_errors(tmp_path, good_file):
 
     broken_json = tmp_path / "brokenjson.chandra"
     _rezip(good_file, broken_json, replace={"model.json": "{not json"})
-    assert "not valid JSON" in _one_line_error(broken_json)
+    message = _one_line_error(broken_json)
+    assert "model.json" in message and "malformed JSON" in message and "{not" not in message
 
     malformed = tmp_path / "malformed.json"
     malformed.write_text('{"states": {"0": {"len": 0, ')

@@ -581,7 +581,7 @@ def field_matrix_table(ledger: Sequence[Mapping]) -> pd.DataFrame:
     from chandra.ledger import field_matrix
 
     stages, fields, present, fraction = field_matrix(ledger)
-    listed = [set(e.get("fields", {})) for e in ledger]
+    listed = [set((e.get("fields") or {})) for e in ledger]
     cells = []
     for i, _stage in enumerate(stages):
         row = []
@@ -633,7 +633,7 @@ def lost_fields(ledger: Sequence[Mapping], *, partial_drop: float = 0.01) -> lis
     out = []
     chain = [e for e in ledger if e.get("stage") not in _PRE_EVENT_STAGES]
     for prev, cur in zip(chain, chain[1:]):
-        pf, cf = prev.get("fields", {}), cur.get("fields", {})
+        pf, cf = (prev.get("fields") or {}), (cur.get("fields") or {})
         for name, info in pf.items():
             before = int(info.get("present", 0))
             if before == 0:
@@ -784,7 +784,7 @@ def stage_headline(stage: str, summaries: Mapping, ledger: Sequence[Mapping] = (
         info = s.get("events", {})
         return f"{_fmt(info.get('n_events'))} events" if info else ""
     if stage == "oracle":
-        info = s.get("oracle", {})
+        info = (s.get("oracle") or {})
         return f"{_fmt(info.get('states'))} states, {_fmt(info.get('transitions'))} transitions" if info else ""
     if stage == "save":
         saved = by_stage.get("reloaded") or by_stage.get("saved")
