@@ -14,6 +14,17 @@ its size is ``max_workers=`` from :func:`configure`, else
 job's state into the run's ``run.json`` (``job``: status, position), so any
 page or process sees "queued, position 3" or "running".
 
+Run jobs execute in worker *processes* by default (``isolate=True``): up to
+``max_workers`` long-lived ``python -m chandra.jobs --worker`` processes,
+started on first use, reused, and run at a lower scheduling priority
+(``nice`` :data:`JOB_NICE`, ``$CHANDRA_JOB_NICE``). The server's own
+process then only renders pages: a stage that holds the GIL for seconds
+(numba kernels, feature loops) cannot stall every session, the operating
+system gives page requests the CPU first, and a decoder that crashes on a
+hostile file takes down one worker (the job and its stage fail, a new
+worker is started for the next job), not the server. The cost is one
+process start (imports, about 2 s) per worker, not per job.
+
 Streamlit-free; nothing here imports the pipeline until a run job starts.
 """
 
@@ -26,6 +37,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
+
+from pathlib import Path
 
 from chandra.errors import ChandraError
 
@@ -42,6 +55,9 @@ __all__ = [
     "default_queue",
     "configure",
     "submit_run",
+    "JOB_NICE",
+    "WorkerDied",
+    "shutdown_worker_pool",
 ]
 
 QUEUED = "queued"
@@ -50,6 +66,10 @@ DONE = "done"
 FAILED = "failed"
 CANCELLED = "cancelled"
 _LIVE = (QUEUED, RUNNING)
+
+
+#: Niceness added to job worker processes (pages first, training second).
+JOB_NICE = 10
 
 
 class JobBusyError(ChandraError):
@@ -379,13 +399,207 @@ def configure(max_workers: int | None = None) -> JobQueue:
     return queue
 
 
-def submit_run(run: Any, stages: str | list[str] = "all", *, queue: JobQueue | None = None) -> Job:
+# --------------------------------------------------------------------------- worker processes
+#
+# A worker is ``python -m chandra.jobs --worker``: it reads one JSON request
+# per line on stdin ({"path", "stages"} or {"call": "module:function", ...}
+# for tests), runs it, and answers one JSON line on its own copy of stdout
+# (the real stdout is pointed at stderr, so nothing the pipeline prints can
+# corrupt the protocol). Workers are long-lived and reused; one that dies is
+# replaced. Plain subprocesses rather than multiprocessing: a spawned
+# multiprocessing child re-runs the parent's __main__, which under streamlit
+# is the app script itself.
+
+_idle: list["_Worker"] = []
+_all_workers: "set[_Worker]" = set()
+_workers_guard = threading.Lock()
+
+
+def _job_nice() -> int:
+    text = os.environ.get("CHANDRA_JOB_NICE", "").strip()
+    try:
+        return int(text) if text else JOB_NICE
+    except ValueError:
+        return JOB_NICE
+
+
+class WorkerDied(ChandraError):
+    """A job's worker process ended without answering (a crash in native
+    code, killed for memory or by a signal)."""
+
+
+class _Worker:
+    def __init__(self) -> None:
+        import subprocess
+        import sys
+
+        # The worker imports what this process imports (chandra from the
+        # same checkout first), as a spawned multiprocessing child would.
+        package_root = str(Path(__file__).resolve().parents[1])
+        paths = [package_root] + [p for p in sys.path if p and os.path.isdir(p)]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        self.proc = subprocess.Popen([sys.executable, "-m", "chandra.jobs", "--worker", str(_job_nice())],
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
+                                     encoding="utf-8", bufsize=1)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def request(self, message: dict) -> dict:
+        import json
+
+        try:
+            self.proc.stdin.write(json.dumps(message) + "\n")
+            self.proc.stdin.flush()
+            line = self.proc.stdout.readline()
+        except (BrokenPipeError, OSError, ValueError):
+            line = ""
+        if not line:
+            code = self.proc.wait()
+            raise WorkerDied(f"the job's worker process died (exit status {code})")
+        return json.loads(line)
+
+    def stop(self) -> None:
+        if self.alive:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except Exception:  # noqa: BLE001 - then it is killed
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def _checkout() -> _Worker:
+    with _workers_guard:
+        while _idle:
+            worker = _idle.pop()
+            if worker.alive:
+                return worker
+            _all_workers.discard(worker)
+    worker = _Worker()
+    with _workers_guard:
+        _all_workers.add(worker)
+    return worker
+
+
+def _checkin(worker: _Worker, keep: int) -> None:
+    with _workers_guard:
+        if worker.alive and len(_idle) < keep:
+            _idle.append(worker)
+            return
+        _all_workers.discard(worker)
+    worker.stop()
+
+
+def shutdown_worker_pool() -> None:
+    """Stop the idle job processes (busy ones stop after their job)."""
+    with _workers_guard:
+        idle = list(_idle)
+        _idle.clear()
+        for worker in idle:
+            _all_workers.discard(worker)
+    for worker in idle:
+        worker.stop()
+
+
+def _run_isolated(job: Job, queue: JobQueue, path: str, stages: Any, *, call: str | None = None) -> Any:
+    """Execute in a worker process; a cancel request becomes the run's
+    ``cancel`` file, which the worker sees at its next progress report.
+    (``call`` = ``"module:function"`` runs ``function(path, stages)``
+    instead, for tests.)"""
+    from chandra.progress import Cancelled
+    from chandra.rundir import STATUS_CANCELLED, STATUS_FAILED, STATUS_RUNNING, RunDirectory
+
+    worker = _checkout()
+    answer: dict = {}
+    done = threading.Event()
+
+    def watch_cancel() -> None:
+        while not done.wait(0.2):
+            if job.cancel_requested():
+                RunDirectory(path).request_cancel()
+                return
+
+    watcher = threading.Thread(target=watch_cancel, daemon=True)
+    watcher.start()
+    try:
+        answer = worker.request({"path": path, "stages": stages, "call": call})
+    except WorkerDied:
+        # The stage it was running cannot say so itself.
+        run = RunDirectory(path) if Path(path, "run.json").exists() else None
+        if run is not None:
+            for stage, info in run.status().items():
+                if info.get("status") == STATUS_RUNNING:
+                    run._set_stage(stage, status=STATUS_CANCELLED if job.cancel_requested() else STATUS_FAILED,
+                                   error="the worker process running this stage died "
+                                         "(a crash in native code, out of memory or killed)")
+        raise
+    finally:
+        done.set()
+        _checkin(worker, queue.max_workers)
+    if "result" in answer:
+        return answer["result"]
+    kind, message = answer.get("kind"), answer.get("error", "unknown error")
+    if kind == "cancelled":
+        raise Cancelled(message)
+    raise ChandraError(message)
+
+
+def _worker_main(nice: int) -> int:  # python -m chandra.jobs --worker NICE
+    import importlib
+    import json
+    import sys
+
+    proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to stderr
+    if nice > 0 and hasattr(os, "nice"):
+        try:
+            os.nice(nice)
+        except OSError:
+            pass
+    from chandra.progress import Cancelled
+
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        request = json.loads(line)
+        try:
+            if request.get("call"):
+                module, name = request["call"].split(":")
+                result = getattr(importlib.import_module(module), name)(request["path"], request["stages"])
+            else:
+                from chandra.rundir import RunDirectory
+
+                result = RunDirectory(request["path"]).execute(request["stages"])
+            reply = {"result": result}
+        except Cancelled as exc:
+            reply = {"kind": "cancelled", "error": str(exc)}
+        except ChandraError as exc:
+            reply = {"kind": "chandra", "error": str(exc)}
+        except BaseException as exc:  # noqa: BLE001 - reported to the server, the worker lives on
+            reply = {"kind": "other", "error": f"{type(exc).__name__}: {exc}"}
+        proto.write(json.dumps(reply, default=str) + "\n")
+    return 0
+
+
+def submit_run(run: Any, stages: str | list[str] = "all", *, queue: JobQueue | None = None,
+               isolate: bool = True) -> Job:
     """Queue ``run.execute(stages)`` for a :class:`~chandra.rundir.RunDirectory`.
 
     The job's key is the run directory's real path. While it waits, the
     run's ``run.json`` says ``job: {"status": "queued", "position": n}``;
     then ``running``, and finally ``done``, ``failed`` or ``cancelled``.
     Cancelling a running job stops it at its next progress report.
+
+    Parameters
+    ----------
+    isolate : bool
+        Run in a worker process (default; see the module notes) rather than
+        in the queue's worker thread.
 
     Raises
     ------
@@ -399,6 +613,8 @@ def submit_run(run: Any, stages: str | list[str] = "all", *, queue: JobQueue | N
     label = stages if isinstance(stages, str) else ",".join(stages)
 
     def work(job: Job) -> Any:
+        if isolate:
+            return _run_isolated(job, queue, path, stages)
         return RunDirectory(path).execute(stages, should_cancel=job.cancel_requested)
 
     pid = os.getpid()
@@ -416,3 +632,11 @@ def submit_run(run: Any, stages: str | list[str] = "all", *, queue: JobQueue | N
         RunDirectory(path).update_meta(change)
 
     return queue.submit(path, work, label=label, on_change=mirror)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
+        sys.exit(_worker_main(int(sys.argv[2]) if len(sys.argv) > 2 else JOB_NICE))
+    sys.exit("usage: python -m chandra.jobs --worker [NICE]  (a job worker, started by the dashboard)")

@@ -3,6 +3,7 @@ and run jobs mirrored into run.json."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
@@ -187,7 +188,8 @@ def test_shutdown_cancels_queued_and_refuses_new():
 # --------------------------------------------------------------------------- run jobs
 
 
-def test_submit_run_mirrors_the_job_into_run_json(tmp_path):
+@pytest.mark.parametrize("isolate", [False, True])
+def test_submit_run_mirrors_the_job_into_run_json(tmp_path, isolate):
     from chandra.pipeline import TrainConfig
     from chandra.rundir import RunDirectory
 
@@ -199,8 +201,8 @@ def test_submit_run_mirrors_the_job_into_run_json(tmp_path):
     q.submit("blocker", lambda job: gate.wait(30))
     run = RunDirectory.create(tmp_path / "runs", audio, TrainConfig(n_tokens=4))
     other = RunDirectory.create(tmp_path / "runs", audio, TrainConfig(n_tokens=4))
-    job = jobs.submit_run(run, ["load", "segment"], queue=q)
-    job2 = jobs.submit_run(other, ["load"], queue=q)
+    job = jobs.submit_run(run, ["load", "segment"], queue=q, isolate=isolate)
+    job2 = jobs.submit_run(other, ["load"], queue=q, isolate=isolate)
     assert run.job()["status"] == "queued" and run.job()["position"] == 1
     assert other.job()["position"] == 2 and other.job()["stages"] == "load"
     with pytest.raises(JobBusyError):
@@ -215,3 +217,38 @@ def test_submit_run_mirrors_the_job_into_run_json(tmp_path):
     assert status["segment"]["status"] == "done" and status["encode"]["status"] == "not run"
     assert run.progress() is None  # cleared at the end
     assert other.status()["load"]["status"] == "not run"  # a cancelled queued run never started
+
+
+def test_worker_processes_are_reused_and_run_at_lower_priority():
+    q = JobQueue(1)
+    own = os.nice(0)
+    call = "helpers_jobs:pid_and_nice"
+    first = jobs._run_isolated(jobs.Job(key="a", fn=None), q, "unused", None, call=call)
+    second = jobs._run_isolated(jobs.Job(key="b", fn=None), q, "unused", None, call=call)
+    assert first[0] != os.getpid() and first[0] == second[0]  # one long-lived worker
+    assert first[1] == min(19, own + jobs.JOB_NICE)
+    with pytest.raises(ChandraError, match="KeyError: 'boom'"):  # an error is an answer; the worker lives
+        jobs._run_isolated(jobs.Job(key="c", fn=None), q, "unused", None, call="helpers_jobs:raise_plain")
+    third = jobs._run_isolated(jobs.Job(key="d", fn=None), q, "unused", None, call=call)
+    assert third[0] == first[0]
+
+
+def test_a_dead_worker_fails_its_job_and_the_next_job_runs(tmp_path):
+    """A worker that dies (native crash, OOM kill) fails the job and its
+    running stage; the pool is rebuilt for the next job."""
+    from chandra.pipeline import TrainConfig
+    from chandra.rundir import RunDirectory
+
+    from helpers_audio import melody, write
+
+    audio = write(tmp_path / "m.wav", melody(24))
+    run = RunDirectory.create(tmp_path / "runs", audio, TrainConfig(n_tokens=4))
+    q = JobQueue(1)
+    with pytest.raises(jobs.WorkerDied, match="worker process died"):
+        jobs._run_isolated(jobs.Job(key="c", fn=None), q, str(run.path), "all",
+                           call="helpers_jobs:crash_during_a_stage")
+    info = run.status()["segment"]
+    assert info["status"] == "failed" and "worker process" in info["error"]
+    job = jobs.submit_run(run, ["load"], queue=q)
+    assert job.wait(120) and job.status == DONE, job.error
+    assert run.status()["load"]["status"] == "done"
