@@ -138,32 +138,52 @@ def parameters_form() -> None:
 # --------------------------------------------------------------------------- audio
 
 
-def audio_chooser() -> Path | None:
-    """The chosen audio file, or None (with a note saying why)."""
+def audio_chooser() -> tuple[Path | None, ChandraError | None]:
+    """The chosen audio file, or (None, why not). Every path is checked
+    against the allowed folders here, before anything reads it."""
     source = st.radio("audio source", ("sample", "server path", "upload"), horizontal=True, key="audio_source")
     if source == "sample":
         samples = common.sample_files()
         if not samples:
             st.warning("No files in sample_audio/.")
-            return None
+            return None, None
         name = st.selectbox("sample", [p.name for p in samples], key="audio_sample")
-        return common.SAMPLE_DIR / name
+        try:
+            return common.resolve_user_path(str(common.SAMPLE_DIR / name)), None
+        except ChandraError as exc:
+            return None, exc
     if source == "server path":
         text = st.text_input("path of an audio file on the server", key="audio_path",
-                             placeholder="/data/recordings/take1.wav")
-        return Path(text.strip()).expanduser() if text.strip() else None
+                             placeholder="/data/recordings/take1.wav", help=common.roots_hint())
+        if not text.strip():
+            return None, None
+        try:
+            return common.resolve_user_path(text), None
+        except ChandraError as exc:
+            common.show_error(exc)
+            return None, exc
     from chandra.audio import SUPPORTED_EXTENSIONS
 
     cap = st.get_option("server.maxUploadSize")
     upload = st.file_uploader(f"upload audio (at most {cap} MB)", type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS],
-                              key="audio_upload")
+                              key="audio_upload", help="The file is decoded when it arrives; one that is not "
+                              "readable audio is refused here.")
     if upload is None:
-        return None
+        return None, None
+    saved = st.session_state.get("_upload_saved") or {}
+    if saved.get("file_id") == upload.file_id:  # checked on an earlier rerun: not hashed again
+        if saved.get("error"):
+            st.error(saved["error"], icon=":material/block:")
+            return None, ChandraError(saved["error"])
+        return Path(saved["path"]), None
     try:
-        return common.save_upload(upload.name, upload.getvalue())
+        path = common.save_upload(upload.name, upload.getvalue())
     except ChandraError as exc:
+        st.session_state["_upload_saved"] = {"file_id": upload.file_id, "error": str(exc)}
         common.show_error(exc)
-        return None
+        return None, exc
+    st.session_state["_upload_saved"] = {"file_id": upload.file_id, "path": str(path)}
+    return path, None
 
 
 # --------------------------------------------------------------------------- pipeline strip
@@ -183,14 +203,33 @@ def _stages_needed(status: dict, stage: str) -> list[str]:
     return [s for s in STAGES if s in needed]
 
 
-def pipeline_panel(run, *, was_running: bool) -> None:
+def queue_note(run) -> None:
+    """Where the run's job stands in the queue, with a Cancel button."""
+    job = common.job_for(run)
+    if job is None or job.status != "queued":
+        return
+    counts = common.job_queue().counts()
+    qc1, qc2 = st.columns([5, 1])
+    with qc1:
+        st.info(f"Queued: position **{job.position}** of {counts['queued']} waiting · "
+                f"{counts['running']} of {counts['max_workers']} job slot(s) busy. "
+                "The run starts when a slot frees; other pages keep working meanwhile.",
+                icon=":material/hourglass_top:")
+    with qc2:
+        if st.button("Cancel", key="cancel_queued", type="secondary", width="stretch",
+                     help="Take this run out of the queue"):
+            common.cancel_job(run)
+            st.rerun()
+
+
+def pipeline_panel(run, *, was_running: bool, was_queued: bool = False) -> None:
     from chandra.figures.stages import stage_headline
 
     meta = run.meta()
     status = common.stage_status(run)
     running = common.job_running(run)
-    if was_running and not running:
-        st.rerun()  # the job ended: refresh the whole page (results, findings)
+    if (was_running and not running) or (was_queued and not common.job_queued(run)):
+        st.rerun()  # the job ended (or left the queue): refresh the whole page and its polling rate
     cols = st.columns(len(STAGES))
     for col, stage in zip(cols, STAGES):
         info = status[stage]
@@ -207,8 +246,9 @@ def pipeline_panel(run, *, was_running: bool) -> None:
                 if s in ("done", "stale") else ""
             if headline:
                 st.caption(headline)
-    if running:
-        prog = meta.get("progress") or {}
+    queue_note(run)
+    if running and not common.job_queued(run):
+        prog = run.progress() or {}
         current = next((s for s in STAGES if status[s]["status"] == "running"), prog.get("stage", "…"))
         done, total = int(prog.get("done", 0) or 0), int(prog.get("total", 0) or 0)
         frac = done / total if total else 0.0
@@ -218,7 +258,7 @@ def pipeline_panel(run, *, was_running: bool) -> None:
             st.progress(min(max(frac, 0.0), 1.0), text=label)
         with pc2:
             if st.button("Cancel", key="cancel_run", type="secondary", width="stretch"):
-                run.request_cancel()
+                common.cancel_job(run)
                 st.toast("Cancel requested; the stage stops at its next progress report.")
     for stage in STAGES:
         info = status[stage]
@@ -270,7 +310,7 @@ if runs:
 _sync_params(run)
 
 with st.expander("Audio and parameters", expanded=run is None):
-    audio = audio_chooser()
+    audio, audio_error = audio_chooser()
     st.divider()
     parameters_form()
     b1, b2, b3 = st.columns([2, 2, 2])
@@ -286,10 +326,11 @@ with st.expander("Audio and parameters", expanded=run is None):
 
 if start_new:
     try:
+        if audio_error is not None:
+            raise audio_error
         if audio is None:
             raise ChandraError("choose an audio file first (a sample, a server path or an upload)")
-        if not audio.is_file():
-            raise ChandraError(f"{audio}: no such audio file on the server")
+        audio = common.resolve_user_path(str(audio))  # checked again: nothing outside the roots gets a run
         config = _config_from_widgets()
         from chandra.rundir import RunDirectory
 
@@ -299,7 +340,8 @@ if start_new:
         common.start_job(new_run, "all")
         st.rerun()
     except ChandraError as exc:
-        common.show_error(exc)
+        if exc is not audio_error or st.session_state.get("audio_source") == "sample":
+            common.show_error(exc)  # (a path or upload error is already shown under its box)
 
 if run is not None and apply:
     try:
@@ -329,13 +371,16 @@ except ChandraError:
 
 st.subheader("Pipeline")
 was_running = common.job_running(run)
-st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
+# A running job's panel refreshes every second (progress); a queued one every
+# 3 s (its position): ten waiting sessions must not keep the server busy.
+was_queued = common.job_queued(run)
+poll = (3.0 if was_queued else 1.0) if was_running else None
+st.fragment(run_every=poll)(pipeline_panel)(run, was_running=was_running, was_queued=was_queued)
 job = common.job_for(run)
-if job is not None and job.get("error") is not None and not common.job_running(run):
-    exc = job["error"]
+if job is not None and job.status == "failed" and job.error is not None:
     failed = any(i.get("status") == "failed" for i in run.status().values())
     if not failed:  # errors of stages are already listed above
-        common.show_error(exc, context="run")
+        common.show_error(job.error, context="run")
 
 links = st.columns(len(STAGE_PAGES))
 for col, (stage, page) in zip(links, STAGE_PAGES.items()):

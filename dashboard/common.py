@@ -6,26 +6,39 @@ that imports streamlit).
   shows the same run and two browser sessions never share a current run.
 * Loaded run state is cached by (run path, stage stamp) with
   ``st.cache_resource``; nothing hashes big arrays.
-* Long stages run in a background thread (:func:`start_job`); pages poll the
-  run directory for progress.
+* Training jobs go through the process-wide queue of :mod:`chandra.jobs`
+  (:func:`start_job`): at most ``--max-jobs`` run at once, the others wait
+  with a visible position and can be cancelled; pages poll the run
+  directory for progress and render stored results without waiting.
+* Every path a user types or picks goes through :func:`resolve_user_path`
+  (:func:`chandra.paths.resolve_allowed` over :func:`allowed_roots`):
+  the bundled samples, the runs folder (uploads included) and the folders
+  named with ``--data-dir`` when the server was started. Nothing outside is
+  read, hashed, listed or written.
+* Uploads are checked and stored by one saver (:func:`save_upload`).
+
+Server options (after ``--``: ``streamlit run app.py -- --data-dir DIR
+--max-jobs N``) and their environment equivalents: ``--data-dir`` /
+``CHANDRA_DATA_DIRS`` (``os.pathsep``-separated), ``--max-jobs`` /
+``CHANDRA_MAX_JOBS``, and ``CHANDRA_RUNS_DIR`` for the runs folder.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import hashlib
 import json
 import os
 import re
-import threading
-import time
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import streamlit as st
 
 from chandra.errors import ChandraError
-from chandra.progress import Cancelled
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_audio"
@@ -63,6 +76,62 @@ def upload_dir() -> Path:
     return runs_root() / UPLOAD_DIRNAME
 
 
+def _server_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False, allow_abbrev=False)
+    p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                   help="a folder whose files the dashboard may open (repeatable)")
+    p.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                   help="training jobs run at once (default: one per two cores)")
+    return p
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_server_args(argv: tuple[str, ...]) -> argparse.Namespace:
+    args, _ = _server_parser().parse_known_args(list(argv))
+    return args
+
+
+def server_args() -> argparse.Namespace:
+    """The options given to the dashboard after ``--`` on the ``streamlit
+    run`` line (only when the process runs this app; under pytest the
+    process's own arguments are not the app's)."""
+    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name == "app.py" else []
+    return _parse_server_args(tuple(argv))
+
+
+def data_dirs() -> list[Path]:
+    """Folders named by whoever started the server: ``--data-dir`` (repeatable)
+    and ``$CHANDRA_DATA_DIRS`` (``os.pathsep``-separated)."""
+    named = list(server_args().data_dir)
+    named += [d for d in os.environ.get("CHANDRA_DATA_DIRS", "").split(os.pathsep) if d.strip()]
+    return [Path(d).expanduser() for d in named]
+
+
+def allowed_roots(extra: Iterable[Path] = ()) -> list[Path]:
+    """Where a user's paths may point: the bundled samples, the runs folder
+    (uploads and generations are inside it), the ``--data-dir`` folders and
+    ``extra`` (e.g. a page's bundled example file)."""
+    return [SAMPLE_DIR, runs_root(), upload_dir(), *data_dirs(), *extra]
+
+
+def roots_hint() -> str:
+    """One line naming the allowed folders, for help texts."""
+    names = [str(p) for p in allowed_roots() if p.exists()]
+    return "Paths must lie inside: " + ", ".join(dict.fromkeys(names)) + \
+        ". Whoever starts the server can add folders with `streamlit run app.py -- --data-dir DIR`."
+
+
+def resolve_user_path(text: str, *, kind: str | None = "file", extra: Iterable[Path] = ()) -> Path:
+    """A path typed or picked by a user, resolved (symlinks too) and checked
+    against :func:`allowed_roots`; raises
+    :class:`chandra.paths.PathNotAllowedError` outside them and
+    :class:`ChandraError` when it does not exist. Relative paths are taken
+    relative to the repository (where ``sample_audio/`` is)."""
+    from chandra.paths import resolve_allowed
+
+    return resolve_allowed(text, allowed_roots(extra), kind=kind, base=REPO_ROOT)
+
+
 def sample_files() -> list[Path]:
     """Audio files shipped in ``sample_audio/``."""
     from chandra.audio import SUPPORTED_EXTENSIONS
@@ -72,22 +141,29 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    """Store uploaded bytes under the runs dir (content-addressed, so the
-    same upload twice is one file) and return the path."""
-    from chandra.audio import SUPPORTED_EXTENSIONS
+def resolve_user_dir(text: str) -> Path:
+    """A folder typed by a user (see :func:`resolve_user_path`) whose entries
+    also all resolve inside the allowed roots, so a symlink placed in an
+    allowed folder cannot lead a reader of that folder outside."""
+    from chandra.paths import resolve_allowed
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "upload"
-    if Path(safe).suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ChandraError(f"{name}: unsupported audio type; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    path = upload_dir() / f"{digest}_{safe}"
-    if not path.exists():
-        from chandra.io_utils import atomic_write
+    folder = resolve_user_path(text, kind="dir")
+    roots = allowed_roots()
+    for child in folder.iterdir():
+        resolve_allowed(child, roots, must_exist=False)
+    return folder
 
-        with atomic_write(path) as fh:
-            fh.write(data)
-    return path
+
+def save_upload(name: str, data: bytes, *, kind: str = "audio") -> Path:
+    """Check and store an upload (every page uses this one saver): audio is
+    decoded (header and first seconds) now, so a bad file is refused here;
+    the file is kept content-addressed under the uploads folder
+    (:func:`chandra.uploads.store_upload`). A refused upload leaves nothing."""
+    from chandra.uploads import store_upload
+
+    limit = st.get_option("server.maxUploadSize")
+    return store_upload(upload_dir(), name, data, kind=kind,
+                        max_bytes=int(limit) * 1024 * 1024 if limit else None)
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +203,11 @@ def current_run():
         set_current_run(None)
         return None
     path = runs_root() / str(run_id)
-    if not (path / "run.json").is_file():
+    from chandra.paths import is_within
+
+    real_root = Path(os.path.realpath(runs_root()))
+    if (path.is_symlink() or not is_within(Path(os.path.realpath(path)), real_root)
+            or not (path / "run.json").is_file()):
         st.warning(f"Run '{run_id}' does not exist under {runs_root()}.")
         set_current_run(None)
         return None
@@ -200,7 +280,7 @@ def run_stamp(run) -> str:
 
 
 def stage_status(run) -> dict[str, dict]:
-    """``run.status()``, with a "running" stage whose thread is gone (the
+    """``run.status()``, with a "running" stage whose job is gone (the
     server restarted mid-run) shown as "interrupted"."""
     status = run.status()
     if not job_running(run):
@@ -276,7 +356,11 @@ def run_findings(run, ledger: list | None = None) -> list[dict]:
         found = [{k: v for k, v in f.items() if k in ("severity", "code", "stage", "message")}
                  for f in lost_fields(ledger)]
     seen = {(f.get("code"), f.get("stage"), f.get("message")) for f in found}
-    for f in meta.get("findings", []) or []:
+    try:
+        stage_findings = run.stage_findings()  # failed / cancelled stages count too
+    except ChandraError:
+        stage_findings = []
+    for f in list(meta.get("findings", []) or []) + stage_findings:
         key = (f.get("code"), f.get("stage"), f.get("message"))
         if key not in seen:
             seen.add(key)
@@ -332,54 +416,69 @@ def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: s
 # background jobs
 # ---------------------------------------------------------------------------
 
-_JOBS: dict[str, dict] = {}
-_JOBS_LOCK = threading.Lock()
+_queue_configured = False
+
+
+def job_queue():
+    """The process-wide training queue, sized once from ``--max-jobs`` /
+    ``$CHANDRA_MAX_JOBS`` (default: one job per two cores)."""
+    global _queue_configured
+    from chandra import jobs
+
+    queue = jobs.default_queue()
+    if not _queue_configured:
+        _queue_configured = True
+        wanted = server_args().max_jobs
+        if wanted is not None:
+            jobs.configure(wanted)
+    return queue
 
 
 def start_job(run, stages: str | list[str] = "all") -> bool:
-    """Run ``stages`` of ``run`` in a background thread. False when a job
-    for this run is still alive (nothing started)."""
-    from chandra.rundir import RunDirectory
+    """Queue ``stages`` of ``run`` (see :func:`chandra.jobs.submit_run`).
+    False when the run already has a queued or running job."""
+    from chandra.jobs import JobBusyError, submit_run
 
-    key = str(run.path)
-    with _JOBS_LOCK:
-        job = _JOBS.get(key)
-        if job is not None and job["thread"].is_alive():
-            return False
-        job = {"stages": stages, "error": None, "cancelled": False, "started": time.time(), "finished": None}
-
-        def target() -> None:
-            try:
-                RunDirectory(key).execute(stages)
-            except Cancelled:
-                job["cancelled"] = True
-            except BaseException as exc:  # noqa: BLE001 - recorded in run.json and here
-                job["error"] = exc
-            finally:
-                job["finished"] = time.time()
-
-        job["thread"] = threading.Thread(target=target, name=f"chandra-{run.run_id}", daemon=True)
-        _JOBS[key] = job
-        job["thread"].start()
+    try:
+        submit_run(run, stages, queue=job_queue())
+    except JobBusyError:
+        return False
     return True
 
 
-def job_for(run) -> dict | None:
-    return _JOBS.get(str(run.path))
+def _job_key(run) -> str:
+    return os.path.realpath(run.path)
+
+
+def job_for(run):
+    """The run's latest :class:`chandra.jobs.Job` in this server, or None."""
+    return job_queue().get(_job_key(run))
 
 
 def job_running(run) -> bool:
-    job = _JOBS.get(str(run.path))
-    return bool(job and job["thread"].is_alive())
+    """True while the run's job is queued or running."""
+    job = job_for(run)
+    return bool(job is not None and job.alive)
+
+
+def job_queued(run) -> bool:
+    job = job_for(run)
+    return bool(job is not None and job.status == "queued")
+
+
+def cancel_job(run) -> bool:
+    """Cancel the run's job: a queued job leaves the queue at once, a running
+    one stops at its next progress report (also across processes, through
+    the run's ``cancel`` file)."""
+    job = job_for(run)
+    if job is not None and job.status == "running":
+        run.request_cancel()
+    return job_queue().cancel(_job_key(run))
 
 
 def wait_for_job(run, timeout: float = 60.0) -> bool:
     """Block until the run's job ends (tests); True when it ended."""
-    job = _JOBS.get(str(run.path))
-    if job is None:
-        return True
-    job["thread"].join(timeout)
-    return not job["thread"].is_alive()
+    return job_queue().wait(_job_key(run), timeout)
 
 
 # ---------------------------------------------------------------------------
