@@ -81,7 +81,7 @@ def _config_from_widgets(base: TrainConfig | None = None) -> TrainConfig:
         threshold = "auto" if ss["p_thr_mode"] == "auto" else float(ss["p_thr"])
     fields = dict(
         encoder=ss["p_encoder"],
-        model=(ss["p_model"].strip() or None),
+        model=common.resolve_model_source(ss["p_model"]) if ss["p_encoder"] != "dsp" else (ss["p_model"].strip() or None),
         layer=int(ss["p_layer"]),
         trust_remote_code=bool(ss["p_trust"]),
         n_tokens=int(ss["p_k"]),

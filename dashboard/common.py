@@ -141,6 +141,28 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
+def resolve_model_source(text: str | None) -> str | None:
+    """The "model name or local directory" of a neural encoder: a hub name
+    (looked up in the local model cache only) is kept as it is; anything
+    that is a path (absolute, ``./``, ``../``, ``~``, or existing relative to
+    the server's folder) must lie inside the allowed roots, since the
+    encoder would read it (and, with trust_remote_code, run its code)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    # A hub name is "name" or "org/name"; anything else is read as a path.
+    hub_name = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?", text) is not None
+    if hub_name and not (REPO_ROOT / text).exists() and not Path(text).exists():
+        return text
+    from chandra.paths import resolve_allowed
+
+    # Inside the roots but missing is left to the encoder, which says what it looked for.
+    path = resolve_allowed(text, allowed_roots(), must_exist=False, base=REPO_ROOT)
+    if path.exists() and not path.is_dir():
+        raise ChandraError(f"{text}: a model must be a directory (with config.json), not a file")
+    return str(path)
+
+
 def resolve_user_dir(text: str) -> Path:
     """A folder typed by a user (see :func:`resolve_user_path`) whose entries
     also all resolve inside the allowed roots, so a symlink placed in an

@@ -280,7 +280,14 @@ def test_missing_neural_weights_fail_the_encode_stage_in_place(runs_root, audio_
     at.radio(key="audio_source").set_value("server path").run()
     at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
     at.selectbox(key="p_encoder").set_value("wav2vec2").run()
+    # A model folder outside the allowed roots is refused before any run exists.
+    before = _run_ids(runs_root)
     at.text_input(key="p_model").input(str(tmp_path / "no-weights-here")).run()
+    at.button(key="run_all").click().run()
+    assert any("outside the folders" in e for e in _texts(at.error)), _texts(at.error)
+    assert _run_ids(runs_root) == before
+    # Inside a data folder (missing): the encode stage fails in place.
+    at.text_input(key="p_model").input(str(audio_dir_allowed.parent / "no-weights-here")).run()
     at.button(key="run_all").click().run()
     run = RunDirectory(runs_root / at.session_state["run_id"])
     assert common.wait_for_job(run, timeout=120)
@@ -412,3 +419,21 @@ def test_parameters_follow_the_run_and_survive_page_changes(prepared_run):
     assert at.number_input(key="p_k").value == 16
     assert at.number_input(key="p_seed").value == 7  # the unsaved edit is kept
     assert any("differ from this run" in t for t in _texts(at.info))
+
+
+@pytest.mark.parametrize("text,kept", [("facebook/wav2vec2-base", True), ("m-a-p/MERT-v1-95M", True),
+                                       ("wav2vec2", True), ("", None)])
+def test_encoder_model_names_pass_and_paths_are_checked(runs_root, text, kept):
+    from dashboard import common
+
+    out = common.resolve_model_source(text)
+    assert out == (text if kept else None)
+
+
+@pytest.mark.parametrize("text", ["/etc", "../..", "~/models", "./../../x", "a/b/c", "/tmp/../etc/ssl"])
+def test_encoder_model_paths_outside_the_roots_are_refused(runs_root, text):
+    from chandra.paths import PathNotAllowedError
+    from dashboard import common
+
+    with pytest.raises(PathNotAllowedError):
+        common.resolve_model_source(text)
