@@ -21,3 +21,20 @@ def pid_and_nice(path: str, stages) -> list[int]:
 
 def raise_plain(path: str, stages) -> None:
     raise KeyError("boom")
+
+
+def append_many(path: str, tag: str, n: int) -> None:
+    """``n`` locked read-modify-writes of a run's run.json, each appending
+    ``f"{tag}{i}"`` to its "hammer" list (run from several threads and
+    processes by tests/test_rundir.py)."""
+    from chandra.rundir import RunDirectory
+
+    run = RunDirectory(path)
+    for i in range(n):
+        run.update_meta(lambda meta, i=i: meta.setdefault("hammer", []).append(f"{tag}{i}"))
+
+
+if __name__ == "__main__":
+    import sys
+
+    append_many(sys.argv[1], sys.argv[2], int(sys.argv[3]))

@@ -120,13 +120,7 @@ def test_generated_stage_joins_the_run_ledger(tmp_path, audio):
 # --------------------------------------------------------------------------- concurrency and run state
 
 
-def _append_many(path: str, tag: str, n: int) -> None:
-    """In another process: ``n`` locked read-modify-writes of run.json."""
-    from chandra.rundir import RunDirectory
-
-    run = RunDirectory(path)
-    for i in range(n):
-        run.update_meta(lambda meta, i=i: meta.setdefault("hammer", []).append(f"{tag}{i}"))
+from helpers_jobs import append_many as _append_many  # noqa: E402
 
 
 @pytest.fixture()
@@ -152,19 +146,23 @@ def test_threads_lose_no_metadata_update(bare_run):
 
 
 def test_two_processes_and_threads_lose_no_metadata_update(bare_run):
-    import multiprocessing
+    import os
+    import subprocess
+    import sys
     import threading
 
-    ctx = multiprocessing.get_context("spawn")  # no inherited locks or descriptors
+    # Plain interpreters (not multiprocessing, whose spawned child would re-run
+    # whatever __main__ is, e.g. an AppTest script): no inherited locks.
+    helper = Path(__file__).with_name("helpers_jobs.py")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+                                                        os.environ.get("PYTHONPATH", "")]))
     n = 60
-    procs = [ctx.Process(target=_append_many, args=(str(bare_run.path), f"p{k}-", n)) for k in range(2)]
-    for p in procs:
-        p.start()
+    procs = [subprocess.Popen([sys.executable, str(helper), str(bare_run.path), f"p{k}-", str(n)], env=env)
+             for k in range(2)]
     local = threading.Thread(target=_append_many, args=(str(bare_run.path), "main-", n))
     local.start()
     for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
+        assert p.wait(120) == 0
     local.join(60)
     hammer = bare_run.meta()["hammer"]
     assert sorted(hammer) == sorted([f"p{k}-{i}" for k in range(2) for i in range(n)]
