@@ -204,10 +204,14 @@ def _stages_needed(status: dict, stage: str) -> list[str]:
 
 
 def queue_note(run) -> None:
-    """Where the run's job stands in the queue, with a Cancel button."""
+    """Where the run's job stands in the queue, with a Cancel button. Polled
+    on its own (every 3 s) while the run waits: the stage strip above does
+    not change meanwhile, so ten waiting sessions cost the server (and their
+    browsers) three elements each, not the whole strip. When the job leaves
+    the queue the whole page runs again."""
     job = common.job_for(run)
     if job is None or job.status != "queued":
-        return
+        st.rerun()
     counts = common.job_queue().counts()
     qc1, qc2 = st.columns([5, 1])
     with qc1:
@@ -222,14 +226,14 @@ def queue_note(run) -> None:
             st.rerun()
 
 
-def pipeline_panel(run, *, was_running: bool, was_queued: bool = False) -> None:
+def pipeline_panel(run, *, was_running: bool) -> None:
     from chandra.figures.stages import stage_headline
 
     meta = run.meta()
     status = common.stage_status(run)
     running = common.job_running(run)
-    if (was_running and not running) or (was_queued and not common.job_queued(run)):
-        st.rerun()  # the job ended (or left the queue): refresh the whole page and its polling rate
+    if was_running and not running:
+        st.rerun()  # the job ended: refresh the whole page (results, findings)
     cols = st.columns(len(STAGES))
     for col, stage in zip(cols, STAGES):
         info = status[stage]
@@ -246,7 +250,6 @@ def pipeline_panel(run, *, was_running: bool, was_queued: bool = False) -> None:
                 if s in ("done", "stale") else ""
             if headline:
                 st.caption(headline)
-    queue_note(run)
     if running and not common.job_queued(run):
         prog = run.progress() or {}
         current = next((s for s in STAGES if status[s]["status"] == "running"), prog.get("stage", "…"))
@@ -370,12 +373,14 @@ except ChandraError:
     pass  # an invalid form is reported when it is used
 
 st.subheader("Pipeline")
-was_running = common.job_running(run)
-# A running job's panel refreshes every second (progress); a queued one every
-# 3 s (its position): ten waiting sessions must not keep the server busy.
-was_queued = common.job_queued(run)
-poll = (3.0 if was_queued else 1.0) if was_running else None
-st.fragment(run_every=poll)(pipeline_panel)(run, was_running=was_running, was_queued=was_queued)
+if common.job_queued(run):
+    # Waiting: the strip is drawn once; only the queue note polls (every 3 s).
+    pipeline_panel(run, was_running=False)
+    st.fragment(run_every=3.0)(queue_note)(run)
+else:
+    # A running job's panel refreshes every second (status, progress).
+    was_running = common.job_running(run)
+    st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
 job = common.job_for(run)
 if job is not None and job.status == "failed" and job.error is not None:
     failed = any(i.get("status") == "failed" for i in run.status().values())

@@ -9,11 +9,11 @@ One fresh ``streamlit run app.py`` (port 8900-8999, temporary runs folder,
 default of one job per two cores) driven by headless chromium, the way
 ``tests/test_browser.py`` drives it:
 
-1. **Warm-up (alone).** One session presses *Run all* on
+1. **Alone.** One session presses *Run all* on
    ``sample_audio/bach_prelude_c.flac`` (the default sample, dsp, K = 64)
-   and waits until every stage in ``run.json`` is ``done``. This warms the
-   server (imports, numba cache) and gives the time of one job with the
-   machine to itself, *T1*.
+   and waits until every stage in ``run.json`` is ``done`` (this starts
+   the job worker process and warms caches); a second run alone gives the
+   time of one job with the server to itself, *T1*.
 2. **Load.** ``--sessions`` new browser sessions open the home page; then
    their *Run all* buttons are clicked one after the other (within about a
    second): every click makes a new run, which goes on the server's job
@@ -102,26 +102,59 @@ def open_home(ctx, base: str):
     return page
 
 
-def timed_load(browser, url: str, ready, expect: str | None = None) -> dict:
+def timed_load(browser, url: str, first, ready, expect: str | None = None) -> dict:
     """Open ``url`` in a new session: seconds to the browser's DOM (HTML and
-    the app's scripts parsed: browser-bound), to ``ready`` (the page's own
-    content shown) and to the end of the script run; and whether ``expect``
-    is in the page's text."""
+    the app's scripts parsed: browser-bound), to ``first`` (the page's first
+    own content, e.g. its metrics), to ``ready`` (all of it, charts drawn)
+    and to the end of the script run; whether ``expect`` is in the page's
+    text; and ``server_s``, the server's part: from the session's websocket
+    opening to the server's "script finished" message (decoded from the
+    websocket frames), independent of how fast this machine's browser
+    draws."""
+    from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+    marks: dict[str, float] = {}
+
+    def on_frame(payload) -> None:
+        if "finished" in marks or isinstance(payload, str):
+            return
+        msg = ForwardMsg()
+        try:
+            msg.ParseFromString(payload)
+        except Exception:  # noqa: BLE001 - not a ForwardMsg: ignore
+            return
+        if msg.WhichOneof("type") == "script_finished":
+            marks["finished"] = time.monotonic()
+
+    def on_websocket(ws) -> None:
+        if "/_stcore/stream" in ws.url and "ws" not in marks:
+            marks["ws"] = time.monotonic()
+            ws.on("framereceived", on_frame)
+
     ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = ctx.new_page()
+        page.on("websocket", on_websocket)
         page.set_default_timeout(120_000)
         t0 = time.monotonic()
         page.goto(url, wait_until="domcontentloaded")
         t_dom = time.monotonic() - t0
+        first(page)
+        t_first = time.monotonic() - t0
         ready(page)
         t_ready = time.monotonic() - t0
         wait_idle(page, 120_000)
         t_idle = time.monotonic() - t0 - 0.4  # wait_idle's own settling pause
         seen = expect is None or expect in page.locator("body").inner_text()
-        return {"dom_s": t_dom, "s": t_ready, "idle_s": max(t_ready, t_idle), "expected_seen": seen}
+        server = marks["finished"] - marks["ws"] if {"ws", "finished"} <= set(marks) else None
+        return {"dom_s": t_dom, "first_s": t_first, "s": t_ready, "idle_s": max(t_ready, t_idle),
+                "server_s": server, "expected_seen": seen}
     finally:
         ctx.close()
+
+
+def _fmt(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds:.2f} s"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,45 +198,55 @@ def main(argv: list[str] | None = None) -> int:
         with sync_playwright() as pw:
             browser = launch_chromium(pw)
             try:
-                # ------------------------------------------------ 1. warm-up, alone
-                ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                page = open_home(ctx, base)
-                t0 = time.monotonic()
-                page.get_by_role("button", name=re.compile("Run all")).click()
-                warm_id = None
-                while time.monotonic() - t0 < 600:
-                    metas = read_runs(runs)
-                    if metas:
-                        warm_id, meta = next(iter(metas.items()))
-                        if failed(meta):
-                            raise RuntimeError(f"warm-up failed: {failed(meta)}")
-                        if all_done(meta):
-                            break
-                    time.sleep(0.05)
-                else:
-                    raise RuntimeError("warm-up run did not finish in 600 s")
-                t1 = time.monotonic() - t0
-                ctx.close()
-                print(f"  warm-up run alone (T1): {t1:.2f} s  [{warm_id}]", flush=True)
-                result["t1_s"] = t1
+                # ------------------------------------------------ 1. alone: warm-up, then T1
+                def solo(exclude: set[str]) -> tuple[str, float]:
+                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    page = open_home(ctx, base)
+                    t0 = time.monotonic()
+                    page.get_by_role("button", name=re.compile("Run all")).click()
+                    while time.monotonic() - t0 < 600:
+                        metas = {k: m for k, m in read_runs(runs).items() if k not in exclude}
+                        if metas:
+                            rid, meta = next(iter(metas.items()))
+                            if failed(meta):
+                                raise RuntimeError(f"solo run failed: {failed(meta)}")
+                            if all_done(meta):
+                                ctx.close()
+                                return rid, time.monotonic() - t0
+                        time.sleep(0.05)
+                    raise RuntimeError("a solo run did not finish in 600 s")
+
+                warm_id, t_warm = solo(set())
+                print(f"  first run alone (starts the worker process): {t_warm:.2f} s", flush=True)
+                solo_id, t1 = solo({warm_id})
+                print(f"  second run alone (T1): {t1:.2f} s", flush=True)
+                result["first_run_s"], result["t1_s"] = t_warm, t1
+                exclude = {warm_id, solo_id}
+
+                # (page, url, first content shown, everything shown, text expected)
+                def metric(label):
+                    return lambda p: p.get_by_text(label, exact=True).first.wait_for()
+
+                def chart(p):
+                    p.locator(".js-plotly-plot").first.wait_for(state="visible")
 
                 probes = [
-                    ("home, queued run", lambda q: f"{base}/?run={q}",
+                    ("home, queued run", lambda q: f"{base}/?run={q}", metric("Pipeline"),
                      lambda p: p.get_by_role("heading", name="Findings").first.wait_for(), "Queued: position"),
                     ("Audio and segments", lambda q: f"{base}/Audio_and_segments?run={warm_id}",
-                     lambda p: p.locator(".js-plotly-plot").first.wait_for(state="visible"), None),
-                    ("Vocabulary", lambda q: f"{base}/Vocabulary?run={warm_id}",
-                     lambda p: p.locator(".js-plotly-plot").first.wait_for(state="visible"), None),
+                     metric("sample rate"), chart, None),
+                    ("Vocabulary", lambda q: f"{base}/Vocabulary?run={warm_id}", metric("perplexity"), chart, None),
                 ]
 
                 # ------------------------------------------------ baseline: the same pages, queue empty
                 baseline: list[dict] = []
-                for name, url, ready, _ in probes:
+                for name, url, first, ready, _ in probes:
                     for _ in range(2):
-                        r = timed_load(browser, url(warm_id), ready)
+                        r = timed_load(browser, url(warm_id), first, ready)
                         baseline.append({"page": name, **r})
-                        print(f"    idle server: {name:<20} {r['s']:6.2f} s (DOM {r['dom_s']:.2f} s, "
-                              f"script done {r['idle_s']:.2f} s)", flush=True)
+                        print(f"    idle server: {name:<20} shown {r['s']:6.2f} s (DOM {r['dom_s']:.2f} s, first "
+                              f"content {r['first_s']:.2f} s, script done {r['idle_s']:.2f} s; server "
+                              f"{_fmt(r['server_s'])})", flush=True)
                 result["baseline"] = baseline
 
                 # ------------------------------------------------ 2. sessions press Run all
@@ -232,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                 finished: dict[str, float] = {}
                 started: dict[str, float] = {}
                 while time.monotonic() - t_start < TIMEOUT_S:
-                    metas = {k: m for k, m in read_runs(runs).items() if k != warm_id}
+                    metas = {k: m for k, m in read_runs(runs).items() if k not in exclude}
                     now = time.monotonic() - t_start
                     for rid, m in metas.items():
                         if failed(m):
@@ -246,12 +289,13 @@ def main(argv: list[str] | None = None) -> int:
                         break
                     queued = [rid for rid, m in metas.items() if (m.get("job") or {}).get("status") == "queued"]
                     if queued and len(metas) == args.sessions:
-                        name, url, ready, expect = probes[i % len(probes)]
+                        name, url, first, ready, expect = probes[i % len(probes)]
                         i += 1
-                        r = timed_load(browser, url(queued[-1]), ready, expect)
+                        r = timed_load(browser, url(queued[-1]), first, ready, expect)
                         loads.append({"page": name, **r, "queued": len(queued), "at_s": time.monotonic() - t_start})
-                        print(f"    load {name:<20} {r['s']:6.2f} s (DOM {r['dom_s']:.2f} s, script done "
-                              f"{r['idle_s']:.2f} s)  {len(queued)} queued"
+                        print(f"    load {name:<20} shown {r['s']:6.2f} s (DOM {r['dom_s']:.2f} s, first content "
+                              f"{r['first_s']:.2f} s, script done {r['idle_s']:.2f} s; server {_fmt(r['server_s'])})"
+                              f"  {len(queued)} queued"
                               + ("" if r["expected_seen"] else "  [queue note NOT shown]"), flush=True)
                     else:
                         time.sleep(0.1)
@@ -267,12 +311,22 @@ def main(argv: list[str] | None = None) -> int:
         raise
     finally:
         stop_server(proc)
-        log_lines = log.read_text(errors="replace").count("\n") if log.exists() else 0
+        log_text = log.read_text(errors="replace") if log.exists() else ""
+        log_lines = log_text.count("\n")
+        kinds: dict[str, int] = {}
+        for line in log_text.splitlines():
+            key = re.sub(r"^[0-9-]+ [0-9:.]+ ", "", line).strip()[:100]
+            if key:
+                kinds[key] = kinds.get(key, 0) + 1
         shutil.rmtree(tmp, ignore_errors=True)
 
     implied = math.ceil(args.sessions / max_jobs) * result["t1_s"]
+    for key, count in sorted(kinds.items(), key=lambda kv: -kv[1])[:5]:
+        print(f"  server log: {count:4d} x {key}")
     result.update({"close_sessions": args.close_sessions, "load_avg_end": os.getloadavg()[0], "total_s": total, "implied_s": implied, "loads": loads, "server_log_lines": log_lines,
                    "slowest_load_s": max((x["s"] for x in loads), default=None),
+                   "slowest_first_content_s": max((x["first_s"] for x in loads), default=None),
+                   "slowest_server_s": max((x["server_s"] for x in loads if x["server_s"] is not None), default=None),
                    "median_load_s": statistics.median([x["s"] for x in loads]) if loads else None,
                    "finished_s": sorted(finished.values())})
     print(f"\nall {args.sessions} runs done {total:.1f} s after the first click; the queue implies "
@@ -283,12 +337,19 @@ def main(argv: list[str] | None = None) -> int:
             by_page.setdefault(x["page"], []).append(x)
         for name, values in by_page.items():
             shown = [v["s"] for v in values]
+            firsts = [v["first_s"] for v in values]
             doms = [v["dom_s"] for v in values]
-            print(f"  {name:<20}: {len(values)} loads, median {statistics.median(shown):.2f} s, "
-                  f"slowest {max(shown):.2f} s (of which browser DOM: median {statistics.median(doms):.2f} s)")
+            servers = [v["server_s"] for v in values if v["server_s"] is not None]
+            if servers:
+                print(f"  {name:<20}: server part median {statistics.median(servers):.2f} s, slowest "
+                      f"{max(servers):.2f} s")
+            print(f"  {name:<20}: {len(values)} loads, all shown median {statistics.median(shown):.2f} s, slowest "
+                  f"{max(shown):.2f} s; first content median {statistics.median(firsts):.2f} s, slowest "
+                  f"{max(firsts):.2f} s; browser DOM median {statistics.median(doms):.2f} s")
         if not all(x["expected_seen"] for x in loads):
             print("  WARNING: a queued run's home page did not show its queue position")
-        print(f"SUMMARY: slowest page load while the queue was full {result['slowest_load_s']:.2f} s "
+        print(f"SUMMARY: slowest page load while the queue was full {result['slowest_load_s']:.2f} s, first "
+              f"content {result['slowest_first_content_s']:.2f} s, server part {_fmt(result['slowest_server_s'])} "
               f"(median {result['median_load_s']:.2f} s over {len(loads)} loads); total {total:.1f} s vs "
               f"implied {implied:.1f} s; server log {log_lines} lines")
     else:
