@@ -205,7 +205,7 @@ def _stages_needed(status: dict, stage: str) -> list[str]:
 
 def queue_note(run) -> None:
     """Where the run's job stands in the queue, with a Cancel button. Polled
-    on its own (every 3 s) while the run waits: the stage strip above does
+    on its own (every 5 s) while the run waits: the stage strip above does
     not change meanwhile, so ten waiting sessions cost the server (and their
     browsers) three elements each, not the whole strip. When the job leaves
     the queue the whole page runs again."""
@@ -374,9 +374,9 @@ except ChandraError:
 
 st.subheader("Pipeline")
 if common.job_queued(run):
-    # Waiting: the strip is drawn once; only the queue note polls (every 3 s).
+    # Waiting: the strip is drawn once; only the queue note polls (every 5 s).
     pipeline_panel(run, was_running=False)
-    st.fragment(run_every=3.0)(queue_note)(run)
+    st.fragment(run_every=5.0)(queue_note)(run)
 else:
     # A running job's panel refreshes every second (status, progress).
     was_running = common.job_running(run)
