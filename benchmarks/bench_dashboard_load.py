@@ -165,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="close the sessions' pages after their clicks (their runs stay queued): page loads then "
                          "measure the server, not also this machine's browser rendering ten live pages")
     ap.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    ap.add_argument("--keep-log", type=Path, help="copy the server's log here")
     args = ap.parse_args(argv)
     if not CHROMIUM.exists():
         raise SystemExit("/usr/bin/chromium is not installed")
@@ -312,6 +313,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop_server(proc)
         log_text = log.read_text(errors="replace") if log.exists() else ""
+        if args.keep_log:
+            args.keep_log.write_text(log_text)
         log_lines = log_text.count("\n")
         kinds: dict[str, int] = {}
         for line in log_text.splitlines():
