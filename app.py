@@ -263,6 +263,10 @@ def pipeline_panel(run, *, was_running: bool) -> None:
             if st.button("Cancel", key="cancel_run", type="secondary", width="stretch"):
                 common.cancel_job(run)
                 st.toast("Cancel requested; the stage stops at its next progress report.")
+    recorded = run.job() or {}
+    if recorded.get("status") in ("queued", "running") and common.job_for(run) is None:
+        st.warning(f"This run's last job was {recorded['status']} in another server process "
+                   f"(pid {recorded.get('pid', '?')}); if that server has stopped, run the stages again.")
     for stage in STAGES:
         info = status[stage]
         if info.get("status") == "failed":

@@ -437,3 +437,19 @@ def test_encoder_model_paths_outside_the_roots_are_refused(runs_root, text):
 
     with pytest.raises(PathNotAllowedError):
         common.resolve_model_source(text)
+
+
+def test_a_job_left_queued_by_a_stopped_server_is_reported(prepared_run, runs_root):
+    import shutil
+
+    from chandra.rundir import RunDirectory
+
+    path = runs_root / "orphan-queued"
+    if not path.exists():
+        shutil.copytree(prepared_run.path, path)
+    run = RunDirectory(path)
+    run.set_job({"status": "queued", "position": 2, "pid": 999999, "seq": 1})
+    at = _app(run)
+    at.run()
+    assert not at.exception
+    assert any("last job was queued in another server process (pid 999999)" in w for w in _texts(at.warning))
