@@ -25,8 +25,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,test]"
 	touch $(STAMP)
 
+# DATA_DIR="dir1 dir2": folders whose files the dashboard may open (see README, Security).
 run: $(STAMP)
-	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT)
+	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
+		$(if $(strip $(DATA_DIR)),-- $(foreach d,$(DATA_DIR),--data-dir $(d)))
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -ra

@@ -81,7 +81,7 @@ def _config_from_widgets(base: TrainConfig | None = None) -> TrainConfig:
         threshold = "auto" if ss["p_thr_mode"] == "auto" else float(ss["p_thr"])
     fields = dict(
         encoder=ss["p_encoder"],
-        model=(ss["p_model"].strip() or None),
+        model=common.resolve_model_source(ss["p_model"]) if ss["p_encoder"] != "dsp" else (ss["p_model"].strip() or None),
         layer=int(ss["p_layer"]),
         trust_remote_code=bool(ss["p_trust"]),
         n_tokens=int(ss["p_k"]),
@@ -138,32 +138,52 @@ def parameters_form() -> None:
 # --------------------------------------------------------------------------- audio
 
 
-def audio_chooser() -> Path | None:
-    """The chosen audio file, or None (with a note saying why)."""
+def audio_chooser() -> tuple[Path | None, ChandraError | None]:
+    """The chosen audio file, or (None, why not). Every path is checked
+    against the allowed folders here, before anything reads it."""
     source = st.radio("audio source", ("sample", "server path", "upload"), horizontal=True, key="audio_source")
     if source == "sample":
         samples = common.sample_files()
         if not samples:
             st.warning("No files in sample_audio/.")
-            return None
+            return None, None
         name = st.selectbox("sample", [p.name for p in samples], key="audio_sample")
-        return common.SAMPLE_DIR / name
+        try:
+            return common.resolve_user_path(str(common.SAMPLE_DIR / name)), None
+        except ChandraError as exc:
+            return None, exc
     if source == "server path":
         text = st.text_input("path of an audio file on the server", key="audio_path",
-                             placeholder="/data/recordings/take1.wav")
-        return Path(text.strip()).expanduser() if text.strip() else None
+                             placeholder="/data/recordings/take1.wav", help=common.roots_hint())
+        if not text.strip():
+            return None, None
+        try:
+            return common.resolve_user_path(text), None
+        except ChandraError as exc:
+            common.show_error(exc)
+            return None, exc
     from chandra.audio import SUPPORTED_EXTENSIONS
 
     cap = st.get_option("server.maxUploadSize")
     upload = st.file_uploader(f"upload audio (at most {cap} MB)", type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS],
-                              key="audio_upload")
+                              key="audio_upload", help="The file is decoded when it arrives; one that is not "
+                              "readable audio is refused here.")
     if upload is None:
-        return None
+        return None, None
+    saved = st.session_state.get("_upload_saved") or {}
+    if saved.get("file_id") == upload.file_id:  # checked on an earlier rerun: not hashed again
+        if saved.get("error"):
+            st.error(saved["error"], icon=":material/block:")
+            return None, ChandraError(saved["error"])
+        return Path(saved["path"]), None
     try:
-        return common.save_upload(upload.name, upload.getvalue())
+        path = common.save_upload(upload.name, upload.getvalue())
     except ChandraError as exc:
+        st.session_state["_upload_saved"] = {"file_id": upload.file_id, "error": str(exc)}
         common.show_error(exc)
-        return None
+        return None, exc
+    st.session_state["_upload_saved"] = {"file_id": upload.file_id, "path": str(path)}
+    return path, None
 
 
 # --------------------------------------------------------------------------- pipeline strip
@@ -181,6 +201,29 @@ def _stages_needed(status: dict, stage: str) -> list[str]:
     add(stage)
     needed.add(stage)
     return [s for s in STAGES if s in needed]
+
+
+def queue_note(run) -> None:
+    """Where the run's job stands in the queue, with a Cancel button. Polled
+    on its own (every 5 s) while the run waits: the stage strip above does
+    not change meanwhile, so ten waiting sessions cost the server (and their
+    browsers) three elements each, not the whole strip. When the job leaves
+    the queue the whole page runs again."""
+    job = common.job_for(run)
+    if job is None or job.status != "queued":
+        st.rerun()
+    counts = common.job_queue().counts()
+    qc1, qc2 = st.columns([5, 1])
+    with qc1:
+        st.info(f"Queued: position **{job.position}** of {counts['queued']} waiting · "
+                f"{counts['running']} of {counts['max_workers']} job slot(s) busy. "
+                "The run starts when a slot frees; other pages keep working meanwhile.",
+                icon=":material/hourglass_top:")
+    with qc2:
+        if st.button("Cancel", key="cancel_queued", type="secondary", width="stretch",
+                     help="Take this run out of the queue"):
+            common.cancel_job(run)
+            st.rerun()
 
 
 def pipeline_panel(run, *, was_running: bool) -> None:
@@ -207,8 +250,8 @@ def pipeline_panel(run, *, was_running: bool) -> None:
                 if s in ("done", "stale") else ""
             if headline:
                 st.caption(headline)
-    if running:
-        prog = meta.get("progress") or {}
+    if running and not common.job_queued(run):
+        prog = run.progress() or {}
         current = next((s for s in STAGES if status[s]["status"] == "running"), prog.get("stage", "…"))
         done, total = int(prog.get("done", 0) or 0), int(prog.get("total", 0) or 0)
         frac = done / total if total else 0.0
@@ -218,8 +261,12 @@ def pipeline_panel(run, *, was_running: bool) -> None:
             st.progress(min(max(frac, 0.0), 1.0), text=label)
         with pc2:
             if st.button("Cancel", key="cancel_run", type="secondary", width="stretch"):
-                run.request_cancel()
+                common.cancel_job(run)
                 st.toast("Cancel requested; the stage stops at its next progress report.")
+    recorded = run.job() or {}
+    if recorded.get("status") in ("queued", "running") and common.job_for(run) is None:
+        st.warning(f"This run's last job was {recorded['status']} in another server process "
+                   f"(pid {recorded.get('pid', '?')}); if that server has stopped, run the stages again.")
     for stage in STAGES:
         info = status[stage]
         if info.get("status") == "failed":
@@ -270,7 +317,7 @@ if runs:
 _sync_params(run)
 
 with st.expander("Audio and parameters", expanded=run is None):
-    audio = audio_chooser()
+    audio, audio_error = audio_chooser()
     st.divider()
     parameters_form()
     b1, b2, b3 = st.columns([2, 2, 2])
@@ -286,10 +333,11 @@ with st.expander("Audio and parameters", expanded=run is None):
 
 if start_new:
     try:
+        if audio_error is not None:
+            raise audio_error
         if audio is None:
             raise ChandraError("choose an audio file first (a sample, a server path or an upload)")
-        if not audio.is_file():
-            raise ChandraError(f"{audio}: no such audio file on the server")
+        audio = common.resolve_user_path(str(audio))  # checked again: nothing outside the roots gets a run
         config = _config_from_widgets()
         from chandra.rundir import RunDirectory
 
@@ -299,7 +347,8 @@ if start_new:
         common.start_job(new_run, "all")
         st.rerun()
     except ChandraError as exc:
-        common.show_error(exc)
+        if exc is not audio_error or st.session_state.get("audio_source") == "sample":
+            common.show_error(exc)  # (a path or upload error is already shown under its box)
 
 if run is not None and apply:
     try:
@@ -328,14 +377,19 @@ except ChandraError:
     pass  # an invalid form is reported when it is used
 
 st.subheader("Pipeline")
-was_running = common.job_running(run)
-st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
+if common.job_queued(run):
+    # Waiting: the strip is drawn once; only the queue note polls (every 5 s).
+    pipeline_panel(run, was_running=False)
+    st.fragment(run_every=5.0)(queue_note)(run)
+else:
+    # A running job's panel refreshes every second (status, progress).
+    was_running = common.job_running(run)
+    st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
 job = common.job_for(run)
-if job is not None and job.get("error") is not None and not common.job_running(run):
-    exc = job["error"]
+if job is not None and job.status == "failed" and job.error is not None:
     failed = any(i.get("status") == "failed" for i in run.status().values())
     if not failed:  # errors of stages are already listed above
-        common.show_error(exc, context="run")
+        common.show_error(job.error, context="run")
 
 links = st.columns(len(STAGE_PAGES))
 for col, (stage, page) in zip(links, STAGE_PAGES.items()):

@@ -5,7 +5,9 @@ and any page, reload or second browser tab must see the same results, so
 every stage's output is persisted under ``<root>/<run_id>/``::
 
     run.json            config, per-stage status/time/hash/error, ledger,
-                        summaries, findings, progress
+                        summaries, findings, job (queued / running / …)
+    run.lock            the lock file every change of run.json holds
+    progress.json       the running stage's progress (not in run.json)
     signal.npy          float32 mono signal
     segments.npz        Segments arrays
     raw_features.npy    encoder output (n, d)
@@ -13,6 +15,8 @@ every stage's output is persisted under ``<root>/<run_id>/``::
     tokens.npy          int64 (n,)
     centers.npy         vocabulary centres
     vocabulary.json     fitted vocabulary summary (params, metrics)
+    vocabulary_state.json + vocabulary_state.npz
+                        the fitted GestureVocabulary (get_state / from_state)
     harmony.json        per-segment consonance / ratios
     events.json         events
     oracle.json + oracle_<name>.npy
@@ -21,10 +25,25 @@ every stage's output is persisted under ``<root>/<run_id>/``::
 
 Nothing here is pickled; arrays are ``.npy``/``.npz`` loaded with
 ``allow_pickle=False``, and every write is atomic.
+
+Run metadata and concurrency
+----------------------------
+``run.json`` is changed only by a locked read-modify-write
+(:meth:`RunDirectory.update_meta`): a per-run ``threading.RLock`` for the
+threads of one process, and an exclusive ``fcntl.flock`` on ``run.lock`` for
+other processes (a dashboard and a CLI, two servers on one runs folder).
+Reads need no lock: every write replaces the file atomically, so a reader
+sees the old or the new document, never a mix. Each writer re-reads the
+current document inside the lock and changes only its own keys, so a
+config change or a "generated" ledger entry made while a stage finishes in
+another thread or process is kept. Progress ticks never touch ``run.json``:
+they go to ``progress.json`` (replaced atomically, not fsynced, at most four
+times a second).
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
 import os
@@ -32,7 +51,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
+
+try:  # POSIX; elsewhere only the threads of one process are serialised
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None
 
 import numpy as np
 
@@ -42,7 +66,7 @@ from chandra.pipeline import STAGE_DEPENDENCIES, STAGES, RunState, TrainConfig, 
 from chandra.progress import Cancelled
 
 __all__ = ["RunDirectory", "list_runs", "STATUS_NOT_RUN", "STATUS_DONE", "STATUS_STALE", "STATUS_FAILED",
-           "STATUS_RUNNING", "STATUS_CANCELLED"]
+           "STATUS_RUNNING", "STATUS_CANCELLED", "STAGE_FAILED", "STAGE_CANCELLED"]
 
 STATUS_NOT_RUN = "not run"
 STATUS_RUNNING = "running"
@@ -51,7 +75,78 @@ STATUS_STALE = "stale"
 STATUS_FAILED = "failed"
 STATUS_CANCELLED = "cancelled"
 
-_lock = threading.Lock()
+#: Finding codes for stages that did not finish (counted beside the ledger's findings).
+STAGE_FAILED = "STAGE_FAILED"
+STAGE_CANCELLED = "STAGE_CANCELLED"
+
+#: Seconds between two progress writes (the last tick of a stage is always written).
+PROGRESS_INTERVAL_S = 0.25
+
+
+class _RunLock:
+    """Exclusive access to one run's metadata: a re-entrant thread lock plus,
+    at the outermost level, ``flock`` on ``run.lock`` (a fresh descriptor per
+    acquisition, so other processes wait too)."""
+
+    def __init__(self, path: Path):
+        self.file = path / "run.lock"
+        self.rlock = threading.RLock()
+        self.depth = 0
+        self.fd: int | None = None
+
+    def __enter__(self) -> "_RunLock":
+        self.rlock.acquire()
+        try:
+            if self.depth == 0 and fcntl is not None:
+                fd = os.open(self.file, os.O_RDWR | os.O_CREAT, 0o666)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX)
+                except BaseException:
+                    os.close(fd)
+                    raise
+                self.fd = fd
+            self.depth += 1
+        except BaseException:
+            self.rlock.release()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.depth -= 1
+            if self.depth == 0 and self.fd is not None:
+                fd, self.fd = self.fd, None
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    os.close(fd)
+        finally:
+            self.rlock.release()
+
+
+_locks: dict[str, _RunLock] = {}
+_locks_guard = threading.Lock()
+
+
+def _run_lock(path: Path) -> _RunLock:
+    key = os.path.realpath(path)
+    with _locks_guard:
+        lock = _locks.get(key)
+        if lock is None:
+            lock = _locks[key] = _RunLock(Path(key))
+        return lock
+
+
+def _reset_locks_after_fork() -> None:
+    # A forked child must not inherit a parent's held thread locks or its
+    # flock descriptors (which would share the parent's lock).
+    global _locks_guard
+    _locks.clear()
+    _locks_guard = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def _now() -> str:
@@ -108,7 +203,7 @@ class RunDirectory:
             "ledger": [],
             "summaries": {},
             "findings": [],
-            "progress": None,
+            "job": None,
         }
         dump_json_atomic(meta, path / "run.json")
         return cls(path)
@@ -127,18 +222,33 @@ class RunDirectory:
         except json.JSONDecodeError as exc:
             raise ChandraError(f"{self.path / 'run.json'}: malformed JSON ({exc})") from exc
 
-    def _update_meta(self, **changes: Any) -> dict:
-        with _lock:
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Hold this run's metadata lock (threads and processes); re-entrant."""
+        with _run_lock(self.path):
+            yield
+
+    def update_meta(self, change: Callable[[dict], Any]) -> dict:
+        """Locked read-modify-write of ``run.json``.
+
+        ``change(meta)`` edits the current document in place (read inside
+        the lock, so nothing written meanwhile by another thread or process
+        is lost); the result is written atomically and returned.
+        """
+        with self.locked():
             meta = self.meta()
-            meta.update(changes)
+            change(meta)
             dump_json_atomic(meta, self.path / "run.json")
             return meta
 
+    def _update_meta(self, **changes: Any) -> dict:
+        return self.update_meta(lambda meta: meta.update(changes))
+
     def _set_stage(self, stage: str, **info: Any) -> None:
-        with _lock:
-            meta = self.meta()
+        def change(meta: dict) -> None:
             meta["stages"][stage] = {**meta["stages"].get(stage, {}), **info}
-            dump_json_atomic(meta, self.path / "run.json")
+
+        self.update_meta(change)
 
     def config(self) -> TrainConfig:
         return TrainConfig.from_dict(self.meta()["config"])
@@ -147,6 +257,60 @@ class RunDirectory:
         """Change the options; stages whose inputs changed become stale."""
         config.validate()
         self._update_meta(config=config.to_dict())
+
+    # ------------------------------------------------------------------ progress and job
+
+    def _progress_file(self) -> Path:
+        return self.path / "progress.json"
+
+    def write_progress(self, progress: dict | None) -> None:
+        """Replace the progress record (``None`` removes it). Not fsynced and
+        not locked: progress is advisory, and the file is replaced whole."""
+        target = self._progress_file()
+        if progress is None:
+            target.unlink(missing_ok=True)
+            return
+        tmp = self.path / f".progress.{os.getpid()}.{threading.get_ident()}.tmp"
+        try:
+            tmp.write_text(json.dumps(progress), encoding="utf-8")
+            os.replace(tmp, target)
+        except OSError:
+            tmp.unlink(missing_ok=True)  # a missed tick is harmless
+
+    def progress(self) -> dict | None:
+        """The running stage's progress ``{"stage", "done", "total", "time"}``,
+        or None."""
+        try:
+            value = json.loads(self._progress_file().read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return value if isinstance(value, dict) else None
+
+    def set_job(self, job: dict | None) -> None:
+        """Record the run's job state in ``run.json`` (e.g. ``{"status":
+        "queued", "position": 3, "stages": "all"}``); see :mod:`chandra.jobs`."""
+        self._update_meta(job=job)
+
+    def job(self) -> dict | None:
+        """The job state last recorded in ``run.json``, or None."""
+        value = self.meta().get("job")
+        return value if isinstance(value, dict) else None
+
+    def stage_findings(self) -> list[dict]:
+        """Findings for stages that did not finish: one error
+        (:data:`STAGE_FAILED`) per failed stage with its error message, one
+        warning (:data:`STAGE_CANCELLED`) per cancelled stage."""
+        out: list[dict] = []
+        for stage, info in self.status().items():
+            if info.get("status") == STATUS_FAILED:
+                out.append({"severity": "error", "code": STAGE_FAILED, "stage": stage,
+                            "message": f"the {stage} stage failed: {info.get('error') or 'unknown error'}",
+                            "evidence": {"error": info.get("error"), "finished": info.get("finished")}})
+            elif info.get("status") == STATUS_CANCELLED:
+                out.append({"severity": "warning", "code": STAGE_CANCELLED, "stage": stage,
+                            "message": f"the {stage} stage was cancelled before it finished",
+                            "evidence": {"error": info.get("error")}})
+        return out
 
     def status(self) -> dict[str, dict]:
         """Per stage: status (not run / running / done / stale / failed /
@@ -184,10 +348,16 @@ class RunDirectory:
             _save_npy(p / "raw_features.npy", state.raw_features)
             dump_json_atomic(state.encoder_provenance, p / "encoder.json")
         elif stage == "vocabulary":
+            vocab = state.vocabulary
             _save_npy(p / "features.npy", state.features)
             _save_npy(p / "tokens.npy", state.tokens)
-            _save_npy(p / "centers.npy", np.asarray(state.vocabulary.cluster_centers_, dtype=np.float32))
-            vocab = state.vocabulary
+            _save_npy(p / "centers.npy", np.asarray(vocab.cluster_centers_, dtype=np.float32))
+            # The fitted estimator itself, so a reloaded run's vocabulary
+            # predicts and transforms like the one that was fitted.
+            meta, arrays = vocab.get_state()
+            with atomic_write(p / "vocabulary_state.npz") as fh:
+                np.savez(fh, **{name: np.asarray(a) for name, a in arrays.items()})
+            dump_json_atomic(meta, p / "vocabulary_state.json")
             dump_json_atomic({"params": vocab.get_params(), "n_tokens": int(vocab.n_tokens_),
                               "fit_metrics": vocab.fit_metrics_,
                               "effective": getattr(vocab, "effective_params_", {})}, p / "vocabulary.json")
@@ -202,12 +372,16 @@ class RunDirectory:
             dump_json_atomic({"meta": state.oracle.to_meta(), "arrays": sorted(arrays),
                               "threshold_curve": state.threshold_curve}, p / "oracle.json")
 
+    def _state_stamp(self) -> tuple[int, int, int]:
+        st = (self.path / "run.json").stat()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
+
     def load_state(self) -> RunState:
         """Rebuild a :class:`RunState` from the files of the stages that are
         done (stale stages are loaded too, so pages can still show them)."""
         meta = self.meta()
-        mtime = (self.path / "run.json").stat().st_mtime
-        if self._state is not None and self._state_mtime == mtime:
+        stamp = self._state_stamp()
+        if self._state is not None and self._state_mtime == stamp:
             return self._state
         from chandra.segment import Segments
 
@@ -230,7 +404,7 @@ class RunDirectory:
         if "vocabulary" in done and (p / "tokens.npy").exists():
             state.features = _load_npy(p / "features.npy")
             state.tokens = _load_npy(p / "tokens.npy")
-            state.vocabulary = _StoredVocabulary(p)
+            state.vocabulary = _load_vocabulary(p, state.raw_features)
         if "harmony" in done and (p / "harmony.json").exists():
             state.harmony = json.loads((p / "harmony.json").read_text())
         if "events" in done and (p / "events.json").exists():
@@ -247,22 +421,17 @@ class RunDirectory:
         state.ledger = list(meta.get("ledger", []))
         state.timings = {s: info["seconds"] for s, info in meta["stages"].items() if "seconds" in info}
         state.summaries = dict(meta.get("summaries", {}))
-        self._state, self._state_mtime = state, mtime
+        self._state, self._state_mtime = state, stamp
         return state
 
     def record_ledger_entry(self, entry: dict) -> None:
         """Add (or replace) one ledger entry, e.g. the "generated" stage after
-        an improvisation, keeping the canonical stage order."""
-        from chandra.ledger import LEDGER_STAGES
+        an improvisation, keeping the canonical stage order. A locked
+        read-modify-write: a stage finishing meanwhile keeps it."""
+        def change(meta: dict) -> None:
+            meta["ledger"] = _merge_ledger(meta.get("ledger", []), [entry])
 
-        order = {name: i for i, name in enumerate(LEDGER_STAGES)}
-        with _lock:
-            meta = self.meta()
-            ledger = [e for e in meta.get("ledger", []) if e.get("stage") != entry.get("stage")]
-            ledger.append(entry)
-            ledger.sort(key=lambda e: order.get(e.get("stage"), len(order)))
-            meta["ledger"] = ledger
-            dump_json_atomic(meta, self.path / "run.json")
+        self.update_meta(change)
 
     def model_path(self) -> Path:
         return self.path / "model.chandra"
@@ -272,13 +441,23 @@ class RunDirectory:
     def request_cancel(self) -> None:
         (self.path / "cancel").touch()
 
-    def execute(self, stages: str | list[str] = "all", *, progress=None) -> dict:
+    def execute(self, stages: str | list[str] = "all", *, progress=None,
+                should_cancel: Callable[[], bool] | None = None) -> dict:
         """Run ``stages`` ("all", "stale" — every stage not done — or a list)
         in pipeline order, persisting each as it finishes.
 
-        Progress is written to ``run.json`` so another thread or page can
-        poll it; a ``cancel`` file stops the run at the next progress report.
-        Errors are recorded on the failing stage and re-raised.
+        Progress goes to ``progress.json`` (see :meth:`progress`) so another
+        thread, page or process can poll it without touching ``run.json``. A
+        ``cancel`` file (:meth:`request_cancel`) or ``should_cancel()``
+        returning True stops the run at the next progress report. Errors
+        are recorded on the failing stage and re-raised.
+
+        Each finished stage is recorded by a locked read-modify-write that
+        changes only what the stage produced (its status, its ledger
+        entries and summary, the invalidation of its dependents), so options
+        changed or ledger entries added meanwhile are kept. A stage run
+        with options that changed while it ran is recorded under the
+        options it ran with, and so shows as stale.
         """
         if stages == "all":
             todo = list(STAGES)
@@ -291,62 +470,95 @@ class RunDirectory:
         cancel_file.unlink(missing_ok=True)
         meta = self.meta()
         config = TrainConfig.from_dict(meta["config"])
+        audio_sha256 = meta["audio_sha256"]
         self._state = None
         state = self.load_state()
         state.config = config
         last_write = [0.0]
 
         def on_progress(stage: str, done: int, total: int) -> None:
-            if cancel_file.exists():
+            if cancel_file.exists() or (should_cancel is not None and should_cancel()):
                 raise Cancelled(f"cancelled during {stage}")
             now = time.monotonic()
-            if now - last_write[0] > 0.25 or done >= total:
+            if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
                 last_write[0] = now
-                self._update_meta(progress={"stage": stage, "done": done, "total": total})
+                self.write_progress({"stage": stage, "done": int(done), "total": int(total), "time": time.time()})
             if progress is not None:
                 progress(stage, done, total)
 
-        for stage in todo:
-            self._set_stage(stage, status=STATUS_RUNNING, started=_now(), error=None)
-            try:
-                run_stage(state, stage, progress=on_progress,
-                          output=self.path / "model.chandra" if stage == "save" else None)
-                self._persist(state, stage)
-            except Cancelled as exc:
-                self._set_stage(stage, status=STATUS_CANCELLED, error=str(exc))
-                self._update_meta(progress=None)
-                cancel_file.unlink(missing_ok=True)
-                raise
-            except Exception as exc:
-                self._set_stage(stage, status=STATUS_FAILED, error=f"{type(exc).__name__}: {exc}"
-                                if not isinstance(exc, ChandraError) else str(exc))
-                self._update_meta(progress=None)
-                raise
-            findings = []
-            if stage == "save":
-                from chandra.findings import ledger_findings
+        try:
+            for stage in todo:
+                if should_cancel is not None and should_cancel():
+                    raise Cancelled(f"cancelled before {stage}")
+                self._run_one(state, stage, todo, config, audio_sha256, on_progress, cancel_file)
+        finally:
+            self.write_progress(None)
+            self._state = None
+        return self.status()
 
-                findings = [dict(f) if isinstance(f, dict) else f.to_dict() for f in
-                            ledger_findings(state.ledger, provenance=state.model.provenance,
-                                            vocabulary=state.model.vocabulary)]
-            meta = self.meta()
+    def _run_one(self, state: RunState, stage: str, todo: list[str], config: TrainConfig, audio_sha256: str,
+                 on_progress, cancel_file: Path) -> None:
+        self._set_stage(stage, status=STATUS_RUNNING, started=_now(), error=None)
+        if stage == "save":
+            # The model is new: an earlier improvisation no longer describes it.
+            state.ledger = [e for e in state.ledger if e.get("stage") != "generated"]
+        # References (not ids, which a freed object's successor may reuse) to
+        # what was there before, to tell what this stage produced.
+        ledger_before = list(state.ledger)
+        summaries_before = dict(state.summaries)
+        generated_before = next((e for e in self.meta().get("ledger", []) if e.get("stage") == "generated"), None)
+        try:
+            run_stage(state, stage, progress=on_progress,
+                      output=self.path / "model.chandra" if stage == "save" else None)
+            self._persist(state, stage)
+        except Cancelled as exc:
+            self._set_stage(stage, status=STATUS_CANCELLED, error=str(exc), finished=_now())
+            cancel_file.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            self._set_stage(stage, status=STATUS_FAILED, error=f"{type(exc).__name__}: {exc}"
+                            if not isinstance(exc, ChandraError) else str(exc), finished=_now())
+            raise
+        produced = [e for e in state.ledger if not any(e is b for b in ledger_before)]
+        summaries = {k: v for k, v in state.summaries.items() if summaries_before.get(k) is not v}
+        findings = None
+        if stage == "save":
+            from chandra.findings import ledger_findings
+
+            findings = [dict(f) if isinstance(f, dict) else f.to_dict() for f in
+                        ledger_findings(state.ledger, provenance=state.model.provenance,
+                                        vocabulary=state.model.vocabulary)]
+
+        def change(meta: dict) -> None:
             meta["stages"][stage] = {"status": STATUS_DONE, "seconds": state.timings.get(stage),
-                                     "hash": stage_hash(config, stage, audio_sha256=meta["audio_sha256"]),
+                                     "hash": stage_hash(config, stage, audio_sha256=audio_sha256),
                                      "finished": _now(), "error": None}
             # A re-run stage invalidates the stages that read its output
             # (directly or transitively) unless they are about to run too.
             for later in _dependents(stage):
                 if later not in todo and meta["stages"][later].get("status") == STATUS_DONE:
                     meta["stages"][later]["hash"] = "invalidated"
-            meta["ledger"] = state.ledger
-            meta["summaries"] = {**meta.get("summaries", {}), **state.summaries}
-            if stage == "save":
+            ledger = meta.get("ledger", [])
+            if stage == "save" and generated_before is not None:
+                ledger = [e for e in ledger if e != generated_before]
+            meta["ledger"] = _merge_ledger(ledger, produced)
+            meta["summaries"] = {**meta.get("summaries", {}), **summaries}
+            if findings is not None:
                 meta["findings"] = findings
-            meta["progress"] = None
-            with _lock:
-                dump_json_atomic(meta, self.path / "run.json")
-        self._state = None
-        return self.status()
+
+        self.update_meta(change)
+
+
+def _merge_ledger(ledger: list[dict], entries: list[dict]) -> list[dict]:
+    """``ledger`` with each of ``entries`` replacing the entry of its stage,
+    in canonical stage order (unknown stages last, in their order)."""
+    from chandra.ledger import LEDGER_STAGES
+
+    order = {name: i for i, name in enumerate(LEDGER_STAGES)}
+    replaced = {e.get("stage") for e in entries}
+    out = [e for e in ledger if e.get("stage") not in replaced] + list(entries)
+    out.sort(key=lambda e: order.get(e.get("stage"), len(order)))
+    return out
 
 
 def _dependents(stage: str) -> list[str]:
@@ -358,27 +570,58 @@ def _dependents(stage: str) -> list[str]:
     return out
 
 
-class _StoredVocabulary:
-    """A fitted vocabulary read back from a run directory: exposes what
-    downstream stages and pages need (``n_tokens_``, ``cluster_centers_``,
-    ``fit_metrics_``, ``get_params``) without refitting."""
+def _load_vocabulary(path: Path, raw_features: np.ndarray | None):
+    """The fitted :class:`~chandra.vocabulary.GestureVocabulary` of a run.
 
-    def __init__(self, path: Path):
-        info = json.loads((path / "vocabulary.json").read_text())
-        self._params = info["params"]
-        self.n_tokens_ = int(info["n_tokens"])
-        self.fit_metrics_ = info["fit_metrics"]
-        self.effective_params_ = info.get("effective", {})
-        self.cluster_centers_ = _load_npy(path / "centers.npy")
+    Runs record its :meth:`get_state`; runs written before that kept only
+    the centres and a summary, from which the estimator is rebuilt exactly
+    when nothing else was fitted (L2 or no normalisation, no PCA). Otherwise
+    a :class:`~chandra.errors.VocabularyError` asks for the stage to be run
+    again.
+    """
+    from chandra.errors import VocabularyError
+    from chandra.vocabulary import GestureVocabulary
 
-    def get_params(self, deep: bool = True) -> dict:
-        return dict(self._params)
+    state_json, state_npz = path / "vocabulary_state.json", path / "vocabulary_state.npz"
+    if state_json.exists() and state_npz.exists():
+        meta = json.loads(state_json.read_text(encoding="utf-8"))
+        with np.load(state_npz, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+        return GestureVocabulary.from_state(meta, arrays)
+    # A run from before the state was persisted.
+    info = json.loads((path / "vocabulary.json").read_text(encoding="utf-8"))
+    params = dict(info.get("params") or {})
+    centers = _load_npy(path / "centers.npy")
+    if params.get("normalisation") not in ("l2", "none") or params.get("pca_components") or raw_features is None:
+        raise VocabularyError(f"{path.name}: this run's vocabulary was saved by an older chandra without its "
+                              "fitted normalisation; run the vocabulary stage again")
+    rows = np.asarray(raw_features, dtype=np.float64)
+    fit_metrics = dict(info.get("fit_metrics") or {})
+    meta = {
+        "params": params,
+        "effective_params": dict(info.get("effective") or {}),
+        "fit_metrics": fit_metrics,
+        "n_tokens_": int(info["n_tokens"]),
+        "n_features_in_": int(rows.shape[1]),
+        "n_samples_fit_": int(rows.shape[0]),
+        "n_zero_rows_": int(np.count_nonzero(~np.any(rows != 0, axis=1))),
+        "n_distinct_rows_": int(len(np.unique(rows, axis=0))),
+        "inertia_": float(fit_metrics.get("inertia", float("nan"))),
+    }
+    return GestureVocabulary.from_state(meta, {"centers": centers})
 
 
 def list_runs(root: str | os.PathLike) -> list[RunDirectory]:
-    """Runs under ``root``, newest first."""
+    """Runs under ``root``, newest first (folders without ``run.json``, such
+    as uploads, are not runs)."""
     root = Path(root)
     if not root.is_dir():
         return []
-    runs = [RunDirectory(p) for p in root.iterdir() if (p / "run.json").exists()]
-    return sorted(runs, key=lambda r: r.meta().get("created", ""), reverse=True)
+    runs = []
+    for p in root.iterdir():
+        if p.is_dir() and not p.is_symlink() and (p / "run.json").is_file():
+            try:
+                runs.append((RunDirectory(p), RunDirectory(p).meta().get("created", "")))
+            except ChandraError:
+                runs.append((RunDirectory(p), ""))
+    return [r for r, _ in sorted(runs, key=lambda rc: rc[1], reverse=True)]

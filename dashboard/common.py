@@ -6,26 +6,39 @@ that imports streamlit).
   shows the same run and two browser sessions never share a current run.
 * Loaded run state is cached by (run path, stage stamp) with
   ``st.cache_resource``; nothing hashes big arrays.
-* Long stages run in a background thread (:func:`start_job`); pages poll the
-  run directory for progress.
+* Training jobs go through the process-wide queue of :mod:`chandra.jobs`
+  (:func:`start_job`): at most ``--max-jobs`` run at once, the others wait
+  with a visible position and can be cancelled; pages poll the run
+  directory for progress and render stored results without waiting.
+* Every path a user types or picks goes through :func:`resolve_user_path`
+  (:func:`chandra.paths.resolve_allowed` over :func:`allowed_roots`):
+  the bundled samples, the runs folder (uploads included) and the folders
+  named with ``--data-dir`` when the server was started. Nothing outside is
+  read, hashed, listed or written.
+* Uploads are checked and stored by one saver (:func:`save_upload`).
+
+Server options (after ``--``: ``streamlit run app.py -- --data-dir DIR
+--max-jobs N``) and their environment equivalents: ``--data-dir`` /
+``CHANDRA_DATA_DIRS`` (``os.pathsep``-separated), ``--max-jobs`` /
+``CHANDRA_MAX_JOBS``, and ``CHANDRA_RUNS_DIR`` for the runs folder.
 """
 
 from __future__ import annotations
 
+import argparse
+import functools
 import hashlib
 import json
 import os
 import re
-import threading
-import time
+import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 import streamlit as st
 
 from chandra.errors import ChandraError
-from chandra.progress import Cancelled
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = REPO_ROOT / "sample_audio"
@@ -63,6 +76,62 @@ def upload_dir() -> Path:
     return runs_root() / UPLOAD_DIRNAME
 
 
+def _server_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamlit run app.py --", add_help=False, allow_abbrev=False)
+    p.add_argument("--data-dir", action="append", default=[], metavar="DIR",
+                   help="a folder whose files the dashboard may open (repeatable)")
+    p.add_argument("--max-jobs", type=int, default=None, metavar="N",
+                   help="training jobs run at once (default: one per two cores)")
+    return p
+
+
+@functools.lru_cache(maxsize=8)
+def _parse_server_args(argv: tuple[str, ...]) -> argparse.Namespace:
+    args, _ = _server_parser().parse_known_args(list(argv))
+    return args
+
+
+def server_args() -> argparse.Namespace:
+    """The options given to the dashboard after ``--`` on the ``streamlit
+    run`` line (only when the process runs this app; under pytest the
+    process's own arguments are not the app's)."""
+    argv = sys.argv[1:] if sys.argv and Path(sys.argv[0]).name == "app.py" else []
+    return _parse_server_args(tuple(argv))
+
+
+def data_dirs() -> list[Path]:
+    """Folders named by whoever started the server: ``--data-dir`` (repeatable)
+    and ``$CHANDRA_DATA_DIRS`` (``os.pathsep``-separated)."""
+    named = list(server_args().data_dir)
+    named += [d for d in os.environ.get("CHANDRA_DATA_DIRS", "").split(os.pathsep) if d.strip()]
+    return [Path(d).expanduser() for d in named]
+
+
+def allowed_roots(extra: Iterable[Path] = ()) -> list[Path]:
+    """Where a user's paths may point: the bundled samples, the runs folder
+    (uploads and generations are inside it), the ``--data-dir`` folders and
+    ``extra`` (e.g. a page's bundled example file)."""
+    return [SAMPLE_DIR, runs_root(), upload_dir(), *data_dirs(), *extra]
+
+
+def roots_hint() -> str:
+    """One line naming the allowed folders, for help texts."""
+    names = [str(p) for p in allowed_roots() if p.exists()]
+    return "Paths must lie inside: " + ", ".join(dict.fromkeys(names)) + \
+        ". Whoever starts the server can add folders with `streamlit run app.py -- --data-dir DIR`."
+
+
+def resolve_user_path(text: str, *, kind: str | None = "file", extra: Iterable[Path] = ()) -> Path:
+    """A path typed or picked by a user, resolved (symlinks too) and checked
+    against :func:`allowed_roots`; raises
+    :class:`chandra.paths.PathNotAllowedError` outside them and
+    :class:`ChandraError` when it does not exist. Relative paths are taken
+    relative to the repository (where ``sample_audio/`` is)."""
+    from chandra.paths import resolve_allowed
+
+    return resolve_allowed(text, allowed_roots(extra), kind=kind, base=REPO_ROOT)
+
+
 def sample_files() -> list[Path]:
     """Audio files shipped in ``sample_audio/``."""
     from chandra.audio import SUPPORTED_EXTENSIONS
@@ -72,22 +141,51 @@ def sample_files() -> list[Path]:
     return sorted(p for p in SAMPLE_DIR.iterdir() if p.suffix.lower() in SUPPORTED_EXTENSIONS)
 
 
-def save_upload(name: str, data: bytes) -> Path:
-    """Store uploaded bytes under the runs dir (content-addressed, so the
-    same upload twice is one file) and return the path."""
-    from chandra.audio import SUPPORTED_EXTENSIONS
+def resolve_model_source(text: str | None) -> str | None:
+    """The "model name or local directory" of a neural encoder: a hub name
+    (looked up in the local model cache only) is kept as it is; anything
+    that is a path (absolute, ``./``, ``../``, ``~``, or existing relative to
+    the server's folder) must lie inside the allowed roots, since the
+    encoder would read it (and, with trust_remote_code, run its code)."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    # A hub name is "name" or "org/name"; anything else is read as a path.
+    hub_name = re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?", text) is not None
+    if hub_name and not (REPO_ROOT / text).exists() and not Path(text).exists():
+        return text
+    from chandra.paths import resolve_allowed
 
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name) or "upload"
-    if Path(safe).suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise ChandraError(f"{name}: unsupported audio type; use one of {', '.join(SUPPORTED_EXTENSIONS)}")
-    digest = hashlib.sha256(data).hexdigest()[:12]
-    path = upload_dir() / f"{digest}_{safe}"
-    if not path.exists():
-        from chandra.io_utils import atomic_write
+    # Inside the roots but missing is left to the encoder, which says what it looked for.
+    path = resolve_allowed(text, allowed_roots(), must_exist=False, base=REPO_ROOT)
+    if path.exists() and not path.is_dir():
+        raise ChandraError(f"{text}: a model must be a directory (with config.json), not a file")
+    return str(path)
 
-        with atomic_write(path) as fh:
-            fh.write(data)
-    return path
+
+def resolve_user_dir(text: str) -> Path:
+    """A folder typed by a user (see :func:`resolve_user_path`) whose entries
+    also all resolve inside the allowed roots, so a symlink placed in an
+    allowed folder cannot lead a reader of that folder outside."""
+    from chandra.paths import resolve_allowed
+
+    folder = resolve_user_path(text, kind="dir")
+    roots = allowed_roots()
+    for child in folder.iterdir():
+        resolve_allowed(child, roots, must_exist=False)
+    return folder
+
+
+def save_upload(name: str, data: bytes, *, kind: str = "audio") -> Path:
+    """Check and store an upload (every page uses this one saver): audio is
+    decoded (header and first seconds) now, so a bad file is refused here;
+    the file is kept content-addressed under the uploads folder
+    (:func:`chandra.uploads.store_upload`). A refused upload leaves nothing."""
+    from chandra.uploads import store_upload
+
+    limit = st.get_option("server.maxUploadSize")
+    return store_upload(upload_dir(), name, data, kind=kind,
+                        max_bytes=int(limit) * 1024 * 1024 if limit else None)
 
 
 # ---------------------------------------------------------------------------
@@ -127,7 +225,11 @@ def current_run():
         set_current_run(None)
         return None
     path = runs_root() / str(run_id)
-    if not (path / "run.json").is_file():
+    from chandra.paths import is_within
+
+    real_root = Path(os.path.realpath(runs_root()))
+    if (path.is_symlink() or not is_within(Path(os.path.realpath(path)), real_root)
+            or not (path / "run.json").is_file()):
         st.warning(f"Run '{run_id}' does not exist under {runs_root()}.")
         set_current_run(None)
         return None
@@ -200,7 +302,7 @@ def run_stamp(run) -> str:
 
 
 def stage_status(run) -> dict[str, dict]:
-    """``run.status()``, with a "running" stage whose thread is gone (the
+    """``run.status()``, with a "running" stage whose job is gone (the
     server restarted mid-run) shown as "interrupted"."""
     status = run.status()
     if not job_running(run):
@@ -276,7 +378,11 @@ def run_findings(run, ledger: list | None = None) -> list[dict]:
         found = [{k: v for k, v in f.items() if k in ("severity", "code", "stage", "message")}
                  for f in lost_fields(ledger)]
     seen = {(f.get("code"), f.get("stage"), f.get("message")) for f in found}
-    for f in meta.get("findings", []) or []:
+    try:
+        stage_findings = run.stage_findings()  # failed / cancelled stages count too
+    except ChandraError:
+        stage_findings = []
+    for f in list(meta.get("findings", []) or []) + stage_findings:
         key = (f.get("code"), f.get("stage"), f.get("message"))
         if key not in seen:
             seen.add(key)
@@ -332,54 +438,69 @@ def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: s
 # background jobs
 # ---------------------------------------------------------------------------
 
-_JOBS: dict[str, dict] = {}
-_JOBS_LOCK = threading.Lock()
+_queue_configured = False
+
+
+def job_queue():
+    """The process-wide training queue, sized once from ``--max-jobs`` /
+    ``$CHANDRA_MAX_JOBS`` (default: one job per two cores)."""
+    global _queue_configured
+    from chandra import jobs
+
+    queue = jobs.default_queue()
+    if not _queue_configured:
+        _queue_configured = True
+        wanted = server_args().max_jobs
+        if wanted is not None:
+            jobs.configure(wanted)
+    return queue
 
 
 def start_job(run, stages: str | list[str] = "all") -> bool:
-    """Run ``stages`` of ``run`` in a background thread. False when a job
-    for this run is still alive (nothing started)."""
-    from chandra.rundir import RunDirectory
+    """Queue ``stages`` of ``run`` (see :func:`chandra.jobs.submit_run`).
+    False when the run already has a queued or running job."""
+    from chandra.jobs import JobBusyError, submit_run
 
-    key = str(run.path)
-    with _JOBS_LOCK:
-        job = _JOBS.get(key)
-        if job is not None and job["thread"].is_alive():
-            return False
-        job = {"stages": stages, "error": None, "cancelled": False, "started": time.time(), "finished": None}
-
-        def target() -> None:
-            try:
-                RunDirectory(key).execute(stages)
-            except Cancelled:
-                job["cancelled"] = True
-            except BaseException as exc:  # noqa: BLE001 - recorded in run.json and here
-                job["error"] = exc
-            finally:
-                job["finished"] = time.time()
-
-        job["thread"] = threading.Thread(target=target, name=f"chandra-{run.run_id}", daemon=True)
-        _JOBS[key] = job
-        job["thread"].start()
+    try:
+        submit_run(run, stages, queue=job_queue())
+    except JobBusyError:
+        return False
     return True
 
 
-def job_for(run) -> dict | None:
-    return _JOBS.get(str(run.path))
+def _job_key(run) -> str:
+    return os.path.realpath(run.path)
+
+
+def job_for(run):
+    """The run's latest :class:`chandra.jobs.Job` in this server, or None."""
+    return job_queue().get(_job_key(run))
 
 
 def job_running(run) -> bool:
-    job = _JOBS.get(str(run.path))
-    return bool(job and job["thread"].is_alive())
+    """True while the run's job is queued or running."""
+    job = job_for(run)
+    return bool(job is not None and job.alive)
+
+
+def job_queued(run) -> bool:
+    job = job_for(run)
+    return bool(job is not None and job.status == "queued")
+
+
+def cancel_job(run) -> bool:
+    """Cancel the run's job: a queued job leaves the queue at once, a running
+    one stops at its next progress report (also across processes, through
+    the run's ``cancel`` file)."""
+    job = job_for(run)
+    if job is not None and job.status == "running":
+        run.request_cancel()
+    return job_queue().cancel(_job_key(run))
 
 
 def wait_for_job(run, timeout: float = 60.0) -> bool:
     """Block until the run's job ends (tests); True when it ended."""
-    job = _JOBS.get(str(run.path))
-    if job is None:
-        return True
-    job["thread"].join(timeout)
-    return not job["thread"].is_alive()
+    return job_queue().wait(_job_key(run), timeout)
 
 
 # ---------------------------------------------------------------------------
@@ -406,73 +527,8 @@ def run_caption(run, state=None) -> None:
 # comparison sources (Compare page)
 # ---------------------------------------------------------------------------
 
-#: Folders the server may read besides its own, named when it starts (os.pathsep-separated).
-ALLOWED_DIRS_ENV = "CHANDRA_ALLOWED_DIRS"
 #: The real MusicHal 9000 model (DESIGN §5), offered as an example when the shared folder is there.
 REFERENCE_MUSICHAL = REPO_ROOT.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
-#: Model files the Compare page accepts as uploads.
-MODEL_UPLOAD_SUFFIXES = (".chandra", ".json", ".zip")
-
-
-def allowed_roots() -> list[Path]:
-    """Folders a path typed into the dashboard may point into: the runs folder
-    (uploads included), the sample audio, and those named in
-    ``$CHANDRA_ALLOWED_DIRS`` when the server started.
-
-    The one rule for server paths on the Compare page; it will read
-    ``chandra.paths`` once that module holds the project-wide rule.
-    """
-    roots = [runs_root(), SAMPLE_DIR]
-    for item in os.environ.get(ALLOWED_DIRS_ENV, "").split(os.pathsep):
-        if item.strip():
-            roots.append(Path(item.strip()).expanduser())
-    out: list[Path] = []
-    for root in roots:
-        try:
-            real = root.resolve()
-        except OSError:
-            continue
-        if real not in out:
-            out.append(real)
-    return out
-
-
-def resolve_allowed_path(text: str) -> Path:
-    """The real path of ``text`` when it exists inside an allowed root.
-
-    Raises
-    ------
-    ChandraError
-        Empty, missing, or outside every allowed root (symlinks resolved
-        first), in one line naming the roots.
-    """
-    text = (text or "").strip()
-    if not text:
-        raise ChandraError("no path given")
-    try:
-        real = Path(text).expanduser().resolve(strict=True)
-    except (OSError, RuntimeError):
-        raise ChandraError(f"{text}: no such file or directory") from None
-    roots = allowed_roots()
-    if not any(real == root or root in real.parents for root in roots):
-        raise ChandraError(f"{text}: outside the folders this dashboard may read "
-                           f"({', '.join(str(r) for r in roots)}; add one with ${ALLOWED_DIRS_ENV})")
-    return real
-
-
-def save_model_upload(name: str, data: bytes) -> Path:
-    """Store an uploaded model file in the uploads folder (content-addressed, atomic)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(name).name)[-80:] or "model"
-    if Path(safe).suffix.lower() not in MODEL_UPLOAD_SUFFIXES:
-        raise ChandraError(f"{name}: not a model file; upload one of {', '.join(MODEL_UPLOAD_SUFFIXES)}")
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    path = upload_dir() / f"{digest}_{safe}"
-    if not path.exists():
-        from chandra.io_utils import atomic_write
-
-        with atomic_write(path) as fh:
-            fh.write(data)
-    return path
 
 
 def compare_folders() -> list[str]:
@@ -488,13 +544,15 @@ def compare_folders() -> list[str]:
 
 
 def model_uploads() -> list[str]:
-    """Model files in the uploads folder, newest first."""
+    """Model files in the uploads folder (as ``<digest>/<name>``), newest first."""
+    from chandra.uploads import MODEL_EXTENSIONS
+
     folder = upload_dir()
     if not folder.is_dir():
         return []
-    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MODEL_UPLOAD_SUFFIXES]
+    files = [p for p in folder.glob("*/*") if p.is_file() and p.suffix.lower() in MODEL_EXTENSIONS]
     files.sort(key=lambda p: p.stat().st_mtime, reverse=True)
-    return [p.name for p in files]
+    return [f"{p.parent.name}/{p.name}" for p in files]
 
 
 def compare_source_path(spec: str) -> Path:
@@ -524,14 +582,16 @@ def compare_source_path(spec: str) -> Path:
             raise ChandraError(f"no run or trace '{value}' under {runs_root()}")
         return path
     if kind == "upload":
-        if not value or value != Path(value).name or value.startswith("."):
+        digest, _, name = value.partition("/")
+        if not (digest and name) or any(part in ("", ".", "..") or part != Path(part).name or part.startswith(".")
+                                        for part in (digest, name)):
             raise ChandraError(f"'{value}' is not an uploaded file name")
-        path = upload_dir() / value
+        path = upload_dir() / digest / name
         if not path.is_file():
             raise ChandraError(f"no uploaded file '{value}'")
         return path
     if kind == "path":
-        return resolve_allowed_path(value)
+        return resolve_user_path(value, kind=None, extra=[REFERENCE_MUSICHAL])
     if kind == "example" and value == "musichal":
         if not REFERENCE_MUSICHAL.is_file():
             raise ChandraError("the MusicHal reference model is not on this machine")

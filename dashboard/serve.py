@@ -37,15 +37,20 @@ def free_port(ports: range) -> int | None:
     return None
 
 
-def start_server(runs: Path, port: int, log: Path) -> subprocess.Popen:
+def start_server(runs: Path, port: int, log: Path, *, app_args: list[str] | tuple[str, ...] = (),
+                 env: dict[str, str] | None = None) -> subprocess.Popen:
     """``streamlit run app.py`` on 127.0.0.1:``port`` with its runs in ``runs``
-    and offline hub settings; output goes to ``log``."""
+    and offline hub settings; output goes to ``log``. ``app_args`` go to the
+    app after ``--`` (e.g. ``["--data-dir", DIR, "--max-jobs", "1"]``);
+    ``env`` adds environment variables."""
     env = dict(os.environ, CHANDRA_RUNS_DIR=str(runs), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1")
+               NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     streamlit = Path(sys.executable).with_name("streamlit")
     cmd = [str(streamlit) if streamlit.exists() else "streamlit", "run", "app.py",
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
            "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    if app_args:
+        cmd += ["--", *app_args]
     with open(log, "wb") as out:
         return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
 

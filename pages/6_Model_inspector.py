@@ -6,8 +6,6 @@ matrix, the token strip, feature health, oracle health and provenance.
 
 from __future__ import annotations
 
-import hashlib
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -47,18 +45,9 @@ def inspect_file(path: str, mtime: float, size: int) -> dict:
     return {"report": report, "ledger": json_safe(ledger), "oracle_shape": shape}
 
 
-def _save_upload(upload) -> Path:
-    data = upload.getvalue()
-    digest = hashlib.sha256(data).hexdigest()[:16]
-    folder = Path(common.runs_root()) / "_uploads"
-    folder.mkdir(parents=True, exist_ok=True)
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in Path(upload.name).name)[-80:]
-    path = folder / f"{digest}_{safe}"
-    if not path.exists():
-        tmp = path.with_suffix(path.suffix + ".part")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    return path
+def _extra_roots() -> tuple[Path, ...]:
+    """The bundled example model is allowed by itself (not its folder)."""
+    return (REFERENCE_MODEL,) if REFERENCE_MODEL.is_file() else ()
 
 
 def _set_path(path: str) -> None:
@@ -87,15 +76,15 @@ def _choose_model() -> str | None:
         upload = st.file_uploader("Upload a model", type=["chandra", "json", "zip"], label_visibility="collapsed")
     if upload is not None:
         try:
-            saved = str(_save_upload(upload))
-        except OSError as exc:
+            saved = str(common.save_upload(upload.name, upload.getvalue(), kind="model"))
+        except (ChandraError, OSError) as exc:
             common.show_error(exc)
         else:
             if st.session_state.get(PATH_KEY) != saved and st.session_state.get("inspector_upload") != saved:
                 st.session_state["inspector_upload"] = saved
                 _set_path(saved)
     typed = st.text_input("Model file on the server", key=INPUT_KEY,
-                          placeholder="/path/to/model.chandra or musichal_model.json")
+                          placeholder="/path/to/model.chandra or musichal_model.json", help=common.roots_hint())
     st.session_state[PATH_KEY] = typed.strip()
     return st.session_state[PATH_KEY] or None
 
@@ -158,9 +147,9 @@ path = _choose_model()
 if path:
     st.caption(f"Inspecting `{path}`")
     try:
-        p = Path(path).expanduser()
+        p = common.resolve_user_path(path, extra=_extra_roots())
         stat = p.stat()
-        data = inspect_file(str(p.resolve()), stat.st_mtime, stat.st_size)
+        data = inspect_file(str(p), stat.st_mtime, stat.st_size)
     except FileNotFoundError:
         st.error(f"{path}: no such file")
     except (ChandraError, OSError, ValueError) as exc:

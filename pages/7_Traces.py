@@ -112,15 +112,17 @@ if st.button("Generate the example trace", help=f"Runs {EXAMPLE_SCRIPT.name} (a 
     else:
         st.session_state[INPUT_KEY] = made
         read_trace.clear()
-typed = st.text_input("Trace directory", key=INPUT_KEY, placeholder="folder holding index.json")
+typed = st.text_input("Trace directory", key=INPUT_KEY, placeholder="folder holding index.json",
+                      help=common.roots_hint())
 directory = typed.strip()
 st.session_state[DIR_KEY] = directory
 
 if directory:
-    index = Path(directory).expanduser() / "index.json"
     try:
+        folder = common.resolve_user_dir(directory)
+        index = folder / "index.json"
         mtime = index.stat().st_mtime if index.exists() else 0.0
-        report = read_trace(str(Path(directory).expanduser()), mtime)
+        report = read_trace(str(folder), mtime)
     except (ChandraError, OSError, ValueError) as exc:
         common.show_error(exc)
     else:

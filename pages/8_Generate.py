@@ -1,14 +1,17 @@
 """Generate: improvise from a model's oracle, hear it, and see the path it took.
 
 The generation (path, steps, fallbacks, its "generated" ledger entry) and
-its WAV are written next to the model (``<run>/generations/``), and session
-state keeps only the path of that record.
+its WAV are written under the run the model belongs to
+(``<runs>/<run>/generations/``), or under ``<runs>/_generations/`` for any
+other model, never anywhere else; session state keeps only the path of the
+record (:mod:`chandra.generation_record`, the format the CLI shares).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -40,7 +43,9 @@ def load_model_cached(path: str, mtime: float, size: int):
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def read_record(path: str, mtime: float) -> dict:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
+    from chandra.generation_record import read_generation_record
+
+    return read_generation_record(path)
 
 
 @st.cache_data(max_entries=4, show_spinner=False)
@@ -59,11 +64,29 @@ def n_tokens_of(model) -> int | None:
     return int(value) if value else None
 
 
+def run_of_model(model_path: Path):
+    """The run whose ``model.chandra`` ``model_path`` is (a resolved path
+    directly inside the runs folder), else None."""
+    from chandra.rundir import RunDirectory
+
+    root = Path(os.path.realpath(common.runs_root()))
+    folder = model_path.parent
+    if model_path.name != "model.chandra" or folder.parent != root or folder.is_symlink() \
+            or not (folder / "run.json").is_file():
+        return None
+    try:
+        return RunDirectory(folder)
+    except ChandraError:
+        return None
+
+
 def output_dir(model_path: Path) -> Path:
-    """``<run>/generations`` for a run's model, else ``<runs>/_generations``."""
-    if (model_path.parent / "run.json").exists():
-        return model_path.parent / "generations"
-    return common.runs_root() / "_generations"
+    """``<runs>/<run>/generations`` for a run's model, else ``<runs>/_generations``
+    (never next to a model elsewhere)."""
+    run = run_of_model(model_path)
+    if run is not None:
+        return run.path / "generations"
+    return Path(os.path.realpath(common.runs_root())) / "_generations"
 
 
 def choose_model_path() -> str | None:
@@ -77,7 +100,8 @@ def choose_model_path() -> str | None:
     if run_model is not None and run_model.exists() and st.session_state[INPUT_KEY] != str(run_model):
         if st.button("Use the current run's model", help=str(run_model)):
             st.session_state[INPUT_KEY] = str(run_model)
-    typed = st.text_input("Model file", key=INPUT_KEY, placeholder="model.chandra of a run, or any model file")
+    typed = st.text_input("Model file", key=INPUT_KEY, placeholder="model.chandra of a run, or any model file",
+                          help=common.roots_hint())
     st.session_state[MODEL_KEY] = typed.strip()
     if run is None and not typed.strip():
         st.info("No current run. Train one on the Home page, or type the path of a model file.")
@@ -95,51 +119,41 @@ def where_check(model, text: str) -> tuple[bool, str]:
     try:
         constraint = parse_where(text, fields=event_fields(model.events))
         matches = int(np.count_nonzero(constraint.mask(model.events)))
-    except ChandraError as exc:
-        return False, str(exc)
+    except (ChandraError, ValueError, RecursionError) as exc:  # a hostile expression is an error line, not a crash
+        return False, str(exc) if isinstance(exc, ChandraError) else f"cannot use this expression ({type(exc).__name__})"
+
     if matches == 0:
         return False, f"`{constraint.describe()}` matches no frame; generation would fail."
     return True, f"`{constraint.describe()}` matches {matches} of {len(model.events)} frames."
 
 
 def generate(model, model_path: Path, params: dict) -> Path:
-    """Improvise + resynthesise, write WAV and JSON record; return the record's path."""
-    from chandra.generate import improvise, resynthesise, write_wav
+    """Improvise, resynthesise and write the WAV (:func:`chandra.generate.generate_to_wav`,
+    what ``chandra generate`` runs) and its record; return the record's path."""
+    from chandra.generate import generate_to_wav
+    from chandra.generation_record import generation_record, write_generation_record
 
     stat = model_path.stat()
     key = json.dumps({"model": str(model_path), "mtime": stat.st_mtime, "params": params}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
     folder = output_dir(model_path)
-    folder.mkdir(parents=True, exist_ok=True)
     record_path = folder / f"gen_{digest}.json"
     if record_path.exists():
         return record_path
-    gen = improvise(model, seconds=params["seconds"], seed=params["seed"], continuity=params["continuity"],
-                    min_lrs=params["min_lrs"], max_continuous=params["max_continuous"],
-                    where=params["where"] or None, where_mode=params.get("where_mode", "filter"),
-                    where_weight=params.get("where_weight", 4.0), taboo=params.get("taboo", DEFAULT_TABOO))
-    y, sr = resynthesise(model, gen, crossfade_ms=params["crossfade_ms"])
     wav_path = folder / f"gen_{digest}.wav"
-    write_wav(wav_path, y, sr)
-    from chandra.io_utils import dump_json_atomic
-    from chandra.ledger import json_safe
-
-    record = {
-        "model_path": str(model_path),
-        "params": params,
-        "wav": wav_path.name,
-        "sample_rate": int(sr),
-        "generation": gen.to_dict(),
-        "summary": gen.summary(model),
-        "ledger_entry": gen.ledger_entry(model),
-    }
-    dump_json_atomic(json_safe(record), record_path)
-    if (model_path.parent / "run.json").exists():
+    gen = generate_to_wav(model, wav_path, seconds=params["seconds"], seed=params["seed"],
+                          continuity=params["continuity"], min_lrs=params["min_lrs"],
+                          max_continuous=params["max_continuous"], where=params["where"] or None,
+                          where_mode=params.get("where_mode", "filter"),
+                          where_weight=params.get("where_weight", 4.0), taboo=params.get("taboo", DEFAULT_TABOO),
+                          crossfade_ms=params["crossfade_ms"])
+    record = generation_record(model, gen, wav_path=wav_path, model_path=model_path)
+    write_generation_record(record, record_path)
+    run = run_of_model(model_path)
+    if run is not None:
         # The output joins the run's own ledger as the "generated" stage, so
         # the home page and the Events page show it beside training.
-        from chandra.rundir import RunDirectory
-
-        RunDirectory(model_path.parent).record_ledger_entry(json_safe(record["ledger_entry"]))
+        run.record_ledger_entry(record["ledger_entry"])
     return record_path
 
 
@@ -227,17 +241,16 @@ st.caption("Improvise from the model's oracle: forward steps continue the source
 
 path_text = choose_model_path()
 if path_text:
-    model_path = Path(path_text).expanduser()
     try:
+        model_path = common.resolve_user_path(path_text)
         stat = model_path.stat()
-        model = load_model_cached(str(model_path.resolve()), stat.st_mtime, stat.st_size)
+        model = load_model_cached(str(model_path), stat.st_mtime, stat.st_size)
     except FileNotFoundError:
-        st.error(f"{model_path}: no such file")
+        st.error(f"{path_text}: no such file")
         st.stop()
     except (ChandraError, OSError, ValueError) as exc:
         common.show_error(exc)
         st.stop()
-    model_path = model_path.resolve()
     st.caption(f"{len(model.events)} frames · oracle: "
                f"{model.oracle.kind if model.oracle is not None else 'none'} · "
                f"source audio: {'yes' if model.audio is not None else 'no'}")
@@ -294,6 +307,10 @@ if path_text:
 
     record_path = st.session_state.get(RESULT_KEY)
     if record_path and Path(record_path).exists():
-        record = read_record(record_path, Path(record_path).stat().st_mtime)
-        if record.get("model_path") == str(model_path):
-            show_result(model, Path(record_path))
+        try:
+            record = read_record(record_path, Path(record_path).stat().st_mtime)
+        except ChandraError as exc:
+            common.show_error(exc)
+        else:
+            if record.get("model_path") == str(model_path):
+                show_result(model, Path(record_path))

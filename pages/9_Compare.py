@@ -15,6 +15,8 @@ import streamlit as st
 
 from dashboard import common
 
+from chandra.uploads import MODEL_EXTENSIONS
+
 from chandra.errors import ChandraError
 from chandra.figures.compare import (
     compare_matrix_figure,
@@ -73,15 +75,15 @@ def _choose(side: str, column) -> str | None:
             name = st.selectbox("run or trace", folders, key=f"cmp_{side}_run")
             return f"run:{name}" if name else None
         if kind == "upload":
-            upload = st.file_uploader("model file", type=[s.lstrip(".") for s in common.MODEL_UPLOAD_SUFFIXES],
+            upload = st.file_uploader("model file", type=[s.lstrip(".") for s in MODEL_EXTENSIONS],
                                       key=f"cmp_{side}_file")
             if upload is not None:
                 try:
-                    saved = common.save_model_upload(upload.name, upload.getvalue())
+                    saved = common.save_upload(upload.name, upload.getvalue(), kind="model")
                 except (ChandraError, OSError) as exc:
                     common.show_error(exc)
                 else:
-                    st.session_state[f"cmp_{side}_upload"] = saved.name
+                    st.session_state[f"cmp_{side}_upload"] = f"{saved.parent.name}/{saved.name}"
             uploads = common.model_uploads()
             if not uploads:
                 return None

@@ -39,7 +39,7 @@ def test_compare_page_refuses_paths_outside_the_allowed_folders(prepared_run, tm
     at.query_params["b"] = f"path:{outside}"
     at.run()
     assert not at.exception
-    assert any("outside the folders this dashboard may read" in e.value for e in at.error)
+    assert any("outside the folders this server may use" in e.value for e in at.error)
     # a path inside the runs folder is fine
     at.text_input(key="cmp_b_path").set_value(str(prepared_run.model_path())).run()
     assert not at.exception
@@ -56,19 +56,20 @@ def test_compare_sources_refuse_names_that_leave_their_folder(runs_root, prepare
                  "path:/etc/passwd", "nonsense:x", "run:_uploads"):
         with pytest.raises(ChandraError):
             common.compare_source_path(spec)
-    saved = common.save_model_upload("my model.chandra", prepared_run.model_path().read_bytes())
-    assert saved.parent == common.upload_dir() and " " not in saved.name
-    assert common.compare_source_path(f"upload:{saved.name}") == saved
-    assert saved.name in common.model_uploads()
-    with pytest.raises(ChandraError, match="not a model file"):
-        common.save_model_upload("notes.txt", b"x")
+    saved = common.save_upload("my model.chandra", prepared_run.model_path().read_bytes(), kind="model")
+    assert saved.parent.parent == common.upload_dir() and saved.name == "my_model.chandra"
+    spec = f"{saved.parent.name}/{saved.name}"
+    assert common.compare_source_path(f"upload:{spec}") == saved
+    assert spec in common.model_uploads()
+    with pytest.raises(ChandraError, match="notes.txt"):
+        common.save_upload("notes.txt", b"x", kind="model")
     # a symlink inside the runs folder that points outside is still outside
     outside = tmp_path / "outside.json"
     outside.write_text("{}")
     link = runs_root / "link.json"
     link.symlink_to(outside)
-    with pytest.raises(ChandraError, match="outside the folders"):
-        common.resolve_allowed_path(str(link))
-    monkeypatch.setenv(common.ALLOWED_DIRS_ENV, str(tmp_path))
-    assert common.resolve_allowed_path(str(link)) == outside.resolve()
+    with pytest.raises(ChandraError, match="outside"):
+        common.compare_source_path(f"path:{link}")
+    monkeypatch.setenv("CHANDRA_DATA_DIRS", str(tmp_path))
+    assert common.compare_source_path(f"path:{link}") == outside.resolve()
     link.unlink()

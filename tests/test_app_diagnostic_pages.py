@@ -91,7 +91,26 @@ def test_inspector_shows_musichal_findings_first(runs_dir):
     assert "LOST" in json.dumps(matrix["data"][0]["text"])
 
 
-def test_inspector_bad_file_shows_error_in_place(runs_dir, tmp_path):
+@pytest.fixture
+def data_dir(tmp_path, monkeypatch):
+    """A folder named as a data folder (what ``--data-dir`` does for a server)."""
+    folder = tmp_path / "data"
+    folder.mkdir()
+    monkeypatch.setenv("CHANDRA_DATA_DIRS", str(folder))
+    return folder
+
+
+@pytest.fixture
+def outside(tmp_path):
+    """A folder outside every allowed root, holding a secret and a valid-looking trace."""
+    folder = tmp_path / "outside"
+    folder.mkdir()
+    (folder / "shadow").write_text("root:$6$SECRETHASH:19000:0:99999:7:::\n")
+    return folder
+
+
+def test_inspector_bad_file_shows_error_in_place(runs_dir, data_dir):
+    tmp_path = data_dir
     bad = tmp_path / "broken.chandra"
     bad.write_bytes(b"PK\x03\x04 this is not really a zip")
     at = AppTest.from_file(INSPECTOR, default_timeout=TIMEOUT)
@@ -150,12 +169,67 @@ def test_traces_page_example_names_each_checkpoint(runs_dir):
     assert any("FIELD_LOST" in e for e in _errors(at2))
 
 
-def test_traces_page_bad_directory(runs_dir, tmp_path):
+def test_traces_page_bad_directory(runs_dir, data_dir):
     at = AppTest.from_file(TRACES, default_timeout=TIMEOUT)
     at.run()
-    at.text_input(key="trace_dir_input").set_value(str(tmp_path)).run()
+    at.text_input(key="trace_dir_input").set_value(str(data_dir)).run()
     assert not at.exception
     assert any("index.json" in e for e in _errors(at)), _errors(at)
+
+
+# --------------------------------------------------------------------------- allowed roots
+
+
+@pytest.mark.parametrize("page,key", [(INSPECTOR, "inspector_path_input"), (GENERATE, "generate_model_path_input")])
+def test_file_boxes_refuse_paths_outside_the_roots(runs_dir, data_dir, outside, page, key):
+    """Absolute paths, ``..`` and symlinks out of an allowed folder are refused
+    before anything is read; the error never shows the file's bytes."""
+    (data_dir / "link.json").symlink_to(outside / "shadow")
+    at = AppTest.from_file(page, default_timeout=TIMEOUT)
+    at.run()
+    for typed in (str(outside / "shadow"), str(data_dir / ".." / "outside" / "shadow"), str(data_dir / "link.json"),
+                  "/etc/passwd"):
+        at.text_input(key=key).set_value(typed).run()
+        assert not at.exception
+        errors = _errors(at)
+        assert any("outside the folders this server may use" in e for e in errors), (typed, errors)
+        assert not any("SECRET" in e or "root:" in e for e in errors), errors
+
+
+def test_traces_page_refuses_outside_folders_and_escaping_links(runs_dir, data_dir, outside):
+    at = AppTest.from_file(TRACES, default_timeout=TIMEOUT)
+    at.run()
+    at.text_input(key="trace_dir_input").set_value(str(outside)).run()
+    assert any("outside the folders" in e for e in _errors(at)), _errors(at)
+    # An allowed folder whose index.json is a link to a file outside.
+    trace = data_dir / "trace"
+    trace.mkdir()
+    (trace / "index.json").symlink_to(outside / "shadow")
+    at.text_input(key="trace_dir_input").set_value(str(trace)).run()
+    assert not at.exception
+    errors = _errors(at)
+    assert any("index.json: outside the folders" in e for e in errors), errors
+    assert not any("SECRET" in e for e in errors)
+
+
+def test_generate_writes_only_under_the_runs_folder(run_with_model, tmp_path, monkeypatch):
+    """A model in a data folder that looks like a run (it has a run.json)
+    gets its generation under <runs>/_generations, never beside the model."""
+    root, run_id = run_with_model
+    fake_run = tmp_path / "data" / "not-a-run"
+    shutil.copytree(root / run_id, fake_run)
+    monkeypatch.setenv("CHANDRA_DATA_DIRS", str(tmp_path / "data"))
+    at = AppTest.from_file(GENERATE, default_timeout=TIMEOUT)
+    at.run()
+    at.text_input(key="generate_model_path_input").set_value(str(fake_run / "model.chandra")).run()
+    at.number_input[0].set_value(3.0)
+    next(b for b in at.button if b.label == "Generate").click().run()
+    assert not at.exception, at.exception
+    assert not _errors(at), _errors(at)
+    assert not (fake_run / "generations").exists()
+    assert len(list((root / "_generations").glob("gen_*.wav"))) == 1
+    fake_meta = json.loads((fake_run / "run.json").read_text())
+    assert "generated" not in [e["stage"] for e in fake_meta["ledger"]]
 
 
 # --------------------------------------------------------------------------- generate
@@ -184,8 +258,16 @@ def test_generate_page_produces_audio(run_with_model):
     # The record and WAV are on disk in the run (session state holds only the path).
     gens = list((root / run_id / "generations").glob("gen_*.wav"))
     assert len(gens) == 1
-    record = json.loads(gens[0].with_suffix(".json").read_text())
+    from chandra.generation_record import read_generation_record
+
+    record = read_generation_record(gens[0].with_suffix(".json"))
+    assert record["format"] == "chandra-generation" and record["wav"] == gens[0].name
     assert record["ledger_entry"]["stage"] == "generated"
+    assert record["params"]["output"] == str(gens[0]) and record["params"]["crossfade_ms"] == 20.0
+    assert record["summary"]["n_frames"] == len(record["generation"]["frames"])
+    # The run's own ledger has the generated stage (a locked read-modify-write).
+    run_meta = json.loads((root / run_id / "run.json").read_text())
+    assert run_meta["ledger"][-1]["stage"] == "generated"
 
 
 def test_generate_page_weight_mode_taboo_and_quality(run_with_model):

@@ -125,17 +125,129 @@ def test_two_sessions_keep_their_own_runs(prepared_run, lost_field_run):
     assert any(lost_field_run.run_id in c for c in _texts(b.caption))
 
 
-def test_run_all_with_a_missing_file_shows_the_error_in_place(runs_root):
+@pytest.fixture
+def audio_dir_allowed(synthetic_audio, monkeypatch):
+    """The synthetic clip's folder named as a data folder (as ``--data-dir`` would)."""
+    monkeypatch.setenv("CHANDRA_DATA_DIRS", str(synthetic_audio.parent))
+    return synthetic_audio
+
+
+def _run_ids(root) -> set[str]:
+    return {p.name for p in Path(root).iterdir() if (p / "run.json").exists()}
+
+
+def test_run_all_with_a_missing_file_shows_the_error_in_place(runs_root, audio_dir_allowed):
+    before = _run_ids(runs_root)
     at = _app()
     at.run()
     at.radio(key="audio_source").set_value("server path").run()
-    at.text_input(key="audio_path").input("/no/such/recording.wav").run()
+    at.text_input(key="audio_path").input(str(audio_dir_allowed.parent / "no-such-recording.wav")).run()
     at.button(key="run_all").click().run()
     assert not at.exception
-    assert any("no such audio file" in e for e in _texts(at.error)), _texts(at.error)
+    assert any("no such file" in e for e in _texts(at.error)), _texts(at.error)
+    assert _run_ids(runs_root) == before
 
 
-def test_run_all_in_the_background_then_k_too_large_error(runs_root, synthetic_audio):
+@pytest.mark.parametrize("typed", ["/etc/passwd", "/no/such/recording.wav", "sample_audio/../README.md",
+                                   "../../../../../../etc/hostname"])
+def test_home_refuses_paths_outside_the_allowed_folders(runs_root, typed):
+    """No run (and no hash) for a path outside the roots, whether it exists or not,
+    and the error says why without anything read from the file."""
+    before = _run_ids(runs_root)
+    at = _app()
+    at.run()
+    at.radio(key="audio_source").set_value("server path").run()
+    at.text_input(key="audio_path").input(typed).run()
+    at.button(key="run_all").click().run()
+    assert not at.exception
+    errors = _texts(at.error)
+    assert any("outside the folders this server may use" in e for e in errors), errors
+    assert _run_ids(runs_root) == before
+    assert "run_id" not in at.session_state
+
+
+def test_home_refuses_a_symlink_that_leaves_a_data_folder(runs_root, tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    secret = tmp_path / "outside" / "secret.wav"
+    secret.parent.mkdir()
+    secret.write_bytes(b"RIFF-not-for-you")
+    (data / "take.wav").symlink_to(secret)
+    monkeypatch.setenv("CHANDRA_DATA_DIRS", str(data))
+    before = _run_ids(runs_root)
+    at = _app()
+    at.run()
+    at.radio(key="audio_source").set_value("server path").run()
+    at.text_input(key="audio_path").input(str(data / "take.wav")).run()
+    at.button(key="run_all").click().run()
+    errors = _texts(at.error)
+    assert any("outside the folders" in e for e in errors), errors
+    assert not any("RIFF" in e for e in errors)
+    assert _run_ids(runs_root) == before
+
+
+def test_a_bad_upload_is_refused_on_arrival_and_leaves_nothing(runs_root):
+    """The upload saver decodes the file when it arrives (tested without a
+    browser: AppTest has no file uploader, so the page's saver is called)."""
+    from chandra.errors import AudioError
+    from dashboard import common
+
+    before, runs_before = set(runs_root.rglob("*")), _run_ids(runs_root)
+    with pytest.raises(AudioError, match="take.wav: not a readable audio file"):
+        common.save_upload("take.wav", b"RIFF\x24\x00\x00\x00WAVEfmt this is not audio" * 8)
+    assert set(runs_root.rglob("*")) - before <= {common.upload_dir()}
+    assert _run_ids(runs_root) == runs_before
+    sample = REPO / "sample_audio" / "bach_prelude_c.flac"
+    kept = common.save_upload("../../my take.flac", sample.read_bytes())
+    assert kept.name == "my_take.flac" and kept.parent.parent == common.upload_dir()
+    assert kept.read_bytes() == sample.read_bytes()
+
+
+def test_failed_stage_counts_in_the_findings_box(failed_run):
+    at = _app(failed_run)
+    at.run()
+    assert not at.exception
+    assert int(_metrics(at)["errors"]) >= 1
+    assert any("STAGE_FAILED" in e and "vocabulary" in e for e in _texts(at.error)), _texts(at.error)
+
+
+def test_a_queued_run_shows_its_position_and_can_be_cancelled(runs_root, audio_dir_allowed):
+    """With one job slot taken, Run all queues the new run: the page shows its
+    position, run.json says "queued", and Cancel takes it out of the queue."""
+    import threading
+
+    from chandra.rundir import RunDirectory
+    from dashboard import common
+
+    queue = common.job_queue()
+    old_max = queue.max_workers
+    queue.max_workers = 1
+    release = threading.Event()
+    queue.submit("test-blocker", lambda job: release.wait(60))
+    try:
+        at = _app()
+        at.run()
+        at.radio(key="audio_source").set_value("server path").run()
+        at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
+        at.number_input(key="p_k").set_value(8).run()
+        at.button(key="run_all").click().run()
+        assert not at.exception, at.exception
+        run = RunDirectory(runs_root / at.session_state["run_id"])
+        assert run.job()["status"] == "queued" and run.job()["position"] == 1
+        infos = _texts(at.info)
+        assert any("Queued: position **1**" in i for i in infos), infos
+        at.button(key="cancel_queued").click().run()
+        assert not at.exception
+        assert run.job()["status"] == "cancelled"
+        assert common.job_for(run).status == "cancelled"
+        assert all(info["status"] == "not run" for info in run.status().values())
+    finally:
+        release.set()
+        queue.wait("test-blocker", 30)
+        queue.max_workers = old_max
+
+
+def test_run_all_in_the_background_then_k_too_large_error(runs_root, audio_dir_allowed):
     """Run all starts a new run in a background thread; the vocabulary stage
     fails (K > segments) and the page shows that error, not an exception."""
     from chandra.rundir import RunDirectory
@@ -144,7 +256,7 @@ def test_run_all_in_the_background_then_k_too_large_error(runs_root, synthetic_a
     at = _app()
     at.run()
     at.radio(key="audio_source").set_value("server path").run()
-    at.text_input(key="audio_path").input(str(synthetic_audio)).run()
+    at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
     at.number_input(key="p_k").set_value(4000).run()
     at.button(key="run_all").click().run()
     assert not at.exception, at.exception
@@ -159,16 +271,23 @@ def test_run_all_in_the_background_then_k_too_large_error(runs_root, synthetic_a
     assert status["segment"]["status"] == "done" and status["vocabulary"]["status"] == "failed"
 
 
-def test_missing_neural_weights_fail_the_encode_stage_in_place(runs_root, synthetic_audio, tmp_path):
+def test_missing_neural_weights_fail_the_encode_stage_in_place(runs_root, audio_dir_allowed, tmp_path):
     from chandra.rundir import RunDirectory
     from dashboard import common
 
     at = _app()
     at.run()
     at.radio(key="audio_source").set_value("server path").run()
-    at.text_input(key="audio_path").input(str(synthetic_audio)).run()
+    at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
     at.selectbox(key="p_encoder").set_value("wav2vec2").run()
+    # A model folder outside the allowed roots is refused before any run exists.
+    before = _run_ids(runs_root)
     at.text_input(key="p_model").input(str(tmp_path / "no-weights-here")).run()
+    at.button(key="run_all").click().run()
+    assert any("outside the folders" in e for e in _texts(at.error)), _texts(at.error)
+    assert _run_ids(runs_root) == before
+    # Inside a data folder (missing): the encode stage fails in place.
+    at.text_input(key="p_model").input(str(audio_dir_allowed.parent / "no-weights-here")).run()
     at.button(key="run_all").click().run()
     run = RunDirectory(runs_root / at.session_state["run_id"])
     assert common.wait_for_job(run, timeout=120)
@@ -300,3 +419,37 @@ def test_parameters_follow_the_run_and_survive_page_changes(prepared_run):
     assert at.number_input(key="p_k").value == 16
     assert at.number_input(key="p_seed").value == 7  # the unsaved edit is kept
     assert any("differ from this run" in t for t in _texts(at.info))
+
+
+@pytest.mark.parametrize("text,kept", [("facebook/wav2vec2-base", True), ("m-a-p/MERT-v1-95M", True),
+                                       ("wav2vec2", True), ("", None)])
+def test_encoder_model_names_pass_and_paths_are_checked(runs_root, text, kept):
+    from dashboard import common
+
+    out = common.resolve_model_source(text)
+    assert out == (text if kept else None)
+
+
+@pytest.mark.parametrize("text", ["/etc", "../..", "~/models", "./../../x", "a/b/c", "/tmp/../etc/ssl"])
+def test_encoder_model_paths_outside_the_roots_are_refused(runs_root, text):
+    from chandra.paths import PathNotAllowedError
+    from dashboard import common
+
+    with pytest.raises(PathNotAllowedError):
+        common.resolve_model_source(text)
+
+
+def test_a_job_left_queued_by_a_stopped_server_is_reported(prepared_run, runs_root):
+    import shutil
+
+    from chandra.rundir import RunDirectory
+
+    path = runs_root / "orphan-queued"
+    if not path.exists():
+        shutil.copytree(prepared_run.path, path)
+    run = RunDirectory(path)
+    run.set_job({"status": "queued", "position": 2, "pid": 999999, "seq": 1})
+    at = _app(run)
+    at.run()
+    assert not at.exception
+    assert any("last job was queued in another server process (pid 999999)" in w for w in _texts(at.warning))
