@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--taboo", type=int, default=None,
                    help=f"do not replay a frame within this many steps (default {DEFAULT_TABOO}; 0 = off)")
     p.add_argument("--crossfade-ms", type=float, default=20.0)
+    p.add_argument("--record", default=None, metavar="PATH",
+                   help="also write the generation record (JSON: parameters, summary, path, ledger entry; "
+                   "the format the dashboard's Generate page writes)")
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
     p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
@@ -255,6 +258,11 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     from chandra.io_utils import check_output, exclusive_output
 
     output = check_output(args.output, kind="wav", inputs=[args.model])
+    record_path = None
+    if args.record is not None:
+        record_path = check_output(args.record, kind="json", inputs=[args.model, args.output])
+        if Path(record_path).resolve().parent != Path(output).resolve().parent:
+            raise ChandraError("--record must be in the same folder as the WAV it describes (-o)")
     model = load_model(args.model)
     with exclusive_output(output):
         generation = generate_to_wav(model, output, seconds=args.seconds, seed=args.seed,
@@ -265,6 +273,12 @@ def _cmd_generate(args: argparse.Namespace) -> int:
                                      taboo=DEFAULT_TABOO if args.taboo is None else args.taboo,
                                      crossfade_ms=args.crossfade_ms)
     summary = generation.summary()
+    if record_path is not None:
+        from chandra.generation_record import generation_record, write_generation_record
+
+        with exclusive_output(record_path):
+            write_generation_record(generation_record(model, generation, wav_path=output,
+                                                      model_path=Path(args.model).resolve()), record_path)
     if args.json:
         from chandra.io_utils import json_default
 
@@ -339,7 +353,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 # Library parameters whose command-line option has another name.
-_PARAMETER_DESTS = {"n_tokens": "tokens", "pca_components": "pca", "random_state": "seed"}
+_PARAMETER_DESTS = {"n_tokens": "tokens", "pca_components": "pca", "random_state": "seed", "where_weight": "weight"}
 _QUOTED = re.compile(r"('[^']*'|\"[^\"]*\")")
 _ASSIGNMENT = re.compile(r"\b([a-z][a-z0-9_]*)=([^\s,;)]+)")
 
@@ -430,6 +444,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + signal.SIGTERM
     except MemoryError:
         print(f"chandra {args.command}: error: out of memory", file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # The reader of our output went away (``chandra inspect x | head``):
+        # nothing more can be said there; keep the interpreter's exit quiet too.
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except OSError as exc:
         print(f"chandra {args.command}: error: {_one_line(exc)}", file=sys.stderr)

@@ -251,13 +251,13 @@ def _latest_generation(run_path: Path) -> dict | None:
     if not folder.is_dir():
         return None
     records = sorted(folder.glob("gen_*.json"), key=lambda p: p.stat().st_mtime, reverse=True)
+    from chandra.generation_record import read_generation_record
+
     for record in records[:4]:
         try:
-            if record.stat().st_size > 64 * 1024 * 1024:
-                continue
-            data = json.loads(record.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+            data = read_generation_record(record)
+        except (ChandraError, OSError):
+            continue  # an unreadable record is skipped; the newest readable one is compared
         summary = data.get("summary") if isinstance(data, dict) else None
         if isinstance(summary, dict):
             return {k: v for k, v in summary.items() if isinstance(v, (int, float, str, bool)) or v is None}

@@ -45,7 +45,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from chandra.errors import ConstraintError
+from chandra.errors import ConstraintError, ParameterError
 
 __all__ = [
     "Constraint",
@@ -621,8 +621,10 @@ class Constraint:
         -------
         weights : ndarray of float64, shape (n,)
         """
-        if not (factor > 0 and math.isfinite(factor)):
-            raise ConstraintError(f"constraint weight must be a positive finite number, got {factor!r}")
+        if isinstance(factor, bool) or not isinstance(factor, (int, float, np.integer, np.floating)) \
+                or not (factor > 0 and math.isfinite(factor)):
+            raise ParameterError(f"where_weight must be a positive finite number, got {factor!r}",
+                                 parameter="where_weight")
         return np.where(self.mask(events), float(factor), 1.0)
 
     def explain_empty(self, events: Sequence[dict]) -> str:

@@ -397,10 +397,21 @@ def _token_presence_findings(entry: Mapping, stage: str, *, canonical: bool) -> 
     if bad:
         out.append((TOKENS_OUT_OF_RANGE, Finding(
             "error", TOKENS_OUT_OF_RANGE, stage,
-            f"{bad} token values are not ids in [0, {tok.get('n_tokens')})",
+            _out_of_range_message(tok, bad),
             {"out_of_range": tok.get("out_of_range"), "non_integer": tok.get("non_integer"),
              "n_tokens": tok.get("n_tokens")})))
     return out
+
+
+def _out_of_range_message(tok: Mapping, bad: int) -> str:
+    """Say which rule the token values break without an empty range such as [0, 0)."""
+    k = tok.get("n_tokens")
+    non_integer = int(tok.get("non_integer", 0) or 0)
+    if isinstance(k, int) and k > 0:
+        return f"{bad} token values are not integer ids in [0, {k})"
+    if non_integer == bad:
+        return f"{bad} token values are not integers"
+    return f"{bad} token values are not integer ids (no vocabulary size known)"
 
 
 def _desync_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:

@@ -271,8 +271,9 @@ class Generation:
         n_tokens = _n_tokens(model)
         audio, sr = getattr(model, "audio", None), getattr(model, "sample_rate", None)
         duration = float(len(audio)) / float(sr) if audio is not None and sr else None
+        centers = getattr(model, "centers", None)
         return ledger_entry("generated", records, features=features, tokens=tokens,
-                            n_tokens=n_tokens, duration=duration)
+                            n_tokens=n_tokens, duration=duration, centers=centers)
 
 
 def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int | None = None) -> dict:
@@ -826,8 +827,10 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     ModelFormatError
         The model has no source audio, or events lack ``t``/``duration``.
     """
-    if not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
-        raise ChandraError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}")
+    if isinstance(crossfade_ms, bool) or not isinstance(crossfade_ms, (int, float, np.integer, np.floating)) \
+            or not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
+        raise ParameterError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}",
+                             parameter="crossfade_ms")
     _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
     audio = np.asarray(model.audio, dtype=np.float64)

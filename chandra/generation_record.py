@@ -77,17 +77,10 @@ def read_generation_record(path: str | os.PathLike) -> dict:
         Missing, too large, not JSON, or not a record of a version this
         chandra reads.
     """
+    from chandra import safejson
+
     path = Path(path)
-    try:
-        size = path.stat().st_size
-        if size > MAX_RECORD_BYTES:
-            raise ChandraError(f"{path}: {size} bytes is more than a generation record may hold "
-                               f"({MAX_RECORD_BYTES})")
-        doc = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ChandraError(f"{path}: no such generation record") from exc
-    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise ChandraError(f"{path}: not a readable generation record ({type(exc).__name__})") from exc
+    doc = safejson.load(path, max_bytes=MAX_RECORD_BYTES)
     if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
         raise ChandraError(f"{path}: not a chandra generation record")
     if str(doc.get("version", "")).split(".")[0] != RECORD_VERSION.split(".")[0]:
@@ -96,4 +89,8 @@ def read_generation_record(path: str | os.PathLike) -> dict:
     for key in ("wav", "generation", "ledger_entry"):
         if key not in doc:
             raise ChandraError(f"{path}: generation record without {key!r}")
+    wav = doc["wav"]
+    if not isinstance(wav, str) or not wav or Path(wav).name != wav or wav.startswith("."):
+        # The WAV lies beside its record; a path could point a reader anywhere.
+        raise ChandraError(f"{path}: the record's 'wav' must be a file name in the record's folder")
     return doc

@@ -222,6 +222,37 @@ def test_generate_is_deterministic_and_reports_fallbacks(trained_samples, tmp_pa
     assert all({"step", "reason", "choice"} <= set(fb) for fb in summary["fallbacks"])
 
 
+def test_generate_writes_the_generation_record_the_dashboard_reads(trained_samples, tmp_path, capsys):
+    from chandra.generation_record import read_generation_record
+
+    model_path = trained_samples[SAMPLES[0]]
+    out, record = tmp_path / "g.wav", tmp_path / "g.json"
+    capsys.readouterr()
+    assert main(["generate", str(model_path), "-o", str(out), "--seconds", "4", "--seed", "3",
+                 "--record", str(record), "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    doc = read_generation_record(record)
+    assert doc["wav"] == out.name and doc["model_path"] == str(model_path.resolve())
+    assert doc["summary"]["n_frames"] == printed["n_frames"] == len(doc["generation"]["frames"])
+    assert doc["ledger_entry"]["stage"] == "generated"
+    # the record names its WAV beside it: another folder is refused, and nothing is written
+    elsewhere = tmp_path / "sub"
+    elsewhere.mkdir()
+    assert main(["generate", str(model_path), "-o", str(tmp_path / "h.wav"), "--seconds", "2",
+                 "--record", str(elsewhere / "h.json")]) == 1
+    assert "same folder" in capsys.readouterr().err and not (tmp_path / "h.wav").exists()
+
+
+def test_a_closed_output_pipe_ends_quietly(trained_samples):
+    # `chandra inspect m --json | head -c 1`: the reader goes away; no traceback,
+    # no "Broken pipe" error line.
+    proc = subprocess.Popen([sys.executable, "-m", "chandra.cli", "inspect", str(trained_samples[SAMPLES[0]]),
+                             "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait() == 1 and err == ""
+
+
 @pytest.mark.parametrize("args, expected", [
     (["--continuity", "1.5"], "--continuity must be in [0, 1], got 1.5"),
     (["--seconds", "-2"], "--seconds must be a positive number, got -2.0"),

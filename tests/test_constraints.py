@@ -174,7 +174,7 @@ def test_list_fields_and_type_mismatch_are_refused():
 def test_weights_and_explain_empty():
     c = parse_where("consonance > 0.7")
     assert c.weights(EVENTS, factor=3.0).tolist() == [3.0, 1.0, 1.0, 3.0]
-    with pytest.raises(ConstraintError):
+    with pytest.raises(ChandraError):  # an argument error (ParameterError), see below
         c.weights(EVENTS, factor=0.0)
     msg = parse_where("consonance > 2").explain_empty(EVENTS)
     assert msg.startswith("no frame satisfies 'consonance > 2'")
@@ -403,3 +403,13 @@ def test_whole_grammar_matches_reference_evaluator(tree, events, data):
     assert got == want, (text, events)
     # describe() is a faithful rendering: parsing it again selects the same events
     assert parse_where(constraint.describe()).mask(events).tolist() == got
+
+
+def test_a_bad_weight_is_a_parameter_error_naming_where_weight():
+    from chandra.errors import ParameterError
+
+    constraint = parse_where("consonance > 0.5")
+    for bad in (0, -1.0, float("nan"), "2", True):
+        with pytest.raises(ParameterError) as info:
+            constraint.weights([{"consonance": 0.7}], factor=bad)
+        assert info.value.parameter == "where_weight"

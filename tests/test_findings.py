@@ -495,3 +495,11 @@ def test_sort_and_count_take_findings_or_their_dicts():
     assert [f.code for f in F.sort_findings(objs)] == ["C", "E", "D", "A"]
     assert F.count_by_severity(raw[:1] + raw[2:]) == {"error": 2, "warning": 1, "info": 1}
     assert F.SEVERITIES == ("error", "warning", "info")
+
+
+def test_token_values_that_are_all_text_say_so_without_an_empty_range():
+    from chandra.ledger import ledger_entry
+
+    records = [{"t": 0.1 * i, "gesture_token": "a"} for i in range(30)]
+    found = [f for f in F.ledger_findings([ledger_entry("events", records)]) if f.code == F.TOKENS_OUT_OF_RANGE]
+    assert found and "[0, 0)" not in found[0].message and "not integers" in found[0].message

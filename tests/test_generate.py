@@ -287,7 +287,7 @@ def test_impossible_constraint_raises_clear_error(model):
     message = str(info.value)
     assert "no frame satisfies 'consonance > 2'" in message
     assert "to 1.1 " in message  # the largest consonance in the model (token 'f')
-    with pytest.raises(ConstraintError, match="weight"):
+    with pytest.raises(ParameterError, match="where_weight"):  # an argument, not the constraint, is wrong
         improvise(model, n_frames=10, where="consonance > 0.5", where_mode="weight", where_weight=-1)
 
 
