@@ -144,8 +144,10 @@ def test_generation_record_round_trip(tmp_path, prepared_run):
     ("[1, 2]", "not a chandra generation record"),
     ('{"format": "chandra-generation", "version": "9.0"}', "version"),
     ('{"format": "chandra-generation", "version": "1.0"}', "without"),
-    ("{" * 100000, "not a readable generation record"),
-    ("not json", "not a readable generation record"),
+    ("{" * 100000, "nested deeper than 64 levels"),   # the bounded reader's own limits
+    ("not json", "malformed JSON"),
+    ('{"format": "chandra-generation", "version": "1.0", "wav": "../../etc/x.wav", "generation": {}, '
+     '"ledger_entry": {}}', "file name in the record's folder"),
 ])
 def test_bad_generation_records(tmp_path, text, match):
     from chandra.generation_record import read_generation_record
