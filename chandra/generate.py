@@ -294,8 +294,17 @@ class Generation:
         n_tokens = _n_tokens(model)
         audio, sr = getattr(model, "audio", None), getattr(model, "sample_rate", None)
         duration = float(len(audio)) / float(sr) if audio is not None and sr else None
-        return ledger_entry("generated", records, features=features, tokens=tokens,
-                            n_tokens=n_tokens, duration=duration)
+        if not getattr(model, "is_corpus", False):
+            return ledger_entry("generated", records, features=features, tokens=tokens,
+                                n_tokens=n_tokens, duration=duration)
+        # A corpus: each played event's t is judged against its own take's duration.
+        from chandra.ledger import add_per_file
+
+        durations = [float(row["duration"]) for row in model.provenance["files"]]
+        entry = ledger_entry("generated", records, features=features, tokens=tokens, n_tokens=n_tokens,
+                             duration=max(durations))
+        return add_per_file(entry, records, takes=model.takes()[idx], durations=durations, features=features,
+                            tokens=tokens, n_tokens=n_tokens)
 
 
 def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int | None = None,

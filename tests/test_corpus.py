@@ -279,6 +279,9 @@ def test_generation_never_continues_from_one_take_into_the_next(corpus):
         assert any(s["kind"] == "restart" and (s["reason"] or "").startswith("end of take") for s in generation.steps)
         summary = generation.summary()
         assert summary["takes_played"] == 3
+        entry = generation.ledger_entry(model)
+        assert [item["n_records"] for item in entry["per_file"]] == np.bincount(takes, minlength=3).tolist()
+        assert entry["time"]["fraction_in_range"] == 1.0
     assert changes > 0  # the takes are joined by shared context: the walk moves between them
 
 
@@ -390,6 +393,19 @@ def test_take_audio_is_stored_as_flac_exactly_and_checked_before_decoding(corpus
                             (lambda d: d["audio"]["takes"].pop(), "the file table declares [0-9]+ samples of audio; the model holds")):
         with pytest.raises(ModelFormatError, match=message):
             load_model(rewrite(change))
+
+
+def test_a_flac_member_that_is_not_flac_is_refused(corpus, tmp_path):
+    _, path, _ = corpus
+    out = tmp_path / "junk.chandra"
+    with zipfile.ZipFile(path) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_STORED) as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "audio/take-000002.flac":
+                data = bytes(np.random.default_rng(0).integers(0, 256, len(data), dtype=np.uint8))
+            dst.writestr(info, data)
+    with pytest.raises(ModelFormatError, match="audio member 'audio/take-000002.flac' is not a readable FLAC"):
+        load_model(out)
 
 
 def test_audio_off_the_24_bit_grid_is_stored_as_npy_not_rounded(corpus, tmp_path):
