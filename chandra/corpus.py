@@ -49,6 +49,7 @@ __all__ = [
     "CorpusFile",
     "FileAnalysis",
     "CorpusResult",
+    "CorpusState",
     "ENGINES",
     "AUDIO_STORAGE",
     "MANIFEST_MAX_BYTES",

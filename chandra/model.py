@@ -105,6 +105,7 @@ __all__ = [
     "MAX_FLAC_EXPANSION",
     "FILE_TABLE_KEYS",
     "quantize_audio",
+    "written_version",
 ]
 
 FORMAT_NAME = "chandra-model"
