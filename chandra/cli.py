@@ -3,6 +3,8 @@
 Subcommands::
 
     chandra train AUDIO -o MODEL [options]      train a model, one progress bar per stage
+    chandra train A.wav B.flac takes/ -o MODEL  train one model on a corpus of takes (or --manifest CSV)
+    chandra cache info|clear [--cache-dir DIR]  the encoder-output cache
     chandra inspect MODEL [--json]              fields, tokens, oracle, provenance, findings
     chandra export MODEL --format musichal -o OUT.json
     chandra generate MODEL -o OUT.wav [options] improvise and resynthesise
@@ -68,8 +70,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"chandra {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("train", help="train a model from an audio file")
-    p.add_argument("audio", help="wav, flac, ogg, aiff/aif or mp3 file")
+    p = sub.add_parser("train", help="train a model from an audio file or a corpus of takes")
+    p.add_argument("audio", nargs="*", metavar="AUDIO",
+                   help="wav, flac, ogg, aiff/aif or mp3 files, or folders of them (searched recursively); "
+                   "several make a corpus")
+    p.add_argument("--manifest", default=None, metavar="CSV",
+                   help="corpus as a CSV of path[,label] lines, paths relative to the manifest")
     p.add_argument("-o", "--output", required=True, help="model file to write (.chandra)")
     p.add_argument("--encoder", default="dsp", choices=ENCODER_NAMES)
     p.add_argument("--model", default=None, help="neural encoder: hub name (local cache only) or local directory")
@@ -89,8 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
                    help="audio-oracle distance threshold, or 'auto' to pick it by information rate")
     p.add_argument("--metric", default="cosine", choices=METRICS)
     p.add_argument("--no-embed-audio", action="store_true", help="do not store the source audio in the model")
+    p.add_argument("--audio", dest="audio_storage", default=None, choices=["embed", "reference", "none"],
+                   help="keep the source audio in the model (embed, the default), as references to the files "
+                   "checked by content hash (reference), or not at all (none)")
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: the user cache folder, "
+                   "or $CHANDRA_CACHE_DIR/features)")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
+    from chandra.corpus import ENGINES
+
+    p.add_argument("--engine", default="sequential", choices=ENGINES, help="how the files are analysed")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
+
+    p = sub.add_parser("cache", help="show or clear the feature cache")
+    p.add_argument("action", choices=["info", "clear"])
+    p.add_argument("--cache-dir", default=None, help="feature cache folder (default: as for train)")
+    p.add_argument("--json", action="store_true")
 
     p = sub.add_parser("inspect", help="inspect a chandra or MusicHal 9000 model")
     p.add_argument("model")
@@ -122,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--record", default=None, metavar="PATH",
                    help="also write the generation record (JSON: parameters, summary, path, ledger entry; "
                    "the format the dashboard's Generate page writes)")
+    p.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                   help="folder to look in for the audio files a model references (repeatable)")
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
     p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
@@ -190,30 +212,103 @@ def _print_summary(summary: dict) -> None:
     print(f"saved       {summary['saved']}")
 
 
+def _feature_cache(args: argparse.Namespace):
+    from chandra.feature_cache import FeatureCache
+
+    if getattr(args, "no_cache", False):
+        return None
+    return FeatureCache(Path(args.cache_dir)) if args.cache_dir else FeatureCache.default()
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
+    from chandra.corpus import collect_inputs, read_manifest
     from chandra.pipeline import TrainConfig, train, training_summary
 
+    storage = args.audio_storage
+    if args.no_embed_audio and storage not in (None, "none"):
+        raise ChandraError(f"--no-embed-audio contradicts --audio {storage}")
+    storage = "none" if args.no_embed_audio else (storage or "embed")
     config = TrainConfig(
         encoder=args.encoder, model=args.model, layer=args.layer, trust_remote_code=args.trust_remote_code,
         n_tokens=args.tokens, reduce_k=args.reduce_k, normalisation=args.normalisation,
         pca_components=args.pca, seed=args.seed, min_duration=args.min_duration,
         max_duration=args.max_duration, oracle=args.oracle, threshold=args.threshold, metric=args.metric,
-        embed_audio=not args.no_embed_audio,
+        embed_audio=storage != "none",
     )
     config.validate()
     output = Path(args.output)
     if output.is_dir():
         raise ChandraError(f"{output}: is a directory; give a model file name such as model.chandra")
+    if args.manifest and args.audio:
+        raise ChandraError("give audio files and folders or --manifest, not both")
+    if args.manifest:
+        files = read_manifest(args.manifest)
+    elif args.audio:
+        files = collect_inputs(args.audio)
+    else:
+        raise ChandraError("give audio files or folders to train on, or --manifest CSV")
+    cache = _feature_cache(args)
     bars = _Bars(enabled=not args.quiet and not args.json)
+    # One file, no label, audio kept as before: exactly the one-file training.
+    single = len(files) == 1 and files[0].label is None and storage != "reference"
     try:
-        result = train(args.audio, config, output=output, progress=bars)
+        if single:
+            result = train(files[0].path, config, output=output, progress=bars, feature_cache=cache)
+        else:
+            from chandra.corpus import train_corpus
+
+            result = train_corpus(files, config, output=output, audio=storage, cache=cache, engine=args.engine,
+                                  progress=bars)
     finally:
         bars.close()
-    summary = training_summary(result.state, result.findings)
+    summary = training_summary(result.state, result.findings) if single else result.summary()
     if args.json:
         print(json.dumps(summary, indent=1))
-    else:
+    elif single:
         _print_summary(summary)
+    else:
+        _print_corpus_summary(summary)
+    return 0
+
+
+def _print_corpus_summary(summary: dict) -> None:
+    k = summary["tokens_k"]
+    print(f"corpus      {summary['n_files']} files, {summary['duration_s']:.1f} s, audio {summary['audio']}")
+    width = max(len(f["name"]) for f in summary["files"])
+    for f in summary["files"]:
+        label = f"  [{f['label']}]" if f.get("label") else ""
+        print(f"  take {f['take']:<4} {f['name']:<{width}}  {f['duration_s']:7.1f} s  {f['segments']:6} segments  "
+              f"{f['tokens_used']:4} tokens  cache {f['feature_cache']}{label}")
+    print(f"segments    {summary['segments']}  (feature dim {summary['feature_dim']})")
+    print(f"tokens      K={k} ({summary['vocabulary_algorithm']} k-means): fit set {summary['tokens_fit_active']}/{k} "
+          f"active, {summary['entropy_fit_bits']:.2f} bits; assigned {summary['tokens_assigned_unique']}/{k} "
+          f"unique, {summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits; "
+          f"{summary['shared_tokens']} shared by two or more takes")
+    threshold = summary.get("oracle_threshold")
+    extra = f", threshold {threshold:.4g}" if threshold is not None else ""
+    print(f"oracle      {summary['oracle_kind']}: {summary['oracle_states']} states, "
+          f"{summary['oracle_transitions']} transitions{extra}; takes never continue into the next")
+    times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
+    print(f"time        {times}")
+    for line in summary["findings"]:
+        print(f"finding     {line}")
+    print(f"saved       {summary['saved']}")
+
+
+def _cmd_cache(args: argparse.Namespace) -> int:
+    cache = _feature_cache(args)
+    if args.action == "clear":
+        removed = cache.clear()
+        print(f"removed {removed} cached feature entr{'y' if removed == 1 else 'ies'} from {cache.directory}")
+        return 0
+    info = cache.info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    print(f"feature cache  {info['directory']}{'' if info['exists'] else ' (not created yet)'}")
+    print(f"entries        {info['entries']} ({info['bytes'] / 1e6:.1f} MB)")
+    for name, count in info["by_encoder"].items():
+        print(f"  {name:<12} {count}")
     return 0
 
 
@@ -264,6 +359,10 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         if Path(record_path).resolve().parent != Path(output).resolve().parent:
             raise ChandraError("--record must be in the same folder as the WAV it describes (-o)")
     model = load_model(args.model)
+    from chandra.corpus import attach_audio, references_audio
+
+    if references_audio(model):
+        attach_audio(model, model_path=args.model, search=args.audio_dir)
     with exclusive_output(output):
         generation = generate_to_wav(model, output, seconds=args.seconds, seed=args.seed,
                                      continuity=args.continuity, min_lrs=args.min_lrs,
@@ -339,6 +438,7 @@ def _cmd_trace_report(args: argparse.Namespace) -> int:
 
 _COMMANDS = {
     "train": _cmd_train,
+    "cache": _cmd_cache,
     "inspect": _cmd_inspect,
     "export": _cmd_export,
     "generate": _cmd_generate,

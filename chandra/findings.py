@@ -47,9 +47,10 @@ __all__ = [
     "FEATURES_DUPLICATE", "CONSTANT_CONSONANCE",
     "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
     "PARAM_MISMATCH", "ROUNDTRIP_CHANGED",
-    "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "AUDIO_TRUNCATED", "ALL_CODES",
+    "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "AUDIO_TRUNCATED",
+    "VOCAB_TAKE_DOMINANCE", "TAKES_SHARE_NO_TOKENS", "ALL_CODES",
     # functions
-    "ledger_findings", "entry_findings", "oracle_findings", "provenance_findings", "audio_findings",
+    "ledger_findings", "entry_findings", "take_vocabulary_findings", "oracle_findings", "provenance_findings", "audio_findings",
     "model_findings", "vocabulary_findings", "musichal_type_findings", "encoder_identity",
     "vocabulary_conflicts", "oracle_check_inputs", "sort_findings", "count_by_severity", "findings_to_dicts",
 ]
@@ -113,13 +114,19 @@ TYPES_CHANGED = "TYPES_CHANGED"
 #: The audio decoder delivered fewer frames than the file's header declares.
 AUDIO_TRUNCATED = "AUDIO_TRUNCATED"
 
+#: A corpus vocabulary in which one take owns (is the main user of) most tokens, far beyond its
+#: share of the frames: the other takes are squeezed into few tokens.
+VOCAB_TAKE_DOMINANCE = "VOCAB_TAKE_DOMINANCE"
+#: A corpus whose takes share no token: a factor oracle can never jump between them.
+TAKES_SHARE_NO_TOKENS = "TAKES_SHARE_NO_TOKENS"
+
 ALL_CODES = (
     FIELD_LOST, RECORDS_LOST, TOKEN_COLLAPSE, TOKENS_MISSING, TOKENS_OUT_OF_RANGE,
     EPOCH_TIME, TIME_OUT_OF_RANGE, TIME_NOT_MONOTONIC, FEATURES_LOW_DIM, DEAD_DIMENSIONS,
     FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
     ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
     ROUNDTRIP_CHANGED, TOKENS_DESYNC, STRINGIFIED_CONTAINER, VOCAB_ENCODER_MISMATCH, TYPES_CHANGED,
-    AUDIO_TRUNCATED,
+    AUDIO_TRUNCATED, VOCAB_TAKE_DOMINANCE, TAKES_SHARE_NO_TOKENS,
 )
 
 # --------------------------------------------------------------------------- thresholds
@@ -195,6 +202,13 @@ NUMBER_FIELDS = frozenset({
     "pitch_hz", "fundamental_freq", "midi_note", "barlow_complexity", "midi_relative", "rhythm_ratio",
     "deviation_polarity", "segment_id", "frame_id",
 })
+#: VOCAB_TAKE_DOMINANCE: one take owns at least this share of the active tokens ...
+TAKE_DOMINANCE_TOKEN_SHARE = 0.5
+#: ... and at least this many times its share of the frames ...
+TAKE_DOMINANCE_RATIO = 2.0
+#: ... in a vocabulary of at least this many active tokens. A token's owner is the take with
+#: most of its frames (the lowest take on ties).
+TAKE_DOMINANCE_MIN_TOKENS = 4
 #: Consecutive canonical stages that must keep every record.
 _COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
 
@@ -293,11 +307,16 @@ def _time_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
             and time["fraction_in_range"] < 1.0:
         share_out = 1.0 - float(time["fraction_in_range"])
         severity = "error" if share_out > TIME_OUT_OF_RANGE_ERROR_SHARE else "warning"
+        takes = [item.get("take") for item in (entry.get("per_file") or [])
+                 if isinstance(item, Mapping) and isinstance(item.get("time"), Mapping)
+                 and item["time"].get("fraction_in_range") is not None and item["time"]["fraction_in_range"] < 1.0]
+        where = (f"their own file (takes {', '.join(str(t) for t in takes[:8])}"
+                 f"{', ...' if len(takes) > 8 else ''})" if time.get("per_take") else
+                 f"the audio (0..{duration:.3g} s; seen {t_min:.6g}..{t_max:.6g} s)")
         out.append((TIME_OUT_OF_RANGE, Finding(
             severity, TIME_OUT_OF_RANGE, stage,
-            f"{share_out:.1%} of '{field_name}' values lie outside the audio "
-            f"(0..{duration:.3g} s; seen {t_min:.6g}..{t_max:.6g} s)",
-            {**evidence, "share_out_of_range": share_out})))
+            f"{share_out:.1%} of '{field_name}' values lie outside {where}",
+            {**evidence, "share_out_of_range": share_out, **({"takes": takes} if time.get("per_take") else {})})))
     if stage not in UNORDERED_STAGES and time.get("monotonic") is False:
         out.append((TIME_NOT_MONOTONIC, Finding(
             "warning", TIME_NOT_MONOTONIC, stage,
@@ -663,15 +682,104 @@ def _field_lost_findings(ledger: Sequence[Mapping]) -> list[Finding]:
             else:
                 f0 = p0 / n_before if n_before else 0.0
                 lost = p1 / n_after < FIELD_FRACTION_DROP * f0
-            if not lost:
+            takes = _takes_losing(before, after, name)
+            if not lost and not takes:
                 continue
-            severity = "error" if p1 == 0 else "warning"
+            severity = "error" if p1 == 0 or (not lost and takes) else "warning"
+            in_takes = ""
+            if takes and p1 > 0:
+                shown = ", ".join(str(t) for t in takes[:8]) + (", ..." if len(takes) > 8 else "")
+                in_takes = f"; every record of take(s) {shown} lost it"
             out.append(Finding(
                 severity, FIELD_LOST, str(after.get("stage")),
                 f"field '{name}' carried by {p0} of {n_before} records at '{before.get('stage')}' "
-                f"but {p1} of {n_after} at '{after.get('stage')}'",
+                f"but {p1} of {n_after} at '{after.get('stage')}'{in_takes}",
                 {"field": name, "from_stage": before.get("stage"), "to_stage": after.get("stage"),
-                 "present_before": p0, "n_before": n_before, "present_after": p1, "n_after": n_after}))
+                 "present_before": p0, "n_before": n_before, "present_after": p1, "n_after": n_after,
+                 **({"takes": takes} if takes else {})}))
+    return out
+
+
+def _takes_losing(before: Mapping, after: Mapping, name: str) -> list[int]:
+    """Takes (of a corpus entry's ``per_file``) whose records carried ``name`` before and none after."""
+    a, b = before.get("per_file"), after.get("per_file")
+    if not isinstance(a, list) or not isinstance(b, list):
+        return []
+    after_by_take = {item.get("take"): item for item in b if isinstance(item, Mapping)}
+    out = []
+    for item in a:
+        if not isinstance(item, Mapping):
+            continue
+        later = after_by_take.get(item.get("take"))
+        if not isinstance(later, Mapping) or not later.get("n_records"):
+            continue
+        had = int((item.get("fields") or {}).get(name, 0) or 0)
+        has = int((later.get("fields") or {}).get(name, 0) or 0)
+        if had > 0 and has == 0:
+            out.append(int(item["take"]))
+    return out
+
+
+def take_vocabulary_findings(ledger: Sequence[Mapping], *, provenance: Mapping | None = None) -> list[Finding]:
+    """How a corpus vocabulary is shared among its takes (from the ``tokens`` entry's ``per_file``).
+
+    VOCAB_TAKE_DOMINANCE (warning) when one take owns at least
+    :data:`TAKE_DOMINANCE_TOKEN_SHARE` of the active tokens and at least
+    :data:`TAKE_DOMINANCE_RATIO` times its share of the frames (a token's
+    owner is the take with most of its frames), in a vocabulary of at least
+    :data:`TAKE_DOMINANCE_MIN_TOKENS` active tokens: the other takes are
+    described by a handful of tokens. TAKES_SHARE_NO_TOKENS (warning) when
+    two or more takes use no token in common, so a token oracle has no
+    shared context to jump between them.
+    """
+    entry = next((e for e in ledger if e.get("stage") == "tokens" and isinstance(e.get("per_file"), list)), None)
+    if entry is None:
+        return []
+    rows = [item for item in entry["per_file"] if isinstance(item, Mapping)
+            and isinstance(item.get("tokens"), Mapping) and isinstance(item["tokens"].get("counts"), list)]
+    if len(rows) < 2:
+        return []
+    try:
+        counts = np.asarray([item["tokens"]["counts"] for item in rows], dtype=np.int64)
+    except (TypeError, ValueError):
+        return []
+    if counts.ndim != 2 or counts.shape[1] == 0:
+        return []
+    files = provenance.get("files") if isinstance(provenance, Mapping) else None
+
+    def name(take: int) -> str:
+        if isinstance(files, list) and 0 <= take < len(files) and isinstance(files[take], Mapping):
+            return f"take {take} ({files[take].get('name') or files[take].get('path')})"
+        return f"take {take}"
+
+    frames = counts.sum(axis=1)
+    takes = np.asarray([int(item["take"]) for item in rows])
+    active = np.flatnonzero(counts.sum(axis=0) > 0)
+    out: list[Finding] = []
+    used = counts[:, active] > 0
+    shared = int(np.count_nonzero(used.sum(axis=0) >= 2))
+    playing = int(np.count_nonzero(frames > 0))
+    if playing >= 2 and shared == 0:
+        out.append(Finding(
+            "warning", TAKES_SHARE_NO_TOKENS, "tokens",
+            f"the {playing} takes share no token: every token belongs to one take, so the token oracle "
+            "has no shared context to move between takes",
+            {"takes": playing, "active_tokens": int(active.size), "shared_tokens": 0}))
+    if active.size >= TAKE_DOMINANCE_MIN_TOKENS and frames.sum() > 0:
+        owners = np.argmax(counts[:, active], axis=0)
+        token_share = np.bincount(owners, minlength=counts.shape[0]) / active.size
+        frame_share = frames / frames.sum()
+        top = int(np.argmax(token_share))
+        if token_share[top] >= TAKE_DOMINANCE_TOKEN_SHARE and \
+                token_share[top] >= TAKE_DOMINANCE_RATIO * frame_share[top]:
+            out.append(Finding(
+                "warning", VOCAB_TAKE_DOMINANCE, "tokens",
+                f"{name(int(takes[top]))} owns {token_share[top]:.0%} of the {active.size} active tokens with "
+                f"{frame_share[top]:.0%} of the frames; the other takes share the rest",
+                {"take": int(takes[top]), "token_share": float(token_share[top]),
+                 "frame_share": float(frame_share[top]), "active_tokens": int(active.size),
+                 "shared_tokens": shared,
+                 "tokens_per_take": [int(c) for c in np.count_nonzero(counts > 0, axis=1)]}))
     return out
 
 
@@ -1158,24 +1266,30 @@ def audio_findings(provenance: Mapping | None) -> list[Finding]:
     """
     if not isinstance(provenance, Mapping):
         return []
-    source = provenance.get("input")
-    decode = source.get("decode") if isinstance(source, Mapping) else None
-    if not isinstance(decode, Mapping):
-        return []
-    declared, read = decode.get("frames_declared"), decode.get("frames_read")
-    if not all(isinstance(v, int) and not isinstance(v, bool) for v in (declared, read)) or not read < declared:
-        return []
-    rate = decode.get("file_sample_rate")
-    seconds = (f" ({read / rate:.3f} s of {declared / rate:.3f} s)"
-               if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else "")
-    error = decode.get("decode_error")
-    return [Finding(
-        "warning", AUDIO_TRUNCATED, "load",
-        f"the audio file declares {declared} frames but the decoder delivered {read}{seconds}, "
-        f"{1 - read / declared:.1%} missing" + (f" (decoder: {error})" if error else "")
-        + "; trained on the frames that were there",
-        {"frames_declared": declared, "frames_read": read, "file_sample_rate": rate,
-         "decode_error": error, "file": source.get("name")})]
+    sources = [(None, provenance.get("input"))]
+    if isinstance(provenance.get("files"), list):  # a corpus: one decode record per take
+        sources = [(k, row) for k, row in enumerate(provenance["files"])]
+    out = []
+    for take, source in sources:
+        decode = source.get("decode") if isinstance(source, Mapping) else None
+        if not isinstance(decode, Mapping):
+            continue
+        declared, read = decode.get("frames_declared"), decode.get("frames_read")
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (declared, read)) or not read < declared:
+            continue
+        rate = decode.get("file_sample_rate")
+        seconds = (f" ({read / rate:.3f} s of {declared / rate:.3f} s)"
+                   if isinstance(rate, int) and not isinstance(rate, bool) and rate > 0 else "")
+        error = decode.get("decode_error")
+        which = "the audio file" if take is None else f"take {take} ({source.get('name')})"
+        out.append(Finding(
+            "warning", AUDIO_TRUNCATED, "load",
+            f"{which} declares {declared} frames but the decoder delivered {read}{seconds}, "
+            f"{1 - read / declared:.1%} missing" + (f" (decoder: {error})" if error else "")
+            + "; trained on the frames that were there",
+            {"frames_declared": declared, "frames_read": read, "file_sample_rate": rate,
+             "decode_error": error, "file": source.get("name"), **({"take": take} if take is not None else {})}))
+    return out
 
 
 # --------------------------------------------------------------------------- ledger
@@ -1282,6 +1396,7 @@ def ledger_findings(
     findings += _roundtrip_findings(ledger)
     findings += provenance_findings(provenance)
     findings += audio_findings(provenance)
+    findings += take_vocabulary_findings(ledger, provenance=provenance)
     return sort_findings(findings)
 
 
@@ -1388,7 +1503,7 @@ def _dedupe(findings: list[Finding]) -> list[Finding]:
     out = []
     for f in findings:
         key = (f.code, f.stage, f.evidence.get("invariant"), f.evidence.get("field"),
-               f.evidence.get("parameter"), f.evidence.get("path"))
+               f.evidence.get("parameter"), f.evidence.get("path"), f.evidence.get("take"))
         if key in seen:
             continue
         seen.add(key)

@@ -88,6 +88,18 @@ restart
     last ``T`` frames (reason ``"end of source: back to the start"``, ``lrs
     = 0``). Restarts are steps of kind ``"restart"``, not fallbacks.
 
+Takes
+    A model trained on a corpus (several takes laid end to end, the oracle's
+    ``take_starts``) ends at the end of every take: the last frame of a take
+    is never followed by the first frame of the next one in source order.
+    At a take's end state ``b`` the walk restarts as at the end of the
+    source (reasons ``"end of take: ..."``; the frames ``b - T .. b`` are
+    skipped), and no jump or restart lands on a take's end state (that
+    would play the next take's first frame as the continuation of the
+    previous take's last). Jumps and restarts between takes by shared
+    context are what a corpus is for. Resynthesis cuts every frame from
+    its own take's audio.
+
 Constraints (``where``)
     ``where_mode="filter"`` (default) only ever plays frames that satisfy the
     constraint, except where a recorded fallback says otherwise.
@@ -178,6 +190,9 @@ class Generation:
         ``gesture_token`` of each played frame, -1 where the event has none.
     durations : ndarray of float64, shape (m,), optional
         ``duration`` (seconds) of each played event, NaN where it has none.
+    takes : ndarray of int64, shape (m,), optional
+        Take (row of the model's file table) of each played frame, for a
+        model trained on a corpus; None otherwise.
     """
 
     frames: np.ndarray
@@ -187,6 +202,7 @@ class Generation:
     params: dict = field(default_factory=dict)
     tokens: np.ndarray | None = None
     durations: np.ndarray | None = None
+    takes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(len(self.frames))
@@ -211,7 +227,9 @@ class Generation:
             events' durations in seconds, None when unknown), and the
             quality measures of :func:`path_quality`: ``qualifying_frames``,
             ``coverage``, ``max_frame_share``, ``top2_share``,
-            ``longest_copy_frames``, ``longest_copy_s``.
+            ``longest_copy_frames``, ``longest_copy_s``. From a corpus
+            model also ``takes_played`` (distinct takes) and
+            ``take_changes`` (steps that move to another take).
         """
         kinds = [s["kind"] for s in self.steps]
         jump_lrs = [self.steps[int(i)]["lrs"] for i in self.jumps]
@@ -237,7 +255,11 @@ class Generation:
             "duration_s": duration_s,
         }
         out.update(path_quality(self.frames, durations=durations,
-                                qualifying_frames=self.params.get("qualifying_frames")))
+                                qualifying_frames=self.params.get("qualifying_frames"), takes=self.takes))
+        if self.takes is not None:
+            takes = np.asarray(self.takes, dtype=np.int64)
+            out["takes_played"] = int(len(np.unique(takes)))
+            out["take_changes"] = int(np.count_nonzero(np.diff(takes)))
         return out
 
     def to_dict(self) -> dict:
@@ -251,6 +273,7 @@ class Generation:
             "tokens": None if self.tokens is None else [int(t) for t in self.tokens],
             "durations": None if self.durations is None else
             [None if not np.isfinite(d) else float(d) for d in self.durations],
+            "takes": None if self.takes is None else [int(t) for t in self.takes],
         }
 
     def ledger_entry(self, model: Any) -> dict:
@@ -272,11 +295,21 @@ class Generation:
         audio, sr = getattr(model, "audio", None), getattr(model, "sample_rate", None)
         duration = float(len(audio)) / float(sr) if audio is not None and sr else None
         centers = getattr(model, "centers", None)
-        return ledger_entry("generated", records, features=features, tokens=tokens,
-                            n_tokens=n_tokens, duration=duration, centers=centers)
+        if not getattr(model, "is_corpus", False):
+            return ledger_entry("generated", records, features=features, tokens=tokens,
+                                n_tokens=n_tokens, duration=duration, centers=centers)
+        # A corpus: each played event's t is judged against its own take's duration.
+        from chandra.ledger import add_per_file
+
+        durations = [float(row["duration"]) for row in model.provenance["files"]]
+        entry = ledger_entry("generated", records, features=features, tokens=tokens, n_tokens=n_tokens,
+                             duration=max(durations), centers=centers)
+        return add_per_file(entry, records, takes=model.takes()[idx], durations=durations, features=features,
+                            tokens=tokens, n_tokens=n_tokens)
 
 
-def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int | None = None) -> dict:
+def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int | None = None,
+                 takes: Any = None) -> dict:
     """How varied a path is and how much of it copies the source verbatim.
 
     Parameters
@@ -288,6 +321,9 @@ def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int |
     qualifying_frames : int, optional
         How many frames the walk could play (those a hard constraint allows);
         unknown when None.
+    takes : array_like of int, shape (m,), optional
+        Take of each played frame (a corpus model): a copy never runs from
+        one take into the next.
 
     Returns
     -------
@@ -315,7 +351,10 @@ def path_quality(frames: Any, *, durations: Any = None, qualifying_frames: int |
                        float(distinct / min(m, int(qualifying_frames))))
     out["max_frame_share"] = float(counts[0] / m)
     out["top2_share"] = float(counts[:2].sum() / m)
-    run_id = np.concatenate(([0], np.cumsum(np.diff(f) != 1)))
+    breaks = np.diff(f) != 1
+    if takes is not None:
+        breaks |= np.diff(np.asarray(takes, dtype=np.int64).reshape(-1)) != 0
+    run_id = np.concatenate(([0], np.cumsum(breaks)))
     lengths = np.bincount(run_id)
     out["longest_copy_frames"] = int(lengths.max())
     longest_s = None
@@ -584,6 +623,11 @@ def improvise(
     if durations is not None and durations.sum() <= 0:
         raise ModelFormatError("every event has zero duration; cannot generate by seconds")
 
+    take_starts = _take_starts(model, n)
+    take_end = [False] * (n + 1)  # state b ends a take: its forward frame b opens the next take
+    for b in ([] if take_starts is None else take_starts[1:].tolist()):
+        take_end[b] = True
+
     tree = _ContextTree(rep, lrs)
     rng = np.random.default_rng(seed)
     min_lrs = int(min_lrs)
@@ -601,14 +645,14 @@ def improvise(
     def playable(f: int) -> bool:
         return allowed_list[f] and not is_taboo(f)
 
-    def next_playable(target: int, exclude: tuple[int, ...], *, before: int = n) -> int | None:
-        """First playable frame at or after ``target`` in source order, wrapping, below ``before``."""
+    def next_playable(target: int, exclude: tuple[int, ...], *, skip: tuple[int, int] = (n, n)) -> int | None:
+        """First playable frame at or after ``target`` in source order, wrapping, outside ``skip[0]..skip[1]``."""
         pos = int(np.searchsorted(allowed_idx, target % n))
-        # Without `before`, at most `memory` taboo frames and the excluded
+        # Without `skip`, at most `memory` taboo frames and the excluded
         # ones are skipped before a playable one turns up.
         for step in range(n_allowed):
             f = int(allowed_idx[(pos + step) % n_allowed])
-            if f < before and f not in exclude and not is_taboo(f):
+            if not skip[0] <= f <= skip[1] and f not in exclude and not is_taboo(f):
                 return f
         return None
 
@@ -658,31 +702,34 @@ def improvise(
     while not done():
         u, v = rng.random(2)
         prev = s - 1
-        if s == n:
-            # end of source: continue after a shared context, away from the tail just played
-            tail = n - memory
+        if s == n or take_end[s]:
+            # end of the source or of a take: continue after a shared context, away from the
+            # tail just played (and, at a take's end, not into the next take's first frame s)
+            tail = s - memory
+            where_ = "end of source" if s == n else "end of take"
 
             def eligible_restart(k: int) -> bool:
-                return k < tail and playable(k) and not (avoid_repeats and k == prev)
+                return not tail <= k <= s and k < n and not take_end[k] and playable(k) \
+                    and not (avoid_repeats and k == prev)
 
             cand, ctx = tree.candidates(s, min_lrs, eligible_restart)
             if cand:
                 idx = pick(cand, v)
-                record(cand[idx], "restart", prev, ctx[idx], "end of source: continue after a shared context")
+                record(cand[idx], "restart", prev, ctx[idx], f"{where_}: continue after a shared context")
             else:
                 exclude = (prev,) if avoid_repeats else ()
-                target = next_playable(start_frame, exclude, before=tail)
+                target = next_playable(start_frame, exclude, skip=(tail, s))
                 if target is None:
-                    target = next_playable(start_frame, exclude)
+                    target = next_playable(start_frame, exclude + (s,))
                 if target is None:
                     target = start_frame
-                record(target, "restart", prev, 0, "end of source: back to the start")
+                record(target, "restart", prev, 0, f"{where_}: back to the start")
             run = 0
         else:
             forward_ok = playable(s) and (max_continuous is None or run < max_continuous)
 
             def eligible_jump(k: int) -> bool:
-                return k < n and k != s and playable(k) and not (avoid_repeats and k == prev)
+                return k < n and k != s and not take_end[k] and playable(k) and not (avoid_repeats and k == prev)
 
             if where_mode == "weight":
                 cand, ctx = tree.candidates(s, min_lrs, eligible_jump)
@@ -746,9 +793,29 @@ def improvise(
         "source_frames": int(n),
         "qualifying_frames": n_allowed,
     }
+    if take_starts is not None:
+        params["take_starts"] = [int(b) for b in take_starts]
     played_tokens, played_durations = _played_tokens_and_durations(model, frames_arr)
+    played_takes = None
+    if take_starts is not None:
+        from chandra.oracle import take_of_frames
+
+        played_takes = take_of_frames(take_starts, n)[frames_arr]
     return Generation(frames=frames_arr, steps=steps, jumps=jumps, fallbacks=fallbacks, params=params,
-                      tokens=played_tokens, durations=played_durations)
+                      tokens=played_tokens, durations=played_durations, takes=played_takes)
+
+
+def _take_starts(model: Any, n: int) -> np.ndarray | None:
+    """Frame index where each take begins (two or more takes), from the oracle or the model's file table."""
+    starts = getattr(model.oracle, "take_starts", None)
+    if starts is None and callable(getattr(model, "take_starts", None)):
+        starts = model.take_starts()
+    if starts is None or len(starts) < 2:
+        return None
+    starts = np.asarray(starts, dtype=np.int64)
+    if starts[0] != 0 or np.any(np.diff(starts) <= 0) or starts[-1] >= n:
+        raise OracleError(f"take starts {starts[:8].tolist()} are not increasing frame indices below {n}")
+    return starts
 
 
 # --------------------------------------------------------------------------- resynthesis
@@ -760,25 +827,38 @@ def frame_bounds(model: Any) -> tuple[np.ndarray, np.ndarray]:
     Returns
     -------
     starts, ends : ndarray of int64, shape (n,)
-        ``round(t * sr)`` and ``round((t + duration) * sr)``, clipped to the
-        signal; ``ends >= starts``.
+        ``round(t * sr)`` and ``round((t + duration) * sr)`` plus the
+        offset of the event's take in ``model.audio`` (a corpus model holds
+        its takes one after another; ``t`` counts from the start of the
+        event's own file), clipped to that take's samples; ``ends >= starts``.
     """
     audio = getattr(model, "audio", None)
     sr = getattr(model, "sample_rate", None)
     if audio is None or sr is None:
         raise ModelFormatError("model has no source audio; retrain with audio embedded to resynthesise")
-    length = len(audio)
+    lo, hi = _take_sample_ranges(model)
     starts = np.empty(len(model.events), dtype=np.int64)
     ends = np.empty(len(model.events), dtype=np.int64)
     for i, ev in enumerate(model.events):
         t, d = ev.get("t"), ev.get("duration")
         if t is None or d is None:
             raise ModelFormatError(f"event {i} lacks 't' or 'duration'; cannot cut its audio")
-        a = int(round(float(t) * sr))
-        b = int(round((float(t) + float(d)) * sr))
-        starts[i] = min(max(a, 0), length)
-        ends[i] = min(max(b, starts[i]), length)
+        a = int(lo[i]) + int(round(float(t) * sr))
+        b = int(lo[i]) + int(round((float(t) + float(d)) * sr))
+        starts[i] = min(max(a, int(lo[i])), int(hi[i]))
+        ends[i] = min(max(b, starts[i]), int(hi[i]))
     return starts, ends
+
+
+def _take_sample_ranges(model: Any) -> tuple[np.ndarray, np.ndarray]:
+    """First and end sample (exclusive) in ``model.audio`` of every event's take, int64 (n,) each."""
+    n = len(model.events)
+    length = len(model.audio)
+    offsets = model.take_offsets() if callable(getattr(model, "take_offsets", None)) else None
+    if offsets is None or len(offsets) <= 2:
+        return np.zeros(n, dtype=np.int64), np.full(n, length, dtype=np.int64)
+    takes = model.takes()
+    return np.asarray(offsets[takes], dtype=np.int64), np.asarray(offsets[takes + 1], dtype=np.int64)
 
 
 def _ramps(length: int) -> tuple[np.ndarray, np.ndarray]:
@@ -793,7 +873,9 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     Consecutive frames that are consecutive in the source (``f, f+1``, ...)
     form a *run* and are copied as one continuous slice from the start of the
     first event to the end of the last (so a forward step has no fade and no
-    artefact at all). Runs are joined with an equal-power crossfade (``sin`` in,
+    artefact at all); a run never spans two takes of a corpus model, and a
+    fade never reads audio from outside a run's own take. Runs are joined
+    with an equal-power crossfade (``sin`` in,
     ``cos`` out) of ``crossfade_ms``: the outgoing run continues past its end
     with the source audio that follows it, fading out over the first
     ``crossfade_ms`` of the incoming run, which fades in. When the source has
@@ -833,6 +915,7 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
                              parameter="crossfade_ms")
     _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
+    take_lo, take_hi = _take_sample_ranges(model)
     audio = np.asarray(model.audio, dtype=np.float64)
     sr = int(model.sample_rate)
     frames = np.asarray(generation.frames, dtype=np.int64)
@@ -841,7 +924,7 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     if frames.min() < 0 or frames.max() >= len(starts):
         raise ModelFormatError("generation refers to frames this model does not have")
 
-    breaks = np.flatnonzero(np.diff(frames) != 1) + 1
+    breaks = np.flatnonzero((np.diff(frames) != 1) | (np.diff(take_lo[frames]) != 0)) + 1
     firsts = np.concatenate(([0], breaks))
     lasts = np.concatenate((breaks - 1, [len(frames) - 1]))
     src_a = starts[frames[firsts]]
@@ -857,8 +940,8 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     for r in range(1, len(lens)):
         p_len, q_len = int(lens[r - 1]), int(lens[r])
         cap = min(fade, p_len // 2, q_len // 2)
-        after_p = min(cap, len(audio) - int(src_b[r - 1]))
-        before_q = min(cap, int(src_a[r]))
+        after_p = min(cap, int(take_hi[frames[lasts[r - 1]]]) - int(src_b[r - 1]))
+        before_q = min(cap, int(src_a[r]) - int(take_lo[frames[firsts[r]]]))
         if after_p >= before_q and after_p > 0:
             fin, fout = _ramps(after_p)
             extras.append((int(offsets[r]), int(src_b[r - 1]), after_p, fout))

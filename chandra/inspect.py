@@ -147,6 +147,8 @@ def inspect_loaded(model: Any) -> dict:
         "size_bytes": None,
         "format": getattr(model, "source_format", "chandra"),
         "frames": int(entry["n_records"]),
+        "files": _files_table(model, entry),
+        "audio": _audio_storage(model),
         "feature_dim": feature_dim,
         "feature_lengths": feature_lengths,
         "fields": fields,
@@ -163,6 +165,38 @@ def inspect_loaded(model: Any) -> dict:
         "summary": count_by_severity(findings),
     }
     return json_safe(report)
+
+
+def _files_table(model: Any, entry: dict) -> list[dict]:
+    """One row per source file (take): what it is, how much of the model it is, the vocabulary it uses."""
+    files = model.files() if callable(getattr(model, "files", None)) else []
+    if not files:
+        return []
+    per_file = {item.get("take"): item for item in entry.get("per_file") or [] if isinstance(item, dict)}
+    vocab = getattr(model, "vocabulary", None)
+    usage = vocab.get("per_file") if isinstance(vocab, dict) and isinstance(vocab.get("per_file"), dict) else {}
+    rows = []
+    for k, row in enumerate(files):
+        item = per_file.get(k) or {}
+        tokens = (item.get("tokens") or {}).get("unique")
+        if tokens is None and len(files) == 1:
+            tokens = (entry.get("tokens") or {}).get("unique")
+        rows.append({
+            "take": k, "name": row.get("name"), "path": row.get("path"), "label": row.get("label"),
+            "sha256": row.get("sha256"), "duration": row.get("duration"), "sample_rate": row.get("sample_rate"),
+            "frames": item.get("n_records", row.get("n_events")), "tokens_used": tokens,
+            "tokens_exclusive": (usage.get("exclusive") or [None] * len(files))[k]
+            if isinstance(usage.get("exclusive"), list) and len(usage["exclusive"]) == len(files) else None,
+        })
+    return rows
+
+
+def _audio_storage(model: Any) -> str:
+    prov = getattr(model, "provenance", None) or {}
+    declared = prov.get("audio") if isinstance(prov.get("audio"), dict) else {}
+    if declared.get("storage") in ("embedded", "reference", "none"):
+        return declared["storage"]
+    return "embedded" if getattr(model, "audio", None) is not None else "none"
 
 
 def _pct(x: Any) -> str:
@@ -193,6 +227,21 @@ def format_report(report: dict) -> str:
     summary = report.get("summary") or {}
     lines.append("")
     lines.extend(format_findings(findings, summary))
+
+    files = report.get("files") or []
+    if files:
+        lines.append("")
+        lines.append(f"files ({len(files)}, audio {report.get('audio')}):")
+        width = min(40, max(len(str(f.get("name"))) for f in files))
+        lines.append(f"  {'take':>4}  {'name':<{width}}  {'seconds':>8}  {'rate':>6}  {'frames':>7}  {'tokens':>6}  "
+                     f"{'sha256':<12}  label")
+        for f in files:
+            name = str(f.get("name"))
+            name = name if len(name) <= width else name[:width - 3] + "..."
+            lines.append(f"  {f['take']:>4}  {name:<{width}}  {_num(f.get('duration'), '8.2f')}  "
+                         f"{str(f.get('sample_rate') or '?'):>6}  {str(f.get('frames')):>7}  "
+                         f"{str(f.get('tokens_used') if f.get('tokens_used') is not None else '?'):>6}  "
+                         f"{str(f.get('sha256') or '')[:12]:<12}  {f.get('label') or ''}".rstrip())
 
     frames = report.get("frames") or 0
     lines.append("")

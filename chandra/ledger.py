@@ -55,6 +55,8 @@ __all__ = [
     "token_feature_agreement",
     "STRINGIFIED_MAX_CHARS",
     "check_entry",
+    "add_per_file",
+    "TAKE_FIELD",
 ]
 
 #: Canonical ledger boundaries (what the records are after each step), in
@@ -66,6 +68,8 @@ LEDGER_STAGES = (
 )
 #: Record keys tried, in order, for the time axis of a stage.
 TIME_FIELDS = ("t", "start", "time", "timestamp")
+#: Field of a corpus record naming its take (row of the model's file table).
+TAKE_FIELD = "take"
 #: Record key holding a record's gesture token.
 TOKEN_FIELD = "gesture_token"
 #: Record key (or ``features=`` argument) holding a record's feature vector.
@@ -1206,6 +1210,126 @@ def ledger_entry(
     return entry
 
 
+def add_per_file(entry: dict, records: Any, *, takes: Any, durations: Sequence[float] | None = None,
+                 features: Any = None, tokens: Any = None, n_tokens: int | None = None,
+                 histogram: bool = False) -> dict:
+    """Add the per-file view of a corpus entry: ``entry["per_file"]``, and a time axis judged per take.
+
+    A corpus lays several takes end to end; each record's time ``t`` counts
+    from the start of its own file. So the time section is re-judged take
+    by take: ``duration`` becomes the longest take's, ``fraction_in_range``
+    counts each record against its own take's duration, and ``monotonic`` /
+    ``n_decreasing`` count backward steps within takes only (the restart of
+    ``t`` at a take's first record is not one). ``per_take`` is set true.
+
+    Parameters
+    ----------
+    entry : dict
+        From :func:`ledger_entry` over the same records.
+    records : records as for :func:`ledger_entry`
+    takes : sequence of int, shape (n,)
+        Take of every record (its row in the file table).
+    durations : sequence of float, optional
+        Audio duration of every take in seconds (length T).
+    features : array (n, d), optional
+        As given to :func:`ledger_entry` (counted as field ``features``).
+    tokens : sequence of int, optional
+        As given to :func:`ledger_entry` (else the records' tokens).
+    n_tokens : int, optional
+        K, for the per-take token histogram.
+    histogram : bool
+        Add each take's token counts (``tokens.counts``, K ints).
+
+    Returns
+    -------
+    dict
+        ``entry``, with ``per_file``: one dict per take ``{"take",
+        "n_records", "fields": {name: present}, "time": {"t_min", "t_max",
+        "duration", "fraction_in_range", "n_decreasing"} or None, "tokens":
+        {"present", "unique"[, "counts"]} or None}``.
+    """
+    recs = to_records(records)
+    take = np.asarray(list(takes) if not isinstance(takes, np.ndarray) else takes, dtype=np.int64).reshape(-1)
+    n = int(take.size)
+    n_takes = int(take.max()) + 1 if n else 0
+    if durations is not None:
+        n_takes = max(n_takes, len(durations))
+    names = list((entry.get("fields") or {}).keys())
+    present: dict[str, np.ndarray] = {}
+    for name in names:
+        if name == FEATURE_FIELD and features is not None:
+            matrix = np.asarray(features)
+            matrix = matrix.reshape(matrix.shape[0], -1) if matrix.ndim else matrix.reshape(0, 1)
+            flags = np.zeros(n, dtype=bool)
+            rows = min(n, matrix.shape[0])
+            flags[:rows] = np.isfinite(matrix[:rows]).all(axis=1)
+        elif name == TOKEN_FIELD and tokens is not None:
+            values = tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens)
+            flags = np.fromiter((is_present(v) and v != -1 for v in values[:n]), dtype=bool, count=min(n, len(values)))
+            flags = np.concatenate([flags, np.zeros(n - flags.size, dtype=bool)])
+        else:
+            flags = np.fromiter((is_present(rec.get(name)) for rec in recs[:n]), dtype=bool, count=min(n, len(recs)))
+            flags = np.concatenate([flags, np.zeros(n - flags.size, dtype=bool)])
+        present[name] = flags
+    token_ids = None
+    if tokens is not None:
+        token_ids = _token_ids(tokens.tolist() if isinstance(tokens, np.ndarray) else list(tokens))
+    elif TOKEN_FIELD in present:
+        token_ids = _token_ids([rec.get(TOKEN_FIELD) for rec in recs])
+    if token_ids is not None:
+        token_ids = np.concatenate([token_ids[:n], np.full(max(0, n - token_ids.size), -1, dtype=np.int64)])
+    time_field = (entry.get("time") or {}).get("field")
+    times = None
+    if time_field is not None:
+        times = np.full(n, np.nan)
+        for i, rec in enumerate(recs[:n]):
+            value = rec.get(time_field)
+            if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+                    and math.isfinite(float(value)):
+                times[i] = float(value)
+    per_file = []
+    in_range_total = decreasing_total = timed_total = 0
+    for k in range(n_takes):
+        mask = take == k
+        item: dict[str, Any] = {"take": k, "n_records": int(np.count_nonzero(mask)),
+                                "fields": {name: int(np.count_nonzero(flags & mask)) for name, flags in present.items()},
+                                "time": None, "tokens": None}
+        if times is not None:
+            t = times[mask]
+            t = t[np.isfinite(t)]
+            if t.size:
+                duration = float(durations[k]) if durations is not None else None
+                in_range = None
+                if duration is not None:
+                    ok = (t >= -_TIME_TOLERANCE_S) & (t <= duration + _TIME_TOLERANCE_S)
+                    in_range = float(np.count_nonzero(ok) / t.size)
+                    in_range_total += int(np.count_nonzero(ok))
+                decreasing = int(np.count_nonzero(np.diff(t) < 0))
+                decreasing_total += decreasing
+                timed_total += int(t.size)
+                item["time"] = {"t_min": float(t.min()), "t_max": float(t.max()), "duration": duration,
+                                "fraction_in_range": in_range, "n_decreasing": decreasing}
+        if token_ids is not None:
+            ids = token_ids[mask]
+            ids = ids[ids >= 0]
+            tok: dict[str, Any] = {"present": int(ids.size), "unique": int(np.unique(ids).size)}
+            if histogram and n_tokens is not None and 0 < int(n_tokens) <= _MAX_HISTOGRAM:
+                counts = np.bincount(ids[ids < int(n_tokens)], minlength=int(n_tokens))
+                tok["counts"] = [int(c) for c in counts]
+            item["tokens"] = tok
+        per_file.append(item)
+    entry["per_file"] = per_file
+    time = entry.get("time")
+    if isinstance(time, dict) and timed_total:
+        time["per_take"] = True
+        time["n_decreasing"] = decreasing_total
+        time["monotonic"] = decreasing_total == 0
+        if durations is not None and len(durations):
+            time["duration"] = float(max(durations))
+            time["fraction_in_range"] = float(in_range_total / timed_total)
+    return entry
+
+
 def model_ledger_entry(model: Any, *, stage: str = "saved", with_oracle: bool = False) -> dict:
     """Ledger entry of a :class:`chandra.model.Model`'s frames.
 
@@ -1254,7 +1378,11 @@ def model_ledger_entry(model: Any, *, stage: str = "saved", with_oracle: bool = 
     if features is not None and np.asarray(features).size == 0 and not model.events:
         features = None
     oracle = getattr(model, "oracle", None) if with_oracle else None
-    return ledger_entry(
+    if getattr(model, "is_corpus", False):
+        files = model.provenance["files"]
+        durations = [float(row["n_samples"]) / float(sr) if sr else float(row["duration"]) for row in files]
+        duration = max(durations) if durations else None
+    entry = ledger_entry(
         stage,
         model.events,
         features=features,
@@ -1264,6 +1392,10 @@ def model_ledger_entry(model: Any, *, stage: str = "saved", with_oracle: bool = 
         oracle=oracle,
         centers=centers,
     )
+    if getattr(model, "is_corpus", False):
+        add_per_file(entry, model.events, takes=model.takes(), durations=durations, features=features,
+                     n_tokens=n_tokens)
+    return entry
 
 
 def field_matrix(ledger: Sequence[Mapping]) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
@@ -1413,7 +1545,7 @@ _FEATURE_SCHEMA = {
 }
 _TIME_SCHEMA = {
     "field": _str, "n": _count, "t_min": _number, "t_max": _number, "duration": _optional(_number),
-    "monotonic": _bool, "n_decreasing": _count, "fraction_in_range": _optional(_number),
+    "monotonic": _bool, "n_decreasing": _count, "fraction_in_range": _optional(_number), "per_take": _bool,
 }
 _ORACLE_SCHEMA = {
     "kind": _str, "metric": _optional(_str), "threshold": _optional(_number), "check_note": _str,
@@ -1426,6 +1558,31 @@ _ORACLE_SCHEMA = {
     "violation_severity": lambda v: isinstance(v, dict) and all(_str(k) and _str(c) for k, c in v.items()),
     "violation_examples": _list_of(lambda x: isinstance(x, dict)),
 }
+
+
+_PER_FILE_TIME_SCHEMA = {"t_min": _number, "t_max": _number, "duration": _optional(_number),
+                         "fraction_in_range": _optional(_number), "n_decreasing": _count}
+_PER_FILE_TOKEN_SCHEMA = {"present": _count, "unique": _count, "counts": _optional(_list_of(_count))}
+
+
+def _check_per_file(value: Any) -> str | None:
+    if not isinstance(value, list):
+        return "per_file is not a list"
+    for k, item in enumerate(value):
+        where = f"per_file[{k}]"
+        if not isinstance(item, dict):
+            return f"{where} is not an object"
+        if not _count(item.get("take")) or not _count(item.get("n_records")):
+            return f"{where} lacks a take index or a record count"
+        fields = item.get("fields")
+        if fields is not None and not (isinstance(fields, dict) and all(_count(c) for c in fields.values())):
+            return f"{where}.fields is not an object of counts"
+        for key, schema in (("time", _PER_FILE_TIME_SCHEMA), ("tokens", _PER_FILE_TOKEN_SCHEMA)):
+            if item.get(key) is not None:
+                problem = _check_section(item[key], schema, f"{where}.{key}")
+                if problem:
+                    return problem
+    return None
 
 
 def _check_section(value: Any, schema: dict, where: str) -> str | None:
@@ -1474,4 +1631,6 @@ def check_entry(entry: Any) -> str | None:
             problem = _check_section(entry[key], schema, key)
             if problem:
                 return problem
+    if entry.get("per_file") is not None:
+        return _check_per_file(entry["per_file"])
     return None

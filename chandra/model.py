@@ -4,8 +4,8 @@ A :class:`Model` is everything an improvisation needs and everything a
 diagnosis needs: the per-frame events, the feature matrix, the oracle, the
 vocabulary, the provenance and the stage ledger.
 
-File format (``.chandra``, version 1.1)
----------------------------------------
+File format (``.chandra``, versions 1.1 and 1.2)
+------------------------------------------------
 An uncompressed zip archive (``ZIP_STORED``: float features do not compress,
 and stored members can be read without inflating) holding
 
@@ -21,12 +21,30 @@ and stored members can be read without inflating) holding
     ``oracle.rep`` (since 1.1, when ``lrs`` became the exact longest
     repeated suffix; version 1.0 files hold the Lefebvre-Lecroq ``lrs`` and
     load with ``rep = sfx``),
-    ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`.
+    ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`;
+    since 1.2 ``oracle.take_starts`` for an oracle over a corpus of takes.
+``audio/take-<k>.flac`` or ``audio/take-<k>.npy`` (1.2, a corpus model with
+embedded audio)
+    Take ``k``'s samples (six-digit ``k``): FLAC, 24-bit, mono at the
+    model's sample rate, where that is smaller than float32 and holds the
+    samples exactly (a corpus model's audio is kept on the 24-bit grid), else
+    a float32 ``.npy``. ``model.json`` then has ``"audio": {"layout":
+    "takes", "takes": [{"member", "encoding", "frames"}, ...]}`` in file
+    order, one per row of ``provenance["files"]``, instead of an ``audio``
+    array. A FLAC member's stream header must declare exactly its indexed
+    frames, one channel and the model's rate before a sample is decoded, it
+    may declare at most :data:`MAX_FLAC_EXPANSION` bytes of samples per
+    member byte, and decoding fills a buffer of the declared size and no more.
 ``reloaded.json`` (optional, last)
     ``{"format": "chandra-reload-check", "entry": <ledger entry>}``: the
     "reloaded" ledger entry computed from this file's own bytes after they
     were written (see :func:`save_model`); :func:`load_model` puts it in the
     ledger after "saved". Readers that do not know it lose nothing else.
+
+Version 1.2 adds the corpus: ``provenance["files"]`` (the file table, see
+:meth:`Model.files`), an int ``take`` in every event, ``oracle.take_starts``
+and per-take audio. A model without them (one file) is written as 1.1,
+byte for byte as before, so older readers keep reading one-file models.
 
 Reading is bounded (:func:`load_model`): every member must be stored
 uncompressed, as written; ``model.json`` goes through
@@ -49,6 +67,7 @@ back as a string, so it is refused rather than silently changed).
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -82,12 +101,21 @@ __all__ = [
     "decode_object_hook",
     "SAMPLE_RATE_RANGE",
     "MAX_ARCHIVE_MEMBERS",
+    "MAX_EMBEDDED_TAKES",
+    "MAX_FLAC_EXPANSION",
+    "FILE_TABLE_KEYS",
+    "quantize_audio",
+    "written_version",
 ]
 
 FORMAT_NAME = "chandra-model"
-FORMAT_VERSION = "1.1"
+#: The newest version written; a model that needs nothing of 1.2 (one file) is written as 1.1.
+FORMAT_VERSION = "1.2"
+#: Version of models without corpus structure.
+BASE_FORMAT_VERSION = "1.1"
 # 1.1: oracle.rep and exact lrs (see chandra.oracle); 1.0 files load with rep = sfx.
-SUPPORTED_VERSIONS = ("1.0", "1.1")
+# 1.2: corpus of takes (file table, event take, oracle.take_starts, per-take audio members).
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
 VALUE_ENCODING = "chandra-tagged-1"
 
 _MODEL_JSON = "model.json"
@@ -103,6 +131,8 @@ _ORACLE_ARRAYS = ("sfx", "lrs", "trn_ptr", "trn_dst")
 # Written since format 1.1; absent from 1.0 files, which load with rep = sfx
 # (their lrs is the Lefebvre-Lecroq context shared with sfx).
 _ORACLE_OPTIONAL = ("rep",)
+# Since 1.2, only for an oracle over several takes.
+_ORACLE_TAKES = ("take_starts",)
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
 _FLOAT_TAG = "$float"
 _INT_TAG = "$int"
@@ -112,7 +142,18 @@ _INT_TEXT = re.compile(r"-?[0-9]{1,%d}" % MAX_NUMBER_CHARS)
 SAMPLE_RATE_RANGE = (1, 768_000)
 _REQUIREMENTS = {"oracle", "durations", "timing", "audio", "finite_features"}
 # Provenance sections chandra writes and reads back as objects.
-_PROVENANCE_SECTIONS = ("input", "encoder", "segmentation", "vocabulary", "oracle", "config", "versions", "musichal")
+_PROVENANCE_SECTIONS = ("input", "encoder", "segmentation", "vocabulary", "oracle", "config", "versions", "musichal",
+                        "audio")
+#: Keys of a file-table row (``provenance["files"][k]``, see :meth:`Model.files`).
+FILE_TABLE_KEYS = ("path", "name", "sha256", "duration", "sample_rate", "n_samples", "label", "n_events",
+                   "first_event")
+#: Most takes whose audio one model file embeds (one archive member each); larger corpora reference their audio.
+MAX_EMBEDDED_TAKES = 4096
+#: Most bytes of float32 samples a FLAC member may declare per byte it holds (silence compresses
+#: far, music 1.5-3x; a member that would exceed it is written as .npy instead).
+MAX_FLAC_EXPANSION = 64
+_FLAC_SCALE = float(1 << 23)
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 # ---------------------------------------------------------------------------
@@ -314,6 +355,64 @@ class Model:
         rows = np.asarray(self.features).tolist()
         return [{**event, "features": row} for event, row in zip(self.events, rows)]
 
+    @property
+    def is_corpus(self) -> bool:
+        """True when the model carries a file table (``provenance["files"]``): a corpus of takes."""
+        return isinstance(self.provenance, dict) and isinstance(self.provenance.get("files"), list)
+
+    def files(self) -> list[dict]:
+        """The files the frames came from, one row per take, in take order.
+
+        Returns
+        -------
+        list of dict
+            A corpus model's ``provenance["files"]``: ``path`` (as given
+            when training), ``name``, ``sha256`` (of the file's bytes),
+            ``duration`` (s), ``sample_rate`` (the file's own rate, Hz),
+            ``n_samples`` (samples of the take at :attr:`sample_rate`),
+            ``label`` (str or None), ``n_events``, ``first_event`` and the
+            decoder's report ``decode``. A one-file chandra model gives one
+            row built from ``provenance["input"]``; a model that says
+            nothing about its source gives ``[]``.
+        """
+        if self.is_corpus:
+            return [dict(row) for row in self.provenance["files"]]
+        source = self.provenance.get("input") if isinstance(self.provenance, dict) else None
+        if not isinstance(source, dict) or not source.get("path"):
+            return []
+        n_samples = len(self.audio) if self.audio is not None else None
+        if n_samples is None and isinstance(source.get("duration"), (int, float)) and self.sample_rate:
+            n_samples = int(round(float(source["duration"]) * int(self.sample_rate)))
+        return [{"path": source.get("path"), "name": source.get("name"), "sha256": source.get("sha256"),
+                 "duration": source.get("duration"), "sample_rate": (source.get("decode") or {}).get(
+                     "file_sample_rate") if isinstance(source.get("decode"), dict) else None,
+                 "n_samples": n_samples, "label": None, "n_events": len(self.events), "first_event": 0,
+                 "decode": source.get("decode")}]
+
+    def takes(self) -> np.ndarray:
+        """Take (index into :meth:`files`) of every frame, int64 (n_frames,); zeros for a one-file model."""
+        if not self.is_corpus:
+            return np.zeros(len(self.events), dtype=np.int64)
+        return np.fromiter((event.get("take") for event in self.events), dtype=np.int64, count=len(self.events))
+
+    def take_starts(self) -> np.ndarray | None:
+        """Frame index where each take begins, int64 (T,), for a corpus of two or more takes; else None."""
+        if not self.is_corpus or len(self.provenance["files"]) < 2:
+            return None
+        return np.asarray([row["first_event"] for row in self.provenance["files"]], dtype=np.int64)
+
+    def take_offsets(self) -> np.ndarray | None:
+        """Sample offset of each take in :attr:`audio`, int64 (T + 1,) (the last is the total length).
+
+        None without audio. A one-file model's single take is the whole signal.
+        """
+        if self.audio is None:
+            return None
+        if not self.is_corpus:
+            return np.asarray([0, len(self.audio)], dtype=np.int64)
+        lengths = [int(row["n_samples"]) for row in self.provenance["files"]]
+        return np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))).astype(np.int64)
+
     def validate(self, *, require: Iterable[str] = (), name: str = "model") -> None:
         """Check every field before use: the one place a model's contents are judged.
 
@@ -330,7 +429,12 @@ class Model:
         reads (``input``, ``encoder``, ``segmentation``, ``vocabulary``,
         ``oracle``, ``config``, ``versions``, ``musichal``) are objects and
         ``import_notes`` a list of texts; the vocabulary's ``params``,
-        ``fit_metrics`` and ``assigned_metrics`` are objects.
+        ``fit_metrics`` and ``assigned_metrics`` are objects. A corpus model
+        (``provenance["files"]``, see :meth:`files`) must have well-typed
+        rows, an int ``take`` in every event naming a row, takes in order
+        with each row's ``first_event`` and ``n_events``, an oracle whose
+        ``take_starts`` are those first events, and embedded audio of the
+        summed ``n_samples``.
 
         Event *values* are not judged here unless asked for with ``require``:
         a model is loaded to be diagnosed, so odd values (epoch times, text
@@ -348,8 +452,9 @@ class Model:
                 every event has a finite ``duration`` >= 0 (seconds);
             ``"timing"``
                 every event has a finite ``t`` >= 0 and ``duration`` >= 0
-                (seconds from file start), and ``t + duration`` lies inside
-                the audio when the model has audio;
+                (seconds from the start of its own file), and ``t +
+                duration`` lies inside the audio (of its take) when the
+                model has audio;
             ``"audio"``
                 ``audio`` and ``sample_rate`` are present;
             ``"finite_features"``
@@ -449,9 +554,19 @@ class Model:
                 raise ModelFormatError(f"{name}: extra array {key!r} has dtype "
                                        f"{getattr(array, 'dtype', type(array).__name__)}; expected numeric")
 
+        if self.is_corpus:
+            self._validate_corpus(name)
+        elif self.oracle is not None and self.oracle.take_starts is not None and len(self.oracle.take_starts) > 1:
+            raise ModelFormatError(f"{name}: the oracle spans {len(self.oracle.take_starts)} takes but the model "
+                                   "has no file table (provenance['files'])")
+
         if "oracle" in require and (self.oracle is None or n == 0):
             raise ModelFormatError(f"{name}: the model has no oracle over its frames; build one first")
         if "audio" in require and self.audio is None:
+            storage = self.provenance.get("audio") if isinstance(self.provenance.get("audio"), dict) else {}
+            if storage.get("storage") == "reference":
+                raise ModelFormatError(f"{name}: the model references its audio files; attach them first "
+                                       "(chandra.corpus.attach_audio; chandra generate does it)")
             raise ModelFormatError(f"{name}: the model has no source audio; retrain with audio embedded")
         if "finite_features" in require:
             bad, first = _nonfinite(features)
@@ -461,13 +576,66 @@ class Model:
         if "timing" in require or "durations" in require:
             self._validate_timing(name, with_t="timing" in require)
 
+    def _validate_corpus(self, name: str) -> None:
+        rows = self.provenance["files"]
+        if not rows:
+            raise ModelFormatError(f"{name}: provenance['files'] is empty; a corpus has at least one file")
+        checks = {"path": lambda v: isinstance(v, str) and v != "",
+                  "name": lambda v: v is None or isinstance(v, str),
+                  "sha256": lambda v: isinstance(v, str) and bool(_SHA256.match(v)),
+                  "label": lambda v: v is None or isinstance(v, str),
+                  "duration": lambda v: _is_number(v) and v >= 0,
+                  "sample_rate": lambda v: v is None or (_is_whole(v) and v > 0),
+                  "n_samples": lambda v: _is_whole(v) and v >= 0,
+                  "n_events": lambda v: _is_whole(v) and v >= 1,
+                  "first_event": lambda v: _is_whole(v) and v >= 0}
+        expected_first = 0
+        for k, row in enumerate(rows):
+            if not isinstance(row, dict):
+                raise ModelFormatError(f"{name}: file table row {k} is a {type(row).__name__}, not an object")
+            for key, ok in checks.items():
+                if not ok(row.get(key)):
+                    raise ModelFormatError(f"{name}: file table row {k} field {key!r} is {_brief(row.get(key))}")
+            if row["first_event"] != expected_first:
+                raise ModelFormatError(f"{name}: file table row {k} starts at event {row['first_event']}, "
+                                       f"expected {expected_first} (takes follow one another)")
+            expected_first += int(row["n_events"])
+        n = len(self.events)
+        if expected_first != n:
+            raise ModelFormatError(f"{name}: the file table accounts for {expected_first} events; the model "
+                                   f"has {n}")
+        for k, row in enumerate(rows):
+            first = int(row["first_event"])
+            for i in range(first, first + int(row["n_events"])):
+                take = self.events[i].get("take")
+                if take != k or not _is_whole(take):
+                    raise ModelFormatError(f"{name}: event {i} has take {_brief(take)}; the file table "
+                                           f"puts it in take {k}")
+        starts = self.oracle.take_starts if self.oracle is not None else None
+        expected = np.asarray([row["first_event"] for row in rows], dtype=np.int64)
+        if self.oracle is not None and len(rows) > 1 and (
+                starts is None or not np.array_equal(np.asarray(starts, dtype=np.int64), expected)):
+            raise ModelFormatError(f"{name}: the oracle's take starts {_brief(None if starts is None else list(starts))}"
+                                   f" differ from the file table's first events")
+        if self.audio is not None:
+            total = sum(int(row["n_samples"]) for row in rows)
+            if total != len(self.audio):
+                raise ModelFormatError(f"{name}: the file table declares {total} samples of audio; the model "
+                                       f"holds {len(self.audio)}")
+
     def _validate_timing(self, name: str, *, with_t: bool) -> None:
         end = None
+        take_ends = None
         if with_t and self.audio is not None:
             # one sample of slack for rounding in t + duration
             end = (len(self.audio) + 1) / float(self.sample_rate)
+            if self.is_corpus:
+                take_ends = [(int(row["n_samples"]) + 1) / float(self.sample_rate)
+                             for row in self.provenance["files"]]
         fields = ("t", "duration") if with_t else ("duration",)
         for i, event in enumerate(self.events):
+            if take_ends is not None:
+                end = take_ends[event["take"]]
             values = []
             for key in fields:
                 value = event.get(key)
@@ -480,8 +648,18 @@ class Model:
                                            "expected a finite number of seconds >= 0")
                 values.append(value)
             if end is not None and values[0] + values[1] > end:
+                where = f"take {event['take']}'s audio" if take_ends is not None else "the model's audio"
                 raise ModelFormatError(f"{name}: event {i} ends at {values[0] + values[1]:.6g} s, after the "
-                                       f"end of the model's audio ({end:.6g} s)")
+                                       f"end of {where} ({end:.6g} s)")
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_)) \
+        and math.isfinite(value)
 
 
 def _nonfinite(array: np.ndarray, *, block: int = 1 << 20) -> tuple[int, int | None]:
@@ -518,13 +696,71 @@ def _arrays_of(model: Model) -> list[tuple[str, np.ndarray]]:
         arrays.append(("centers", np.ascontiguousarray(centers)))
     if model.oracle is not None:
         oracle_arrays = model.oracle.to_arrays()
-        for key in _ORACLE_ARRAYS + _ORACLE_OPTIONAL:
-            arrays.append((f"oracle.{key}", np.ascontiguousarray(oracle_arrays[key], dtype=np.int64)))
-    if model.audio is not None:
+        for key in _ORACLE_ARRAYS + _ORACLE_OPTIONAL + _ORACLE_TAKES:
+            if key in oracle_arrays:
+                arrays.append((f"oracle.{key}", np.ascontiguousarray(oracle_arrays[key], dtype=np.int64)))
+    if model.audio is not None and not model.is_corpus:
         arrays.append(("audio", np.ascontiguousarray(model.audio, dtype=np.float32)))
     for name in sorted(model.extra_arrays):
         arrays.append((f"extra.{name}", np.ascontiguousarray(model.extra_arrays[name])))
     return arrays
+
+
+def quantize_audio(y: np.ndarray) -> np.ndarray:
+    """Samples rounded to the 24-bit grid (steps of 2^-23, about -138 dBFS), float32 (n,).
+
+    A corpus model keeps its audio on this grid, so its FLAC members hold it
+    exactly: the model saved and loaded back has the same samples.
+    """
+    y64 = np.asarray(y, dtype=np.float64)
+    return (np.round(y64 * _FLAC_SCALE) / _FLAC_SCALE).astype(np.float32)
+
+
+def _flac_bytes(take: np.ndarray, sample_rate: int) -> bytes | None:
+    """``take`` as a 24-bit mono FLAC stream when that holds it exactly, else None."""
+    import soundfile as sf
+
+    scaled = np.asarray(take, dtype=np.float64) * _FLAC_SCALE
+    ints = np.round(scaled)
+    if take.size == 0 or not np.array_equal(ints, scaled) or ints.min() < -_FLAC_SCALE or ints.max() >= _FLAC_SCALE:
+        return None
+    buffer = io.BytesIO()
+    try:
+        # libsndfile maps int32 full scale onto 24 bits: pass the samples shifted up by 8.
+        sf.write(buffer, (ints.astype(np.int32) << 8).reshape(-1, 1), int(sample_rate), format="FLAC",
+                 subtype="PCM_24")
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
+        return None  # e.g. a sample rate FLAC cannot carry: the take is stored as .npy
+    return buffer.getvalue()
+
+
+def _take_audio_members(model: Model) -> list[tuple[str, str, int, Any]]:
+    """Per-take audio members of a corpus model: ``(member, encoding, frames, payload)``.
+
+    ``payload`` is the FLAC bytes or the float32 array of the take. FLAC is
+    chosen when it holds the samples exactly, is smaller than the array and
+    within :data:`MAX_FLAC_EXPANSION` (so the reader will accept it).
+    """
+    offsets = model.take_offsets()
+    audio = np.ascontiguousarray(model.audio, dtype=np.float32)
+    if len(offsets) - 1 > MAX_EMBEDDED_TAKES:
+        raise ModelFormatError(f"a model embeds the audio of at most {MAX_EMBEDDED_TAKES} takes; this corpus has "
+                               f"{len(offsets) - 1}: train it with its audio referenced (audio='reference')")
+    out = []
+    for k in range(len(offsets) - 1):
+        take = audio[int(offsets[k]):int(offsets[k + 1])]
+        flac = _flac_bytes(take, int(model.sample_rate))
+        if flac is not None and len(flac) < take.nbytes and len(flac) * MAX_FLAC_EXPANSION >= take.nbytes:
+            out.append((f"audio/take-{k:06d}.flac", "flac", int(take.size), flac))
+        else:
+            out.append((f"audio/take-{k:06d}.npy", "npy", int(take.size), take))
+    return out
+
+
+def written_version(model: Model) -> str:
+    """The format version :func:`save_model` writes for ``model``: 1.2 for a corpus, else 1.1."""
+    takes = model.oracle is not None and model.oracle.take_starts is not None
+    return FORMAT_VERSION if model.is_corpus or takes else BASE_FORMAT_VERSION
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
@@ -573,12 +809,13 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
     model.validate()
     events = [encode_json_value(event, context=f"event {i}") for i, event in enumerate(model.events)]
     arrays = _arrays_of(model)
+    take_audio = _take_audio_members(model) if model.is_corpus and model.audio is not None else []
     oracle_meta = None
     if model.oracle is not None:
         oracle_meta = _json_section(model.oracle.to_meta(), "oracle meta")
     document = {
         "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
+        "format_version": written_version(model),
         "value_encoding": VALUE_ENCODING,
         "source_format": str(model.source_format),
         "n_frames": len(model.events),
@@ -592,8 +829,11 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
                    for name, array in arrays},
         "events": events,
     }
+    if take_audio:
+        document["audio"] = {"layout": "takes", "takes": [{"member": member, "encoding": encoding, "frames": frames}
+                                                          for member, encoding, frames, _ in take_audio]}
     text = json.dumps(document, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
-    total = len(arrays) + 1
+    total = len(arrays) + len(take_audio) + 1
     report(progress, "save", 0, total)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh, zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_STORED,
@@ -605,6 +845,14 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
                 # size the zip header cannot know in advance.
                 with zf.open(_zip_info(f"arrays/{name}.npy"), "w", force_zip64=array.nbytes > (1 << 31) - 4096) as member:
                     np.save(member, array, allow_pickle=False)
+                report(progress, "save", done, total)
+            for done, (name, encoding, _, payload) in enumerate(take_audio, start=len(arrays) + 2):
+                size = len(payload) if encoding == "flac" else payload.nbytes
+                with zf.open(_zip_info(name), "w", force_zip64=size > (1 << 31) - 4096) as member:
+                    if encoding == "flac":
+                        member.write(payload)
+                    else:
+                        np.save(member, payload, allow_pickle=False)
                 report(progress, "save", done, total)
         if reload_check is not None:
             entry = reload_check(load_model(tmp))
@@ -692,12 +940,14 @@ def load_model(path: str | Path, *, progress: Callable[[str, int, int], None] | 
     return model
 
 
-#: Most members a model archive may hold (chandra writes model.json and about ten arrays).
-MAX_ARCHIVE_MEMBERS = 1024
+#: Most members a model archive may hold (chandra writes model.json, about ten arrays and, for a
+#: corpus, one audio member per take).
+MAX_ARCHIVE_MEMBERS = 1024 + MAX_EMBEDDED_TAKES
 #: Largest ``model.json`` read (it is parsed whole: about ten times its size in memory).
 MAX_MODEL_JSON_BYTES = safejson.MAX_DOCUMENT_BYTES
 _FIXED_ARRAYS = {"features": 2, "centers": 2, "audio": 1,
-                 **{f"oracle.{k}": 1 for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL}}
+                 **{f"oracle.{k}": 1 for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL + _ORACLE_TAKES}}
+_TAKE_MEMBER = re.compile(r"^audio/take-([0-9]{6})\.(flac|npy)$")
 _MAX_EXTRA_NDIM = 4
 _MAX_NPY_HEADER = 65536
 
@@ -752,13 +1002,103 @@ def _load_zip(path: Path, progress) -> Model:
             if _RELOAD_MEMBER in members:
                 document["ledger"] = _merge_reload_entry(path, zf, members[_RELOAD_MEMBER], document.get("ledger"))
             plan = _plan_arrays(path, index, members, size)
-            total = len(plan) + 1
+            audio_plan = _plan_take_audio(path, document, members, size)
+            if audio_plan and "audio" in index:
+                raise ModelFormatError(f"{path}: model holds both an 'audio' array and per-take audio")
+            total = len(plan) + len(audio_plan) + 1
             report(progress, "load", 1, total)
             arrays: dict[str, np.ndarray] = {}
             for done, (name, member, dtype, shape) in enumerate(plan, start=2):
                 arrays[name] = _read_member(zf, path, member, dtype, shape)
                 report(progress, "load", done, total)
+            if audio_plan:
+                audio = np.empty(sum(frames for _, _, frames in audio_plan), dtype=np.float32)
+                at = 0
+                for done, (member, encoding, frames) in enumerate(audio_plan, start=len(plan) + 2):
+                    if encoding == "npy":
+                        audio[at:at + frames] = _read_member(zf, path, member, np.dtype("<f4"), (frames,))
+                    else:
+                        _read_flac_member(zf, path, member, frames, document.get("sample_rate"),
+                                          audio[at:at + frames])
+                    at += frames
+                    report(progress, "load", done, total)
+                arrays["audio"] = audio
     return _assemble(path, document, events, arrays)
+
+
+def _plan_take_audio(path: Path, document: dict, members: dict[str, zipfile.ZipInfo],
+                     size: int) -> list[tuple[str, str, int]]:
+    """Check a 1.2 model's per-take audio index before reading any of it: ``[(member, encoding, frames)]``."""
+    section = document.get("audio")
+    if section is None:
+        return []
+    if document.get("format_version") in ("1.0", "1.1"):
+        raise ModelFormatError(f"{path}: per-take audio needs format version 1.2, the file says "
+                               f"{_brief(document.get('format_version'))}")
+    takes = section.get("takes") if isinstance(section, dict) and section.get("layout") == "takes" else None
+    if not isinstance(takes, list):
+        raise ModelFormatError(f"{path}: model.json 'audio' must be {{'layout': 'takes', 'takes': [...]}}")
+    if len(takes) > MAX_EMBEDDED_TAKES:
+        raise ModelFormatError(f"{path}: model.json lists audio for {len(takes)} takes; a model embeds at most "
+                               f"{MAX_EMBEDDED_TAKES}")
+    plan = []
+    declared = 0
+    for k, entry in enumerate(takes):
+        if not isinstance(entry, dict):
+            raise ModelFormatError(f"{path}: audio entry {k} is not an object")
+        member, encoding, frames = entry.get("member"), entry.get("encoding"), entry.get("frames")
+        match = _TAKE_MEMBER.match(member) if isinstance(member, str) else None
+        if match is None or int(match.group(1)) != k or match.group(2) != encoding:
+            raise ModelFormatError(f"{path}: audio entry {k} must name member 'audio/take-{k:06d}.flac' or "
+                                   f"'.npy' with its encoding, not {_brief(member)} / {_brief(encoding)}")
+        if member not in members:
+            raise ModelFormatError(f"{path}: audio member {member!r} is listed but missing")
+        if not _is_whole(frames) or frames < 0:
+            raise ModelFormatError(f"{path}: audio entry {k} declares {_brief(frames)} frames")
+        nbytes = int(frames) * 4
+        held = members[member].file_size
+        limit = held if encoding == "npy" else held * MAX_FLAC_EXPANSION
+        if nbytes > limit:
+            raise ModelFormatError(
+                f"{path}: audio member {member!r} declares {frames} samples ({nbytes} bytes) in {held} bytes"
+                + ("" if encoding == "npy" else f", beyond the {MAX_FLAC_EXPANSION}x a FLAC member may expand"))
+        declared += nbytes
+        plan.append((member, encoding, int(frames)))
+    if declared > size * MAX_FLAC_EXPANSION:
+        raise ModelFormatError(f"{path}: the audio members declare {declared} bytes of samples in a {size}-byte file")
+    return plan
+
+
+def _read_flac_member(zf: zipfile.ZipFile, path: Path, member: str, frames: int, sample_rate: Any,
+                      out: np.ndarray) -> None:
+    """Decode one FLAC take into ``out`` (float32, ``frames`` long) after checking its stream header.
+
+    The header must declare FLAC, one channel, ``sample_rate`` and exactly
+    ``frames`` frames before anything is decoded; at most ``frames`` frames
+    are decoded (into a buffer of that size), and fewer is an error.
+    """
+    import soundfile as sf
+
+    with zf.open(zf.getinfo(member)) as fh:
+        try:
+            with sf.SoundFile(fh, "r") as stream:
+                declared = (stream.format, stream.channels, stream.samplerate, stream.frames)
+                if declared != ("FLAC", 1, sample_rate, frames):
+                    raise ModelFormatError(
+                        f"{path}: audio member {member!r} declares {stream.format} {stream.channels} channel(s) at "
+                        f"{stream.samplerate} Hz, {stream.frames} frames; the model says FLAC, 1 channel at "
+                        f"{_brief(sample_rate)} Hz, {frames} frames")
+                ints = np.empty((frames, 1), dtype=np.int32)
+                got = stream.read(frames, dtype="int32", out=ints) if frames else ints
+        except ModelFormatError:
+            raise
+        except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, EOFError, OSError,
+                zipfile.BadZipFile) as exc:
+            raise ModelFormatError(f"{path}: audio member {member!r} is not a readable FLAC stream "
+                                   f"({first_line(exc)})") from None
+    if len(got) != frames:
+        raise ModelFormatError(f"{path}: audio member {member!r} holds {len(got)} of its {frames} declared frames")
+    np.divide(ints[:, 0] >> 8, _FLAC_SCALE, out=out, casting="unsafe")
 
 
 def _check_members(zf: zipfile.ZipFile, path: Path, size: int) -> dict[str, zipfile.ZipInfo]:
@@ -919,7 +1259,8 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         from chandra.oracle import Oracle
 
         try:
-            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"] for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL
+            oracle = Oracle.from_arrays(meta, {k: arrays[f"oracle.{k}"]
+                                               for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL + _ORACLE_TAKES
                                                if f"oracle.{k}" in arrays})
         except ChandraError as exc:
             raise ModelFormatError(f"{path}: oracle is invalid ({first_line(exc)})") from None

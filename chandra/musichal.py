@@ -720,7 +720,7 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
         from chandra.oracle import METRICS, Oracle, audio_oracle_lrs, lefebvre_lecroq_lrs
 
         sfx, trn_ptr, trn_dst = graph
-        lrs = rep = None
+        lrs = rep = take_starts = None
         meta: dict[str, Any]
         if block is not None and isinstance(block.get("oracle"), dict):
             stored = block["oracle"]
@@ -740,6 +740,15 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
                 if rep.shape != sfx.shape:
                     notes.append("chandra block rep has the wrong length; recomputed from suffix links")
                     lrs = rep = None
+            if stored.get("take_starts") is not None:
+                try:
+                    take_starts = np.asarray(stored["take_starts"], dtype=np.int64).reshape(-1)
+                except (TypeError, ValueError, OverflowError):
+                    take_starts = None
+                if take_starts is None or take_starts.size == 0 or take_starts[0] != 0 \
+                        or np.any(np.diff(take_starts) <= 0) or take_starts[-1] >= max(n, 1):
+                    notes.append("chandra block take_starts are not increasing frame indices; not imported")
+                    take_starts = None
         elif (factor := _recognise_factor_oracle(events, graph, threshold, marker, notes)) is not None:
             meta = {"kind": "tokens", "threshold": None, "metric": None}
             sfx, lrs, rep = factor.sfx, factor.lrs, factor.rep
@@ -766,6 +775,8 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
             arrays = {"sfx": sfx, "lrs": lrs, "trn_ptr": trn_ptr, "trn_dst": trn_dst}
             if rep is not None:
                 arrays["rep"] = rep
+            if take_starts is not None:
+                arrays["take_starts"] = take_starts
             oracle = Oracle.from_arrays(meta, arrays)
         except ChandraError as exc:
             notes.append(f"oracle not imported: {first_line(exc)}")
@@ -983,11 +994,18 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
     fid = list(range(n))
     events = [encode_json_value(e, context=f"event {i}", int_limit=_INT_LIMIT) for i, e in enumerate(model.events)]
     keep_consonance = str(model.source_format).startswith("musichal")
+    # A corpus frame says which file it came from (``take`` is already in the event, ``t`` counts
+    # from that file's start); the path is added for MusicHal and dropped again on import.
+    sources = [str(row.get("path")) for row in model.provenance["files"]] if model.is_corpus else None
     audio_data: list[dict] = []
     fundamentals: dict[str, float] = {}
     consonances: dict[str, float] = {}
     for i, (encoded, event) in enumerate(zip(events, model.events)):
-        data, consonance, fundamental = musichal_audio_data(encoded, event, keep_consonance=keep_consonance)
+        source = None
+        if sources is not None:
+            source = {"source_file": sources[event["take"]]}
+        data, consonance, fundamental = musichal_audio_data(encoded, event, keep_consonance=keep_consonance,
+                                                            added_fields=source)
         audio_data.append(data)
         consonances[str(i + 1)] = consonance
         if fundamental is not None:
@@ -1023,14 +1041,16 @@ def export_musichal(model: Model, path: str | Path, *, progress: _ProgressFn | N
         "events_encoded": True,
         "converted_fields": list(MUSICHAL_CONVERTED_FIELDS),
         "source_format": model.source_format,
-        "oracle": {**oracle.to_meta(), "lrs": lrs, "rep": arrays["rep"].tolist()},
+        "oracle": {**oracle.to_meta(), "lrs": lrs, "rep": arrays["rep"].tolist(),
+                   **({"take_starts": arrays["take_starts"].tolist()} if "take_starts" in arrays else {})},
         "provenance": model.provenance,
         "vocabulary": model.vocabulary,
         "ledger": model.ledger,
         "sample_rate": model.sample_rate,
         "centers": None if model.centers is None else _array_entry(model.centers),
         "extra_arrays": block_extra,
-        "notes": "timestamps are event t in seconds from file start; source audio not exported",
+        "notes": "timestamps are event t in seconds from the start of the frame's own file (take); "
+                 "source audio not exported",
     }
     block = encode_json_value(block, context="chandra block", int_limit=_INT_LIMIT)
     d = int(features.shape[1])

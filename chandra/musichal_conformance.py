@@ -393,6 +393,7 @@ def musichal_audio_data(
     event: Mapping[str, Any],
     *,
     keep_consonance: bool = False,
+    added_fields: Mapping[str, Any] | None = None,
 ) -> tuple[dict, float, float | None]:
     """One event's ``audio_data`` for MusicHal, with chandra's values kept.
 
@@ -405,6 +406,11 @@ def musichal_audio_data(
     keep_consonance : bool
         The event's ``consonance`` is already on MusicHal's scale (a model
         imported from MusicHal): keep a valid one instead of recomputing it.
+    added_fields : mapping, optional
+        Fields written for MusicHal only (JSON values), e.g. a corpus
+        frame's ``source_file``; listed in ``chandra_added`` like the
+        conversions' additions, so a re-import drops them. A field the event
+        already has is not added.
 
     Returns
     -------
@@ -463,6 +469,10 @@ def musichal_audio_data(
     added = [key for key, new in conv.items() if key not in encoded and new is not _OMIT]
     for key in added:
         out[key] = conv[key]
+    for key, value in (added_fields or {}).items():
+        if key not in encoded and key not in out:
+            out[key] = value
+            added.append(key)
     for key, value in originals.items():
         out[_PREFIX + key] = value
     if added:

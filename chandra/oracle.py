@@ -108,6 +108,7 @@ __all__ = [
     "KINDS",
     "METRICS",
     "CHECK_CODES",
+    "take_of_frames",
 ]
 
 KINDS = ("tokens", "features")
@@ -127,10 +128,13 @@ CHECK_CODES = (
     "missing_direct_transition",
     "nondeterministic_transition",
     "sfx_distance_above_threshold",
+    "transition_across_takes",
+    "context_across_takes",
 )
 
 _ARRAY_NAMES = ("sfx", "lrs", "trn_ptr", "trn_dst")
 _OPTIONAL_ARRAYS = ("rep",)  # absent from models saved before exact context
+_TAKE_ARRAY = "take_starts"  # only oracles over several takes (a corpus) have it
 _CHUNK = 1 << 16  # states per kernel call: progress granularity, negligible overhead
 _AO_BLOCK = 256  # audio-oracle frames per kernel call (and per Gram block)
 _DENSE_RATIO = 16  # a Gram block pays off when a frame is compared with > 1/16 of the past
@@ -174,6 +178,15 @@ class Oracle:
         context, or one imported from a graph without symbols, whose ``lrs``
         is the Lefebvre-Lecroq context shared with the suffix link) it is a
         copy of ``sfx``.
+    take_starts : np.ndarray, int64, shape (T,), optional
+        For an oracle over a corpus of T takes (sequences) laid end to end:
+        the frame index where each take begins (``take_starts[0] == 0``,
+        strictly increasing, all ``< n``). The frames of one take never
+        continue into the next: there is no direct transition ``b -> b + 1``
+        from a take's last state ``b`` (``b`` in ``take_starts[1:]``) and no
+        context (``lrs``) counts frames across a take start. None for one
+        sequence. See :func:`build_factor_oracle` and
+        :func:`build_audio_oracle`.
     """
 
     kind: str
@@ -184,6 +197,7 @@ class Oracle:
     threshold: Optional[float] = None
     metric: Optional[str] = None
     rep: Optional[np.ndarray] = None
+    take_starts: Optional[np.ndarray] = None
 
     def __post_init__(self) -> None:
         if self.rep is None:
@@ -226,9 +240,13 @@ class Oracle:
         return np.split(src[order], np.cumsum(counts)[:-1])
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """The int64 arrays (``sfx``, ``lrs``, ``trn_ptr``, ``trn_dst``, ``rep``) for ``.npy`` storage."""
-        return {name: np.ascontiguousarray(getattr(self, name), dtype=np.int64)
-                for name in _ARRAY_NAMES + _OPTIONAL_ARRAYS}
+        """The int64 arrays (``sfx``, ``lrs``, ``trn_ptr``, ``trn_dst``, ``rep``, and ``take_starts``
+        when the oracle spans several takes) for ``.npy`` storage."""
+        out = {name: np.ascontiguousarray(getattr(self, name), dtype=np.int64)
+               for name in _ARRAY_NAMES + _OPTIONAL_ARRAYS}
+        if self.take_starts is not None:
+            out[_TAKE_ARRAY] = np.ascontiguousarray(self.take_starts, dtype=np.int64)
+        return out
 
     def to_meta(self) -> dict[str, Any]:
         """JSON-able description: ``kind``, ``threshold``, ``metric``, ``n_frames``."""
@@ -305,8 +323,67 @@ class Oracle:
                 raise ModelFormatError(f"oracle 'rep' has {rep.shape[0]} entries, expected {n_states}")
             if rep[0] != -1 or np.any(rep < -1) or np.any(rep > n):
                 raise ModelFormatError(f"oracle 'rep' must start with -1 and hold states in -1..{n}")
+        starts = None
+        if arrays.get(_TAKE_ARRAY) is not None:
+            starts = np.asarray(arrays[_TAKE_ARRAY])
+            if starts.dtype.kind not in "iu" or starts.ndim != 1:
+                raise ModelFormatError(f"oracle 'take_starts' has dtype {starts.dtype} and shape {starts.shape}; "
+                                       "expected 1-D integers")
+            starts = np.ascontiguousarray(starts, dtype=np.int64)
+            problem = _take_starts_problem(starts, n)
+            if problem:
+                raise ModelFormatError(f"oracle 'take_starts' {problem}")
         return cls(kind=kind, sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=threshold, metric=metric,
-                   rep=rep)
+                   rep=rep, take_starts=starts)
+
+
+def _take_starts_problem(starts: np.ndarray, n: int) -> str | None:
+    """Why ``starts`` (int64, 1-D) is not a take layout over ``n`` frames, or None."""
+    if starts.size == 0:
+        return "is empty; the first take starts at frame 0"
+    if starts[0] != 0:
+        return f"starts at frame {int(starts[0])}; the first take starts at frame 0"
+    if starts.size > 1 and np.any(np.diff(starts) <= 0):
+        return "is not strictly increasing (every take has at least one frame)"
+    if int(starts[-1]) >= max(n, 1):
+        return f"names frame {int(starts[-1])} of an oracle of {n} frames"
+    return None
+
+
+def _checked_take_starts(take_starts: Any, n: int) -> Optional[np.ndarray]:
+    """``take_starts`` as a valid int64 array, or None for one take (raises :class:`OracleError`)."""
+    if take_starts is None:
+        return None
+    arr = np.asarray(take_starts)
+    if arr.ndim != 1 or (arr.size and (arr.dtype.kind not in "iu")):
+        raise OracleError(f"take_starts must be a 1-D array of frame indices, got dtype {arr.dtype} "
+                          f"and shape {arr.shape}")
+    arr = np.ascontiguousarray(arr, dtype=np.int64)
+    problem = _take_starts_problem(arr, n)
+    if problem:
+        raise OracleError(f"take_starts {problem}")
+    return None if arr.size == 1 else arr
+
+
+def take_of_frames(take_starts: Any, n: int) -> np.ndarray:
+    """Take index of every frame, int64 (n,), for a valid ``take_starts`` (zeros when None)."""
+    if take_starts is None:
+        return np.zeros(n, dtype=np.int64)
+    return np.searchsorted(np.asarray(take_starts, dtype=np.int64), np.arange(n, dtype=np.int64),
+                           side="right").astype(np.int64) - 1
+
+
+def _state_positions(take_starts: np.ndarray, n: int) -> np.ndarray:
+    """For state i >= 1, how many frames of its own take end at it (frames take_start..i-1); 0 for the root.
+
+    No context ending at state ``i`` may be longer: it would reach into the
+    previous take."""
+    pos = np.zeros(n + 1, dtype=np.int64)
+    if n:
+        frames = np.arange(n, dtype=np.int64)
+        starts = np.asarray(take_starts, dtype=np.int64)
+        pos[1:] = frames - starts[take_of_frames(starts, n)] + 1
+    return pos
 
 
 def _empty_oracle(kind: str, threshold: Optional[float] = None, metric: Optional[str] = None) -> Oracle:
@@ -848,12 +925,16 @@ class _ExactContext:
                     self.root_next, self.tab_key, self.tab_val, self.lrs, self.rep)
 
 
-def exact_lrs(symbols: Any) -> tuple[np.ndarray, np.ndarray]:
+def exact_lrs(symbols: Any, *, take_starts: Any = None) -> tuple[np.ndarray, np.ndarray]:
     """Exact longest repeated suffix of every prefix of a token sequence, and where it ends first.
 
     Parameters
     ----------
     symbols : array_like of int, shape (n,)
+    take_starts : array_like of int, shape (T,), optional
+        The sequence is T takes laid end to end (see :class:`Oracle`): a
+        repeated suffix then never reaches across a take start, at either of
+        its ends (computed with a unique separator between takes).
 
     Returns
     -------
@@ -874,20 +955,68 @@ def exact_lrs(symbols: Any) -> tuple[np.ndarray, np.ndarray]:
     if sym.size == 0:
         return np.zeros(1, np.int64), np.full(1, -1, np.int64)
     codes, n_codes = _dense_codes(sym)
+    starts = _checked_take_starts(take_starts, sym.size)
+    if starts is not None:
+        codes, n_codes, keep = _with_separators(codes, n_codes, starts)
     ctx = _ExactContext(codes, n_codes)
-    ctx.feed(0, sym.size)
-    return ctx.lrs, ctx.rep
+    ctx.feed(0, codes.size)
+    if starts is None:
+        return ctx.lrs, ctx.rep
+    new_index = np.cumsum(keep) - 1
+    return ctx.lrs[keep], _renumber(ctx.rep[keep], keep, new_index, "rep")
 
 
-def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = None) -> Oracle:
+def _with_separators(codes: np.ndarray, n_codes: int, starts: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """The codes with a unique separator symbol before every take but the first.
+
+    Returns ``(codes', n_codes', keep)``: ``keep`` (bool, one per state of
+    the separated sequence, n + B + 1) is False for the states reached by
+    reading a separator. A separator occurs once, so no repeated suffix
+    contains one: every context stays inside a take.
+    """
+    n_sep = starts.size - 1
+    at = starts[1:] + np.arange(n_sep, dtype=np.int64)  # separator positions in the longer sequence
+    out = np.empty(codes.size + n_sep, dtype=np.int64)
+    frame = np.ones(out.size, dtype=bool)
+    frame[at] = False
+    out[frame] = codes
+    out[at] = n_codes + np.arange(n_sep, dtype=np.int64)
+    keep = np.ones(out.size + 1, dtype=bool)
+    keep[at + 1] = False
+    return out, n_codes + n_sep, keep
+
+
+def _renumber(links: np.ndarray, keep: np.ndarray, new_index: np.ndarray, name: str) -> np.ndarray:
+    """State links (``-1`` for none) of the kept states, in the numbering without separator states."""
+    out = links.copy()
+    linked = out >= 0
+    if np.any(~keep[out[linked]]):
+        # A link into a separator state would mean a context holding a separator.
+        raise OracleError(f"internal error: a {name} link points at a take separator")
+    out[linked] = new_index[out[linked]]
+    return out
+
+
+def build_factor_oracle(symbols: Any, *, take_starts: Any = None,
+                        progress: Optional[ProgressCallback] = None) -> Oracle:
     """Build the factor oracle of a token sequence, online, with exact context.
 
     Parameters
     ----------
     symbols : array_like of int, shape (n,)
         Token per frame (any integers; they are only compared for equality).
+    take_starts : array_like of int, shape (T,), optional
+        The frames are T takes laid end to end, take ``t`` starting at frame
+        ``take_starts[t]`` (``0`` first, strictly increasing). The oracle is
+        then built over the takes with a unique separator symbol between
+        them, and the separator states are removed: no direct transition
+        leads from a take's last frame into the next take, and ``lrs``/``rep``
+        are the exact longest repeated suffix *within* takes (a shared
+        context never spans a take start, at either end; jumps between takes
+        by shared context remain). The oracle records ``take_starts``.
     progress : callable, optional
-        ``progress("oracle", done_frames, n)``.
+        ``progress("oracle", done_frames, n)`` (``n + T - 1`` with takes:
+        the separators count as frames).
 
     Returns
     -------
@@ -913,8 +1042,12 @@ def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = 
     sym = _as_symbols(symbols)
     n = sym.size
     if n == 0:
+        _checked_take_starts(take_starts, 0)
         report(progress, "oracle", 0, 0)
         return _empty_oracle("tokens")
+    starts = _checked_take_starts(take_starts, n)
+    if starts is not None:
+        return _separated_factor_oracle(sym, starts, progress)
     codes, n_codes = _dense_codes(sym)
     sfx = np.empty(n + 1, np.int64)
     sfx[0] = -1
@@ -938,6 +1071,37 @@ def build_factor_oracle(symbols: Any, *, progress: Optional[ProgressCallback] = 
         report(progress, "oracle", stop, n)
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
     return Oracle(kind="tokens", sfx=sfx, lrs=context.lrs, trn_ptr=ptr, trn_dst=dst, rep=context.rep)
+
+
+def _separated_factor_oracle(sym: np.ndarray, starts: np.ndarray, progress: Optional[ProgressCallback]) -> Oracle:
+    """The factor oracle of takes joined by unique separators, without the separator states.
+
+    A separator state ``s`` (reached by reading separator ``j``) has
+    ``sfx = lrs = rep = 0`` and no state links to it (every link is reached
+    by reading a suffix that ends with a frame's own token); its transitions
+    are the ones labelled by the separator (into it) and one into the next
+    take's first state, so dropping it and renumbering keeps every oracle
+    invariant, removes the direct transition across the take boundary, and
+    leaves at most ``2n - 1`` transitions.
+    """
+    codes, n_codes = _dense_codes(sym)
+    joined, _, keep = _with_separators(codes, n_codes, starts)
+    inner = build_factor_oracle(joined, progress=progress)
+    new_index = np.cumsum(keep) - 1
+    sfx = _renumber(inner.sfx[keep], keep, new_index, "suffix")
+    rep = _renumber(inner.rep[keep], keep, new_index, "repeat")
+    lrs = inner.lrs[keep].copy()
+    n_joined = joined.size
+    src = np.repeat(np.arange(n_joined + 1, dtype=np.int64), np.diff(inner.trn_ptr))
+    dst = inner.trn_dst
+    ok = keep[src] & keep[dst]
+    # Renumbering is monotonic, so CSR order (by source, destinations ascending) survives.
+    new_src, new_dst = new_index[src[ok]], new_index[dst[ok]]
+    n = sym.size
+    ptr = np.zeros(n + 2, dtype=np.int64)
+    np.cumsum(np.bincount(new_src, minlength=n + 1), out=ptr[1:n + 2])
+    return Oracle(kind="tokens", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=np.ascontiguousarray(new_dst),
+                  rep=rep, take_starts=starts.copy())
 
 
 @_kernel()
@@ -1090,6 +1254,7 @@ def build_audio_oracle(
     threshold: float,
     metric: str = "cosine",
     progress: Optional[ProgressCallback] = None,
+    take_starts: Any = None,
 ) -> Oracle:
     """Build the audio oracle (variable Markov oracle) of a feature sequence.
 
@@ -1106,6 +1271,15 @@ def build_audio_oracle(
         between a zero and a non-zero vector); ``euclidean`` is ``|a - b|``.
     progress : callable, optional
         ``progress("oracle", done_frames, n)``.
+    take_starts : array_like of int, shape (T,), optional
+        The frames are T takes laid end to end (see :class:`Oracle`). The
+        oracle is built over the whole sequence, then the direct transition
+        from each take's last frame into the next take is removed and every
+        ``lrs`` is cut at take starts: the matched run shared with
+        ``sfx[i]`` stops where either run would cross into the previous
+        take, which is the exact run within takes. Suffix links may still
+        join frames of different takes (that is what lets the improviser
+        move between takes).
 
     Returns
     -------
@@ -1151,6 +1325,9 @@ def build_audio_oracle(
     if not math.isfinite(theta) or theta < 0:
         raise OracleError(f"threshold must be a finite number >= 0, got {threshold!r}")
     n = X.shape[0]
+    starts = _checked_take_starts(take_starts, n)
+    if starts is not None:
+        return _split_at_takes(build_audio_oracle(X, threshold=theta, metric=metric, progress=progress), starts)
     if n == 0:
         report(progress, "oracle", 0, 0)
         return _empty_oracle("features", theta, metric)
@@ -1183,6 +1360,25 @@ def build_audio_oracle(
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
     return Oracle(kind="features", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=theta, metric=metric,
                   rep=sfx.copy())
+
+
+def _split_at_takes(oracle: Oracle, starts: np.ndarray) -> Oracle:
+    """An audio oracle over takes laid end to end, cut at the take starts (see :func:`build_audio_oracle`)."""
+    n = oracle.n_frames
+    pos = _state_positions(starts, n)
+    sfx = oracle.sfx
+    lrs = oracle.lrs.copy()
+    linked = np.flatnonzero(sfx > 0)
+    lrs[linked] = np.minimum(lrs[linked], np.minimum(pos[linked], pos[sfx[linked]]))
+    ptr, dst = oracle.trn_ptr, oracle.trn_dst
+    src = np.repeat(np.arange(n + 1, dtype=np.int64), np.diff(ptr))
+    crossing = np.zeros(n + 1, dtype=bool)
+    crossing[starts[1:]] = True  # state b (after a take's last frame) -> b + 1 (the next take's first)
+    ok = ~(crossing[src] & (dst == src + 1))
+    new_ptr = np.zeros(n + 2, dtype=np.int64)
+    np.cumsum(np.bincount(src[ok], minlength=n + 1), out=new_ptr[1:n + 2])
+    return Oracle(kind=oracle.kind, sfx=sfx, lrs=lrs, trn_ptr=new_ptr, trn_dst=np.ascontiguousarray(dst[ok]),
+                  threshold=oracle.threshold, metric=oracle.metric, rep=oracle.rep, take_starts=starts.copy())
 
 
 # ---------------------------------------------------------------------------
@@ -1265,7 +1461,14 @@ def check_oracle(
         ``nondeterministic_transition``  two transitions of one state with the
         same token (factor oracle, with symbols);
         ``sfx_distance_above_threshold``  ``d(frame i-1, frame sfx[i]-1) >= θ``
-        with ``sfx[i] > 0`` (audio oracle, with features).
+        with ``sfx[i] > 0`` (audio oracle, with features);
+        ``transition_across_takes``  (oracles over takes) a direct transition
+        ``b -> b + 1`` from a take's last frame into the next take; there the
+        missing direct transition is expected and not reported;
+        ``context_across_takes``  (oracles over takes) ``lrs[i]`` counts
+        frames before the start of the take of state ``i`` or of ``rep[i]``.
+        With takes, "longest" (``lrs_not_longest``) means longest within
+        takes.
 
     Notes
     -----
@@ -1289,6 +1492,9 @@ def check_oracle(
     rep = arrays["rep"]
     n = sfx.shape[0] - 1
     idx = np.arange(n + 1, dtype=np.int64)
+    starts = arrays.get(_TAKE_ARRAY)
+    if starts is not None and starts.size <= 1:
+        starts = None
 
     sym = None
     if symbols is not None:
@@ -1338,7 +1544,12 @@ def check_oracle(
     src = np.repeat(np.arange(n + 1, dtype=np.int64), np.diff(ptr))
     has_direct = np.zeros(n + 1, dtype=bool)
     has_direct[src[dst == src + 1]] = True
-    missing = np.flatnonzero(~has_direct[:n]) + 1
+    take_ends = np.zeros(n + 1, dtype=bool)
+    if starts is not None:
+        take_ends[starts[1:]] = True
+        col.add("transition_across_takes", np.flatnonzero(take_ends & has_direct) + 1,
+                lambda s: f"transition {s - 1} -> {s} continues from the end of a take into the next take")
+    missing = np.flatnonzero(~has_direct[:n] & ~take_ends[:n]) + 1
     col.add("missing_direct_transition", missing, lambda s: f"no transition {s - 1} -> {s}")
     if oracle.kind == "tokens" and sym is not None and dst.size:
         label = sym[dst - 1]
@@ -1351,6 +1562,15 @@ def check_oracle(
             dup_states,
             lambda s: f"state {s} has two transitions labelled by the same token",
         )
+
+    pos = None
+    if starts is not None:
+        pos = _state_positions(starts, n)
+        rep_pos = np.where(rep_ok & (rep >= 0), pos[np.clip(rep, 0, n)], 0)
+        across = np.flatnonzero(in_range & rep_ok & (idx >= 1) & ((lrs > pos) | ((rep > 0) & (lrs > rep_pos))))
+        col.add("context_across_takes", across,
+                lambda s: f"lrs[{s}] = {lrs[s]} reaches past the start of the take of state {s} "
+                f"({pos[s]} frames) or of rep = {rep[s]} ({pos[rep[s]] if 0 <= rep[s] <= n else '?'} frames)")
 
     # Context of the repeated suffix: it ends at rep[i] too, and is the longest.
     valid = in_range & rep_ok & (sfx >= 1) & (lrs >= 1) & (lrs <= rep)
@@ -1379,7 +1599,7 @@ def check_oracle(
         # mismatch above, a missing one a zero mismatch).
         holds = valid & (verified == lrs)
         if use_symbols:
-            longest, first_end = exact_lrs(sym)
+            longest, first_end = exact_lrs(sym, take_starts=starts)
             short = np.flatnonzero(holds & (lrs < longest))
             col.add(
                 "lrs_not_longest",
@@ -1391,7 +1611,10 @@ def check_oracle(
         else:
             # The run is the longest when the pair just before it fails (or
             # one side reaches the first frame).
-            full = np.flatnonzero(holds & (rep - lrs >= 1))
+            room = holds & (rep - lrs >= 1)
+            if pos is not None:  # within takes: the run cannot grow past either take's start
+                room &= (lrs < pos) & (lrs < pos[np.clip(rep, 0, n)])
+            full = np.flatnonzero(room)
             longer = full[:0]
             if full.size:
                 d = _pair_distances(X, full - 1 - lrs[full], rep[full] - 1 - lrs[full], oracle.metric, sqnorm)

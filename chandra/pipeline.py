@@ -46,6 +46,7 @@ __all__ = [
     "stage_params",
     "stage_hash",
     "ir_over_k",
+    "encoder_options",
 ]
 
 STAGES = ("load", "segment", "encode", "vocabulary", "harmony", "events", "oracle", "save")
@@ -255,6 +256,12 @@ class RunState:
     ledger: list = field(default_factory=list)
     timings: dict = field(default_factory=dict)
     summaries: dict = field(default_factory=dict)
+    #: Encoder outputs cache (chandra.feature_cache.FeatureCache) or None; not part of the model.
+    feature_cache: Any = None
+    #: "hit" | "miss" | "invalid" | "off" after the encode stage.
+    feature_cache_status: str | None = None
+    #: An encoder to reuse (e.g. a neural model already loaded); built from the config when None.
+    encoder: Any = None
 
     def set_ledger(self, entry: dict) -> None:
         """Insert or replace the ledger entry of ``entry["stage"]``, keeping
@@ -316,11 +323,9 @@ def _stage_segment(state: RunState, progress: ProgressCallback | None) -> None:
     state.summaries["segment"] = summarize_segments(segs)
 
 
-def _stage_encode(state: RunState, progress: ProgressCallback | None) -> None:
-    from chandra.encoders import make_encoder
-    from chandra.ledger import ledger_entry
-
-    cfg = state.config
+def encoder_options(config: TrainConfig) -> dict[str, Any]:
+    """The :func:`chandra.encoders.make_encoder` options a configuration asks for."""
+    cfg = config
     options: dict[str, Any] = {}
     if cfg.encoder != "dsp":
         options = {"layer": cfg.layer, "chunk_seconds": cfg.chunk_seconds, "batch_size": cfg.batch_size}
@@ -332,16 +337,26 @@ def _stage_encode(state: RunState, progress: ProgressCallback | None) -> None:
             options["model"] = cfg.model
     else:
         options = {"sr": cfg.sample_rate, "hop_length": cfg.hop_length}
-    encoder = make_encoder(cfg.encoder, **options)
-    feats = encoder.encode(state.signal, state.sample_rate, state.segments, progress=progress)
-    feats = np.asarray(feats, dtype=np.float32)
-    if feats.shape[0] != len(state.segments):
-        raise ChandraError(f"encoder returned {feats.shape[0]} vectors for {len(state.segments)} segments")
+    return options
+
+
+def _stage_encode(state: RunState, progress: ProgressCallback | None) -> None:
+    from chandra.feature_cache import cached_encode
+    from chandra.ledger import ledger_entry
+
+    cfg = state.config
+    feats, provenance, status = cached_encode(
+        state.signal, state.sample_rate, state.segments, encoder_name=cfg.encoder,
+        encoder_options=encoder_options(cfg), audio_sha256=state.audio_sha256, cache=state.feature_cache,
+        encoder=state.encoder, progress=progress)
     state.raw_features = feats
-    state.encoder_provenance = encoder.provenance()
+    state.encoder_provenance = provenance
+    state.feature_cache_status = status
     records = [{"segment_id": i, "t": float(t)} for i, t in enumerate(state.segments.start)]
     state.set_ledger(ledger_entry("features", records, features=feats, duration=state.duration))
     state.summaries["encode"] = {"dim": int(feats.shape[1]), "encoder": cfg.encoder}
+    if state.feature_cache is not None:
+        state.summaries["encode"]["feature_cache"] = status
 
 
 def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> None:
@@ -588,7 +603,8 @@ def run_all(state: RunState, *, progress: ProgressCallback | None = None,
 
 
 def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
-          output: str | os.PathLike | None = None, progress: ProgressCallback | None = None) -> TrainResult:
+          output: str | os.PathLike | None = None, progress: ProgressCallback | None = None,
+          feature_cache: Any = None) -> TrainResult:
     """Train a model from one audio file.
 
     Parameters
@@ -599,6 +615,11 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
     output : path, optional
         Where to write the model (atomically). When ``None`` nothing is saved
         and the "reloaded" ledger stage is absent.
+    feature_cache : chandra.feature_cache.FeatureCache, optional
+        Reuse (and store) the encoder's output for this file and settings;
+        the model is the same with or without it. See
+        :mod:`chandra.feature_cache`. For several files see
+        :func:`chandra.corpus.train_corpus`.
 
     Returns
     -------
@@ -614,7 +635,7 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
     from chandra.io_utils import check_output, exclusive_output
 
     config = config or TrainConfig()
-    state = RunState(audio_path=str(audio_path), config=config)
+    state = RunState(audio_path=str(audio_path), config=config, feature_cache=feature_cache)
     if output is None:
         run_all(state, progress=progress)
     else:

@@ -47,6 +47,8 @@ from chandra.normalisation import (
 )
 
 __all__ = [
+    "ALGORITHMS",
+    "MINIBATCH_ABOVE",
     "NORMALISATIONS",
     "normalise",
     "count_zero_rows",
@@ -56,6 +58,18 @@ __all__ = [
     "validate_tokens",
     "summarize_vocabulary",
 ]
+
+#: K-means flavours of :class:`GestureVocabulary`: ``"auto"`` picks ``"full"`` (Lloyd, all rows
+#: every iteration) up to :data:`MINIBATCH_ABOVE` rows and ``"minibatch"`` (Sculley 2010) above.
+ALGORITHMS = ("auto", "full", "minibatch")
+#: Rows above which ``algorithm="auto"`` fits with mini-batch K-means. Measured with
+#: benchmarks/bench_vocabulary.py (benchmarks/RESULTS.md, section 11): mini-batch costs 1-2 % more
+#: inertia and agrees with full K-means as well as two full fits with different seeds agree with
+#: each other; full K-means at 30k x 768 took 100 s against 18 s, and grows with rows x dim.
+MINIBATCH_ABOVE = 50_000
+#: Rows per mini-batch (scikit-learn's default is 1024; larger batches give centres closer to full
+#: K-means at the same seed).
+MINIBATCH_SIZE = 4096
 
 # ---------------------------------------------------------------------------
 # estimator
@@ -104,6 +118,14 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         distinct rows than ``n_tokens``), ``False`` raises
         :class:`~chandra.errors.VocabularyError`; ``True`` lowers K to the
         number of distinct rows and records why in ``effective_params_``.
+    algorithm : {"auto", "full", "minibatch"}
+        ``"full"``: Lloyd's K-means over every row (scikit-learn ``KMeans``);
+        ``"minibatch"``: mini-batch K-means (``MiniBatchKMeans``, batches of
+        :data:`MINIBATCH_SIZE` rows, same seed and ``n_init``), for corpora
+        where full K-means is too slow; ``"auto"``: full up to
+        :data:`MINIBATCH_ABOVE` rows, mini-batch above. Both are
+        deterministic for a seed; tokens always come from the nearest
+        stored centre. The choice is recorded in ``effective_params_``.
 
     Attributes
     ----------
@@ -132,7 +154,8 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         Distinct rows of the fit set in the transformed space.
     effective_params_ : dict
         ``{"n_tokens": {"configured", "effective"}, "pca_components":
-        {"configured", "effective"}, "reduced": bool, "reason": str | None}``.
+        {"configured", "effective"}, "algorithm": {"configured", "effective"},
+        "reduced": bool, "reason": str | None}``.
     """
 
     def __init__(
@@ -145,6 +168,7 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         n_init: int = 4,
         max_iter: int = 300,
         reduce_k: bool = False,
+        algorithm: str = "auto",
     ) -> None:
         self.n_tokens = n_tokens
         self.normalisation = normalisation
@@ -153,6 +177,7 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         self.n_init = n_init
         self.max_iter = max_iter
         self.reduce_k = reduce_k
+        self.algorithm = algorithm
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -191,6 +216,10 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         if not _is_int(self.random_state):
             raise VocabularyParameterError(
                 f"random_state must be an integer; got {self.random_state!r}", parameter="random_state"
+            )
+        if self.algorithm not in ALGORITHMS:
+            raise VocabularyParameterError(
+                f"unknown algorithm {self.algorithm!r}; choose one of {ALGORITHMS}", parameter="algorithm"
             )
 
     def _validate_X(self, X: Any, *, reset: bool) -> np.ndarray:
@@ -319,14 +348,29 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
                 k_eff = n_distinct
                 reason = f"only {n_distinct} distinct rows < {k_cfg} tokens; K lowered to {k_eff}"
 
-            km = KMeans(
-                n_clusters=k_eff,
-                init="k-means++",
-                n_init=int(self.n_init),
-                max_iter=int(self.max_iter),
-                random_state=seed,
-                algorithm="lloyd",
-            )
+            algorithm = self.algorithm
+            if algorithm == "auto":
+                algorithm = "minibatch" if n_samples > MINIBATCH_ABOVE else "full"
+            if algorithm == "minibatch":
+                from sklearn.cluster import MiniBatchKMeans
+
+                km = MiniBatchKMeans(
+                    n_clusters=k_eff,
+                    init="k-means++",
+                    n_init=int(self.n_init),
+                    max_iter=int(self.max_iter),
+                    batch_size=MINIBATCH_SIZE,
+                    random_state=seed,
+                )
+            else:
+                km = KMeans(
+                    n_clusters=k_eff,
+                    init="k-means++",
+                    n_init=int(self.n_init),
+                    max_iter=int(self.max_iter),
+                    random_state=seed,
+                    algorithm="lloyd",
+                )
             km.fit(T.astype(np.float64))
 
         self.cluster_centers_ = km.cluster_centers_.astype(np.float32)
@@ -345,6 +389,7 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
                 "configured": self.pca_components,
                 "effective": None if self.pca_ is None else int(self.pca_.n_components_),
             },
+            "algorithm": {"configured": self.algorithm, "effective": algorithm},
             "reduced": reason is not None,
             "reason": reason,
         }

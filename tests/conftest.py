@@ -12,6 +12,9 @@
   documented MusicHal failure — so pages must show the loss.
 * ``failed_run``: a run whose vocabulary stage failed (K larger than the
   number of segments).
+* ``feature_cache_root`` (automatic): ``CHANDRA_CACHE_DIR`` points at a
+  temporary folder for the session, so ``chandra train``'s default feature
+  cache never writes to the user's home.
 * Under ``CI=true`` a skip is a failure unless its reason says it needs
   hardware CI lacks (``"needs GPU ..."``): the hooks of :mod:`ci_skips`.
 """
@@ -80,6 +83,20 @@ def runs_root(tmp_path_factory):
         os.environ.pop("CHANDRA_RUNS_DIR", None)
     else:
         os.environ["CHANDRA_RUNS_DIR"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def feature_cache_root(tmp_path_factory):
+    """``CHANDRA_CACHE_DIR`` for the session: the CLI's default feature cache
+    (``chandra train``) lands in a temporary folder, never in the user's home."""
+    old = os.environ.get("CHANDRA_CACHE_DIR")
+    root = tmp_path_factory.mktemp("chandra-cache")
+    os.environ["CHANDRA_CACHE_DIR"] = str(root)
+    yield root
+    if old is None:
+        os.environ.pop("CHANDRA_CACHE_DIR", None)
+    else:
+        os.environ["CHANDRA_CACHE_DIR"] = old
 
 
 @pytest.fixture(scope="session")

@@ -340,7 +340,9 @@ def test_generation_quality_figures_side_by_side(prepared_run, tmp_path):
         path = tmp_path / name
         shutil.copytree(prepared_run.path, path)
         (path / "generations").mkdir(exist_ok=True)
-        (path / "generations" / "gen_0123456789ab.json").write_text(json.dumps({"summary": summary}))
+        record = {"format": "chandra-generation", "version": "1.0", "wav": "gen_0123456789ab.wav",
+                  "generation": {}, "ledger_entry": {}, "summary": summary}
+        (path / "generations" / "gen_0123456789ab.json").write_text(json.dumps(record))
         runs.append(path)
     doc = compare(*runs)
     rows = {r["key"]: (r["a"], r["b"], r["changed"]) for r in doc["generation"]["rows"]}

@@ -268,6 +268,7 @@ def test_get_params_set_params_and_clone():
         "n_init": 4,
         "max_iter": 300,
         "reduce_k": True,
+        "algorithm": "auto",
     }
     json.dumps(params)  # usable as a provenance / cache key
     assert vocab.set_params(n_tokens=4) is vocab
