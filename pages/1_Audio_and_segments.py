@@ -10,7 +10,7 @@ import streamlit as st
 
 from chandra.errors import ChandraError
 from chandra.figures import stages as figs
-from chandra.figures.player import FINE_FRAMES, PLAYER_MAX_SECONDS, recording_view
+from chandra.figures.player import FINE_FRAMES, PLAYER_MAX_SECONDS, encode_audio, recording_detail, recording_view
 from dashboard import common
 
 common.page_setup("Audio and segments", icon="🌊")
@@ -24,20 +24,39 @@ def _mel(run_path: str, stamp: str, n_mels: int, max_frames: int):
     return figs.log_mel(state.signal, state.sample_rate, n_mels=n_mels, max_frames=max_frames)
 
 
-# The page is a few MB (plotly.js, the audio, zoom detail): built once per
-# setting and shared, never copied per rerun.
-@st.cache_resource(max_entries=4, show_spinner="Preparing the player…")
-def _view(run_path: str, stamp: str, n_columns: int, max_frames: int, max_markers: int, highlight: int | None,
-          audio_start: float, with_segments: bool):
-    state = common._cached_state(run_path, stamp)
+def _segment_arrays(state, with_segments: bool):
     segs = state.segments if with_segments else None
     tokens = state.tokens if segs is not None and state.tokens is not None \
         and len(state.tokens) == len(segs) else None
-    return recording_view(state.signal, state.sample_rate,
-                          onsets=None if segs is None else segs.start, ends=None if segs is None else segs.end,
-                          segment_ids=None if segs is None else segs.id, tokens=tokens, highlight_token=highlight,
+    if segs is None:
+        return {}
+    return {"onsets": segs.start, "ends": segs.end, "segment_ids": segs.id, "tokens": tokens}
+
+
+# The player page is a few MB (plotly.js, the audio, zoom detail). Its parts
+# are built once per setting and shared, never copied per rerun; the audio and
+# the zoom detail do not change with the highlight or the drawing bounds.
+@st.cache_resource(max_entries=4, show_spinner="Encoding the audio for the player…")
+def _audio(run_path: str, stamp: str, audio_start: float):
+    state = common._cached_state(run_path, stamp)
+    return encode_audio(state.signal, state.sample_rate, start=audio_start)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Preparing the zoom detail…")
+def _detail(run_path: str, stamp: str, with_segments: bool):
+    state = common._cached_state(run_path, stamp)
+    return recording_detail(state.signal, state.sample_rate, mel=_mel(run_path, stamp, 48, FINE_FRAMES),
+                            **_segment_arrays(state, with_segments))
+
+
+@st.cache_resource(max_entries=4, show_spinner="Drawing the recording…")
+def _view(run_path: str, stamp: str, n_columns: int, max_frames: int, max_markers: int, highlight: int | None,
+          audio_start: float, with_segments: bool):
+    state = common._cached_state(run_path, stamp)
+    return recording_view(state.signal, state.sample_rate, highlight_token=highlight,
                           mel=_mel(run_path, stamp, 48, FINE_FRAMES), n_columns=n_columns, max_frames=max_frames,
-                          max_markers=max_markers, audio_start=audio_start)
+                          max_markers=max_markers, audio=_audio(run_path, stamp, audio_start),
+                          detail=_detail(run_path, stamp, with_segments), **_segment_arrays(state, with_segments))
 
 
 @st.cache_data(max_entries=4, show_spinner="Mixing clicks…")

@@ -129,7 +129,8 @@ if coords is not None:
                                  times=state.segments.start if has_times else None)
     event = st.plotly_chart(fig, width="stretch", key="projection", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
-    st.caption(caption + ". Click a point to hear its segment; drag a lasso or box to hear a selection. "
+    st.caption(caption + ". Click a point to hear its segment; pick the lasso or box tool (top right of the chart) "
+               "and draw around points to hear a selection; drag to zoom, double-click to zoom out. "
                + ("The legend lists tokens from the most used; click an entry to hide that token, double-click "
                   "to show it alone." if tokens is not None and colour_by == "token" else ""))
     selected = figs.selection_ids(event)

@@ -60,8 +60,10 @@ with h2:
                                 allow_none=False,
                                 help="Outlined in the histogram, shaded on the Audio page's waveform and drawn "
                                      "on top in the Features projection.")
+# Fade the other bars only for a token someone picked, not for the default.
+chosen = token if st.session_state.get(common.HIGHLIGHT_KEY) is not None else None
 st.plotly_chart(figs.token_histogram_figure(counts, order="frequency" if order == "most used first" else "id",
-                                            highlight_token=token),
+                                            highlight_token=chosen),
                 width="stretch", key="token_hist", on_select="rerun", selection_mode="points")
 st.caption("Click a bar to pick its token.")
 

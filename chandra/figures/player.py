@@ -358,7 +358,8 @@ _JS = r"""
   }
 
   function highlightView(a, b, amp) {
-    const i0 = lowerBound(on.start, a - 600), i1 = lowerBound(on.start, b);
+    // Segments follow one another, so the one covering a starts at most one onset earlier.
+    const i0 = Math.max(0, lowerBound(on.start, a) - 1), i1 = lowerBound(on.start, b);
     const mine = [];
     for (let i = i0; i < i1; i++) if (on.token[i] === P.highlight && on.end[i] >= a) mine.push(i);
     const x = [], y = [];
@@ -631,14 +632,18 @@ def recording_view(y: np.ndarray, sr: int, *, onsets: Sequence[float] | None = N
                    mel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None, n_columns: int = 2000,
                    max_frames: int = 800, max_markers: int = MAX_MARKERS, audio_start: float = 0.0,
                    max_audio_seconds: float = PLAYER_MAX_SECONDS, height: int = 560,
-                   fine_columns: int = FINE_COLUMNS, fine_frames: int = FINE_FRAMES) -> RecordingView:
+                   fine_columns: int = FINE_COLUMNS, fine_frames: int = FINE_FRAMES,
+                   audio: PlayerAudio | None = None, detail: dict | None = None) -> RecordingView:
     """The whole player for a recording: figure, zoom detail, audio and page.
 
     ``mel`` should be a fine :func:`~chandra.figures.stages.log_mel` (e.g.
     ``max_frames=FINE_FRAMES``); the overview pools it to ``max_frames``.
     See :func:`~chandra.figures.stages.waveform_spectrogram_figure` for the
     other parameters and :func:`encode_audio` for ``audio_start`` and
-    ``max_audio_seconds``.
+    ``max_audio_seconds``. ``audio`` (:func:`encode_audio`) and ``detail``
+    (:func:`recording_detail`) may be passed in when already made: neither
+    depends on the highlighted token or the drawing bounds, so a page can
+    keep them while those change.
     """
     from plotly.offline import get_plotlyjs
 
@@ -649,9 +654,11 @@ def recording_view(y: np.ndarray, sr: int, *, onsets: Sequence[float] | None = N
     fig = waveform_spectrogram_figure(y, sr, onsets=onsets, ends=ends, segment_ids=segment_ids, tokens=tokens,
                                       highlight_token=highlight_token, n_columns=n_columns, max_frames=max_frames,
                                       mel=mel, max_markers=max_markers, height=height)
-    detail = recording_detail(y, sr, mel=mel, onsets=onsets, ends=ends, segment_ids=segment_ids, tokens=tokens,
-                              fine_columns=fine_columns, fine_frames=fine_frames)
-    audio = encode_audio(y, sr, start=audio_start, max_seconds=max_audio_seconds)
+    if detail is None:
+        detail = recording_detail(y, sr, mel=mel, onsets=onsets, ends=ends, segment_ids=segment_ids,
+                                  tokens=tokens, fine_columns=fine_columns, fine_frames=fine_frames)
+    if audio is None:
+        audio = encode_audio(y, sr, start=audio_start, max_seconds=max_audio_seconds)
     html = player_html(fig, audio=audio, detail=detail, n_columns=n_columns, max_frames=max_frames,
                        max_markers=max_markers, highlight_token=highlight_token)
     rug = [t for t in fig.data if getattr(t, "meta", None) == "onsets"]

@@ -582,7 +582,10 @@ def projection_figure(coords: np.ndarray, tokens: Sequence[int] | None, *, segme
                             opacity=1.0 if hl is None or mine else 0.15,
                             line=dict(width=1.5 if mine else 0.3, color="#111" if mine else "#333")),
                 customdata=ids[idx], text=text_of(idx), hovertemplate=template))
-    fig.update_layout(title=title or None, height=560, dragmode="lasso", margin=dict(l=40, r=20, t=40, b=40),
+    # Dragging zooms; in Streamlit a click then selects a point (with the
+    # lasso or box tool active, a click selects nothing), and the lasso and
+    # box tools are one click away in the mode bar.
+    fig.update_layout(title=title or None, height=560, dragmode="zoom", margin=dict(l=40, r=20, t=40, b=40),
                       legend=dict(itemsizing="constant", font=dict(size=10), title=dict(text="most used first")
                                   if toks is not None and colour_by == "token" else None))
     if n > keep.size:
@@ -808,7 +811,7 @@ def field_presence_figure(events: Sequence[Mapping], *, fields: Sequence[str] | 
                   row=2, col=1)
     if duration is not None:
         fig.add_hline(y=float(duration), line_dash="dash", line_color="#888", row=2, col=1,
-                      annotation_text=f"duration {duration:.1f} s", annotation_position="bottom right")
+                      annotation_text=f"duration {duration:.1f} s", annotation_position="top left")
         fig.add_hline(y=0.0, line_dash="dot", line_color="#888", row=2, col=1)
     fig.update_xaxes(title_text="frame", row=2, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)  # first field on top
