@@ -162,7 +162,11 @@ def test_encode_audio_round_trip_window_and_long_files():
     long = player.encode_audio(y, sr, full_rate_seconds=1.0)
     assert long.sample_rate == 16_000 and "16 kHz" in long.note
     wav = player.encode_audio(y, sr, fmt="wav")
-    assert wav.mime == "audio/wav" and sf.info(io.BytesIO(wav.data)).subtype == "PCM_16"
+    info = sf.info(io.BytesIO(wav.data))
+    assert wav.mime == "audio/wav" and info.subtype == "PCM_16" and info.samplerate == 16_000
+    assert info.frames == pytest.approx(5 * 16_000, abs=2)
+    long_wav = player.encode_audio(np.zeros(sr * 400, np.float32), sr, fmt="wav")
+    assert long_wav.end == player.WAV_MAX_SECONDS and "of 6:40.0" in long_wav.note
     with pytest.raises(ValueError):
         player.encode_audio(y, sr, fmt="mp3")
 

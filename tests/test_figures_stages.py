@@ -167,6 +167,10 @@ def test_projection_highlight_and_colour_by_time():
     assert sorted(np.concatenate([base.customdata, mine.customdata]).tolist()) == list(range(200))
     with pytest.raises(ValueError):
         figs.projection_figure(coords, tokens, colour_by="time")
+    # K > 64: a token sharing a colour with another differs in shape
+    wide = figs.projection_figure(coords[:4], np.array([3, 67, 3, 67]))
+    shapes = {t.name.split()[1]: (t.marker.color, t.marker.symbol) for t in wide.data}
+    assert shapes["3"][0] == shapes["67"][0] and shapes["3"][1] != shapes["67"][1]
 
 
 def test_projection_figure_subsamples_to_the_budget():

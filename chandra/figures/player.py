@@ -56,6 +56,7 @@ __all__ = [
     "FINE_FRAMES",
     "PLAYER_MAX_SECONDS",
     "FULL_RATE_SECONDS",
+    "WAV_MAX_SECONDS",
     "PlayerAudio",
     "RecordingView",
     "encode_audio",
@@ -69,9 +70,11 @@ FINE_COLUMNS = 65_536
 #: Spectrogram columns sent for zooming (8-bit dB).
 FINE_FRAMES = 6000
 #: Longest stretch of audio one player page carries (seconds).
-PLAYER_MAX_SECONDS = 1800.0
+PLAYER_MAX_SECONDS = 1200.0
 #: Up to this length the player keeps the analysis rate; beyond, 16 kHz.
 FULL_RATE_SECONDS = 600.0
+#: Longest stretch of 16-bit WAV (the fallback without Vorbis) one page carries.
+WAV_MAX_SECONDS = 300.0
 _LONG_RATE = 16_000
 _BLOCK = 32_768  # frames per write: libsndfile 1.2 crashes on one huge Vorbis write
 
@@ -111,6 +114,27 @@ def _fmt_time(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f}"
 
 
+def _window(y: np.ndarray, sr: int, start: float, max_seconds: float, full_rate_seconds: float,
+            rate_cap: int) -> tuple[np.ndarray, int, float, float, list[str]]:
+    total = y.size / float(sr) if sr else 0.0
+    a = float(min(max(0.0, start), total))
+    b = float(min(total, a + max_seconds))
+    clip = y[int(round(a * sr)): int(round(b * sr))]
+    notes = []
+    if a > 0 or b < total:
+        notes.append(f"the player holds {_fmt_time(a)}–{_fmt_time(b)} of {_fmt_time(total)} "
+                     f"(at most {max_seconds / 60:.0f} min per page)")
+    rate = int(sr)
+    target = min(rate_cap, _LONG_RATE if (b - a) > full_rate_seconds else rate_cap)
+    if sr > target and clip.size:
+        import soxr
+
+        clip = soxr.resample(clip, sr, target).astype(np.float32)
+        rate = target
+        notes.append(f"resampled to {rate / 1000:g} kHz for the player (analysis used {sr} Hz)")
+    return np.clip(clip, -1.0, 1.0), rate, a, b, notes
+
+
 def encode_audio(y: np.ndarray, sr: int, *, start: float = 0.0, max_seconds: float = PLAYER_MAX_SECONDS,
                  full_rate_seconds: float = FULL_RATE_SECONDS, fmt: str = "ogg") -> PlayerAudio:
     """Encode ``y[start : start + max_seconds]`` for the player.
@@ -129,8 +153,9 @@ def encode_audio(y: np.ndarray, sr: int, *, start: float = 0.0, max_seconds: flo
         Stretches longer than this are resampled to 16 kHz (when ``sr`` is
         higher) and compressed harder.
     fmt : {"ogg", "wav"}
-        OGG Vorbis (falls back to WAV when libsndfile cannot write Vorbis) or
-        16-bit WAV.
+        OGG Vorbis, or 16-bit WAV. WAV is ten times larger, so it holds at
+        most :data:`WAV_MAX_SECONDS` at no more than 16 kHz; it is also the
+        fallback when libsndfile cannot write Vorbis.
 
     Returns
     -------
@@ -138,36 +163,23 @@ def encode_audio(y: np.ndarray, sr: int, *, start: float = 0.0, max_seconds: flo
     """
     import soundfile as sf
 
+    if fmt not in ("ogg", "wav"):
+        raise ValueError(f"fmt must be 'ogg' or 'wav', got {fmt!r}")
     y = np.asarray(y, dtype=np.float32).ravel()
-    total = y.size / float(sr) if sr else 0.0
-    a = float(min(max(0.0, start), total))
-    b = float(min(total, a + max_seconds))
-    clip = y[int(round(a * sr)): int(round(b * sr))]
-    notes = []
-    if a > 0 or b < total:
-        notes.append(f"the player holds {_fmt_time(a)}–{_fmt_time(b)} of {_fmt_time(total)} "
-                     f"(at most {max_seconds / 60:.0f} min per page)")
-    rate = int(sr)
-    long = (b - a) > full_rate_seconds
-    if long and sr > _LONG_RATE and clip.size:
-        import soxr
-
-        clip = soxr.resample(clip, sr, _LONG_RATE).astype(np.float32)
-        rate = _LONG_RATE
-        notes.append(f"resampled to {rate // 1000} kHz for the player (analysis used {sr} Hz)")
-    clip = np.clip(clip, -1.0, 1.0)
     if fmt == "ogg":
+        clip, rate, a, b, notes = _window(y, sr, start, max_seconds, full_rate_seconds, int(sr))
+        long = (b - a) > full_rate_seconds
         try:
             buf = io.BytesIO()
             with sf.SoundFile(buf, "w", rate, 1, format="OGG", subtype="VORBIS",
-                              compression_level=0.85 if long else 0.7) as f:
+                              compression_level=0.95 if long else 0.7) as f:
                 for i in range(0, clip.size, _BLOCK):
                     f.write(clip[i: i + _BLOCK])
             return PlayerAudio(buf.getvalue(), "audio/ogg", rate, a, b, "; ".join(notes) or None)
         except (sf.LibsndfileError, ValueError, TypeError):  # no Vorbis in this libsndfile
             pass
-    elif fmt != "wav":
-        raise ValueError(f"fmt must be 'ogg' or 'wav', got {fmt!r}")
+    clip, rate, a, b, notes = _window(y, sr, start, min(max_seconds, WAV_MAX_SECONDS), full_rate_seconds,
+                                      _LONG_RATE)
     buf = io.BytesIO()
     sf.write(buf, clip, rate, format="WAV", subtype="PCM_16")
     return PlayerAudio(buf.getvalue(), "audio/wav", rate, a, b, "; ".join(notes) or None)

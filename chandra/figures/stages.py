@@ -19,7 +19,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from chandra.figures.palette import EMPTY_COLOR, MISSING_COLOR, SPECTROGRAM_COLORSCALE, token_color
+from chandra.figures.palette import EMPTY_COLOR, MISSING_COLOR, SPECTROGRAM_COLORSCALE, token_color, token_symbol
 
 __all__ = [
     "MAX_POINTS",
@@ -491,9 +491,10 @@ def projection_figure(coords: np.ndarray, tokens: Sequence[int] | None, *, segme
     Coloured by token, the scatter has one trace per token, named
     ``"token k (count)"`` and listed in the legend from the most used token
     to the least used (a legend entry hides its token, a double click
-    isolates it). Colours repeat beyond 64 tokens and neighbouring hues are
-    hard to tell apart in a dense cloud, so identity never rests on colour
-    alone: the hover names the segment and its token, and
+    isolates it). Colours repeat beyond 64 tokens (the marker shape changes
+    when they do: :func:`~chandra.figures.palette.token_symbol`) and
+    neighbouring hues are hard to tell apart in a dense cloud, so identity
+    never rests on colour alone: the hover names the segment and its token, and
     ``highlight_token`` draws one token's points on top, larger and outlined,
     with every other point faded.
 
@@ -578,7 +579,7 @@ def projection_figure(coords: np.ndarray, tokens: Sequence[int] | None, *, segme
             fig.add_trace(go.Scattergl(
                 x=coords[idx, 0], y=coords[idx, 1], mode="markers",
                 name=f"token {k} ({int(counts[k])})" if k >= 0 else "no token", legendrank=1000 + rank[k],
-                marker=dict(size=marker_size + (5 if mine else 0), color=token_color(k),
+                marker=dict(size=marker_size + (5 if mine else 0), color=token_color(k), symbol=token_symbol(k),
                             opacity=1.0 if hl is None or mine else 0.15,
                             line=dict(width=1.5 if mine else 0.3, color="#111" if mine else "#333")),
                 customdata=ids[idx], text=text_of(idx), hovertemplate=template))
