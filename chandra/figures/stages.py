@@ -100,8 +100,8 @@ def envelope(y: np.ndarray, sr: int, *, n_columns: int = 2000) -> tuple[np.ndarr
     """Min/max envelope of a signal, one pair per pixel column.
 
     Column ``j`` covers samples ``edges[j]:edges[j + 1]`` with
-    ``edges = linspace(0, n, m + 1)`` rounded down, so every sample lies in
-    exactly one column and columns differ in width by at most one sample.
+    ``edges[j] = floor(j * n / m)`` (exact integers), so every sample lies
+    in exactly one column and columns differ in width by at most one sample.
 
     Parameters
     ----------
@@ -123,7 +123,8 @@ def envelope(y: np.ndarray, sr: int, *, n_columns: int = 2000) -> tuple[np.ndarr
     if n == 0:
         return np.zeros(0), np.zeros(0, np.float32), np.zeros(0, np.float32)
     m = max(1, min(int(n_columns), n))
-    edges = np.linspace(0, n, m + 1).astype(np.int64)
+    # Exact integer edges: float linspace can round j*n/m to the wrong side.
+    edges = (np.arange(m + 1, dtype=np.int64) * n) // m
     lo = np.minimum.reduceat(y, edges[:-1])
     hi = np.maximum.reduceat(y, edges[:-1])
     t = (edges[:-1] + edges[1:]) / 2.0 / float(sr)
