@@ -731,6 +731,8 @@ def generation_timeline_figure(generation: Any, model: Any = None, *, max_points
     x_span = (float(np.nanmax(out_t)) - float(np.nanmin(out_t))) or 1.0
     y_span = (float(np.nanmax(src)) - float(np.nanmin(src))) or 1.0
     placed: list[tuple[float, float]] = []  # labels already drawn, in fractions of the spans
+    marked = np.asarray([i for i, k in enumerate(kinds) if k in styles], dtype=np.int64)
+    obstacles = (out_t[marked] / x_span, src[marked] / y_span)  # no label covers a marker
     n_labelled = n_labels = 0
     for kind, (name, colour, symbol, size) in styles.items():
         idx = [i for i, k in enumerate(kinds) if k == kind]
@@ -742,7 +744,7 @@ def generation_timeline_figure(generation: Any, model: Any = None, *, max_points
         has = np.array([bool(v) for v in lab])
         priority = np.array([-(float(lrs[i]) if lrs[i] is not None else -1.0) for i in idx])
         show = spaced_labels(out_t[idx] / x_span, src[idx] / y_span, order=np.argsort(priority, kind="stable"),
-                             allowed=has, placed=placed)
+                             allowed=has, placed=placed, obstacles=obstacles)
         n_labels += int(has.sum())
         n_labelled += int(show.sum())
         reasons = [str(_get(steps[i], "reason") or "") if steps and len(steps) == frames.size else ""
@@ -774,13 +776,18 @@ def generation_timeline_figure(generation: Any, model: Any = None, *, max_points
 
 def spaced_labels(x: np.ndarray, y: np.ndarray, *, width: float = 0.045, height: float = 0.075,
                   order: np.ndarray | None = None, allowed: np.ndarray | None = None,
-                  placed: list[tuple[float, float]] | None = None) -> np.ndarray:
-    """Which point labels can be drawn without two overprinting.
+                  placed: list[tuple[float, float]] | None = None,
+                  obstacles: tuple[np.ndarray, np.ndarray] | None = None, lift: float = 0.025,
+                  radius: tuple[float, float] = (0.006, 0.02)) -> np.ndarray:
+    """Which point labels can be drawn without overprinting one another or a marker.
 
     Each label is a box ``width`` x ``height`` (fractions of the axis spans;
-    the defaults fit "LRS 12" at 10 px in a 1000 x 300 px plot) centred just
-    above its point. Labels are taken greedily in ``order`` (most important
-    first) and kept when their box overlaps no box kept before.
+    the defaults fit "LRS 12" at 10 px in a 1000 x 300 px plot) centred
+    horizontally on its point and starting ``lift`` above it (plotly's
+    ``textposition="top center"``). Labels are taken greedily in ``order``
+    (most important first) and kept when their box overlaps no box kept
+    before and no marker in ``obstacles`` (markers are boxes of half-size
+    ``radius``).
 
     Parameters
     ----------
@@ -791,7 +798,9 @@ def spaced_labels(x: np.ndarray, y: np.ndarray, *, width: float = 0.045, height:
     allowed : bool (n,), optional
         Points that have a label at all.
     placed : list of (x, y), optional
-        Boxes already drawn (by other traces); extended in place.
+        Points whose labels are already drawn (by other traces); extended in place.
+    obstacles : (x, y) arrays, optional
+        Markers a label must not cover (fractions of the spans).
 
     Returns
     -------
@@ -802,14 +811,23 @@ def spaced_labels(x: np.ndarray, y: np.ndarray, *, width: float = 0.045, height:
     y = np.asarray(y, dtype=np.float64)
     show = np.zeros(x.size, dtype=bool)
     boxes = placed if placed is not None else []
+    ox = oy = np.zeros(0)
+    if obstacles is not None:
+        ox, oy = (np.asarray(v, dtype=np.float64) for v in obstacles)
+    rx, ry = radius
     for i in (np.argsort(x, kind="stable") if order is None else np.asarray(order)):
         if allowed is not None and not allowed[i]:
             continue
         if not (np.isfinite(x[i]) and np.isfinite(y[i])):
             continue
-        if all(abs(x[i] - bx) >= width or abs(y[i] - by) >= height for bx, by in boxes):
-            boxes.append((float(x[i]), float(y[i])))
-            show[i] = True
+        if not all(abs(x[i] - bx) >= width or abs(y[i] - by) >= height for bx, by in boxes):
+            continue
+        bottom, top = y[i] + lift, y[i] + lift + height
+        covers = (np.abs(ox - x[i]) < width / 2 + rx) & (oy + ry > bottom) & (oy - ry < top)
+        if covers.any():
+            continue
+        boxes.append((float(x[i]), float(y[i])))
+        show[i] = True
     return show
 
 
