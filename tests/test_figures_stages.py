@@ -385,7 +385,7 @@ def test_figure_modules_import_neither_streamlit_nor_umap():
     import subprocess
     import sys
 
-    code = ("import sys, chandra.figures.stages, chandra.figures.palette, chandra.projection; "
+    code = ("import sys, chandra.figures.stages, chandra.figures.palette, chandra.figures.player, chandra.projection; "
             "bad = [m for m in ('streamlit', 'umap', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
