@@ -15,7 +15,8 @@ a fresh temporary runs folder and drives it with headless chromium
    *server ready* = ``/_stcore/health`` answers ``ok``; *home loaded* = the
    home page shows its title (the home page has no chart without a current
    run); *first chart* = after opening ``Audio_and_segments?run=<id>``, the
-   first ``.js-plotly-plot`` is visible. The same page is then timed again
+   first ``.js-plotly-plot`` is visible (in the page or in the recording
+   player it embeds: ``dashboard.serve.wait_chart``). The same page is then timed again
    in a new session of the warm server (first-visit cost vs rendering).
 2. **"Run all" on the 30 s sample.** On the home page (new browser session),
    choose the sample ``tabla_safari_loops.flac``, set K = 64 (the library
@@ -64,6 +65,7 @@ from dashboard.serve import (  # noqa: E402
     launch_chromium,
     start_server,
     stop_server,
+    wait_chart,
     wait_health,
     wait_idle,
 )
@@ -200,7 +202,7 @@ def one_run(browser, i: int, tmp: Path) -> dict:
             page.get_by_role("heading", name="chandra", exact=False).first.wait_for()
             home = time.monotonic() - t0
             page.goto(f"{base}/Audio_and_segments?run={prepared}", wait_until="domcontentloaded")
-            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            wait_chart(page)
             chart = time.monotonic() - t0
         finally:
             ctx.close()
@@ -212,7 +214,7 @@ def one_run(browser, i: int, tmp: Path) -> dict:
             page.set_default_timeout(60_000)
             t1 = time.monotonic()
             page.goto(f"{base}/Audio_and_segments?run={prepared}", wait_until="domcontentloaded")
-            page.locator(".js-plotly-plot").first.wait_for(state="visible")
+            wait_chart(page)
             chart_warm = time.monotonic() - t1
         finally:
             ctx.close()

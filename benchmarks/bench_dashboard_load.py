@@ -67,6 +67,7 @@ from dashboard.serve import (  # noqa: E402
     launch_chromium,
     start_server,
     stop_server,
+    wait_chart,
     wait_health,
     wait_idle,
 )
@@ -229,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
                     return lambda p: p.get_by_text(label, exact=True).first.wait_for()
 
                 def chart(p):
-                    p.locator(".js-plotly-plot").first.wait_for(state="visible")
+                    wait_chart(p)
 
                 probes = [
                     ("home, queued run", lambda q: f"{base}/?run={q}", metric("Pipeline"),

@@ -419,9 +419,11 @@ def render_findings(findings: list[dict], *, codes: tuple[str, ...] | None = Non
 # ---------------------------------------------------------------------------
 
 
-def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: str | None = None) -> np.ndarray:
+def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: str | None = None,
+                 autoplay: bool = False) -> np.ndarray:
     """Play ``y[start:end]`` (seconds). The clip is sliced here because
-    ``st.audio``'s own start/end round to whole seconds."""
+    ``st.audio``'s own start/end round to whole seconds. ``autoplay`` starts
+    it at once (for a clip the user just picked)."""
     from chandra.figures.stages import slice_signal
 
     clip = slice_signal(y, sr, start, end)
@@ -430,7 +432,7 @@ def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: s
     if clip.size == 0:
         st.caption(f"(empty clip {start:.3f}–{end:.3f} s)")
     else:
-        st.audio(clip, sample_rate=int(sr))
+        st.audio(clip, sample_rate=int(sr), autoplay=bool(autoplay))
     return clip
 
 
@@ -605,3 +607,41 @@ def source_stamp(path: Path) -> float:
         if (path / name).is_file():
             return (path / name).stat().st_mtime
     return path.stat().st_mtime
+
+
+# ---------------------------------------------------------------------------
+# token identity across pages (Audio, Features, Vocabulary)
+# ---------------------------------------------------------------------------
+
+#: Session key of the token singled out on the stage pages (shared by them).
+HIGHLIGHT_KEY = "highlight_token"
+
+
+def token_picker(counts, *, key: str, label: str = "highlight token", allow_none: bool = True,
+                 help: str | None = None, container=None) -> int | None:
+    """A selectbox of tokens, most used first ("token 5 · 123 segments"),
+    whose choice is shared by the stage pages: picking a token on one page
+    highlights it on the others (``session_state[HIGHLIGHT_KEY]``).
+
+    With ``allow_none`` the first option is "none"; without it the default
+    is the most used token.
+    """
+    from chandra.figures.stages import token_order
+
+    counts = np.asarray(counts, dtype=np.int64)
+    options: list[int | None] = ([None] if allow_none else []) + [int(k) for k in token_order(counts)]
+    if not options:
+        return None
+    shared = st.session_state.get(HIGHLIGHT_KEY)
+    wanted = shared if shared in options else (None if allow_none else options[0])
+    if st.session_state.get(key) not in options or st.session_state.get(f"_{key}_shared") != shared:
+        st.session_state[key] = wanted  # follow a choice made on another page
+    st.session_state[f"_{key}_shared"] = shared
+
+    def _share() -> None:  # only a user's choice is shared, never a page's default
+        st.session_state[HIGHLIGHT_KEY] = st.session_state[key]
+        st.session_state[f"_{key}_shared"] = st.session_state[key]
+
+    where = container if container is not None else st
+    return where.selectbox(label, options, key=key, help=help, on_change=_share,
+                           format_func=lambda k: "none" if k is None else f"token {k} · {int(counts[k])} segments")

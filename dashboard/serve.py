@@ -22,7 +22,7 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--no-first-run"]
 
 __all__ = ["REPO", "CHROMIUM", "CHROMIUM_ARGS", "free_port", "start_server", "wait_health", "stop_server",
-           "wait_idle", "launch_chromium"]
+           "wait_idle", "wait_chart", "launch_chromium"]
 
 
 def free_port(ports: range) -> int | None:
@@ -95,6 +95,22 @@ def wait_idle(page, timeout_ms: int = 60_000) -> None:
         }""",
         timeout=timeout_ms,
     )
+
+
+def wait_chart(page, timeout_ms: int = 60_000) -> None:
+    """Wait until a plotly chart is visible, in the page itself or in a page
+    it embeds (the Audio and segments page draws the recording inside its
+    player's iframe)."""
+    deadline = time.monotonic() + timeout_ms / 1000.0
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            try:
+                if frame.locator(".js-plotly-plot").first.is_visible():
+                    return
+            except Exception:  # noqa: BLE001 - a frame can detach while it is probed
+                continue
+        page.wait_for_timeout(50)
+    raise TimeoutError(f"no plotly chart visible after {timeout_ms} ms")
 
 
 def launch_chromium(playwright):

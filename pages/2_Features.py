@@ -66,7 +66,7 @@ st.subheader("Projection")
 tokens = state.tokens if state.tokens is not None and len(state.tokens) == state.raw_features.shape[0] else None
 if tokens is None:
     st.caption("Points are grey until the vocabulary stage has run (then coloured by token).")
-c1, c2, c3 = st.columns([1, 1, 2])
+c1, c2, c3, c4, c5 = st.columns([1, 1, 1, 1, 2])
 with c1:
     method = st.radio("method", ("PCA", "UMAP"), horizontal=True, key="proj_method")
 with c2:
@@ -76,6 +76,18 @@ with c2:
         space = "raw"
 with c3:
     seed = st.number_input("seed", min_value=0, value=int(run.config().seed), step=1, key="proj_seed")
+has_times = state.segments is not None and len(state.segments) == state.raw_features.shape[0]
+with c4:
+    colour_by = st.radio("colour by", ("token", "time") if has_times else ("token",), horizontal=True,
+                         key="proj_colour", disabled=tokens is None and not has_times,
+                         help="time: early segments dark, late ones yellow, so the recording's path shows")
+highlight = None
+with c5:
+    if tokens is not None:
+        highlight = common.token_picker(np.bincount(tokens[tokens >= 0]), key="proj_highlight",
+                                        label="highlight a token",
+                                        help="Draw this token's segments on top, larger and outlined; the others "
+                                             "fade. The choice carries over to Audio and Vocabulary.")
 
 coords = None
 n_rows = state.raw_features.shape[0]
@@ -110,21 +122,47 @@ except ChandraError as exc:
 selected: list[int] = []
 if coords is not None:
     hover = None
-    if state.segments is not None and len(state.segments) == n_rows:
+    if has_times:
         hover = [f"{a:.2f}–{b:.2f} s" for a, b in zip(state.segments.start, state.segments.end)]
-    fig = figs.projection_figure(coords, tokens, title=caption, hover=hover)
+    fig = figs.projection_figure(coords, tokens, title=caption, hover=hover, highlight_token=highlight,
+                                 colour_by=colour_by,
+                                 times=state.segments.start if has_times else None)
     event = st.plotly_chart(fig, width="stretch", key="projection", on_select="rerun",
                             selection_mode=("points", "box", "lasso"))
-    st.caption(caption + ". Drag a lasso or box (or click points) to select segments.")
+    st.caption(caption + ". Click a point to hear its segment; pick the lasso or box tool (top right of the chart) "
+               "and draw around points to hear a selection; drag to zoom, double-click to zoom out. "
+               + ("The legend lists tokens from the most used; click an entry to hide that token, double-click "
+                  "to show it alone." if tokens is not None and colour_by == "token" else ""))
     selected = figs.selection_ids(event)
 
+# A new selection plays at once: one point is its segment, several are
+# joined in time order (up to 10 s) with short silences between them.
+sel_key = tuple(selected)
+fresh = bool(selected) and st.session_state.get("_proj_played") != sel_key
+st.session_state["_proj_played"] = sel_key
 table = figs.segment_table(state.segments, tokens=tokens) if state.segments is not None else None
-if selected and table is not None:
+if selected and table is not None and has_times:
     st.subheader(f"Selected segments ({len(selected)})")
-    st.dataframe(table.iloc[selected], width="stretch", hide_index=True, height=min(400, 40 + 35 * len(selected)))
-    pick = st.selectbox("play one", selected, key="play_selected")
-    common.audio_player(state.signal, state.sample_rate, float(state.segments.start[pick]),
-                        float(state.segments.end[pick]), caption=f"segment {pick}")
+    s1, s2 = st.columns([3, 2])
+    with s2:
+        if len(selected) == 1:
+            i = selected[0]
+            common.audio_player(state.signal, state.sample_rate, float(state.segments.start[i]),
+                                float(state.segments.end[i]), autoplay=fresh,
+                                caption=f"segment {i}: {state.segments.start[i]:.2f}–{state.segments.end[i]:.2f} s"
+                                + (f", token {int(tokens[i])}" if tokens is not None else ""))
+        else:
+            bounds = [(float(state.segments.start[i]), float(state.segments.end[i])) for i in selected]
+            clip, n_heard = figs.concat_segments(state.signal, state.sample_rate, bounds, return_count=True)
+            st.caption(f"{n_heard} of {len(selected)} selected segments in time order, joined with short silences"
+                       + (" (the first 10 s)" if n_heard < len(selected) else ""))
+            st.audio(clip, sample_rate=int(state.sample_rate), autoplay=fresh)
+            pick = st.selectbox("or play one", selected, key="play_selected")
+            common.audio_player(state.signal, state.sample_rate, float(state.segments.start[pick]),
+                                float(state.segments.end[pick]), caption=f"segment {pick}")
+    with s1:
+        st.dataframe(table.iloc[selected], width="stretch", hide_index=True,
+                     height=min(400, 40 + 35 * len(selected)))
 
 st.subheader("Nearest neighbours (cosine)")
 n1, n2 = st.columns([1, 1])

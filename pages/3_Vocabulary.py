@@ -45,7 +45,27 @@ empty = assigned.get("empty_tokens") or []
 if empty:
     st.warning(f"{len(empty)} of {K} tokens are empty: {', '.join(map(str, empty[:32]))}"
                + (" …" if len(empty) > 32 else ""))
-st.plotly_chart(figs.token_histogram_figure(assigned["counts"]), width="stretch", key="token_hist")
+counts = np.asarray(assigned["counts"], dtype=np.int64)
+# A bar clicked in the histogram (last run) picks that token.
+clicked = figs.selection_ids(st.session_state.get("token_hist"))
+clicked = clicked[0] if len(clicked) == 1 else None
+if clicked is not None and st.session_state.get("_hist_clicked") != clicked:
+    st.session_state[common.HIGHLIGHT_KEY] = clicked
+st.session_state["_hist_clicked"] = clicked
+h1, h2 = st.columns([1, 2])
+with h1:
+    order = st.radio("order", ("most used first", "by token id"), horizontal=True, key="hist_order")
+with h2:
+    token = common.token_picker(counts, key="listen_token", label="token (listen below; highlighted everywhere)",
+                                allow_none=False,
+                                help="Outlined in the histogram, shaded on the Audio page's waveform and drawn "
+                                     "on top in the Features projection.")
+# Fade the other bars only for a token someone picked, not for the default.
+chosen = token if st.session_state.get(common.HIGHLIGHT_KEY) is not None else None
+st.plotly_chart(figs.token_histogram_figure(counts, order="frequency" if order == "most used first" else "id",
+                                            highlight_token=chosen),
+                width="stretch", key="token_hist", on_select="rerun", selection_mode="points")
+st.caption("Click a bar to pick its token.")
 
 st.subheader("Tokens at each stage")
 st.caption("One cell per token; red-outlined cells are empty. The fit set is what K-means saw; the later grids "
@@ -66,21 +86,21 @@ with e2:
     st.dataframe([{"stage": r["label"], "entropy (bits)": None if r["entropy_bits"] is None
                    else round(float(r["entropy_bits"]), 3)} for r in rows], hide_index=True, width="stretch")
 
-st.subheader("Listen to a token")
-counts = np.asarray(assigned["counts"], dtype=np.int64)
-choices = list(range(K))
+st.subheader(f"Listen to token {token}")
 l1, l2 = st.columns([1, 2])
 with l1:
-    token = st.selectbox("token", choices, index=int(assigned["top_token"] or 0),
-                         format_func=lambda k: f"token {k} ({counts[k]} segments)", key="listen_token")
     n_examples = st.slider("examples", 1, 10, 4, key="listen_n")
+    st.caption(f"Token {token} labels {int(counts[token])} of {int(counts.sum())} segments "
+               f"({counts[token] / max(1, counts.sum()):.1%}). Pick another token above.")
 with l2:
     idx = figs.token_examples(state.tokens, int(token), n=int(n_examples))
     if idx.size == 0:
         st.info(f"Token {token} has no segments.")
     elif state.segments is not None and state.signal is not None:
         bounds = [(float(state.segments.start[i]), float(state.segments.end[i])) for i in idx]
-        clip = figs.concat_segments(state.signal, state.sample_rate, bounds)
+        clip, n_heard = figs.concat_segments(state.signal, state.sample_rate, bounds, return_count=True)
         st.audio(clip, sample_rate=int(state.sample_rate))
-        st.caption("segments " + ", ".join(f"{int(i)} ({a:.2f}–{b:.2f} s)" for i, (a, b) in zip(idx, bounds))
-                   + ", joined with short silences")
+        st.caption("segments " + ", ".join(f"{int(i)} ({a:.2f}–{b:.2f} s)"
+                                           for i, (a, b) in zip(idx[:n_heard], bounds[:n_heard]))
+                   + ", joined with short silences"
+                   + (f" ({len(idx) - n_heard} more left out to stay under 10 s)" if n_heard < len(idx) else ""))

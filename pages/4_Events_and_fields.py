@@ -49,7 +49,16 @@ m = st.columns(4)
 m[0].metric("events", len(events))
 with_token = sum(1 for e in events if e.get("gesture_token") is not None)
 m[1].metric("with gesture_token", f"{with_token}/{len(events)}")
-m[2].metric("fields per event", len(events[0]) if events else 0)
+# Count what the matrix above shows for the events row, so the two agree.
+events_entry = next((e for e in ledger if e.get("stage") == "events"), None)
+listed = list((events_entry or {}).get("fields") or {})
+all_fields = list(dict.fromkeys(name for e in ledger for name in (e.get("fields") or {})))
+outside = [f for f in listed if events and f not in events[0]]
+not_carried = [f for f in all_fields if f not in listed]
+m[2].metric("fields at 'events'", f"{len(listed)} of {len(all_fields)}" if listed else (len(events[0]) if events else 0),
+            help="Columns of the matrix above that the 'events' stage carries. "
+                 + (f"Not carried: {', '.join(not_carried)} (they belong to earlier stages). " if not_carried else "")
+                 + (f"Stored beside the event records, not in them: {', '.join(outside)}." if outside else ""))
 m[3].metric("segments", len(state.segments) if state.segments is not None else "—")
 
 st.subheader("Fields per frame along the timeline")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("streamlit")
@@ -313,15 +315,37 @@ def test_audio_page(prepared_run):
     at = _page(prepared_run, "audio")
     m = _metrics(at)
     assert m["sample rate"] == "22050 Hz" and int(m["segments"]) >= 16
-    assert len(at.get("plotly_chart")) == 1
+    # The waveform, rug and spectrogram live in the player page (an iframe), with the audio.
+    frames = at.get("iframe")
+    assert len(frames) == 1 and not at.get("plotly_chart")
+    html = frames[0].proto.srcdoc
+    assert 'id="chandra-audio"' in html and "data:audio/ogg;base64," in html
+    assert f"{m['segments']} onsets: all drawn" in " ".join(_texts(at.caption))
     table = at.dataframe[0].value
     assert {"id", "start", "end", "duration", "rms_db", "f0", "centroid", "token"} <= set(table.columns)
     assert len(at.get("audio")) == 1  # the chosen segment
+    assert not at.get("audio")[0].proto.autoplay  # nothing plays by itself on arrival
     at.number_input(key="play_segment").set_value(3).run()
     assert any("segment 3:" in c for c in _texts(at.caption))
+    assert at.get("audio")[0].proto.autoplay  # a segment just picked plays at once
     at.toggle(key="click_track").set_value(True).run()
     assert not at.exception
     assert len(at.get("audio")) == 2
+
+
+def test_a_token_picked_on_one_page_is_highlighted_on_the_others(prepared_run):
+    at = _page(prepared_run, "audio")
+    assert at.selectbox(key="audio_highlight").value is None
+    counts = np.bincount(np.load(prepared_run.path / "tokens.npy"))
+    least = int(np.argsort(-counts, kind="stable")[-1])
+    at.selectbox(key="audio_highlight").set_value(least).run()
+    assert not at.exception
+    assert f"token {least} (" in at.get("iframe")[0].proto.srcdoc  # the highlight trace
+    at.switch_page(PAGES["features"]).run()
+    assert at.selectbox(key="proj_highlight").value == least
+    at.switch_page(PAGES["vocabulary"]).run()
+    assert at.selectbox(key="listen_token").value == least
+    assert any(f"Listen to token {least}" in h for h in _texts(at.subheader))
 
 
 def test_features_page(prepared_run):
@@ -330,6 +354,9 @@ def test_features_page(prepared_run):
     assert {"segments", "raw dimension", "dead dimensions", "duplicate rate"} <= set(m)
     charts = at.get("plotly_chart")
     assert len(charts) == 2  # norms + PCA
+    legend = [t["name"] for t in json.loads(charts[1].proto.spec)["data"]]
+    counts = np.bincount(np.load(prepared_run.path / "tokens.npy"))
+    assert legend[0] == f"token {int(np.argmax(counts))} ({counts.max()})"  # most used first
     assert any("PCA of the normalised features (seed 0)" in c for c in _texts(at.caption))
     # nearest neighbours table and players
     assert any("cosine distance" in df.value.columns for df in at.dataframe)
@@ -345,8 +372,13 @@ def test_vocabulary_page(prepared_run):
     assert {"active (fit set)", "active (assigned)", "entropy (assigned)", "perplexity", "top-token share"} <= set(m)
     assert len(at.get("plotly_chart")) == 3  # histogram, grids, entropy
     assert len(at.get("audio")) == 1
+    counts = np.bincount(np.load(prepared_run.path / "tokens.npy"), minlength=16)
+    top = int(np.argmax(counts))
+    assert at.selectbox(key="listen_token").value == top  # the most used token first
+    assert at.selectbox(key="listen_token").options[0].startswith(f"token {top} · {counts[top]} segments")
     at.selectbox(key="listen_token").set_value(2).run()
     assert not at.exception
+    assert any("Listen to token 2" in h for h in _texts(at.subheader))
 
 
 def test_events_page(prepared_run):
@@ -355,6 +387,11 @@ def test_events_page(prepared_run):
     assert any("Time axis OK" in s for s in _texts(at.success))
     m = _metrics(at)
     assert m["with gesture_token"] == f"{m['events']}/{m['events']}"
+    # The field count agrees with the matrix beside it: the events row of all its columns.
+    ledger = prepared_run.meta()["ledger"]
+    columns = {name for e in ledger for name in e["fields"]}
+    events_row = next(e for e in ledger if e["stage"] == "events")["fields"]
+    assert m["fields at 'events'"] == f"{len(events_row)} of {len(columns)}"
     assert not [e for e in _texts(at.error) if "gesture_token" in e]
 
 

@@ -14,6 +14,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
@@ -139,7 +140,9 @@ def test_dashboard_end_to_end(server):
             for path, title, shot in PAGES:
                 _open(page, f"{base}/{path}?run={run_id}", title)
                 _no_exception(page, title)
-                if path == "Features":
+                if path == "Audio_and_segments":
+                    _player_frame(page)  # the recording player is drawn before its screenshot
+                elif path == "Features":
                     _box_select(page)
                 elif path == "Model_inspector":
                     page.get_by_role("button", name="Current run's model").click()
@@ -171,7 +174,8 @@ def test_dashboard_end_to_end(server):
 
 
 def _box_select(page) -> None:
-    """Drag over the projection scatter and check the selection table fills.
+    """Pick the lasso tool, drag over the projection scatter and check the
+    selection table fills.
 
     The drag runs top-left → top-right → bottom-right → bottom-left →
     bottom-right: in box-select mode that is the whole plot area (press at
@@ -183,6 +187,8 @@ def _box_select(page) -> None:
         chart = page.locator(".js-plotly-plot").filter(has_text=re.compile("PCA"))
     chart = chart.first
     chart.scroll_into_view_if_needed()
+    chart.hover()  # the mode bar shows on hover
+    chart.locator('.modebar-btn[data-title="Lasso Select"]').first.click()
     drag = chart.locator(".nsewdrag").first
     box = drag.bounding_box()
     assert box, "projection plot area not found"
@@ -228,3 +234,148 @@ def test_compare_page_marks_the_lost_cell(server, prepared_run, lost_field_run):
             _shot(page, "10_compare")
         finally:
             browser.close()
+
+
+# --------------------------------------------------------------------------- a 5-minute real track
+
+LONG_RUN_ID = "long-track-5min"
+
+
+@pytest.fixture(scope="session")
+def long_track_run(tmp_path_factory):
+    """Five minutes of real music (``scripts/long_track.py`` arranges the
+    bundled recordings), trained with the dsp encoder: ~1,500 segments."""
+    import soundfile as sf
+
+    from chandra.pipeline import TrainConfig
+    from chandra.rundir import RunDirectory
+    from scripts.long_track import SR, build_track
+
+    root = tmp_path_factory.mktemp("long_runs")
+    audio = root / "five_minutes.flac"
+    sf.write(str(audio), build_track(5.0, seed=0), SR, subtype="PCM_16")
+    run = RunDirectory.create(root, audio, TrainConfig(encoder="dsp", n_tokens=32, seed=0), run_id=LONG_RUN_ID)
+    run.execute("all")
+    assert all(info["status"] == "done" for info in run.status().values()), run.status()
+    return run
+
+
+def _player_frame(page):
+    """The recording player's frame, once its chart is drawn."""
+    page.locator("iframe").first.wait_for()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for frame in page.frames:
+            if frame is page.main_frame:
+                continue
+            try:
+                if frame.locator("#chandra-plot[data-ready='1']").count():
+                    return frame
+            except Exception:  # noqa: BLE001 - a frame may detach while we look
+                continue
+        page.wait_for_timeout(250)
+    raise AssertionError("the recording player never finished drawing")
+
+
+_RUG_STATE = """() => {
+    const gd = document.getElementById('chandra-plot');
+    const rug = gd.data.find(t => t.meta === 'onsets');
+    // plotly.py sends arrays packed ({dtype, bdata}); the player's redraws send plain ones.
+    const size = {f8: 8, f4: 4, i4: 4, u4: 4, i2: 2, u2: 2, i1: 1, u1: 1};
+    const length = x => x.length !== undefined ? x.length : atob(x.bdata).length / size[x.dtype];
+    return {
+        traces: gd.data.filter(t => t.meta === 'onsets').length,
+        data: length(rug.x),
+        dom: gd.querySelectorAll('.subplot.x2y2 .scatterlayer .point').length,
+        spectrogram_overlays: gd.querySelectorAll('.subplot.x3y3 .scatterlayer .trace').length,
+        drawn: Number(gd.getAttribute('data-onsets-drawn')),
+        in_view: Number(gd.getAttribute('data-onsets-in-view')),
+        range: gd.layout.xaxis3.range,
+    };
+}"""
+
+
+def test_five_minute_track_pages_stay_readable(server, long_track_run):
+    """Audio & segments, Features, Vocabulary, Events and Generate on ~1,500
+    segments of real music: overlays are decimated and bounded, the
+    spectrogram carries none, a click on the waveform plays from there with
+    the playhead following, a zoom shows every onset in view, a projection
+    selection plays its segments; each page is screenshotted."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    from chandra.figures.stages import MAX_MARKERS
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(long_track_run.path, server["runs"] / LONG_RUN_ID)
+    n_segments = len(np.load(long_track_run.path / "tokens.npy"))
+    assert 1000 <= n_segments <= 2500
+    base = server["base"]
+    with sync_playwright() as pw:
+        browser = launch_chromium(pw)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.set_default_timeout(60_000)
+
+            # ------------------------------------------------ audio and segments
+            _open(page, f"{base}/Audio_and_segments?run={LONG_RUN_ID}", "Audio and segments")
+            _no_exception(page, "audio")
+            frame = _player_frame(page)
+            rug = frame.evaluate(_RUG_STATE)
+            assert rug["traces"] == 1  # one rug trace, not a line per onset
+            assert 0 < rug["data"] <= MAX_MARKERS and rug["dom"] <= MAX_MARKERS
+            assert rug["data"] == min(n_segments, MAX_MARKERS) == rug["drawn"]
+            assert rug["spectrogram_overlays"] == 0  # nothing tints the spectrogram
+            _shot(page, "11_long_audio_and_segments")
+            frame = _player_frame(page)
+
+            # click the waveform half-way: playback starts there, the playhead follows
+            area = frame.locator(".draglayer .xy .nsewdrag").first
+            box = area.bounding_box()
+            area.click(position={"x": box["width"] * 0.5, "y": box["height"] * 0.5})
+            frame.wait_for_function("() => { const a = document.getElementById('chandra-audio');"
+                                    " return !a.paused && a.currentTime > 140 && a.currentTime < 170; }")
+            frame.wait_for_function("() => Number(document.getElementById('chandra-plot')"
+                                    ".getAttribute('data-playhead')) > 145")
+            assert frame.evaluate("getComputedStyle(document.getElementById('chandra-playhead')).display") == "block"
+            # zoom to ~10 s: every onset in the window is drawn, from the zoom detail
+            area.hover(position={"x": box["width"] * 0.30, "y": 20})
+            page.mouse.down()
+            page.mouse.move(box["x"] + box["width"] * 0.333, box["y"] + 20, steps=6)
+            page.mouse.up()
+            frame.wait_for_function("() => Number(document.getElementById('chandra-plot')"
+                                    ".getAttribute('data-onsets-in-view')) < " + str(n_segments))
+            frame.evaluate("document.getElementById('chandra-audio').pause()")
+            zoomed = frame.evaluate(_RUG_STATE)
+            assert zoomed["range"][1] - zoomed["range"][0] < 30
+            assert 0 < zoomed["in_view"] == zoomed["drawn"] == zoomed["data"] <= MAX_MARKERS
+            frame.locator("#chandra-wrap").screenshot(path=str(SCREENSHOTS / "11_long_player_zoomed.png"))
+
+            # ------------------------------------------------ features
+            _open(page, f"{base}/Features?run={LONG_RUN_ID}", "Features")
+            _no_exception(page, "features")
+            _box_select(page)
+            page.locator('[data-testid="stAudio"], audio').first.wait_for()
+            _no_exception(page, "features after selection")
+            _shot(page, "12_long_features")
+
+            # ------------------------------------------------ vocabulary, events
+            for path, title, shot in (("Vocabulary", "Vocabulary", "13_long_vocabulary"),
+                                      ("Events_and_fields", "Events and fields", "14_long_events_and_fields")):
+                _open(page, f"{base}/{path}?run={LONG_RUN_ID}", title)
+                _no_exception(page, title)
+                _shot(page, shot)
+
+            # ------------------------------------------------ generate
+            _open(page, f"{base}/Generate?run={LONG_RUN_ID}", "Generate")
+            page.get_by_role("button", name="Generate", exact=True).click()
+            page.get_by_role("heading", name="Result").wait_for(timeout=90_000)
+            wait_idle(page)
+            _no_exception(page, "generate")
+            _shot(page, "15_long_generate")
+        finally:
+            browser.close()
+    for name in ("11_long_audio_and_segments", "12_long_features", "13_long_vocabulary",
+                 "14_long_events_and_fields", "15_long_generate"):
+        assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000

@@ -296,6 +296,30 @@ def test_generation_timeline_marks_jumps_with_lrs():
     assert generation_timeline_figure({"frames": []}, None).layout.annotations
 
 
+def test_spaced_labels_never_overprint():
+    from chandra.figures.diagnostics import spaced_labels
+
+    x = np.array([0.10, 0.12, 0.50, 0.90])
+    y = np.array([0.50, 0.51, 0.50, 0.10])
+    # 0 and 1 collide: the more important one (1, first in the order) keeps its label
+    assert spaced_labels(x, y, order=np.array([1, 0, 2, 3])).tolist() == [False, True, True, True]
+    # a marker just above point 2 takes its room; a label never covers a marker
+    shown = spaced_labels(x, y, obstacles=(np.array([0.5]), np.array([0.55])))
+    assert shown.tolist() == [True, False, False, True]
+    # boxes placed by an earlier trace count too
+    placed = [(0.9, 0.12)]
+    assert spaced_labels(x, y, placed=placed)[3] == False  # noqa: E712
+    assert len(placed) == 3
+    # with many jumps close together, the figure writes fewer labels and says so
+    frames = list(range(0, 400, 2))
+    steps = [{"step": i, "frame": f, "kind": "start" if i == 0 else "jump", "lrs": 3} for i, f in enumerate(frames)]
+    fig = generation_timeline_figure({"frames": frames, "steps": steps}, None)
+    jumps = next(t for t in fig.data if t.name == "jump")
+    n_text = sum(1 for t in jumps.text if t)
+    assert 0 < n_text < len(jumps.text)
+    assert f"LRS written on {n_text} of {len(jumps.text)} jumps" in fig.layout.title.text
+
+
 def test_generation_timeline_with_real_generation():
     from chandra.generate import improvise
     from chandra.model import Model

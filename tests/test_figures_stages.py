@@ -86,18 +86,21 @@ def test_waveform_spectrogram_of_a_long_signal_stays_under_the_point_budget():
     assert times[-1] <= 600.5
     fig = figs.waveform_spectrogram_figure(y, SR, onsets=onsets, mel=mel)
     assert figs.count_points(fig) <= figs.MAX_POINTS
-    names = [t.name for t in fig.data]
-    assert names[:2] == ["waveform (min/max)", "log-mel"]
-    assert "onsets" in names
-    # waveform and spectrogram share the time axis
-    assert fig.data[0].xaxis == "x" and fig.data[1].xaxis == "x2"
-    assert fig.layout.xaxis.matches == "x2" or fig.layout.xaxis2.matches == "x"
+    by_meta = {t.meta: t for t in fig.data}
+    assert by_meta["wave"].name == "waveform (min/max)" and by_meta["mel"].type == "heatmap"
+    rug = by_meta["onsets"]
+    assert len(rug.x) == figs.MAX_MARKERS and "2000 of 3000 drawn" in rug.name
+    # three rows on one time axis: waveform, rug, spectrogram
+    assert by_meta["wave"].xaxis == "x" and rug.xaxis == "x2" and by_meta["mel"].xaxis == "x3"
+    assert fig.layout.xaxis.matches == "x3" and fig.layout.xaxis2.matches == "x3"
+    assert fig.layout.xaxis3.rangeslider.visible
+    assert all(fig.layout[f"yaxis{k}"].fixedrange for k in ("", "2", "3"))  # only time zooms
 
 
 def test_waveform_figure_computes_its_own_spectrogram():
     y = np.sin(2 * np.pi * 440 * np.arange(SR) / SR).astype(np.float32)
     fig = figs.waveform_spectrogram_figure(y, SR, onsets=[0.0, 0.5])
-    assert fig.data[1].type == "heatmap"
+    assert next(t for t in fig.data if t.meta == "mel").type == "heatmap"
     assert figs.count_points(fig) < figs.MAX_POINTS
 
 
@@ -133,13 +136,41 @@ def test_projection_figure_carries_segment_ids_in_customdata():
     fig = figs.projection_figure(coords, tokens, segment_ids=ids)
     assert len(fig.data) == len(np.unique(tokens))
     seen = []
+    counts = np.bincount(tokens)
     for trace in fig.data:
-        k = int(trace.name.split()[-1])
+        k = int(trace.name.split()[1])
+        assert trace.name == f"token {k} ({counts[k]})"
         assert trace.marker.color == token_color(k)
         cd = np.asarray(trace.customdata)
         assert np.all(tokens[cd - 1000] == k)  # each point's id leads back to its own token
+        assert all(f"token {k} ({counts[k]} segments)" in t for t in trace.text)  # identity in the hover
         seen.extend(cd.tolist())
     assert sorted(seen) == ids.tolist()
+    # legend from the most used token to the least used
+    by_rank = sorted(fig.data, key=lambda t: t.legendrank)
+    assert [int(t.name.split()[1]) for t in by_rank] == figs.token_order(counts).tolist()
+
+
+def test_projection_highlight_and_colour_by_time():
+    rng = np.random.default_rng(7)
+    coords = rng.standard_normal((200, 2))
+    tokens = rng.integers(0, 8, 200)
+    fig = figs.projection_figure(coords, tokens, highlight_token=3)
+    top = fig.data[-1]  # drawn last, on top
+    assert top.name.startswith("token 3 ") and top.marker.opacity == 1.0 and top.marker.line.width > 1
+    assert all(t.marker.opacity < 0.5 for t in fig.data[:-1])
+    times = np.linspace(0.0, 60.0, 200)
+    by_time = figs.projection_figure(coords, tokens, colour_by="time", times=times, highlight_token=3)
+    base, mine = by_time.data
+    assert np.allclose(np.asarray(base.marker.color), times[np.asarray(base.customdata)])
+    assert set(tokens[np.asarray(mine.customdata)]) == {3}
+    assert sorted(np.concatenate([base.customdata, mine.customdata]).tolist()) == list(range(200))
+    with pytest.raises(ValueError):
+        figs.projection_figure(coords, tokens, colour_by="time")
+    # K > 64: a token sharing a colour with another differs in shape
+    wide = figs.projection_figure(coords[:4], np.array([3, 67, 3, 67]))
+    shapes = {t.name.split()[1]: (t.marker.color, t.marker.symbol) for t in wide.data}
+    assert shapes["3"][0] == shapes["67"][0] and shapes["3"][1] != shapes["67"][1]
 
 
 def test_projection_figure_subsamples_to_the_budget():
@@ -204,11 +235,24 @@ def test_umap_is_seeded():
 
 
 def test_token_histogram_marks_empty_tokens():
-    fig = figs.token_histogram_figure([3, 0, 5, 0])
+    fig = figs.token_histogram_figure([3, 0, 5, 0], order="id")
     bars, empty = fig.data
     assert list(bars.y) == [3, 0, 5, 0] and list(bars.marker.color) == token_colors(4)
-    assert list(empty.x) == [1, 3] and empty.name == "empty tokens (2)"
+    assert list(empty.x) == ["1", "3"] and empty.name == "empty tokens (2)"
     assert len(figs.token_histogram_figure([1, 2]).data) == 1
+
+
+def test_token_histogram_most_used_first_and_highlight():
+    counts = [3, 0, 5, 9, 5]
+    fig = figs.token_histogram_figure(counts, highlight_token=2)
+    bars = fig.data[0]
+    assert list(bars.x) == ["3", "2", "4", "0", "1"] and list(bars.y) == [9, 5, 5, 3, 0]  # ties by id
+    assert list(fig.layout.xaxis.categoryarray) == list(bars.x)
+    assert list(bars.marker.color) == [token_color(k) for k in (3, 2, 4, 0, 1)]
+    assert list(bars.marker.opacity) == [0.3, 1.0, 0.3, 0.3, 0.3]
+    assert np.asarray(bars.customdata)[:, 0].tolist() == [3, 2, 4, 0, 1]  # selection reads the token id
+    assert figs.selection_ids({"selection": {"points": [{"customdata": [4, 0.23]}]}}) == [4]
+    assert fig.layout.xaxis.title.text == "token (most used first)"
 
 
 def test_token_grids_and_grid_figure():
@@ -230,6 +274,10 @@ def test_entropy_figure_draws_the_ceiling():
                                {"label": "saved", "entropy_bits": 0.0, "max_entropy_bits": 4.0}])
     assert list(fig.data[0].y) == [3.5, 0.0]
     assert any(s.y0 == 4.0 for s in fig.layout.shapes)
+    # The ceiling is named in the legend, never as text on the plot where it overprints a bar.
+    assert not fig.layout.annotations
+    assert fig.data[1].name == "ceiling log2 K = 4.00 bits" and fig.layout.showlegend
+    assert fig.data[0].textposition == "auto"
 
 
 def test_token_examples_spread_over_the_recording():
@@ -337,7 +385,7 @@ def test_figure_modules_import_neither_streamlit_nor_umap():
     import subprocess
     import sys
 
-    code = ("import sys, chandra.figures.stages, chandra.figures.palette, chandra.projection; "
+    code = ("import sys, chandra.figures.stages, chandra.figures.palette, chandra.figures.player, chandra.projection; "
             "bad = [m for m in ('streamlit', 'umap', 'torch') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

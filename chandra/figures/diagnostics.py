@@ -33,6 +33,7 @@ __all__ = [
     "oracle_shape",
     "oracle_health_figure",
     "generation_timeline_figure",
+    "spaced_labels",
     "token_histogram_comparison",
     "ir_curve_figure",
     "empty_figure",
@@ -243,7 +244,8 @@ def field_matrix_figure(ledger: Sequence[Mapping] | None, *, findings: Sequence[
     every record carries the field, amber = some records lack it, **red** = a
     field present at an earlier stage is missing or fewer here (see
     :func:`field_status`), grey = the stage does not carry the field. Red
-    cells also get a thick red border and a "LOST" label.
+    cells also get a thick red border and a "LOST" label. A legend under the
+    matrix names each colour that appears in it.
 
     Parameters
     ----------
@@ -296,15 +298,31 @@ def field_matrix_figure(ledger: Sequence[Mapping] | None, *, findings: Sequence[
     for i, j in zip(*np.nonzero(status == CELL_LOST)):
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                       line={"color": "#7f0000", "width": 3}, xref="x", yref="y")
+    # A legend of the cell colours present, so amber and grey cells under a
+    # "no field lost" title are explained where they are seen.
+    legend_text = {
+        CELL_COMPLETE: "on every record",
+        CELL_PARTIAL: "on some records (e.g. f0 only where pitched)",
+        CELL_LOST: "LOST: fewer than at an earlier stage",
+        CELL_ABSENT: "— not carried by this stage",
+    }
+    colours = {CELL_COMPLETE: GREEN, CELL_PARTIAL: AMBER, CELL_LOST: RED, CELL_ABSENT: GREY}
+    for state in (CELL_COMPLETE, CELL_PARTIAL, CELL_LOST, CELL_ABSENT):
+        if np.any(status == state):
+            fig.add_trace(go.Scatter(x=[None], y=[None], mode="markers", name=legend_text[state],
+                                     marker={"symbol": "square", "size": 12, "color": colours[state]},
+                                     hoverinfo="skip"))
     n_lost = int(np.count_nonzero(status == CELL_LOST))
     subtitle = (f" — <span style='color:{RED}'><b>{n_lost} lost cell(s)</b></span>" if n_lost
                 else " — no field lost")
     fig.update_layout(
         title={"text": title + subtitle, "x": 0.0, "xanchor": "left", "yref": "container", "y": 1.0,
                "yanchor": "top", "pad": {"t": 12}},
-        height=max(240, 130 + (34 if sep == " " else 46) * len(stages)),
-        margin={"l": 10, "r": 10, "t": 120, "b": 10},
-        plot_bgcolor="white",
+        height=max(240, 160 + (34 if sep == " " else 46) * len(stages)),
+        margin={"l": 10, "r": 10, "t": 120, "b": 40},
+        plot_bgcolor="white", showlegend=True,
+        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.02, "yanchor": "top",
+                "font": {"size": 12}},
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(side="top", type="category", tickangle=-30)
@@ -710,26 +728,43 @@ def generation_timeline_figure(generation: Any, model: Any = None, *, max_points
         "restart": ("restart", "#7b3294", "diamond", 10),
         "fallback": ("fallback", "#e66101", "x", 10),
     }
+    x_span = (float(np.nanmax(out_t)) - float(np.nanmin(out_t))) or 1.0
+    y_span = (float(np.nanmax(src)) - float(np.nanmin(src))) or 1.0
+    placed: list[tuple[float, float]] = []  # labels already drawn, in fractions of the spans
+    marked = np.asarray([i for i, k in enumerate(kinds) if k in styles], dtype=np.int64)
+    obstacles = (out_t[marked] / x_span, src[marked] / y_span)  # no label covers a marker
+    n_labelled = n_labels = 0
     for kind, (name, colour, symbol, size) in styles.items():
         idx = [i for i, k in enumerate(kinds) if k == kind]
         if not idx:
             continue
         idx = np.asarray(idx)
         lab = ["" if lrs[i] is None else f"LRS {lrs[i]}" for i in idx]
+        # Labels only where they cannot overprint one another; every value stays in the hover.
+        has = np.array([bool(v) for v in lab])
+        priority = np.array([-(float(lrs[i]) if lrs[i] is not None else -1.0) for i in idx])
+        show = spaced_labels(out_t[idx] / x_span, src[idx] / y_span, order=np.argsort(priority, kind="stable"),
+                             allowed=has, placed=placed, obstacles=obstacles)
+        n_labels += int(has.sum())
+        n_labelled += int(show.sum())
         reasons = [str(_get(steps[i], "reason") or "") if steps and len(steps) == frames.size else ""
                    for i in idx]
         fig.add_trace(go.Scatter(
-            x=out_t[idx], y=src[idx], mode="markers+text" if idx.size <= 60 else "markers", name=name,
+            x=out_t[idx], y=src[idx], mode="markers+text" if show.any() else "markers", name=name,
             marker={"size": size, "color": colour, "symbol": symbol, "line": {"width": 1, "color": "white"}},
-            text=lab, textposition="top center", textfont={"size": 9, "color": colour},
+            text=[v if s else "" for v, s in zip(lab, show)], textposition="top center",
+            textfont={"size": 10, "color": colour}, cliponaxis=False,
             customdata=np.stack([idx, frames[idx], np.array(lab, dtype=object), np.array(reasons, dtype=object)],
                                 axis=1),
             hovertemplate=(f"{name} at step %{{customdata[0]}} → frame %{{customdata[1]}}<br>"
                            "%{customdata[2]} %{customdata[3]}<extra></extra>"),
         ))
     n_j = kinds.count("jump")
+    note = ""
+    if n_labelled < n_labels:
+        note = f"<br><sup>LRS written on {n_labelled} of {n_labels} jumps where there is room; hover for all</sup>"
     fig.update_layout(
-        title={"text": f"Improvisation path: {frames.size} frames, {n_j} jumps"},
+        title={"text": f"Improvisation path: {frames.size} frames, {n_j} jumps" + note},
         xaxis_title=xlab, yaxis_title=ylab, height=380,
         margin={"l": 10, "r": 10, "t": 50, "b": 40}, plot_bgcolor="white",
         legend={"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
@@ -737,6 +772,63 @@ def generation_timeline_figure(generation: Any, model: Any = None, *, max_points
     fig.update_xaxes(gridcolor="#eee")
     fig.update_yaxes(gridcolor="#eee")
     return fig
+
+
+def spaced_labels(x: np.ndarray, y: np.ndarray, *, width: float = 0.045, height: float = 0.075,
+                  order: np.ndarray | None = None, allowed: np.ndarray | None = None,
+                  placed: list[tuple[float, float]] | None = None,
+                  obstacles: tuple[np.ndarray, np.ndarray] | None = None, lift: float = 0.025,
+                  radius: tuple[float, float] = (0.006, 0.02)) -> np.ndarray:
+    """Which point labels can be drawn without overprinting one another or a marker.
+
+    Each label is a box ``width`` x ``height`` (fractions of the axis spans;
+    the defaults fit "LRS 12" at 10 px in a 1000 x 300 px plot) centred
+    horizontally on its point and starting ``lift`` above it (plotly's
+    ``textposition="top center"``). Labels are taken greedily in ``order``
+    (most important first) and kept when their box overlaps no box kept
+    before and no marker in ``obstacles`` (markers are boxes of half-size
+    ``radius``).
+
+    Parameters
+    ----------
+    x, y : float (n,)
+        Point positions as fractions of the axis spans.
+    order : int (n,), optional
+        Priority order (default: left to right).
+    allowed : bool (n,), optional
+        Points that have a label at all.
+    placed : list of (x, y), optional
+        Points whose labels are already drawn (by other traces); extended in place.
+    obstacles : (x, y) arrays, optional
+        Markers a label must not cover (fractions of the spans).
+
+    Returns
+    -------
+    bool (n,)
+        True where the label is drawn.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    show = np.zeros(x.size, dtype=bool)
+    boxes = placed if placed is not None else []
+    ox = oy = np.zeros(0)
+    if obstacles is not None:
+        ox, oy = (np.asarray(v, dtype=np.float64) for v in obstacles)
+    rx, ry = radius
+    for i in (np.argsort(x, kind="stable") if order is None else np.asarray(order)):
+        if allowed is not None and not allowed[i]:
+            continue
+        if not (np.isfinite(x[i]) and np.isfinite(y[i])):
+            continue
+        if not all(abs(x[i] - bx) >= width or abs(y[i] - by) >= height for bx, by in boxes):
+            continue
+        bottom, top = y[i] + lift, y[i] + lift + height
+        covers = (np.abs(ox - x[i]) < width / 2 + rx) & (oy + ry > bottom) & (oy - ry < top)
+        if covers.any():
+            continue
+        boxes.append((float(x[i]), float(y[i])))
+        show[i] = True
+    return show
 
 
 def _token_counts(tokens: Any, k: int) -> np.ndarray:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import colorsys
 
 __all__ = ["N_COLORS", "PALETTE", "EMPTY_COLOR", "MISSING_COLOR", "STATUS_COLORS", "SPECTROGRAM_COLORSCALE",
-           "token_color", "token_colors"]
+           "TOKEN_SYMBOLS", "token_color", "token_colors", "token_symbol"]
 
 N_COLORS = 64
 _GOLDEN_ANGLE = 0.381966011250105  # 1 - 1/phi, as a fraction of the hue circle
@@ -62,6 +62,18 @@ def token_color(token: int | None) -> str:
     if token is None or int(token) < 0:
         return MISSING_COLOR
     return PALETTE[int(token) % N_COLORS]
+
+
+#: Marker shapes by palette round: tokens 0-63 are circles, 64-127 squares, ...
+#: so two tokens that share a colour (k and k + 64) still look different.
+TOKEN_SYMBOLS = ("circle", "square", "diamond", "triangle-up")
+
+
+def token_symbol(token: int | None) -> str:
+    """Marker shape of a token in scatters (changes each time the colours wrap)."""
+    if token is None or int(token) < 0:
+        return TOKEN_SYMBOLS[0]
+    return TOKEN_SYMBOLS[(int(token) // N_COLORS) % len(TOKEN_SYMBOLS)]
 
 
 def token_colors(n_tokens: int) -> list[str]:

@@ -19,13 +19,18 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from chandra.figures.palette import EMPTY_COLOR, MISSING_COLOR, SPECTROGRAM_COLORSCALE, token_color
+from chandra.figures.palette import EMPTY_COLOR, MISSING_COLOR, SPECTROGRAM_COLORSCALE, token_color, token_symbol
 
 __all__ = [
     "MAX_POINTS",
+    "MAX_MARKERS",
     "count_points",
     "envelope",
     "log_mel",
+    "pool_spectrogram",
+    "thin_indices",
+    "segment_ends",
+    "rug_colours",
     "waveform_spectrogram_figure",
     "segment_table",
     "slice_signal",
@@ -34,6 +39,7 @@ __all__ = [
     "row_norms",
     "norms_figure",
     "feature_health_table",
+    "token_order",
     "projection_figure",
     "subsample_indices",
     "selection_ids",
@@ -55,6 +61,8 @@ __all__ = [
 
 #: Most points any figure sends to the browser.
 MAX_POINTS = 50_000
+#: Onset ticks drawn at most in the waveform's rug (evenly thinned beyond).
+MAX_MARKERS = 2000
 
 _PRE_EVENT_STAGES = ("segments", "features", "normalised")
 
@@ -91,6 +99,10 @@ def subsample_indices(n: int, max_n: int) -> np.ndarray:
 def envelope(y: np.ndarray, sr: int, *, n_columns: int = 2000) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Min/max envelope of a signal, one pair per pixel column.
 
+    Column ``j`` covers samples ``edges[j]:edges[j + 1]`` with
+    ``edges[j] = floor(j * n / m)`` (exact integers), so every sample lies
+    in exactly one column and columns differ in width by at most one sample.
+
     Parameters
     ----------
     y : float array (n_samples,)
@@ -111,7 +123,8 @@ def envelope(y: np.ndarray, sr: int, *, n_columns: int = 2000) -> tuple[np.ndarr
     if n == 0:
         return np.zeros(0), np.zeros(0, np.float32), np.zeros(0, np.float32)
     m = max(1, min(int(n_columns), n))
-    edges = np.linspace(0, n, m + 1).astype(np.int64)
+    # Exact integer edges: float linspace can round j*n/m to the wrong side.
+    edges = (np.arange(m + 1, dtype=np.int64) * n) // m
     lo = np.minimum.reduceat(y, edges[:-1])
     hi = np.maximum.reduceat(y, edges[:-1])
     t = (edges[:-1] + edges[1:]) / 2.0 / float(sr)
@@ -127,9 +140,9 @@ def log_mel(y: np.ndarray, sr: int, *, n_mels: int = 48, max_frames: int = 800,
 
     Returns
     -------
-    times : float64 (f,) column centres in seconds
+    times : float64 (f,) column centres in seconds (evenly spaced)
     freqs : float64 (n_mels,) mel band centres in Hz
-    S_db : float32 (n_mels, f) power in dB relative to the maximum
+    S_db : float32 (n_mels, f) power in dB relative to the maximum, in [-80, 0]
     """
     import librosa  # deferred: heavy import
 
@@ -153,63 +166,194 @@ def log_mel(y: np.ndarray, sr: int, *, n_mels: int = 48, max_frames: int = 800,
     return np.asarray(frame_times, dtype=np.float64), freqs, S_db
 
 
-def _onset_lines(onsets: np.ndarray, lo: float, hi: float) -> tuple[list, list]:
-    xs: list = []
-    ys: list = []
-    for t in onsets:
-        xs += [float(t), float(t), None]
-        ys += [lo, hi, None]
+def pool_spectrogram(mel: tuple[np.ndarray, np.ndarray, np.ndarray], max_frames: int
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A :func:`log_mel` result pooled in time to at most ``max_frames`` columns.
+
+    Groups of ``ceil(f / max_frames)`` columns are averaged in power (dB
+    converted back, averaged, converted again), as :func:`log_mel` pools
+    frames, so a finer spectrogram computed once can serve every width.
+    """
+    times, freqs, S_db = mel
+    S_db = np.asarray(S_db, dtype=np.float32)
+    n = S_db.shape[1]
+    if n <= max(1, int(max_frames)):
+        return np.asarray(times, dtype=np.float64), freqs, S_db
+    group = math.ceil(n / max(1, int(max_frames)))
+    starts = np.arange(0, n, group)
+    counts = np.diff(np.append(starts, n)).astype(np.float64)  # the last group may be short
+    power = np.power(10.0, S_db.astype(np.float64) / 10.0)
+    pooled = np.add.reduceat(power, starts, axis=1) / counts
+    t_mean = np.add.reduceat(np.asarray(times, dtype=np.float64), starts) / counts
+    db = np.clip(10.0 * np.log10(np.maximum(pooled, 1e-10)), -80.0, 0.0).astype(np.float32)
+    return t_mean, freqs, db
+
+
+def thin_indices(times: Sequence[float] | np.ndarray, *, max_markers: int, start: float | None = None,
+                 end: float | None = None) -> np.ndarray:
+    """Indices of the sorted ``times`` inside ``[start, end)``, evenly thinned
+    to at most ``max_markers`` (first and last in the window kept).
+
+    This is how the waveform's onset rug stays readable and bounded at any
+    length: the whole recording shows an even sample of its onsets, and a
+    zoomed window (the player recomputes it in the browser with the same
+    rule) shows every onset once few enough fall inside it.
+    """
+    t = np.asarray(times, dtype=np.float64)
+    i0 = 0 if start is None else int(np.searchsorted(t, float(start), side="left"))
+    i1 = t.size if end is None else int(np.searchsorted(t, float(end), side="left"))
+    if i1 <= i0 or max_markers <= 0:
+        return np.zeros(0, dtype=np.int64)
+    return i0 + subsample_indices(i1 - i0, int(max_markers))
+
+
+def segment_ends(starts: np.ndarray, ends: np.ndarray | None, duration: float) -> np.ndarray:
+    """Segment ends (seconds), defaulting to the next start (the last one to ``duration``)."""
+    starts = np.asarray(starts, dtype=np.float64)
+    if ends is not None:
+        return np.asarray(ends, dtype=np.float64)
+    return np.append(starts[1:], max(float(duration), float(starts[-1]) if starts.size else 0.0))
+
+
+def _rect_path(a: np.ndarray, b: np.ndarray, lo: float, hi: float) -> tuple[np.ndarray, np.ndarray]:
+    """x, y of closed rectangles [a_i, b_i] x [lo, hi], NaN-separated (one trace)."""
+    k = a.size
+    xs = np.stack([a, b, b, a, a, np.full(k, np.nan)], axis=1).ravel()
+    ys = np.tile([lo, lo, hi, hi, lo, np.nan], k)
     return xs, ys
 
 
 def waveform_spectrogram_figure(y: np.ndarray, sr: int, *, onsets: Sequence[float] | None = None,
+                                ends: Sequence[float] | None = None, segment_ids: Sequence[int] | None = None,
+                                tokens: Sequence[int] | None = None, highlight_token: int | None = None,
                                 n_columns: int = 2000, n_mels: int = 48, max_frames: int = 800,
                                 mel: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
-                                max_onsets: int = 2000) -> go.Figure:
-    """Waveform envelope over a log-mel spectrogram, sharing the time axis,
-    with a vertical line at each onset on both.
+                                max_markers: int = MAX_MARKERS, rangeslider: bool = True,
+                                height: int = 560) -> go.Figure:
+    """Waveform envelope, onset rug and log-mel spectrogram on one time axis.
+
+    Three rows share the time axis: the min/max envelope of the signal; a
+    thin rug with one tick per onset (one trace, at most ``max_markers``
+    ticks, evenly thinned beyond: see :func:`thin_indices`), coloured by
+    token when tokens are given; and the log-mel spectrogram, which no
+    overlay covers. Only the time axis zooms (every y axis is fixed); a
+    range slider under the spectrogram is the minimap.
+
+    Traces carry a ``meta`` name the browser player finds them by:
+    ``"highlight"`` (segments of ``highlight_token`` shaded on the waveform,
+    drawn under it), ``"wave"``, ``"mel"``, ``"mel_detail"`` (empty: the
+    player draws a zoomed window's finer spectrogram there) and ``"onsets"``.
 
     Parameters
     ----------
-    y, sr : signal and its sample rate
-    onsets : seconds, optional
+    y, sr : signal and its sample rate (Hz)
+    onsets : seconds (n_segments,), sorted, optional
         Segment starts.
+    ends : seconds (n_segments,), optional
+        Segment ends (for the highlight); default: the next onset.
+    segment_ids : int (n_segments,), optional
+        Ids carried in the rug's ``customdata`` (default: the row index).
+    tokens : int (n_segments,), optional
+        Token per segment (rug colour and hover).
+    highlight_token : int, optional
+        Shade this token's segments on the waveform and dim the other ticks.
     mel : (times, freqs, S_db), optional
-        A precomputed :func:`log_mel` (pages cache it); computed when absent.
-    max_onsets : int
-        Onset lines drawn at most (evenly subsampled beyond).
+        A precomputed :func:`log_mel` (pages cache it), pooled here to
+        ``max_frames`` columns when finer; computed when absent.
+    max_markers : int
+        Rug ticks (and highlighted segments) drawn at most.
+    rangeslider : bool
+        Show the range slider (minimap) under the time axis.
     """
     t, lo, hi = envelope(y, sr, n_columns=n_columns)
-    times, freqs, S_db = mel if mel is not None else log_mel(y, sr, n_mels=n_mels, max_frames=max_frames)
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.04, row_heights=[0.4, 0.6])
+    duration = len(y) / float(sr) if sr else 0.0
+    mel = mel if mel is not None else log_mel(y, sr, n_mels=n_mels, max_frames=max_frames)
+    times, freqs, S_db = pool_spectrogram(mel, max_frames)
+    fig = make_subplots(rows=3, cols=1, shared_xaxes=True, vertical_spacing=0.012, row_heights=[0.36, 0.07, 0.57])
+    amp = float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0), 1e-6))
+    on = None if onsets is None else np.asarray(onsets, dtype=np.float64)
+    toks = None
+    if on is not None and on.size:
+        if np.any(np.diff(on) < 0):
+            raise ValueError("onsets must be sorted in time")
+        ids = np.arange(on.size) if segment_ids is None else np.asarray(segment_ids, dtype=np.int64)
+        toks = None if tokens is None or len(tokens) != on.size else np.asarray(tokens, dtype=np.int64)
+        if highlight_token is not None and toks is not None:
+            mine = np.flatnonzero(toks == int(highlight_token))
+            keep = mine[subsample_indices(mine.size, max_markers)]
+            ends_all = segment_ends(on, ends, duration)
+            xs, ys = _rect_path(on[keep], ends_all[keep], -amp, amp)
+            fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", fill="toself", meta="highlight",
+                                     fillcolor=_rgba(token_color(int(highlight_token)), 0.5), line=dict(width=0),
+                                     name=f"token {int(highlight_token)} ({mine.size} segments)", hoverinfo="skip"),
+                          row=1, col=1)
     fig.add_trace(go.Scatter(x=np.concatenate([t, t[::-1]]), y=np.concatenate([hi, lo[::-1]]), fill="toself",
                              mode="lines", line=dict(width=0.6, color="#3b6ea5"), fillcolor="rgba(59,110,165,0.55)",
-                             name="waveform (min/max)", hoverinfo="skip"), row=1, col=1)
-    fig.add_trace(go.Heatmap(x=times, y=freqs, z=S_db, colorscale=SPECTROGRAM_COLORSCALE, zmin=-80, zmax=0, name="log-mel",
-                             colorbar=dict(title="dB", len=0.55, y=0.3),
-                             hovertemplate="t=%{x:.2f}s<br>%{y:.0f} Hz<br>%{z:.1f} dB<extra></extra>"),
-                  row=2, col=1)
-    if onsets is not None and len(onsets):
-        on = np.asarray(onsets, dtype=np.float64)
-        # Each onset costs 3 points in each of the two line traces.
-        budget = max(0, MAX_POINTS - 2 * t.size - int(np.asarray(S_db).size)) // 6
-        on = on[subsample_indices(on.size, min(int(max_onsets), budget))]
-        amp = float(max(np.abs(lo).max(initial=0.0), np.abs(hi).max(initial=0.0), 1e-6))
-        xs, ys = _onset_lines(on, -amp, amp)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(230,60,40,0.75)", width=1),
-                                 name="onsets", hoverinfo="skip"), row=1, col=1)
-        f_lo, f_hi = (float(freqs[0]), float(freqs[-1])) if len(freqs) else (0.0, sr / 2.0)
-        xs, ys = _onset_lines(on, f_lo, f_hi)
-        fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", line=dict(color="rgba(120,255,255,0.6)", width=1),
-                                 name="onsets ", showlegend=False, hoverinfo="skip"), row=2, col=1)
-    fig.update_yaxes(title_text="amplitude", row=1, col=1)
+                             name="waveform (min/max)", meta="wave", hoveron="points", hoverinfo="none",
+                             showlegend=False), row=1, col=1)
+    fig.add_trace(go.Heatmap(x=times, y=freqs, z=S_db, colorscale=SPECTROGRAM_COLORSCALE, zmin=-80, zmax=0,
+                             name="log-mel", meta="mel", colorbar=dict(title="dB", len=0.5, y=0.0, yanchor="bottom",
+                                                                     thickness=12),
+                             hovertemplate="%{x:.2f} s · %{y:.0f} Hz · %{z:.0f} dB<extra></extra>"),
+                  row=3, col=1)
+    # The player draws a zoomed window's finer spectrogram here, over the
+    # overview, so the range slider (which draws every trace of its axis)
+    # keeps showing the whole recording.
+    fig.add_trace(go.Heatmap(x=[], y=freqs, z=[], colorscale=SPECTROGRAM_COLORSCALE, zmin=-80, zmax=0,
+                             showscale=False, name="log-mel (zoomed)", meta="mel_detail",
+                             hovertemplate="%{x:.2f} s · %{y:.0f} Hz · %{z:.0f} dB<extra></extra>"),
+                  row=3, col=1)
+    if on is not None and on.size:
+        keep = thin_indices(on, max_markers=max_markers)
+        colours = rug_colours(toks[keep], highlight_token) if toks is not None else RUG_COLOUR
+        custom = np.stack([ids[keep], toks[keep] if toks is not None else np.full(keep.size, -1)], axis=1)
+        fig.add_trace(go.Scatter(
+            x=on[keep], y=np.zeros(keep.size), mode="markers", meta="onsets",
+            name=(f"onsets ({keep.size} of {on.size} drawn)" if keep.size < on.size else f"onsets ({on.size})"),
+            marker=dict(symbol="line-ns-open", size=16, color=colours, line=dict(width=1.4)),
+            customdata=custom,
+            hovertemplate=("segment %{customdata[0]}" + ("" if toks is None else " · token %{customdata[1]}")
+                           + "<br>%{x:.3f} s<extra></extra>"),
+            showlegend=False), row=2, col=1)
+    fig.update_yaxes(title_text="amplitude", range=[-1.05 * amp, 1.05 * amp], fixedrange=True, row=1, col=1)
+    fig.update_yaxes(range=[-1, 1], fixedrange=True, tickvals=[0], ticktext=["onsets"], showgrid=False,
+                     zeroline=False, row=2, col=1)
     # Explicit ticks: plotly's default log ticks abbreviate 200/500 Hz to "2"/"5".
-    ticks = [50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000]
-    fig.update_yaxes(title_text="Hz (mel)", type="log", row=2, col=1, tickvals=ticks,
-                     ticktext=[f"{t // 1000}k" if t >= 1000 else str(t) for t in ticks])
-    fig.update_xaxes(title_text="time (s)", row=2, col=1)
-    fig.update_layout(height=520, margin=dict(l=60, r=20, t=30, b=40), legend=dict(orientation="h", y=1.06))
+    ticks = [v for v in (50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000) if v <= sr / 2.0]
+    fig.update_yaxes(title_text="Hz (mel)", type="log", fixedrange=True, row=3, col=1, tickvals=ticks,
+                     ticktext=[f"{v // 1000}k" if v >= 1000 else str(v) for v in ticks])
+    fig.update_xaxes(range=[0.0, max(duration, 1e-3)], showspikes=False)
+    fig.update_xaxes(title_text="time (s)", row=3, col=1)
+    if rangeslider:
+        fig.update_xaxes(rangeslider=dict(visible=True, thickness=0.07, bgcolor="#f2f5f9", autorange=False,
+                                          range=[0.0, max(duration, 1e-3)]), row=3, col=1)
+    fig.update_layout(height=height, margin=dict(l=60, r=10, t=10 if highlight_token is None else 30, b=30),
+                      hovermode="x", dragmode="zoom", showlegend=highlight_token is not None,
+                      legend=dict(orientation="h", y=1.0, yanchor="bottom", x=0.0, xanchor="left"))
     return fig
+
+
+#: Rug tick colour without tokens, and of the other tokens' ticks when one is highlighted.
+RUG_COLOUR = "#3a3a3a"
+RUG_DIM_COLOUR = "#c8ccd4"
+
+
+def rug_colours(tokens: Sequence[int] | np.ndarray | None, highlight_token: int | None = None) -> list[str]:
+    """Colour of each rug tick: its token's colour; with ``highlight_token``,
+    that token's colour for its ticks and a pale grey for the rest (the
+    player's script applies the same rule when it redraws)."""
+    if tokens is None:
+        return []
+    toks = np.asarray(tokens, dtype=np.int64)
+    if highlight_token is None:
+        return [token_color(int(k)) for k in toks]
+    mine = token_color(int(highlight_token))
+    return [mine if int(k) == int(highlight_token) else RUG_DIM_COLOUR for k in toks]
+
+
+def _rgba(hex_colour: str, alpha: float) -> str:
+    r, g, b = (int(hex_colour[i:i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r},{g},{b},{alpha})"
 
 
 def segment_table(segments: Any, *, tokens: Sequence[int] | None = None) -> pd.DataFrame:
@@ -239,13 +383,16 @@ def slice_signal(y: np.ndarray, sr: int, start: float, end: float) -> np.ndarray
 
 
 def concat_segments(y: np.ndarray, sr: int, bounds: Sequence[tuple[float, float]], *, gap_s: float = 0.15,
-                    max_total_s: float = 10.0, fade_ms: float = 5.0) -> np.ndarray:
+                    max_total_s: float = 10.0, fade_ms: float = 5.0, return_count: bool = False
+                    ) -> np.ndarray | tuple[np.ndarray, int]:
     """Segments joined with short silences (and tiny fades against clicks),
-    stopping before ``max_total_s`` seconds."""
+    stopping before ``max_total_s`` seconds (the first segment always
+    plays). With ``return_count``, also the number of segments included."""
     gap = np.zeros(int(gap_s * sr), dtype=np.float32)
     fade = max(1, int(fade_ms * sr / 1000.0))
     parts: list[np.ndarray] = []
     total = 0
+    used = 0
     for start, end in bounds:
         clip = slice_signal(y, sr, start, end).copy()
         if clip.size == 0:
@@ -259,7 +406,9 @@ def concat_segments(y: np.ndarray, sr: int, bounds: Sequence[tuple[float, float]
             clip[-k:] *= ramp[::-1]
         parts += [clip, gap]
         total += clip.size + gap.size
-    return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+        used += 1
+    out = np.concatenate(parts) if parts else np.zeros(0, np.float32)
+    return (out, used) if return_count else out
 
 
 def click_track(y: np.ndarray, sr: int, onsets: Sequence[float], *, click_hz: float = 2000.0,
@@ -328,11 +477,27 @@ def feature_health_table(ledger: Sequence[Mapping]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["stage", *_FEATURE_COLUMNS])
 
 
+def token_order(counts: Sequence[int]) -> np.ndarray:
+    """Token ids from the most used to the least used (ties by id), int64 (K,)."""
+    c = np.asarray(counts, dtype=np.int64)
+    return np.lexsort((np.arange(c.size), -c)).astype(np.int64)
+
+
 def projection_figure(coords: np.ndarray, tokens: Sequence[int] | None, *, segment_ids: Sequence[int] | None = None,
                       title: str = "", max_points: int = MAX_POINTS, marker_size: int = 7,
-                      hover: Sequence[str] | None = None) -> go.Figure:
-    """2-D scatter of segments, one trace per token (coloured by the token
-    palette), each point's ``customdata`` its segment id.
+                      hover: Sequence[str] | None = None, highlight_token: int | None = None,
+                      colour_by: str = "token", times: Sequence[float] | None = None) -> go.Figure:
+    """2-D scatter of segments, each point's ``customdata`` its segment id.
+
+    Coloured by token, the scatter has one trace per token, named
+    ``"token k (count)"`` and listed in the legend from the most used token
+    to the least used (a legend entry hides its token, a double click
+    isolates it). Colours repeat beyond 64 tokens (the marker shape changes
+    when they do: :func:`~chandra.figures.palette.token_symbol`) and
+    neighbouring hues are hard to tell apart in a dense cloud, so identity
+    never rests on colour alone: the hover names the segment and its token, and
+    ``highlight_token`` draws one token's points on top, larger and outlined,
+    with every other point faded.
 
     Parameters
     ----------
@@ -344,28 +509,87 @@ def projection_figure(coords: np.ndarray, tokens: Sequence[int] | None, *, segme
     max_points : int
         Evenly subsampled beyond this many points.
     hover : str (n,), optional
-        Extra hover text per point.
+        Extra hover text per point (e.g. its time span).
+    highlight_token : int, optional
+        The token to single out.
+    colour_by : {"token", "time"}
+        "time" colours by ``times`` (continuous scale, one trace) so the
+        path of the recording through the space shows; tokens stay in the
+        hover and the highlight.
+    times : float (n,), optional
+        Segment start times (s), needed for ``colour_by="time"``.
     """
     coords = np.asarray(coords, dtype=np.float64)
     n = coords.shape[0]
     ids = np.arange(n, dtype=np.int64) if segment_ids is None else np.asarray(segment_ids, dtype=np.int64)
     keep = subsample_indices(n, max_points // 2)  # x and y both count as points
     toks = None if tokens is None else np.asarray(tokens, dtype=np.int64)
+    if colour_by not in ("token", "time"):
+        raise ValueError(f"colour_by must be 'token' or 'time', got {colour_by!r}")
+    if colour_by == "time" and times is None:
+        raise ValueError("colour_by='time' needs the segment times")
+    hl = None if highlight_token is None or toks is None else int(highlight_token)
+    counts = np.bincount(toks[toks >= 0], minlength=int(toks.max(initial=-1)) + 1) if toks is not None else None
+
+    def text_of(idx: np.ndarray) -> list[str]:
+        out = []
+        for i in idx:
+            parts = []
+            if toks is not None:
+                k = int(toks[i])
+                parts.append(f"token {k} ({int(counts[k])} segments)" if k >= 0 else "no token")
+            if hover is not None:
+                parts.append(str(hover[i]))
+            out.append("<br>".join(parts))
+        return out
+
+    template = "segment %{customdata}<br>%{text}<extra></extra>"
     fig = go.Figure()
-    groups = [(None, keep)] if toks is None else [(int(k), keep[toks[keep] == k]) for k in np.unique(toks[keep])]
-    for k, idx in groups:
+    if colour_by == "time":
+        tt = np.asarray(times, dtype=np.float64)
+        base = keep if hl is None else keep[toks[keep] != hl]
         fig.add_trace(go.Scattergl(
-            x=coords[idx, 0], y=coords[idx, 1], mode="markers",
-            name="segments" if k is None else f"token {k}",
-            marker=dict(size=marker_size, color=MISSING_COLOR if k is None else token_color(k),
-                        line=dict(width=0.3, color="#333")),
-            customdata=ids[idx],
-            text=None if hover is None else [hover[i] for i in idx],
-            hovertemplate=("segment %{customdata}" + ("" if k is None else f"<br>token {k}")
-                           + ("<br>%{text}" if hover is not None else "") + "<extra></extra>"),
-        ))
-    fig.update_layout(title=title or None, height=520, dragmode="lasso", margin=dict(l=40, r=20, t=40, b=40),
-                      legend=dict(itemsizing="constant", font=dict(size=10)))
+            x=coords[base, 0], y=coords[base, 1], mode="markers", name="segments",
+            marker=dict(size=marker_size, color=tt[base], colorscale="Viridis", cmin=float(tt.min(initial=0.0)),
+                        cmax=float(tt.max(initial=1.0)), colorbar=dict(title="time (s)", thickness=12),
+                        opacity=1.0 if hl is None else 0.25, line=dict(width=0.3, color="#333")),
+            customdata=ids[base], text=text_of(base), hovertemplate=template, showlegend=False))
+        if hl is not None:
+            mine = keep[toks[keep] == hl]
+            fig.add_trace(go.Scattergl(
+                x=coords[mine, 0], y=coords[mine, 1], mode="markers", name=f"token {hl} ({int(counts[hl])})",
+                marker=dict(size=marker_size + 5, color=tt[mine], colorscale="Viridis",
+                            cmin=float(tt.min(initial=0.0)), cmax=float(tt.max(initial=1.0)),
+                            line=dict(width=1.5, color="#111")),
+                customdata=ids[mine], text=text_of(mine), hovertemplate=template))
+    elif toks is None:
+        fig.add_trace(go.Scattergl(
+            x=coords[keep, 0], y=coords[keep, 1], mode="markers", name="segments",
+            marker=dict(size=marker_size, color=MISSING_COLOR, line=dict(width=0.3, color="#333")),
+            customdata=ids[keep], text=text_of(keep), hovertemplate=template))
+    else:
+        present = [int(k) for k in token_order(counts) if counts[k] > 0 and np.any(toks[keep] == k)]
+        if np.any(toks[keep] < 0):
+            present.append(-1)
+        # Drawing order puts the highlighted token last (on top); the legend keeps frequency order.
+        drawing = [k for k in present if k != hl] + ([hl] if hl in present else [])
+        rank = {k: r for r, k in enumerate(present)}
+        for k in drawing:
+            idx = keep[toks[keep] == k]
+            mine = hl is not None and k == hl
+            fig.add_trace(go.Scattergl(
+                x=coords[idx, 0], y=coords[idx, 1], mode="markers",
+                name=f"token {k} ({int(counts[k])})" if k >= 0 else "no token", legendrank=1000 + rank[k],
+                marker=dict(size=marker_size + (5 if mine else 0), color=token_color(k), symbol=token_symbol(k),
+                            opacity=1.0 if hl is None or mine else 0.15,
+                            line=dict(width=1.5 if mine else 0.3, color="#111" if mine else "#333")),
+                customdata=ids[idx], text=text_of(idx), hovertemplate=template))
+    # Dragging zooms; in Streamlit a click then selects a point (with the
+    # lasso or box tool active, a click selects nothing), and the lasso and
+    # box tools are one click away in the mode bar.
+    fig.update_layout(title=title or None, height=560, dragmode="zoom", margin=dict(l=40, r=20, t=40, b=40),
+                      legend=dict(itemsizing="constant", font=dict(size=10), title=dict(text="most used first")
+                                  if toks is not None and colour_by == "token" else None))
     if n > keep.size:
         fig.add_annotation(text=f"showing {keep.size} of {n} segments", xref="paper", yref="paper", x=0, y=1.06,
                            showarrow=False)
@@ -401,23 +625,39 @@ def selection_ids(selection: Any) -> list[int]:
 # ---------------------------------------------------------------------------
 
 
-def token_histogram_figure(counts: Sequence[int], *, title: str = "") -> go.Figure:
-    """Bar per token id coloured by the palette; empty tokens get a red
-    cross on the axis and are listed in the legend entry."""
+def token_histogram_figure(counts: Sequence[int], *, title: str = "", order: str = "frequency",
+                           highlight_token: int | None = None) -> go.Figure:
+    """Bar per token coloured by the palette, most used first (``order=
+    "frequency"``) or by id (``order="id"``); empty tokens get a red cross
+    on the axis and are counted in the legend entry; ``highlight_token`` is
+    outlined and the other bars fade. The hover gives each token's count
+    and share; each bar's ``customdata`` starts with its token id (for
+    :func:`selection_ids`)."""
     counts = np.asarray(counts, dtype=np.int64)
     k = counts.size
-    ids = np.arange(k)
-    fig = go.Figure(go.Bar(x=ids, y=counts, marker_color=[token_color(i) for i in ids], name="segments",
-                           hovertemplate="token %{x}: %{y} segments<extra></extra>"))
-    empty = np.flatnonzero(counts == 0)
-    if empty.size:
-        fig.add_trace(go.Scatter(x=empty, y=np.zeros(empty.size), mode="markers",
+    if order not in ("frequency", "id"):
+        raise ValueError(f"order must be 'frequency' or 'id', got {order!r}")
+    ids = token_order(counts) if order == "frequency" else np.arange(k)
+    labels = [str(int(i)) for i in ids]
+    total = max(1, int(counts.sum()))
+    hl = None if highlight_token is None or not 0 <= int(highlight_token) < k else int(highlight_token)
+    fig = go.Figure(go.Bar(
+        x=labels, y=counts[ids], marker_color=[token_color(int(i)) for i in ids], name="segments",
+        marker_opacity=None if hl is None else [1.0 if int(i) == hl else 0.3 for i in ids],
+        marker_line=dict(width=[2.0 if int(i) == hl else 0.0 for i in ids], color="#111"),
+        customdata=np.stack([ids, counts[ids] / total], axis=1),
+        hovertemplate="token %{x}: %{y} segments (%{customdata[1]:.1%})<extra></extra>"))
+    empty = [str(int(i)) for i in ids if counts[i] == 0]
+    if empty:
+        fig.add_trace(go.Scatter(x=empty, y=np.zeros(len(empty)), mode="markers",
                                  marker=dict(symbol="x", size=11, color=EMPTY_COLOR, line=dict(width=2)),
-                                 name=f"empty tokens ({empty.size})",
+                                 name=f"empty tokens ({len(empty)})",
                                  hovertemplate="token %{x} is empty<extra></extra>"))
-    fig.update_layout(title=title or None, height=320, xaxis_title="token", yaxis_title="segments",
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=labels,
+                     title_text="token (most used first)" if order == "frequency" else "token id")
+    fig.update_layout(title=title or None, height=320, yaxis_title="segments",
                       margin=dict(l=50, r=20, t=40 if title else 20, b=40), bargap=0.1,
-                      legend=dict(orientation="h", y=1.12))
+                      legend=dict(orientation="h", y=1.12), showlegend=bool(empty))
     return fig
 
 
@@ -488,17 +728,24 @@ def entropy_figure(rows: Sequence[Mapping]) -> go.Figure:
     """Entropy of the token distribution per view, against its ceiling log2 K.
 
     ``rows``: dicts with ``label``, ``entropy_bits``, ``max_entropy_bits``.
+    The ceiling is a dashed line named in the legend (not a label on the
+    plot, where it would sit on the bars), and each bar's value is written
+    inside it.
     """
     labels = [r["label"] for r in rows]
     ent = [float(r.get("entropy_bits") or 0.0) for r in rows]
     ceiling = max((float(r.get("max_entropy_bits") or 0.0) for r in rows), default=0.0)
     fig = go.Figure(go.Bar(x=labels, y=ent, marker_color="#3b6ea5", text=[f"{e:.2f}" for e in ent],
-                           textposition="outside", name="entropy (bits)"))
+                           textposition="auto", insidetextanchor="end", textfont=dict(size=12),
+                           cliponaxis=False, name="entropy (bits)",
+                           hovertemplate="%{x}: %{y:.3f} bits<extra></extra>"))
     if ceiling > 0:
-        fig.add_hline(y=ceiling, line_dash="dash", line_color=EMPTY_COLOR,
-                      annotation_text=f"log2 K = {ceiling:.2f} bits", annotation_position="top left")
-    fig.update_layout(height=300, yaxis_title="bits", yaxis_range=[0, max(ceiling, max(ent, default=0)) * 1.2 + 0.1],
-                      margin=dict(l=50, r=20, t=30, b=40))
+        fig.add_hline(y=ceiling, line_dash="dash", line_color=EMPTY_COLOR)
+        fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", line=dict(dash="dash", color=EMPTY_COLOR),
+                                 name=f"ceiling log2 K = {ceiling:.2f} bits"))
+    fig.update_layout(height=300, yaxis_title="bits", yaxis_range=[0, max(ceiling, max(ent, default=0)) * 1.08 + 0.1],
+                      margin=dict(l=50, r=20, t=30, b=40), showlegend=ceiling > 0,
+                      legend=dict(orientation="h", x=0, xanchor="left", y=1.02, yanchor="bottom"))
     return fig
 
 
@@ -566,7 +813,7 @@ def field_presence_figure(events: Sequence[Mapping], *, fields: Sequence[str] | 
                   row=2, col=1)
     if duration is not None:
         fig.add_hline(y=float(duration), line_dash="dash", line_color="#888", row=2, col=1,
-                      annotation_text=f"duration {duration:.1f} s", annotation_position="bottom right")
+                      annotation_text=f"duration {duration:.1f} s", annotation_position="top left")
         fig.add_hline(y=0.0, line_dash="dot", line_color="#888", row=2, col=1)
     fig.update_xaxes(title_text="frame", row=2, col=1)
     fig.update_yaxes(autorange="reversed", row=1, col=1)  # first field on top
