@@ -56,7 +56,7 @@ def _positive_int(text: str) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from chandra.encoders import ENCODER_NAMES
     from chandra.normalisation import NORMALISATIONS
-    from chandra.oracle import KINDS, METRICS
+    from chandra.oracle import KINDS, METRICS, SEARCH_MODES
 
     parser = argparse.ArgumentParser(prog="chandra", description="Train machine-improvisation models from "
                                      "recordings, with every stage visible.")
@@ -83,6 +83,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=_threshold, default=None,
                    help="audio-oracle distance threshold, or 'auto' to pick it by information rate")
     p.add_argument("--metric", default="cosine", choices=METRICS)
+    p.add_argument("--oracle-search", default="auto", choices=SEARCH_MODES,
+                   help="audio oracle: match frames exactly, through an approximate index, or 'auto' "
+                        "(exact until the root's candidates make that slow; default)")
+    p.add_argument("--exact", dest="oracle_search", action="store_const", const="exact",
+                   help="same as --oracle-search exact")
     p.add_argument("--no-embed-audio", action="store_true", help="do not store the source audio in the model")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
@@ -173,6 +178,8 @@ def _print_summary(summary: dict) -> None:
           f"{summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits")
     threshold = summary.get("oracle_threshold")
     extra = f", threshold {threshold:.4g}" if threshold is not None else ""
+    if summary.get("oracle_search") == "approximate":
+        extra += ", approximate root search (--exact for the exact one)"
     print(f"oracle      {summary['oracle_kind']}: {summary['oracle_states']} states, "
           f"{summary['oracle_transitions']} transitions{extra}")
     times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
@@ -190,7 +197,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         n_tokens=args.tokens, reduce_k=args.reduce_k, normalisation=args.normalisation,
         pca_components=args.pca, seed=args.seed, min_duration=args.min_duration,
         max_duration=args.max_duration, oracle=args.oracle, threshold=args.threshold, metric=args.metric,
-        embed_audio=not args.no_embed_audio,
+        oracle_search=args.oracle_search, embed_audio=not args.no_embed_audio,
     )
     config.validate()
     output = Path(args.output)

@@ -71,7 +71,7 @@ _STAGE_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
     "vocabulary": ("n_tokens", "normalisation", "pca_components", "seed", "reduce_k"),
     "harmony": ("max_partials",),
     "events": (),
-    "oracle": ("oracle", "threshold", "metric"),
+    "oracle": ("oracle", "threshold", "metric", "oracle_search"),
     "save": ("embed_audio",),
 }
 
@@ -112,6 +112,11 @@ class TrainConfig:
         information rate.
     metric : str
         One of :data:`chandra.oracle.METRICS`.
+    oracle_search : str
+        One of :data:`chandra.oracle.SEARCH_MODES`: how the audio oracle
+        matches a frame against the root's children ("auto": exact until
+        that gets expensive, then an approximate index; "exact"; or
+        "approximate"); see :func:`chandra.oracle.build_audio_oracle`.
     embed_audio : bool
         Store the mono source signal in the model for resynthesis.
     """
@@ -135,6 +140,7 @@ class TrainConfig:
     oracle: str = "tokens"
     threshold: float | str | None = None
     metric: str = "cosine"
+    oracle_search: str = "auto"
     embed_audio: bool = True
 
     def to_dict(self) -> dict:
@@ -159,7 +165,7 @@ class TrainConfig:
         """
         from chandra.encoders import ENCODER_NAMES
         from chandra.normalisation import NORMALISATIONS
-        from chandra.oracle import KINDS, METRICS
+        from chandra.oracle import KINDS, METRICS, SEARCH_MODES
 
         def bad(name: str, message: str) -> ParameterError:
             return ParameterError(f"{name} {message}", parameter=name)
@@ -181,6 +187,8 @@ class TrainConfig:
             raise bad("normalisation", f"must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
         if self.metric not in METRICS:
             raise bad("metric", f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.oracle_search not in SEARCH_MODES:
+            raise bad("oracle_search", f"must be one of {', '.join(SEARCH_MODES)}, got {self.oracle_search!r}")
         if isinstance(self.threshold, str) and self.threshold != "auto":
             raise bad("threshold", f"must be a number or 'auto', got {self.threshold!r}")
         if isinstance(self.threshold, (int, float)) and not (self.threshold > 0 and math.isfinite(self.threshold)):
@@ -408,11 +416,12 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
     else:
         threshold = cfg.threshold
         if threshold is None or threshold == "auto":
-            curve = ir_threshold_sweep(state.features, metric=cfg.metric, progress=progress)
+            curve = ir_threshold_sweep(state.features, metric=cfg.metric, search=cfg.oracle_search,
+                                       progress=progress)
             state.threshold_curve = curve
             threshold = float(curve["best_threshold"])
         oracle = build_audio_oracle(state.features, threshold=float(threshold), metric=cfg.metric,
-                                    progress=progress)
+                                    search=cfg.oracle_search, progress=progress)
         violations = check_oracle(oracle, features=state.features)
     # Threshold matching is not transitive, so on audio oracles a context
     # mismatch is a warning (reported by the findings), not a broken oracle.
@@ -429,6 +438,8 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
                                   centers=state.vocabulary.cluster_centers_))
     state.summaries["oracle"] = {"kind": oracle.kind, "states": n + 1, "transitions": int(oracle.n_transitions),
                                  "threshold": oracle.threshold}
+    if oracle.search is not None:
+        state.summaries["oracle"]["search"] = oracle.search["mode"]
 
 
 #: Encoder provenance keys that identify the features a vocabulary is fitted on.
@@ -467,7 +478,9 @@ def build_model(state: RunState):
                                       "pca_components": cfg.pca_components, "seed": cfg.seed},
                        "effective": effective},
         "oracle": {"kind": state.oracle.kind, "threshold": state.oracle.threshold, "metric": state.oracle.metric,
-                   "threshold_configured": cfg.threshold},
+                   "threshold_configured": cfg.threshold,
+                   # configured search and what the builder did ("exact" or "approximate", index figures)
+                   "search_configured": cfg.oracle_search, "search": state.oracle.search},
         "config": cfg.to_dict(),
         "versions": package_versions(neural=neural),
     }
@@ -665,6 +678,7 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "oracle_states": oracle.get("states"),
         "oracle_transitions": oracle.get("transitions"),
         "oracle_threshold": oracle.get("threshold"),
+        "oracle_search": oracle.get("search"),
         "seconds": {k: round(v, 3) for k, v in state.timings.items()},
         "findings": [f"{f['severity']}: {f['code']} ({f['stage']}): {f['message']}" for f in (findings or [])],
         "saved": state.saved_path,

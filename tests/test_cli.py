@@ -104,6 +104,26 @@ def test_audio_oracle_with_auto_threshold(tmp_path, capsys):
     model = load_model(path)
     assert model.oracle.kind == "features" and model.oracle.threshold == pytest.approx(summary["oracle_threshold"])
     assert model.provenance["oracle"]["threshold_configured"] == "auto"
+    assert model.provenance["oracle"]["search_configured"] == "auto"
+    assert model.oracle.search["mode"] == model.provenance["oracle"]["search"]["mode"] == summary["oracle_search"]
+
+
+def test_oracle_search_options(tmp_path, capsys):
+    from chandra.cli import build_parser
+
+    parser = build_parser()
+    base = ["train", "a.wav", "-o", "m.chandra"]
+    assert parser.parse_args(base).oracle_search == "auto"
+    assert parser.parse_args(base + ["--exact"]).oracle_search == "exact"
+    assert parser.parse_args(base + ["--oracle-search", "approximate"]).oracle_search == "approximate"
+    audio = write(tmp_path / "m.wav", melody(24))
+    path = tmp_path / "e.chandra"
+    assert main(["train", str(audio), "-o", str(path), "--tokens", "4", "--oracle", "features", "--threshold",
+                 "0.2", "--exact", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model = load_model(path)
+    assert summary["oracle_search"] == "exact" and model.oracle.search == {"mode": "exact", "requested": "exact"}
+    assert model.provenance["config"]["oracle_search"] == "exact"
 
 
 def _nan_wav(path: Path) -> Path:
