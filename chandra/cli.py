@@ -28,7 +28,7 @@ from typing import Sequence
 from chandra import __version__
 from chandra.errors import ChandraError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
 
 def _threshold(text: str) -> float | str:
@@ -53,17 +53,50 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from chandra.encoders import ENCODER_NAMES
-    from chandra.normalisation import NORMALISATIONS
-    from chandra.oracle import KINDS, METRICS, SEARCH_MODES
+#: The subcommands and their one-line help, in the order ``chandra --help`` lists them.
+COMMANDS = {
+    "train": "train a model from an audio file",
+    "inspect": "inspect a chandra or MusicHal 9000 model",
+    "export": "export a model to another format",
+    "generate": "improvise from a model and write a WAV",
+    "trace-report": "report on a trace directory written by chandra.trace.Tracer",
+    "compare": "compare two models, run directories, MusicHal files or traces",
+}
 
+
+def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Parameters
+    ----------
+    command : str, optional
+        Give only this subcommand its options (``main`` passes the command
+        it is about to run, so ``chandra --help`` or ``chandra inspect``
+        import none of the modules that define other commands' choices);
+        None (default) builds all of them.
+    """
     parser = argparse.ArgumentParser(prog="chandra", description="Train machine-improvisation models from "
                                      "recordings, with every stage visible.")
     parser.add_argument("--version", action="version", version=f"chandra {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        if command is None or command == name:
+            _OPTIONS[name](p)
+    return parser
 
-    p = sub.add_parser("train", help="train a model from an audio file")
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The subcommand named on a command line ('' when there is none: the top-level parser has no
+    option taking a value, so the first word not starting with '-' is the command)."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    from chandra.encoders import ENCODER_NAMES
+    from chandra.normalisation import NORMALISATIONS
+    from chandra.oracle import KINDS, METRICS, SEARCH_MODES
+
     p.add_argument("audio", help="wav, flac, ogg, aiff/aif or mp3 file")
     p.add_argument("-o", "--output", required=True, help="model file to write (.chandra)")
     p.add_argument("--encoder", default="dsp", choices=ENCODER_NAMES)
@@ -92,16 +125,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
 
-    p = sub.add_parser("inspect", help="inspect a chandra or MusicHal 9000 model")
+
+def _inspect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
-    p = sub.add_parser("export", help="export a model to another format")
+
+def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("--format", default="musichal", choices=["musichal"])
     p.add_argument("-o", "--output", required=True)
 
-    p = sub.add_parser("generate", help="improvise from a model and write a WAV")
+
+def _generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="WAV file to write")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -121,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crossfade-ms", type=float, default=20.0)
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
-    p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
+
+def _trace_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory")
     p.add_argument("--against", metavar="DIR_B", default=None,
                    help="compare with another trace, checkpoint by checkpoint (as `chandra compare`)")
@@ -129,14 +166,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --against: exit 1 when DIR_B loses a field or gains an error")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("compare", help="compare two models, run directories, MusicHal files or traces")
+
+def _compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="model file, run directory, MusicHal JSON file or trace directory")
     p.add_argument("b", metavar="B", help="the same kinds; stages are lined up by name")
     p.add_argument("--json", action="store_true", help="the comparison as JSON")
     p.add_argument("--all-fields", action="store_true", help="list every stage x field cell, not only changed ones")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when B loses (or thins) a field A carried, or has an error A does not")
-    return parser
+
+
+_OPTIONS = {"train": _train_options, "inspect": _inspect_options, "export": _export_options,
+            "generate": _generate_options, "trace-report": _trace_report_options, "compare": _compare_options}
 
 
 class _Bars:
@@ -382,7 +423,7 @@ def _in_cli_terms(message: str, options: dict[str, tuple[str, bool]]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the process exit status."""
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
-    parser = build_parser()
+    parser = build_parser(command=_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     try:
         return _COMMANDS[args.command](args)

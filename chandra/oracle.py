@@ -373,19 +373,55 @@ _KERNEL_SOURCES: dict[str, tuple[Any, dict]] = {}
 _FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
+#: Until the kernels are compiled, a call of a kernel registered with
+#: ``interpret_small=True`` (linear work: the checks, exact context, IR)
+#: whose array arguments hold at most this many elements in all runs the same
+#: source in the interpreter: importing numba and loading compiled kernels
+#: from the disk cache costs about a second per process, far more than a
+#: small model's checks take interpreted (``chandra inspect`` of a
+#: 1,000-frame model).
+_INTERPRET_MAX_ELEMENTS = 50_000
+_INTERPRETED: dict[str, Any] = {}
+_INTERPRETABLE: set[str] = set()
+
+
 class _LazyKernel:
-    def __init__(self, name: str):
+    def __init__(self, name: str, interpret_small: bool):
         self.name = name
+        self.interpret_small = interpret_small
 
     def __call__(self, *args):
+        if self.interpret_small and sum(a.size for a in args if isinstance(a, np.ndarray)) <= _INTERPRET_MAX_ELEMENTS:
+            return _interpreted(self.name)(*args)
         _materialise_kernels()
         return globals()[self.name](*args)
 
 
-def _kernel(**options):
+def _interpreted(name: str):
+    """Kernel ``name`` as plain Python: its source, calling the other kernels' sources."""
+    if not _INTERPRETED:
+        import types
+
+        namespace = dict(globals())
+        for kernel, (fn, _) in _KERNEL_SOURCES.items():
+            namespace[kernel] = types.FunctionType(fn.__code__, namespace, kernel, fn.__defaults__, fn.__closure__)
+
+        def entry(fn):
+            def run(*args):
+                with np.errstate(over="ignore"):  # hashing multiplies wrap around, as compiled
+                    return fn(*args)
+            return run
+
+        _INTERPRETED.update({kernel: entry(namespace[kernel]) for kernel in _KERNEL_SOURCES})
+    return _INTERPRETED[name]
+
+
+def _kernel(*, interpret_small: bool = False, **options):
     def register(fn):
         _KERNEL_SOURCES[fn.__name__] = (fn, options)
-        return _LazyKernel(fn.__name__)
+        if interpret_small:
+            _INTERPRETABLE.add(fn.__name__)
+        return _LazyKernel(fn.__name__, interpret_small)
 
     return register
 
@@ -486,7 +522,7 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_
     return ne
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_next, tab_key, tab_val, lrs, rep):
     # Online suffix automaton (Blumer et al. 1985) over frames start..stop-1,
     # written for the exact longest repeated suffix: when frame i is added,
@@ -924,7 +960,7 @@ def _matched_run(X, sqnorm, metric, theta, i, k, sfx, lrs):
     return m
 
 
-@_kernel(fastmath=_FAST_MATH)
+@_kernel(interpret_small=True, fastmath=_FAST_MATH)
 def _row_sqnorms(X):
     out = np.empty(X.shape[0], np.float64)
     for a in range(X.shape[0]):
@@ -935,7 +971,7 @@ def _row_sqnorms(X):
     return out
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _pair_dist_kernel(X, a, b, sqnorm, metric):
     out = np.empty(a.shape[0], np.float64)
     for k in range(a.shape[0]):
@@ -961,7 +997,7 @@ def _edges_to_csr(e_src, e_dst, ne, n_states):
     return ptr, dst
 
 
-@_kernel(fastmath=_FAST_MATH)
+@_kernel(interpret_small=True, fastmath=_FAST_MATH)
 def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, verified):
     # verified[i] = min(lrs[i], M(i, sfx[i])) where M(a, b) is the number of
     # consecutive matching frame pairs ending at states a and b, and ``sfx``
@@ -1003,7 +1039,7 @@ def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, 
     return n_cmp
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _ir_profile(lrs, alphabet):
     # See information_rate_profile for the formula.
     n = lrs.shape[0] - 1

@@ -313,3 +313,33 @@ def test_export_musichal_round_trips(trained_samples, tmp_path, capsys):
     assert main(["inspect", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["fields"]["gesture_token"]["present"] == report["frames"]
+
+
+HEAVY = ("numpy", "numba", "scipy", "sklearn", "librosa", "torch", "transformers", "pandas", "plotly", "umap")
+
+
+def _imported_by(args: list[str], cwd: Path) -> tuple[set[str], str]:
+    """Top-level heavy packages a fresh ``chandra`` process imports for ``args`` (and its stdout)."""
+    code = ("import json, sys, runpy\n"
+            f"sys.argv = ['chandra'] + {args!r}\n"
+            "try:\n    runpy.run_module('chandra.cli', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            f"print('IMPORTED', json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=True).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("IMPORTED")][-1]
+    return set(json.loads(line[len("IMPORTED "):])), out
+
+
+def test_help_and_inspect_import_only_what_they_need(trained_samples):
+    # `chandra --help` needs no numpy at all; inspecting a small model loads
+    # numpy but none of the pipeline stack (no numba: small checks run
+    # interpreted; no scipy, scikit-learn, librosa, torch).
+    root = Path(__file__).resolve().parents[1]
+    imported, out = _imported_by(["--help"], root)
+    assert imported == set() and "inspect" in out and "train" in out
+    model = next(iter(trained_samples.values()))
+    imported, out = _imported_by(["inspect", str(model)], root)
+    assert imported == {"numpy"}, imported
+    assert "gesture_token" in out
+    imported, _ = _imported_by(["train", "--help"], root)
+    assert "numpy" in imported  # the train options' choices come from the library

@@ -875,3 +875,39 @@ def test_search_record_survives_meta_and_drops_junk():
     meta["search"] = ["not", "a", "dict"]
     assert Oracle.from_arrays(meta, o.to_arrays()).search is None
     assert build_factor_oracle(codes_of(TEXT)).to_meta().get("search") is None
+
+
+def test_small_checks_run_interpreted_with_the_compiled_results(monkeypatch):
+    # Small inputs run the kernels' own source in the interpreter (no numba
+    # start-up for `chandra inspect`); they must decide exactly as compiled.
+    rng = np.random.default_rng(12)
+    sym = rng.integers(0, 3, 700)
+    X = motif_frames(600, 24, 9, noise=0.05, seed=12)
+    fo = build_factor_oracle(sym)
+    ao = build_audio_oracle(X, threshold=0.2)
+    broken = Oracle(kind="tokens", sfx=fo.sfx, lrs=fo.lrs + (np.arange(fo.n_states) % 7 == 3), trn_ptr=fo.trn_ptr,
+                    trn_dst=fo.trn_dst, rep=fo.rep)
+    far = Oracle(kind="features", sfx=ao.sfx, lrs=ao.lrs, trn_ptr=ao.trn_ptr, trn_dst=ao.trn_dst,
+                 threshold=0.01, metric="cosine", rep=ao.rep)
+
+    def decisions(found):  # messages quote distances, summed in another order when interpreted
+        return [(v["code"], v["state"], v["count"], v["severity"]) for v in found]
+
+    def results():
+        return (exact_lrs(sym), decisions(check_oracle(fo, symbols=sym)), decisions(check_oracle(broken, symbols=sym)),
+                decisions(check_oracle(ao, features=X)), decisions(check_oracle(far, features=X)),
+                information_rate(fo), information_rate_profile(ao).tolist(), oracle_health(ao))
+
+    oracle_mod._materialise_kernels()  # whatever ran before, compile now
+    compiled = results()
+    assert oracle_mod._INTERPRETABLE == {"_sam_kernel", "_row_sqnorms", "_pair_dist_kernel", "_context_check",
+                                         "_ir_profile"}
+    for name in oracle_mod._INTERPRETABLE:  # what a fresh process runs for small inputs
+        monkeypatch.setattr(oracle_mod, name, oracle_mod._interpreted(name))
+    with np.errstate(over="raise"):  # the interpreted hashing must not warn (it wraps on purpose)
+        interpreted = results()
+    assert not hasattr(oracle_mod._context_check, "py_func")  # really the interpreter this time
+    np.testing.assert_array_equal(interpreted[0][0], compiled[0][0])
+    np.testing.assert_array_equal(interpreted[0][1], compiled[0][1])
+    assert interpreted[1:] == compiled[1:]
+    assert interpreted[2] and interpreted[4]  # the corrupted oracles are caught both ways
