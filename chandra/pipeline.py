@@ -67,7 +67,7 @@ STAGE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
 _STAGE_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
     "load": ("sample_rate",),
     "segment": ("min_duration", "max_duration", "hop_length"),
-    "encode": ("encoder", "model", "layer", "trust_remote_code", "chunk_seconds", "batch_size"),
+    "encode": ("encoder", "model", "layer", "trust_remote_code", "chunk_seconds", "batch_size", "device", "quantize"),
     "vocabulary": ("n_tokens", "normalisation", "pca_components", "seed", "reduce_k"),
     "harmony": ("max_partials",),
     "events": (),
@@ -90,6 +90,15 @@ class TrainConfig:
         neural encoders.
     layer : int
         Hidden layer of a neural encoder (-1 = last).
+    batch_size : int or None
+        Chunks per forward pass of a neural encoder; None sizes it for the
+        device (see :class:`chandra.encoders.Wav2Vec2Encoder`).
+    device : str
+        One of :data:`chandra.encoders.DEVICES` (neural encoders; "auto" =
+        a CUDA GPU when torch sees one, else the CPU).
+    quantize : str
+        One of :data:`chandra.encoders.QUANTIZE_MODES`: "int8" runs a neural
+        encoder with dynamic int8 quantisation on the CPU.
     n_tokens : int
         Vocabulary size K.
     normalisation : str
@@ -126,7 +135,9 @@ class TrainConfig:
     layer: int = -1
     trust_remote_code: bool = False
     chunk_seconds: float = 15.0
-    batch_size: int = 2
+    batch_size: int | None = None
+    device: str = "auto"
+    quantize: str = "none"
     n_tokens: int = 64
     normalisation: str = "l2"
     pca_components: int | None = None
@@ -163,7 +174,7 @@ class TrainConfig:
             (a :class:`ChandraError` and a ``ValueError``) naming the first
             bad option in :attr:`~chandra.errors.ChandraError.parameter`.
         """
-        from chandra.encoders import ENCODER_NAMES
+        from chandra.encoders import DEVICES, ENCODER_NAMES, QUANTIZE_MODES
         from chandra.normalisation import NORMALISATIONS
         from chandra.oracle import KINDS, METRICS, SEARCH_MODES
 
@@ -175,6 +186,18 @@ class TrainConfig:
 
         if self.encoder not in ENCODER_NAMES:
             raise bad("encoder", f"must be one of {', '.join(ENCODER_NAMES)}, got {self.encoder!r}")
+        if self.device not in DEVICES:
+            raise bad("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.quantize not in QUANTIZE_MODES:
+            raise bad("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        if self.encoder == "dsp" and self.quantize != "none":
+            raise bad("quantize", f"applies to neural encoders, not to encoder 'dsp' (got {self.quantize!r})")
+        if self.encoder == "dsp" and self.device == "cuda":
+            raise bad("device", "'cuda' applies to neural encoders; the dsp encoder runs on the CPU")
+        if self.quantize == "int8" and self.device == "cuda":
+            raise bad("quantize", "'int8' runs on the CPU only; use device 'cpu' or 'auto'")
+        if self.batch_size is not None and (not whole(self.batch_size) or self.batch_size < 1):
+            raise bad("batch_size", f"must be a positive integer or None, got {self.batch_size!r}")
         if not whole(self.n_tokens) or self.n_tokens < 1:
             raise bad("n_tokens", f"must be a positive integer, got {self.n_tokens!r}")
         if self.pca_components is not None and (not whole(self.pca_components) or self.pca_components < 1):
@@ -329,7 +352,8 @@ def _stage_encode(state: RunState, progress: ProgressCallback | None) -> None:
     cfg = state.config
     options: dict[str, Any] = {}
     if cfg.encoder != "dsp":
-        options = {"layer": cfg.layer, "chunk_seconds": cfg.chunk_seconds, "batch_size": cfg.batch_size}
+        options = {"layer": cfg.layer, "chunk_seconds": cfg.chunk_seconds, "batch_size": cfg.batch_size,
+                   "device": cfg.device, "quantize": cfg.quantize}
         if cfg.trust_remote_code:
             # Only an explicit opt-in is passed on; the "mert" alias carries its
             # own default, and running repository code must be a user's choice.
@@ -444,7 +468,7 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
 
 #: Encoder provenance keys that identify the features a vocabulary is fitted on.
 FITTED_ON_KEYS = ("encoder", "model", "model_type", "layer", "effective_layer", "pooling", "sample_rate", "dim",
-                  "n_mfcc", "hop_length", "n_fft")
+                  "n_mfcc", "hop_length", "n_fft", "quantize")
 
 
 def fitted_on(encoder_provenance: dict | None, *, dim: int | None = None) -> dict:

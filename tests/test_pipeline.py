@@ -49,6 +49,9 @@ def test_stage_hash_tracks_only_relevant_options():
     (dict(min_duration=2.0, max_duration=1.0), "min_duration"), (dict(normalisation="max"), "normalisation"),
     (dict(encoder="mfcc"), "encoder"), (dict(metric="manhattan"), "metric"), (dict(seed="7"), "seed"),
     (dict(pca_components=0), "pca_components"), (dict(oracle_search="fast"), "oracle_search"),
+    (dict(device="tpu"), "device"), (dict(quantize="int4"), "quantize"), (dict(quantize="int8"), "quantize"),
+    (dict(encoder="wav2vec2", device="cuda", quantize="int8"), "quantize"), (dict(batch_size=0), "batch_size"),
+    (dict(device="cuda"), "device"),
 ])
 def test_config_validation(bad, parameter):
     # An argument error: a ChandraError and a ValueError that names the
