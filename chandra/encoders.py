@@ -1189,23 +1189,34 @@ def _window_linear_class():
     import torch
 
     class WindowLinear(torch.nn.Module):
-        """A ``Conv1d`` (one group, no padding) as a ``Linear`` over its input windows."""
+        """A ``Conv1d`` (one group, no padding) as a ``Linear`` over its input windows.
+
+        Each window is divided by its largest magnitude before the linear map
+        and the output multiplied back (exact in real arithmetic): the front
+        end's activations follow the loudness of the music (a quiet frame's
+        values are ~1/1000 of the loudest), and a dynamically quantised
+        linear map scales its input per tensor, which would round quiet
+        frames to zero. Per window, every frame keeps its 8 bits.
+        """
 
         def __init__(self, conv):
             super().__init__()
             c_out, c_in, k = conv.weight.shape
             self.kernel, self.stride = int(k), int(conv.stride[0])
-            self.linear = torch.nn.Linear(c_in * k, c_out, bias=conv.bias is not None)
+            self.linear = torch.nn.Linear(c_in * k, c_out, bias=False)
             with torch.no_grad():
                 self.linear.weight.copy_(conv.weight.reshape(c_out, c_in * k))
-                if conv.bias is not None:
-                    self.linear.bias.copy_(conv.bias)
+            self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone())
 
         def forward(self, x):
             batch, channels, _ = x.shape
             windows = x.unfold(2, self.kernel, self.stride)  # (batch, channels, frames, kernel)
             windows = windows.permute(0, 2, 1, 3).reshape(batch, windows.shape[2], channels * self.kernel)
-            return self.linear(windows).transpose(1, 2)
+            scale = windows.abs().amax(dim=2, keepdim=True).clamp_min(1e-30)
+            out = self.linear(windows / scale) * scale
+            if self.bias is not None:
+                out = out + self.bias
+            return out.transpose(1, 2)
 
     return WindowLinear
 

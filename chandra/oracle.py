@@ -81,6 +81,7 @@ dashboard or model I/O touches is plain ``int64``/``float64`` numpy arrays.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -1576,6 +1577,18 @@ def _orthonormal_columns(A: np.ndarray) -> np.ndarray:
     return A
 
 
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Limit BLAS to one thread for the duration (threadpoolctl, a scikit-learn dependency; no-op without it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
 def _index_pays_off(n_root: int, dim: int) -> bool:
     """``search="auto"``: index the root once scanning it costs more than ``APPROX_MIN_WORK`` multiply-adds."""
     return n_root * dim >= APPROX_MIN_WORK
@@ -1696,48 +1709,54 @@ def build_audio_oracle(
     idx_edge = -1
     speculate = True
     indexed_from = None
-    for start in range(0, n, _AO_BLOCK):
-        stop = min(n, start + _AO_BLOCK)
-        n_root = int(stats[2]) + (1 if start > 0 else 0)  # frame 0's direct transition leaves the root
-        if index is None and searching and start > 0 and (
-            _index_pays_off(n_root, X.shape[1]) if search == "auto" else n_root >= APPROX_MIN_ROOT
-        ):
-            index = _RootIndex(X, metric, theta)
-            indexed_from = start
-        if index is not None:
-            frames, last = _children_after(idx_edge, head, e_next, e_dst, 0)
-            if frames.size:
-                index.add(frames)
-                idx_edge = last
-            index.extend(stop)
-            if not index.usable:  # rows too large for float32 coordinates: exact from here on
-                index, idx_edge, searching, fallback = None, -1, False, "features too large for the index"
-        # One BLAS product for the whole block beats frame-by-frame dots once
-        # the walks compare each frame with a sizeable share of the past.
-        gram = X[start:stop] @ X[:stop].T if dense and index is None else no_gram
-        before_eval, before_idx = int(stats[0]), int(stats[1])
-        cand, cand_lo = no_cand, 0
-        ctl[0] = -1
-        begin = start
-        while True:
-            e_next, e_src, e_dst, ne = _ao_kernel(
-                X, sqnorm, code, theta, begin, stop, gram, start, sfx, lrs, head, tail, e_next, e_src, e_dst, ne,
-                stats, idx_edge, index.Y if index is not None else _NO_Y, index.theta_p2 if index is not None else 0.0,
-                cand, cand_lo, cand_lo + cand.shape[0], ctl,
-            )
-            if ctl[0] < 0:
-                break
-            # A walk reached the indexed root: ask the index for this frame
-            # and, when most frames of the last block got that far, for the
-            # rest of the block in the same batch.
-            begin = int(ctl[0]) - 1
-            span = stop - begin if speculate else min(stop - begin, 8)
-            cand_lo = begin
-            cand = index.query(np.arange(begin, begin + span, dtype=np.int64))
-        per_frame = (int(stats[0]) - before_eval) / (stop - start)
-        dense = per_frame * _DENSE_RATIO > stop
-        speculate = (int(stats[1]) - before_idx) * 4 >= stop - start
-        report(progress, "oracle", stop, n)
+    with contextlib.ExitStack() as threads:
+        for start in range(0, n, _AO_BLOCK):
+            stop = min(n, start + _AO_BLOCK)
+            n_root = int(stats[2]) + (1 if start > 0 else 0)  # frame 0's direct transition leaves the root
+            if index is None and searching and start > 0 and (
+                _index_pays_off(n_root, X.shape[1]) if search == "auto" else n_root >= APPROX_MIN_ROOT
+            ):
+                index = _RootIndex(X, metric, theta)
+                indexed_from = start
+                # From here on the matrix products are small (a block of queries
+                # against the list centres): one BLAS thread is as fast, and
+                # several spin against each other on a busy machine (measured 2x
+                # slower wall time at a load of 6 on 2 cores).
+                threads.enter_context(_one_blas_thread())
+            if index is not None:
+                frames, last = _children_after(idx_edge, head, e_next, e_dst, 0)
+                if frames.size:
+                    index.add(frames)
+                    idx_edge = last
+                index.extend(stop)
+                if not index.usable:  # rows too large for float32 coordinates: exact from here on
+                    index, idx_edge, searching, fallback = None, -1, False, "features too large for the index"
+            # One BLAS product for the whole block beats frame-by-frame dots once
+            # the walks compare each frame with a sizeable share of the past.
+            gram = X[start:stop] @ X[:stop].T if dense and index is None else no_gram
+            before_eval, before_idx = int(stats[0]), int(stats[1])
+            cand, cand_lo = no_cand, 0
+            ctl[0] = -1
+            begin = start
+            while True:
+                e_next, e_src, e_dst, ne = _ao_kernel(
+                    X, sqnorm, code, theta, begin, stop, gram, start, sfx, lrs, head, tail, e_next, e_src, e_dst, ne,
+                    stats, idx_edge, _NO_Y if index is None else index.Y, 0.0 if index is None else index.theta_p2,
+                    cand, cand_lo, cand_lo + cand.shape[0], ctl,
+                )
+                if ctl[0] < 0:
+                    break
+                # A walk reached the indexed root: ask the index for this frame
+                # and, when most frames of the last block got that far, for the
+                # rest of the block in the same batch.
+                begin = int(ctl[0]) - 1
+                span = stop - begin if speculate else min(stop - begin, 8)
+                cand_lo = begin
+                cand = index.query(np.arange(begin, begin + span, dtype=np.int64))
+            per_frame = (int(stats[0]) - before_eval) / (stop - start)
+            dense = per_frame * _DENSE_RATIO > stop
+            speculate = (int(stats[1]) - before_idx) * 4 >= stop - start
+            report(progress, "oracle", stop, n)
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
     # Approximate only where the index answered a root search: until then
     # (or when no walk reached the indexed root) the oracle is the exact one.
