@@ -147,6 +147,7 @@ APPROX_MIN_WORK = 4096 * 768
 APPROX_MIN_ROOT = 256
 _ANN_DIM = 64  # projected dimension of the root index
 _ANN_MAX_LISTS = 8192
+_ANN_MIN_LIST = 16  # members per list, on average, at least
 _ANN_NPROBE = 24  # lists scanned per query
 _ANN_K = 8  # candidates verified per query
 _ANN_SPILL = 2  # lists each indexed child goes into
@@ -1450,8 +1451,11 @@ class _RootIndex:
         # A query compares with every centre and the members of nprobe lists
         # (each child is in _ANN_SPILL of them): sqrt(nprobe x spill x size)
         # lists balance the two (size: halfway to the next refit).
+        # A small index gets fewer, fuller lists (at least _ANN_MIN_LIST
+        # members each): there the scan is cheap and recall is what counts.
         size = (1 + _ANN_REFIT) / 2 * members.size
-        self.n_lists = int(min(_ANN_MAX_LISTS, max(1, round(math.sqrt(_ANN_NPROBE * _ANN_SPILL * size)))))
+        balanced = math.sqrt(_ANN_NPROBE * _ANN_SPILL * size)
+        self.n_lists = int(min(_ANN_MAX_LISTS, max(1, round(min(balanced, size / _ANN_MIN_LIST)))))
         Ys = self.Y[self._sample()]
         seeds = np.unique(np.linspace(0, Ys.shape[0] - 1, self.n_lists).astype(np.int64))
         C = Ys[seeds].copy()
