@@ -75,8 +75,25 @@ one-hot features and a threshold between 0 and the distance of two different
 symbols this is a common suffix of the token sequence, and the oracle's
 ``sfx`` equals the factor oracle's.
 
+Approximate search. On material where few frames recur within the threshold
+(noise, or a threshold that is too small) almost every new frame reaches the
+root and is compared with all of its children, O(n^2 d) in all. Past a size
+threshold :func:`build_audio_oracle` answers that one comparison from an
+inverted-file index over the root's children (PCA projection, spherical
+K-means lists, exact verification of every link it makes); every other
+state's children are few and stay exact, so on material whose root stays
+small the oracle is the exact one. ``search="exact"`` forces the exact scan.
+An approximate oracle satisfies every invariant of :func:`check_oracle`: it
+can miss a match (that frame links further back or to the root), never link
+frames farther apart than the threshold. ``Oracle.search`` records how it was
+built; agreement with the exact oracle is measured in benchmarks/RESULTS.md.
+
 Construction kernels are compiled with numba (cached on disk); everything the
 dashboard or model I/O touches is plain ``int64``/``float64`` numpy arrays.
+The kernels that checks and small models need (``check_oracle``, exact
+context, information rate) run their own source in the interpreter while
+their inputs are small and numba is not loaded yet, so ``chandra inspect`` of
+a small model does not pay numba's start-up (about a second per process).
 """
 
 from __future__ import annotations
@@ -1363,13 +1380,19 @@ class _RootIndex:
     a sample of the indexed rows) never lengthens a difference, so a
     projected squared distance at or above the search-space threshold proves
     a pair is not within it: the filter loses no match among the rows it
-    scans. Rows are grouped by K-means in the projected space; a query scans
-    the ``nprobe`` lists whose centres are nearest and returns at most ``k``
-    members that pass the filter (nearest in projection first). Matches in
-    other lists are what the approximation can miss.
+    scans. Rows are grouped by spherical K-means in the projected space
+    (lists scored by the cosine to their centre), each row in its
+    ``_ANN_SPILL`` best lists; a query scans the ``_ANN_NPROBE`` best lists
+    and returns at most ``_ANN_K`` members that pass the filter (nearest in
+    projection first). Matches in other lists are what the approximation can
+    miss. About ``sqrt(nprobe x spill x size)`` lists balance the centre
+    scan against the list scans (at least 16 members per list while the
+    index is small).
 
-    Deterministic: evenly spaced samples, evenly spaced K-means seeds, no
-    randomness; the index is refitted when it has grown ``_ANN_REFIT``-fold.
+    Deterministic: evenly spaced samples, evenly spaced K-means seeds, a
+    seeded range finder for the projection; the lists are refitted when the
+    index has grown ``_ANN_REFIT``-fold, the projection ``_ANN_REPROJECT``-fold
+    until it has seen ``_ANN_SAMPLE`` rows.
     """
 
     def __init__(self, X: np.ndarray, metric: str, theta: float):
@@ -1666,18 +1689,22 @@ def build_audio_oracle(
 
     Approximate search replaces only the root's scan (every other state's
     children are few and always compared exactly): the children up to the
-    previous block are in an inverted-file index (:class:`_RootIndex`: PCA
-    projection to 64 dimensions, K-means lists of about 64 children, the 8
-    nearest lists scanned, the 8 closest projected candidates verified with
-    the exact distance); children added since are compared exactly after a
-    projected-distance filter that cannot reject a match. Every link is
-    verified with the builder's distance, so an approximate oracle never
-    links frames farther apart than the threshold and passes
-    :func:`check_oracle`; what it can do is miss a match, so that frame's
-    link goes to a farther-back state or the root. Its cost grows like
-    ``n^1.5`` on unstructured input (100k x 768 in seconds); on structured
-    input where the root stays small it is the exact oracle. Agreement with
-    the exact oracle is measured in benchmarks/RESULTS.md.
+    previous block of 256 frames are in an inverted-file index
+    (:class:`_RootIndex`: PCA projection of the search space to 64
+    dimensions, spherical K-means lists, each child in its 2 nearest lists,
+    the 24 lists nearest the new frame scanned, the 8 closest candidates in
+    projection verified with the builder's own distance); children added
+    since are compared exactly after a projected-distance filter that cannot
+    reject a match. Every link is verified with the exact distance, so an
+    approximate oracle never links frames farther apart than the threshold
+    and passes :func:`check_oracle`; what it can do is miss a match, so that
+    frame's link goes to a farther-back state or to the root. Its cost grows
+    like ``n^1.5`` on unstructured input (100k x 768 in seconds instead of
+    minutes); on material whose root stays below the switch it is the exact
+    oracle. The index is deterministic (no random state; evenly spaced
+    samples and seeds), so the same input gives the same oracle on the same
+    machine and BLAS. Agreement with the exact oracle is measured in
+    benchmarks/RESULTS.md.
     """
     X = _as_features(features, check_finite=False)
     code = _metric_code(metric)
