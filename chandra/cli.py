@@ -35,7 +35,7 @@ from typing import Sequence
 from chandra import __version__
 from chandra.errors import ChandraError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
 
 
 def _threshold(text: str) -> float | str:
@@ -60,17 +60,51 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from chandra.encoders import ENCODER_NAMES
-    from chandra.normalisation import NORMALISATIONS
-    from chandra.oracle import KINDS, METRICS
+#: The subcommands and their one-line help, in the order ``chandra --help`` lists them.
+COMMANDS = {
+    "train": "train a model from an audio file or a corpus of takes",
+    "cache": "show or clear the feature cache",
+    "inspect": "inspect a chandra or MusicHal 9000 model",
+    "export": "export a model to another format",
+    "generate": "improvise from a model and write a WAV",
+    "trace-report": "report on a trace directory written by chandra.trace.Tracer",
+    "compare": "compare two models, run directories, MusicHal files or traces",
+}
 
+
+def build_parser(*, command: str | None = None) -> argparse.ArgumentParser:
+    """The command-line parser.
+
+    Parameters
+    ----------
+    command : str, optional
+        Give only this subcommand its options (``main`` passes the command
+        it is about to run, so ``chandra --help`` or ``chandra inspect``
+        import none of the modules that define other commands' choices);
+        None (default) builds all of them.
+    """
     parser = argparse.ArgumentParser(prog="chandra", description="Train machine-improvisation models from "
                                      "recordings, with every stage visible.")
     parser.add_argument("--version", action="version", version=f"chandra {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, text in COMMANDS.items():
+        p = sub.add_parser(name, help=text)
+        if command is None or command == name:
+            _OPTIONS[name](p)
+    return parser
 
-    p = sub.add_parser("train", help="train a model from an audio file or a corpus of takes")
+
+def _command_in(argv: Sequence[str]) -> str:
+    """The subcommand named on a command line ('' when there is none: the top-level parser has no
+    option taking a value, so the first word not starting with '-' is the command)."""
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
+def _train_options(p: argparse.ArgumentParser) -> None:
+    from chandra.encoders import DEVICES, ENCODER_NAMES, QUANTIZE_MODES
+    from chandra.normalisation import NORMALISATIONS
+    from chandra.oracle import KINDS, METRICS, SEARCH_MODES
+
     p.add_argument("audio", nargs="*", metavar="AUDIO",
                    help="wav, flac, ogg, aiff/aif or mp3 files, or folders of them (searched recursively); "
                    "several make a corpus")
@@ -82,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=-1, help="hidden layer of the neural encoder (-1 = last)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model directory "
                    "(needed for MERT)")
+    p.add_argument("--device", default="auto", choices=DEVICES,
+                   help="neural encoder: 'auto' (a CUDA GPU when torch sees one, else the CPU; default), 'cpu' "
+                        "or 'cuda' (an error when there is no GPU)")
+    p.add_argument("--quantize", default="none", choices=QUANTIZE_MODES,
+                   help="neural encoder on the CPU: 'int8' = dynamic int8 quantisation (faster, features "
+                        "within ~0.1 %% cosine of float32; recorded in the model)")
     p.add_argument("--tokens", type=_positive_int, default=64, help="vocabulary size K (default 64)")
     p.add_argument("--reduce-k", action="store_true", help="allow a recorded reduction of K when there are "
                    "fewer segments than tokens")
@@ -94,6 +134,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=_threshold, default=None,
                    help="audio-oracle distance threshold, or 'auto' to pick it by information rate")
     p.add_argument("--metric", default="cosine", choices=METRICS)
+    p.add_argument("--oracle-search", default="auto", choices=SEARCH_MODES,
+                   help="audio oracle: match frames exactly, through an approximate index, or 'auto' "
+                        "(exact until the root's candidates make that slow; default)")
+    p.add_argument("--exact", dest="oracle_search", action="store_const", const="exact",
+                   help="same as --oracle-search exact")
     p.add_argument("--no-embed-audio", action="store_true", help="do not store the source audio in the model")
     p.add_argument("--audio", dest="audio_storage", default=None, choices=["embed", "reference", "none"],
                    help="keep the source audio in the model (embed, the default), as references to the files "
@@ -107,21 +152,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
 
-    p = sub.add_parser("cache", help="show or clear the feature cache")
+
+
+def _cache_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=["info", "clear"])
     p.add_argument("--cache-dir", default=None, help="feature cache folder (default: as for train)")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("inspect", help="inspect a chandra or MusicHal 9000 model")
+
+def _inspect_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("--json", action="store_true", help="machine-readable report")
 
-    p = sub.add_parser("export", help="export a model to another format")
+
+def _export_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("--format", default="musichal", choices=["musichal"])
     p.add_argument("-o", "--output", required=True)
 
-    p = sub.add_parser("generate", help="improvise from a model and write a WAV")
+
+def _generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model")
     p.add_argument("-o", "--output", required=True, help="WAV file to write")
     p.add_argument("--seconds", type=float, default=30.0)
@@ -146,7 +196,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder to look in for the audio files a model references (repeatable)")
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
-    p = sub.add_parser("trace-report", help="report on a trace directory written by chandra.trace.Tracer")
+
+def _trace_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory")
     p.add_argument("--against", metavar="DIR_B", default=None,
                    help="compare with another trace, checkpoint by checkpoint (as `chandra compare`)")
@@ -154,14 +205,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --against: exit 1 when DIR_B loses a field or gains an error")
     p.add_argument("--json", action="store_true")
 
-    p = sub.add_parser("compare", help="compare two models, run directories, MusicHal files or traces")
+
+def _compare_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", metavar="A", help="model file, run directory, MusicHal JSON file or trace directory")
     p.add_argument("b", metavar="B", help="the same kinds; stages are lined up by name")
     p.add_argument("--json", action="store_true", help="the comparison as JSON")
     p.add_argument("--all-fields", action="store_true", help="list every stage x field cell, not only changed ones")
     p.add_argument("--fail-on-regression", action="store_true",
                    help="exit 1 when B loses (or thins) a field A carried, or has an error A does not")
-    return parser
+
+
+_OPTIONS = {"train": _train_options, "cache": _cache_options, "inspect": _inspect_options, "export": _export_options,
+            "generate": _generate_options, "trace-report": _trace_report_options, "compare": _compare_options}
 
 
 class _Bars:
@@ -203,6 +258,8 @@ def _print_summary(summary: dict) -> None:
           f"{summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits")
     threshold = summary.get("oracle_threshold")
     extra = f", threshold {threshold:.4g}" if threshold is not None else ""
+    if summary.get("oracle_search") == "approximate":
+        extra += ", approximate root search (--exact for the exact one)"
     print(f"oracle      {summary['oracle_kind']}: {summary['oracle_states']} states, "
           f"{summary['oracle_transitions']} transitions{extra}")
     times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
@@ -230,10 +287,11 @@ def _cmd_train(args: argparse.Namespace) -> int:
     storage = "none" if args.no_embed_audio else (storage or "embed")
     config = TrainConfig(
         encoder=args.encoder, model=args.model, layer=args.layer, trust_remote_code=args.trust_remote_code,
+        device=args.device, quantize=args.quantize,
         n_tokens=args.tokens, reduce_k=args.reduce_k, normalisation=args.normalisation,
         pca_components=args.pca, seed=args.seed, min_duration=args.min_duration,
         max_duration=args.max_duration, oracle=args.oracle, threshold=args.threshold, metric=args.metric,
-        embed_audio=storage != "none",
+        oracle_search=args.oracle_search, embed_audio=storage != "none",
     )
     config.validate()
     output = Path(args.output)
@@ -527,7 +585,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     and no output left half-written.
     """
     os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
-    parser = build_parser()
+    parser = build_parser(command=_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     try:
         with _sigterm_unwinds():

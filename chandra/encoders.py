@@ -38,11 +38,26 @@ import numpy as np
 from chandra.errors import EncoderError, ModelFormatError, WeightsNotFoundError, first_line
 from chandra.progress import ProgressCallback, report
 
+#: Where a neural encoder runs: "auto" = a CUDA GPU when torch sees one (and
+#: the model is not quantised), else the CPU.
+DEVICES = ("auto", "cpu", "cuda")
+#: Neural encoder precision: "none" (float32) or "int8" (dynamic int8
+#: quantisation of the linear maps, CPU only; see :class:`Wav2Vec2Encoder`).
+QUANTIZE_MODES = ("none", "int8")
+#: Transient memory of one chunk second through a wav2vec2-base-size model
+#: (float32 activations of the convolutional front end dominate; measured on
+#: CPU as ~0.5 GB per extra 20 s chunk), used to size batches on a GPU.
+_BYTES_PER_CHUNK_SECOND = 25e6
+_MAX_GPU_BATCH = 32
+
 __all__ = [
     "Encoder",
     "DSPEncoder",
     "Wav2Vec2Encoder",
     "ENCODER_NAMES",
+    "DEVICES",
+    "QUANTIZE_MODES",
+    "resolve_device",
     "make_encoder",
     "available_encoders",
     "segment_bounds",
@@ -589,16 +604,31 @@ class Wav2Vec2Encoder:
     overlap_seconds : float
         Overlap between consecutive chunks in seconds (rounded to whole hops);
         must be smaller than ``chunk_seconds``.
-    batch_size : int
-        Chunks per forward pass. The default (2 chunks of 15 s) keeps the
-        transient memory of a full-size model near 1 GB: on CPU, larger
-        batches are no faster (measured: 4 x 20 s and 1 x 20 s both RTF
-        ~0.08 on 2 cores) but cost ~0.5 GB per extra 20 s chunk in the
-        convolutional feature encoder.
+    batch_size : int or None
+        Chunks per forward pass; None (default) sizes it for the device: 2
+        on the CPU (2 chunks of 15 s keep the transient memory of a
+        full-size model near 1 GB; larger CPU batches are no faster,
+        measured: 4 x 20 s and 1 x 20 s both RTF ~0.08 on 2 cores, but cost
+        ~0.5 GB per extra 20 s chunk in the convolutional feature encoder),
+        and on a GPU as many chunks as fit in half its free memory (at
+        most 32).
     trust_remote_code : bool
         Allow models whose code lives in the model repository (MERT needs it).
-    device : str
-        torch device, e.g. ``"cpu"`` or ``"cuda"``.
+    device : {"auto", "cpu", "cuda"} or str
+        torch device: ``"auto"`` (default) runs on a CUDA GPU when torch sees
+        one and the model is not quantised, else on the CPU; ``"cuda"`` (or
+        ``"cuda:N"``) without a usable GPU is an error, not a silent CPU run.
+    quantize : {"none", "int8"}
+        ``"int8"``: dynamic int8 quantisation on the CPU
+        (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations
+        quantised per batch) of every linear layer, and of the convolutional
+        feature encoder's layers after the first, which run as the same
+        linear map over their input windows (mathematically the convolution;
+        without them the front end, half the compute of wav2vec2-base,
+        would stay float32). Faster on CPUs, slightly different features
+        (measured in benchmarks/RESULTS.md); recorded in :meth:`provenance`
+        as ``quantize``, so a vocabulary fitted on float32 features and
+        applied to int8 ones is flagged (``VOCAB_ENCODER_MISMATCH``, warning).
     cache_dir : str or path, optional
         Hugging Face hub cache to look in (default: ``HF_HUB_CACHE``).
 
@@ -617,9 +647,10 @@ class Wav2Vec2Encoder:
         layer: int = -1,
         chunk_seconds: float = 15.0,
         overlap_seconds: float = 1.0,
-        batch_size: int = 2,
+        batch_size: Optional[int] = None,
         trust_remote_code: bool = False,
-        device: str = "cpu",
+        device: str = "auto",
+        quantize: str = "none",
         cache_dir: Optional[str | os.PathLike] = None,
     ):
         self.model = os.fspath(model)
@@ -629,13 +660,24 @@ class Wav2Vec2Encoder:
         self.batch_size = batch_size
         self.trust_remote_code = trust_remote_code
         self.device = device
+        self.quantize = quantize
         self.cache_dir = None if cache_dir is None else os.fspath(cache_dir)
         if not self.model:
             raise EncoderError("Wav2Vec2Encoder needs a model name or directory")
         if isinstance(layer, bool) or not isinstance(layer, (int, np.integer)):
             raise EncoderError(f"layer must be an integer, got {layer!r}")
-        if not (isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1):
-            raise EncoderError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if batch_size is not None and not (
+            isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool) and batch_size >= 1
+        ):
+            raise EncoderError(f"batch_size must be a positive integer or None (sized for the device), "
+                               f"got {batch_size!r}")
+        if quantize not in QUANTIZE_MODES:
+            raise EncoderError(f"quantize must be one of {', '.join(QUANTIZE_MODES)}, got {quantize!r}")
+        if not isinstance(device, str) or not re.fullmatch(r"auto|cpu|cuda(:\d+)?", device):
+            raise EncoderError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {device!r}")
+        if quantize == "int8" and device.startswith("cuda"):
+            raise EncoderError("quantize='int8' runs on the CPU only (torch's dynamic quantisation); "
+                               "use device='cpu' or 'auto', or quantize='none' on the GPU")
         if not (math.isfinite(chunk_seconds) and chunk_seconds > 0):
             raise EncoderError(f"chunk_seconds must be positive, got {chunk_seconds!r}")
         if not (math.isfinite(overlap_seconds) and 0 <= overlap_seconds < chunk_seconds):
@@ -646,6 +688,9 @@ class Wav2Vec2Encoder:
         self.feature_extractor_ = None
         self.config_ = None
         self.resolved_path_: Optional[str] = None
+        self.device_: Optional[str] = None
+        self.batch_size_: Optional[int] = None
+        self.quantized_: dict = {}
 
     # -- loading ------------------------------------------------------------
 
@@ -793,11 +838,17 @@ class Wav2Vec2Encoder:
         self._n_hidden = int(config.num_hidden_layers) + 1
         self._effective_layer = self._validate_layer(self.layer, self._n_hidden)
         model.eval()
+        device = resolve_device(self.device, quantize=self.quantize)
+        if self.quantize == "int8":
+            model, self.quantized_ = _quantize_int8(model)
         try:
-            model.to(self.device)
+            model.to(device)
         except (RuntimeError, AssertionError, ValueError) as exc:
             # torch reports an unusable device as AssertionError ("not compiled with CUDA") or RuntimeError
             raise EncoderError(f"cannot run the encoder on device {self.device!r}: {first_line(exc)}") from exc
+        self.device_ = device
+        self.batch_size_ = self.batch_size if self.batch_size is not None else _batch_for(
+            device, self.chunk_seconds, getattr(config, "conv_dim", (512,)))
         self.model_, self.feature_extractor_, self.config_ = model, extractor, config
         self.resolved_path_ = source
         return self
@@ -923,7 +974,8 @@ class Wav2Vec2Encoder:
 
         out = np.empty((total_frames, self.dim), dtype=np.float32)
         covered = np.zeros(total_frames, dtype=bool)
-        batches = [list(range(i, min(i + self.batch_size, len(starts)))) for i in range(0, len(starts), self.batch_size)]
+        size = self.batch_size_
+        batches = [list(range(i, min(i + size, len(starts)))) for i in range(0, len(starts), size)]
         report(progress, "encode", 0, len(batches))
         with torch.inference_mode():
             for b, idx in enumerate(batches):
@@ -931,7 +983,7 @@ class Wav2Vec2Encoder:
                 for row, k in enumerate(idx):
                     piece = x[starts[k]: starts[k] + chunk]
                     batch[row, : piece.size] = piece
-                inputs = torch.from_numpy(batch).to(self.device)
+                inputs = torch.from_numpy(batch).to(self.device_)
                 result = self.model_(inputs, output_hidden_states=True)
                 hidden = result.hidden_states[self._effective_layer].float().cpu().numpy()
                 del result
@@ -1005,12 +1057,18 @@ class Wav2Vec2Encoder:
             "dim": self.dim,
             "chunk_seconds": self.chunk_seconds,
             "overlap_seconds": self.overlap_seconds,
-            "batch_size": self.batch_size,
+            "batch_size": self.batch_size_,
+            "batch_size_configured": self.batch_size,
             "normalisation": "zero mean, unit variance over the whole file"
             if getattr(self.feature_extractor_, "do_normalize", False)
             else "none",
             "trust_remote_code": bool(self.trust_remote_code),
-            "device": str(self.device),
+            "device": str(self.device_),
+            "device_configured": self.device,
+            # Precision of the features: a vocabulary fitted at one precision
+            # and applied at another is flagged (findings.vocabulary_findings).
+            "quantize": self.quantize,
+            **({"quantized_modules": dict(self.quantized_)} if self.quantized_ else {}),
             "versions": versions,
         }
 
@@ -1024,12 +1082,158 @@ class Wav2Vec2Encoder:
             "batch_size": self.batch_size,
             "trust_remote_code": self.trust_remote_code,
             "device": self.device,
+            "quantize": self.quantize,
             "cache_dir": self.cache_dir,
         }
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"Wav2Vec2Encoder({params})"
+
+
+def resolve_device(device: str = "auto", *, quantize: str = "none") -> str:
+    """The torch device a neural encoder will run on.
+
+    Parameters
+    ----------
+    device : {"auto", "cpu", "cuda"} or "cuda:N"
+    quantize : {"none", "int8"}
+        int8 models run on the CPU, so ``"auto"`` resolves to ``"cpu"``.
+
+    Returns
+    -------
+    str
+        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+
+    Raises
+    ------
+    EncoderError
+        ``cuda`` asked for but torch sees no usable CUDA device (a CPU-only
+        torch build, no driver, or no such GPU index): said plainly rather
+        than falling back to the CPU behind the user's back.
+    """
+    import torch
+
+    if device == "cpu" or (device == "auto" and quantize == "int8"):
+        return "cpu"
+    available = torch.cuda.is_available()
+    if device == "auto":
+        return "cuda" if available else "cpu"
+    if not available:
+        why = ("this torch is a CPU-only build" if torch.version.cuda is None
+               else "torch finds no CUDA GPU or driver")
+        raise EncoderError(f"device {device!r} was asked for, but {why} (torch {torch.__version__}); "
+                           "use device='cpu' or 'auto'")
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    if index >= torch.cuda.device_count():
+        raise EncoderError(f"device {device!r} was asked for, but torch sees {torch.cuda.device_count()} "
+                           "CUDA GPU(s)")
+    return device
+
+
+def _batch_for(device: str, chunk_seconds: float, conv_dim: Any) -> int:
+    """Chunks per forward pass for a device: 2 on the CPU; on a GPU, what fits in half its free memory."""
+    if not device.startswith("cuda"):
+        return 2
+    import torch
+
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    width = float(conv_dim[0]) / 512.0 if len(conv_dim) else 1.0
+    per_chunk = _BYTES_PER_CHUNK_SECOND * chunk_seconds * width
+    return int(max(1, min(_MAX_GPU_BATCH, (0.5 * free) // per_chunk)))
+
+
+def _quantize_int8(model: Any) -> tuple[Any, dict]:
+    """Dynamic int8 quantisation of a transformers audio model, for the CPU.
+
+    Every ``Conv1d`` that is a plain sliding linear map (one group, no
+    padding or dilation, an input window of at least 32 values: the
+    feature encoder's layers after the first) is replaced by that linear
+    map over its unfolded input windows, then every ``Linear`` gets int8
+    weights and per-batch int8 activations
+    (``torch.ao.quantization.quantize_dynamic``). Returns the model and the
+    counts of what was quantised.
+    """
+    import warnings
+
+    import torch
+
+    try:
+        from torch.ao.quantization import quantize_dynamic
+    except ImportError as exc:  # torch.ao.quantization is deprecated upstream
+        raise EncoderError(f"quantize='int8' needs torch.ao.quantization.quantize_dynamic, which torch "
+                           f"{torch.__version__} lacks ({first_line(exc)}); use quantize='none'") from exc
+    if "fbgemm" not in torch.backends.quantized.supported_engines and \
+            "x86" not in torch.backends.quantized.supported_engines:
+        raise EncoderError("quantize='int8' needs torch's x86 (fbgemm) quantised kernels, which this build "
+                           f"lacks (engines: {', '.join(torch.backends.quantized.supported_engines)})")
+    convs = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if _unfoldable(child):
+                setattr(parent, name, _WindowLinear(child))
+                convs += 1
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    with warnings.catch_warnings():
+        # torch.ao.quantization announces its move to torchao on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", UserWarning)
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return model, {"linear": linears - convs, "conv_as_linear": convs}
+
+
+def _unfoldable(module: Any) -> bool:
+    import torch
+
+    return (isinstance(module, torch.nn.Conv1d) and module.groups == 1 and module.padding in (0, (0,))
+            and module.dilation == (1,) and module.padding_mode == "zeros"
+            and module.in_channels * module.kernel_size[0] >= 32)
+
+
+def _window_linear_class():
+    import torch
+
+    class WindowLinear(torch.nn.Module):
+        """A ``Conv1d`` (one group, no padding) as a ``Linear`` over its input windows.
+
+        Each window is divided by its largest magnitude before the linear map
+        and the output multiplied back (exact in real arithmetic): the front
+        end's activations follow the loudness of the music (a quiet frame's
+        values are ~1/1000 of the loudest), and a dynamically quantised
+        linear map scales its input per tensor, which would round quiet
+        frames to zero. Per window, every frame keeps its 8 bits.
+        """
+
+        def __init__(self, conv):
+            super().__init__()
+            c_out, c_in, k = conv.weight.shape
+            self.kernel, self.stride = int(k), int(conv.stride[0])
+            self.linear = torch.nn.Linear(c_in * k, c_out, bias=False)
+            with torch.no_grad():
+                self.linear.weight.copy_(conv.weight.reshape(c_out, c_in * k))
+            self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone())
+
+        def forward(self, x):
+            batch, channels, _ = x.shape
+            windows = x.unfold(2, self.kernel, self.stride)  # (batch, channels, frames, kernel)
+            windows = windows.permute(0, 2, 1, 3).reshape(batch, windows.shape[2], channels * self.kernel)
+            scale = windows.abs().amax(dim=2, keepdim=True).clamp_min(1e-30)
+            out = self.linear(windows / scale) * scale
+            if self.bias is not None:
+                out = out + self.bias
+            return out.transpose(1, 2)
+
+    return WindowLinear
+
+
+def _WindowLinear(conv: Any) -> Any:
+    global _WINDOW_LINEAR
+    if _WINDOW_LINEAR is None:
+        _WINDOW_LINEAR = _window_linear_class()
+    return _WINDOW_LINEAR(conv)
+
+
+_WINDOW_LINEAR = None
 
 
 class _quiet_transformers_progress:

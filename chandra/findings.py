@@ -923,7 +923,12 @@ IDENTITY_KEYS: dict[str, tuple[str, ...]] = {
     "n_mfcc": ("n_mfcc",),
     "hop_length": ("hop_length",),
     "n_fft": ("n_fft",),
+    "quantize": ("quantize", "quantization", "precision"),
 }
+#: Identity aspects whose mismatch changes the features only slightly (int8
+#: against float32 features of the same model: cosine ~0.999, most tokens the
+#: same; benchmarks/RESULTS.md): a warning, where any other mismatch is an error.
+SOFT_IDENTITY_KEYS = ("quantize",)
 _VOCAB_DECL_KEYS = ("vocabulary", "gesture_vocabulary", "vocab", "token_vocabulary", "kmeans")
 _ENCODER_DECL_KEYS = ("encoder", "feature_encoder", "features_encoder", "feature_extractor")
 _FITTED_ON_KEYS = ("fitted_on", "trained_on", "encoder", "features")
@@ -1010,10 +1015,18 @@ def vocabulary_conflicts(vocabulary: Mapping, features: Mapping) -> list[dict]:
 
 def _mismatch_finding(conflicts: list[dict], stage: str, source: str) -> Finding:
     shown = "; ".join(f"{c['aspect']} {c['vocabulary']!r} vs {c['features']!r}" for c in conflicts[:4])
+    more = "; ..." if len(conflicts) > 4 else ""
+    if all(c["aspect"] in SOFT_IDENTITY_KEYS for c in conflicts):
+        return Finding(
+            "warning", VOCAB_ENCODER_MISMATCH, stage,
+            f"the vocabulary was fitted on features of another precision than the ones it is applied to "
+            f"({shown}{more}): the same model, so most tokens agree, but some frames may get a neighbouring "
+            "token; refit the vocabulary on features of this precision to remove the doubt",
+            {"conflicts": conflicts, "source": source})
     return Finding(
         "error", VOCAB_ENCODER_MISMATCH, stage,
-        f"the vocabulary was fitted on other features than the ones it is applied to ({shown}"
-        + ("; ..." if len(conflicts) > 4 else "") + "): its tokens do not mean what the frames hold",
+        f"the vocabulary was fitted on other features than the ones it is applied to ({shown}{more}): "
+        "its tokens do not mean what the frames hold",
         {"conflicts": conflicts, "source": source})
 
 

@@ -120,6 +120,9 @@ def inspect_loaded(model: Any) -> dict:
         # The CLI and dashboard read these two names; keep them stable.
         oracle["states"] = summary.get("n_states")
         oracle["transitions"] = summary.get("n_transitions")
+        search = getattr(model.oracle, "search", None)
+        if search:
+            oracle["search"] = search.get("mode")
 
     vocabulary = None
     vocab = getattr(model, "vocabulary", None)
@@ -293,7 +296,8 @@ def format_report(report: dict) -> str:
             f"suffix links to root {_pct(oracle.get('sfx_to_root_share'))}, "
             f"to previous {_pct(oracle.get('sfx_to_previous_share'))}"
             + (f", threshold {_num(oracle['threshold'])} ({oracle.get('metric')})"
-               if oracle.get("threshold") is not None else ""))
+               if oracle.get("threshold") is not None else "")
+            + (", approximate root search" if oracle.get("search") == "approximate" else ""))
         if oracle.get("violations"):
             shown = ", ".join(f"{k}: {v}" for k, v in oracle["violations"].items())
             lines.append(f"  invariant violations: {shown}")

@@ -724,7 +724,8 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
         meta: dict[str, Any]
         if block is not None and isinstance(block.get("oracle"), dict):
             stored = block["oracle"]
-            meta = {"kind": stored.get("kind"), "threshold": stored.get("threshold"), "metric": stored.get("metric")}
+            meta = {"kind": stored.get("kind"), "threshold": stored.get("threshold"), "metric": stored.get("metric"),
+                    "search": stored.get("search")}
             try:
                 lrs = np.asarray(stored.get("lrs", []), dtype=np.int64)
             except (TypeError, ValueError, OverflowError):

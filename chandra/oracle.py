@@ -75,12 +75,30 @@ one-hot features and a threshold between 0 and the distance of two different
 symbols this is a common suffix of the token sequence, and the oracle's
 ``sfx`` equals the factor oracle's.
 
+Approximate search. On material where few frames recur within the threshold
+(noise, or a threshold that is too small) almost every new frame reaches the
+root and is compared with all of its children, O(n^2 d) in all. Past a size
+threshold :func:`build_audio_oracle` answers that one comparison from an
+inverted-file index over the root's children (PCA projection, spherical
+K-means lists, exact verification of every link it makes); every other
+state's children are few and stay exact, so on material whose root stays
+small the oracle is the exact one. ``search="exact"`` forces the exact scan.
+An approximate oracle satisfies every invariant of :func:`check_oracle`: it
+can miss a match (that frame links further back or to the root), never link
+frames farther apart than the threshold. ``Oracle.search`` records how it was
+built; agreement with the exact oracle is measured in benchmarks/RESULTS.md.
+
 Construction kernels are compiled with numba (cached on disk); everything the
 dashboard or model I/O touches is plain ``int64``/``float64`` numpy arrays.
+The kernels that checks and small models need (``check_oracle``, exact
+context, information rate) run their own source in the interpreter while
+their inputs are small and numba is not loaded yet, so ``chandra inspect`` of
+a small model does not pay numba's start-up (about a second per process).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -107,6 +125,7 @@ __all__ = [
     "default_thresholds",
     "KINDS",
     "METRICS",
+    "SEARCH_MODES",
     "CHECK_CODES",
     "take_of_frames",
 ]
@@ -138,6 +157,26 @@ _TAKE_ARRAY = "take_starts"  # only oracles over several takes (a corpus) have i
 _CHUNK = 1 << 16  # states per kernel call: progress granularity, negligible overhead
 _AO_BLOCK = 256  # audio-oracle frames per kernel call (and per Gram block)
 _DENSE_RATIO = 16  # a Gram block pays off when a frame is compared with > 1/16 of the past
+
+#: ``build_audio_oracle`` search modes.
+SEARCH_MODES = ("auto", "exact", "approximate")
+#: ``search="auto"`` indexes the root once scanning its children costs this
+#: many multiply-adds per frame (root out-degree x feature dimension; 4,096
+#: children of 768-D frames); below it the search is exact.
+APPROX_MIN_WORK = 4096 * 768
+#: ``search="approximate"`` indexes the root once it has this many children.
+APPROX_MIN_ROOT = 256
+_ANN_DIM = 64  # projected dimension of the root index
+_ANN_MAX_LISTS = 8192
+_ANN_MIN_LIST = 16  # members per list, on average, at least
+_ANN_NPROBE = 24  # lists scanned per query
+_ANN_K = 8  # candidates verified per query
+_ANN_SPILL = 2  # lists each indexed child goes into
+_ANN_REFIT = 4  # refit the lists when the index has grown this many times
+_ANN_REPROJECT = 4  # refit the projection when it has grown this many times (until it had a full sample)
+_ANN_SAMPLE = 16384  # rows for the projection and the K-means fit
+_ANN_KMEANS_ITERS = 4
+_NO_Y = np.zeros((1, 1), np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -187,6 +226,11 @@ class Oracle:
         context (``lrs``) counts frames across a take start. None for one
         sequence. See :func:`build_factor_oracle` and
         :func:`build_audio_oracle`.
+    search : dict or None
+        How an audio oracle's matches were searched (:func:`build_audio_oracle`):
+        ``mode`` "exact" or "approximate", the mode ``requested``, and for an
+        approximate build the index's figures. None when unknown (factor
+        oracles, imported graphs, models saved before it was recorded).
     """
 
     kind: str
@@ -198,6 +242,7 @@ class Oracle:
     metric: Optional[str] = None
     rep: Optional[np.ndarray] = None
     take_starts: Optional[np.ndarray] = None
+    search: Optional[dict] = None
 
     def __post_init__(self) -> None:
         if self.rep is None:
@@ -249,13 +294,16 @@ class Oracle:
         return out
 
     def to_meta(self) -> dict[str, Any]:
-        """JSON-able description: ``kind``, ``threshold``, ``metric``, ``n_frames``."""
-        return {
+        """JSON-able description: ``kind``, ``threshold``, ``metric``, ``n_frames`` (and ``search`` when known)."""
+        meta = {
             "kind": self.kind,
             "threshold": None if self.threshold is None else float(self.threshold),
             "metric": self.metric,
             "n_frames": self.n_frames,
         }
+        if self.search is not None:
+            meta["search"] = dict(self.search)
+        return meta
 
     @classmethod
     def from_arrays(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> "Oracle":
@@ -333,8 +381,14 @@ class Oracle:
             problem = _take_starts_problem(starts, n)
             if problem:
                 raise ModelFormatError(f"oracle 'take_starts' {problem}")
+        search = meta.get("search")
+        if search is not None:
+            # Descriptive only: keep short scalar entries, drop anything else.
+            search = {str(key)[:64]: value for key, value in search.items()
+                      if isinstance(value, (str, int, float, bool)) and not (isinstance(value, str) and len(value) > 64)
+                      } if isinstance(search, dict) and len(search) <= 32 else None
         return cls(kind=kind, sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=threshold, metric=metric,
-                   rep=rep, take_starts=starts)
+                   rep=rep, take_starts=starts, search=search)
 
 
 def _take_starts_problem(starts: np.ndarray, n: int) -> str | None:
@@ -415,19 +469,55 @@ _KERNEL_SOURCES: dict[str, tuple[Any, dict]] = {}
 _FAST_MATH = {"reassoc", "contract", "nsz", "arcp"}
 
 
+#: Until the kernels are compiled, a call of a kernel registered with
+#: ``interpret_small=True`` (linear work: the checks, exact context, IR)
+#: whose array arguments hold at most this many elements in all runs the same
+#: source in the interpreter: importing numba and loading compiled kernels
+#: from the disk cache costs about a second per process, far more than a
+#: small model's checks take interpreted (``chandra inspect`` of a
+#: 1,000-frame model).
+_INTERPRET_MAX_ELEMENTS = 50_000
+_INTERPRETED: dict[str, Any] = {}
+_INTERPRETABLE: set[str] = set()
+
+
 class _LazyKernel:
-    def __init__(self, name: str):
+    def __init__(self, name: str, interpret_small: bool):
         self.name = name
+        self.interpret_small = interpret_small
 
     def __call__(self, *args):
+        if self.interpret_small and sum(a.size for a in args if isinstance(a, np.ndarray)) <= _INTERPRET_MAX_ELEMENTS:
+            return _interpreted(self.name)(*args)
         _materialise_kernels()
         return globals()[self.name](*args)
 
 
-def _kernel(**options):
+def _interpreted(name: str):
+    """Kernel ``name`` as plain Python: its source, calling the other kernels' sources."""
+    if not _INTERPRETED:
+        import types
+
+        namespace = dict(globals())
+        for kernel, (fn, _) in _KERNEL_SOURCES.items():
+            namespace[kernel] = types.FunctionType(fn.__code__, namespace, kernel, fn.__defaults__, fn.__closure__)
+
+        def entry(fn):
+            def run(*args):
+                with np.errstate(over="ignore"):  # hashing multiplies wrap around, as compiled
+                    return fn(*args)
+            return run
+
+        _INTERPRETED.update({kernel: entry(namespace[kernel]) for kernel in _KERNEL_SOURCES})
+    return _INTERPRETED[name]
+
+
+def _kernel(*, interpret_small: bool = False, **options):
     def register(fn):
         _KERNEL_SOURCES[fn.__name__] = (fn, options)
-        return _LazyKernel(fn.__name__)
+        if interpret_small:
+            _INTERPRETABLE.add(fn.__name__)
+        return _LazyKernel(fn.__name__, interpret_small)
 
     return register
 
@@ -528,7 +618,7 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_
     return ne
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_next, tab_key, tab_val, lrs, rep):
     # Online suffix automaton (Blumer et al. 1985) over frames start..stop-1,
     # written for the exact longest repeated suffix: when frame i is added,
@@ -698,30 +788,79 @@ def _dist(X, a, b, sqnorm, metric):
 
 
 @_kernel()
-def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e_next, e_src, e_dst, ne, stats):
-    # G: when it has rows, G[f - start, j] = X[f] . X[j] for the frames f of
+def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, g_row0, sfx, lrs, head, tail, e_next, e_src, e_dst, ne,
+               stats, idx_edge, Y, theta_p2, cand, cand_lo, cand_hi, ctl):
+    # G: when it has rows, G[f - g_row0, j] = X[f] . X[j] for the frames f of
     # this block and every earlier frame j (one matrix product per block,
     # chosen by the caller when most comparisons hit the root).
-    # stats[0] accumulates distance evaluations.
+    # Root index (idx_edge >= 0): the root's children up to and including
+    # edge ``idx_edge`` are in the caller's index; for frame f in
+    # [cand_lo, cand_hi) ``cand[f - cand_lo]`` lists the index's candidates
+    # (ascending frame ids, -1 padded), and later root children are compared
+    # directly after a projected-distance prefilter: Y holds every frame's
+    # coordinates under an orthonormal projection of the search space, so
+    # |Y[f] - Y[j]|^2 >= theta_p2 proves the pair is not within the threshold.
+    # A walk that reaches the indexed root without candidates pauses:
+    # ctl[0] = its state on return (-1: the block is done); passing that
+    # state back in ctl[0] resumes it at the root (its earlier transitions
+    # are already added).
+    # stats: 0 distance evaluations, 1 root searches through the index,
+    # 2 root transitions added, 3 index candidates verified, 4 prefiltered pairs.
     dense = G.shape[0] > 0
+    indexed = idx_edge >= 0
+    resume = ctl[0]
+    ctl[0] = -1
     n_eval = 0
     for i in range(start + 1, stop + 1):
         f = i - 1
-        e_next, e_src, e_dst, ne = _append_edge(i - 1, i, head, tail, e_next, e_src, e_dst, ne)
-        k = sfx[i - 1]
+        if i == resume:
+            k = 0
+        else:
+            e_next, e_src, e_dst, ne = _append_edge(i - 1, i, head, tail, e_next, e_src, e_dst, ne)
+            k = sfx[i - 1]
         found = -1
         while k > -1:
             best = theta
             e = head[k]
+            prefilter = False
+            if k == 0 and indexed:
+                if f < cand_lo or f >= cand_hi:
+                    ctl[0] = i
+                    stats[0] += n_eval
+                    return e_next, e_src, e_dst, ne
+                stats[1] += 1
+                # Candidates come in ascending frame order and the later
+                # children follow, so "closest, earliest on ties" holds.
+                for c in range(cand.shape[1]):
+                    j = cand[f - cand_lo, c]
+                    if j < 0:
+                        break
+                    n_eval += 1
+                    stats[3] += 1
+                    dd = _dist(X, f, j, sqnorm, metric)
+                    if dd < best:
+                        best = dd
+                        found = j + 1
+                e = e_next[idx_edge]
+                prefilter = True
             while e >= 0:
                 j = e_dst[e] - 1
+                if prefilter:
+                    stats[4] += 1
+                    acc = Y[f, 0] - Y[f, 0]
+                    for t in range(Y.shape[1]):
+                        diff = Y[f, t] - Y[j, t]
+                        acc += diff * diff
+                    if acc >= theta_p2:
+                        e = e_next[e]
+                        continue
                 n_eval += 1
                 if dense:
                     # The product's rounding (and, for euclidean, cancellation
                     # in |a|^2 + |b|^2 - 2 a.b) could move a pair across the
                     # threshold, so anything near ``best`` is recomputed
                     # directly: both paths then take the same decisions.
-                    dot = np.float64(G[f - start, j])
+                    dot = np.float64(G[f - g_row0, j])
                     if metric == 0:
                         if _dist_from_dot(dot, sqnorm[f], sqnorm[j], 0) >= best + 1e-4:
                             e = e_next[e]
@@ -737,6 +876,8 @@ def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e
             if found >= 0:
                 break
             e_next, e_src, e_dst, ne = _append_edge(k, i, head, tail, e_next, e_src, e_dst, ne)
+            if k == 0:
+                stats[2] += 1
             k = sfx[k]
         if found < 0:
             sfx[i] = 0
@@ -746,6 +887,152 @@ def _ao_kernel(X, sqnorm, metric, theta, start, stop, G, sfx, lrs, head, tail, e
             lrs[i] = _matched_run(X, sqnorm, metric, theta, i, found, sfx, lrs)
     stats[0] += n_eval
     return e_next, e_src, e_dst, ne
+
+
+@_kernel()
+def _children_after(e, head, e_next, e_dst, k):
+    # Frames labelling state k's transitions after edge e (all of them when
+    # e < 0), in order, and the last edge seen (e when there is none).
+    e = head[k] if e < 0 else e_next[e]
+    count = 0
+    probe = e
+    while probe >= 0:
+        count += 1
+        probe = e_next[probe]
+    out = np.empty(count, np.int64)
+    last = -1
+    for c in range(count):
+        out[c] = e_dst[e] - 1
+        last = e
+        e = e_next[e]
+    return out, last
+
+
+@_kernel(fastmath=_FAST_MATH)
+def _ivf_scan(Y, frames, dc, nprobe, list_start, list_len, pack_y, pack_id, theta_p2, out, home):
+    # dc[q, c]: squared distance (up to a per-row constant) of query q to
+    # list centre c; the nprobe nearest lists are scanned (ties to the lower
+    # list) and home[f] records the nearest. For each query frame: the
+    # members whose projected squared distance is below theta_p2, the
+    # out.shape[1] closest kept (ties to the earlier frame), written in
+    # ascending frame order, -1 padded. Lists are packed: list c's members
+    # are pack_id[list_start[c]:][:list_len[c]] with their coordinates in the
+    # same rows of pack_y (a sequential scan).
+    k = out.shape[1]
+    m = Y.shape[1]
+    n_lists = dc.shape[1]
+    bd = np.empty(k, np.float64)
+    bj = np.empty(k, np.int64)
+    pd = np.empty(nprobe, np.float64)
+    pc = np.empty(nprobe, np.int64)
+    n_scanned = 0
+    for q in range(frames.shape[0]):
+        f = frames[q]
+        npb = 0
+        for c in range(n_lists):
+            v = dc[q, c]
+            if npb < nprobe or v < pd[npb - 1]:
+                pos = npb if npb < nprobe else nprobe - 1
+                while pos > 0 and pd[pos - 1] > v:
+                    pd[pos] = pd[pos - 1]
+                    pc[pos] = pc[pos - 1]
+                    pos -= 1
+                pd[pos] = v
+                pc[pos] = c
+                if npb < nprobe:
+                    npb += 1
+        for h in range(home.shape[1]):
+            home[f, h] = pc[min(h, npb - 1)]
+        nb = 0
+        for p in range(npb):
+            c = pc[p]
+            lo = list_start[c]
+            n_scanned += list_len[c]
+            for r in range(lo, lo + list_len[c]):
+                acc = Y[f, 0] - Y[f, 0]
+                for t in range(m):
+                    diff = Y[f, t] - pack_y[r, t]
+                    acc += diff * diff
+                dd = np.float64(acc)
+                if dd >= theta_p2:
+                    continue
+                j = pack_id[r]
+                if nb < k or dd < bd[nb - 1] or (dd == bd[nb - 1] and j < bj[nb - 1]):
+                    seen = False
+                    for b in range(nb):  # a member spilled into two probed lists
+                        if bj[b] == j:
+                            seen = True
+                    if seen:
+                        continue
+                    pos = nb if nb < k else k - 1
+                    while pos > 0 and (bd[pos - 1] > dd or (bd[pos - 1] == dd and bj[pos - 1] > j)):
+                        bd[pos] = bd[pos - 1]
+                        bj[pos] = bj[pos - 1]
+                        pos -= 1
+                    bd[pos] = dd
+                    bj[pos] = j
+                    if nb < k:
+                        nb += 1
+        sel = np.sort(bj[:nb])
+        for c in range(k):
+            out[q, c] = sel[c] if c < nb else -1
+    return n_scanned
+
+
+@_kernel()
+def _smallest_columns(scores, s):
+    # The s columns of each row with the smallest scores, ascending (ties to the lower column).
+    out = np.empty((scores.shape[0], s), np.int64)
+    best = np.empty(s, np.float64)
+    for q in range(scores.shape[0]):
+        nb = 0
+        for c in range(scores.shape[1]):
+            v = scores[q, c]
+            if nb < s or v < best[nb - 1]:
+                pos = nb if nb < s else s - 1
+                while pos > 0 and best[pos - 1] > v:
+                    best[pos] = best[pos - 1]
+                    out[q, pos] = out[q, pos - 1]
+                    pos -= 1
+                best[pos] = v
+                out[q, pos] = c
+                if nb < s:
+                    nb += 1
+        for h in range(nb, s):
+            out[q, h] = out[q, nb - 1]
+    return out
+
+
+@_kernel()
+def _ivf_insert(Y, members, assign, list_start, list_len, list_cap, pack_y, pack_id):
+    # Append members to their packed lists; returns how many were placed
+    # (fewer than all when a list is full: the caller repacks and goes on).
+    for a in range(members.shape[0]):
+        c = assign[a]
+        if list_len[c] >= list_cap[c]:
+            return a
+        r = list_start[c] + list_len[c]
+        pack_id[r] = members[a]
+        for t in range(Y.shape[1]):
+            pack_y[r, t] = Y[members[a], t]
+        list_len[c] += 1
+    return members.shape[0]
+
+
+@_kernel()
+def _kmeans_update(Y, assign, C):
+    # Lloyd step: every centre with members moves to their mean.
+    sums = np.zeros(C.shape, np.float64)
+    counts = np.zeros(C.shape[0], np.int64)
+    for a in range(Y.shape[0]):
+        c = assign[a]
+        counts[c] += 1
+        for t in range(Y.shape[1]):
+            sums[c, t] += Y[a, t]
+    for c in range(C.shape[0]):
+        if counts[c] > 0:
+            for t in range(C.shape[1]):
+                C[c, t] = sums[c, t] / counts[c]
 
 
 @_kernel()
@@ -769,7 +1056,7 @@ def _matched_run(X, sqnorm, metric, theta, i, k, sfx, lrs):
     return m
 
 
-@_kernel(fastmath=_FAST_MATH)
+@_kernel(interpret_small=True, fastmath=_FAST_MATH)
 def _row_sqnorms(X):
     out = np.empty(X.shape[0], np.float64)
     for a in range(X.shape[0]):
@@ -780,7 +1067,7 @@ def _row_sqnorms(X):
     return out
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _pair_dist_kernel(X, a, b, sqnorm, metric):
     out = np.empty(a.shape[0], np.float64)
     for k in range(a.shape[0]):
@@ -806,7 +1093,7 @@ def _edges_to_csr(e_src, e_dst, ne, n_states):
     return ptr, dst
 
 
-@_kernel(fastmath=_FAST_MATH)
+@_kernel(interpret_small=True, fastmath=_FAST_MATH)
 def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, verified):
     # verified[i] = min(lrs[i], M(i, sfx[i])) where M(a, b) is the number of
     # consecutive matching frame pairs ending at states a and b, and ``sfx``
@@ -848,7 +1135,7 @@ def _context_check(sym, X, sqnorm, metric, theta, use_symbols, sfx, lrs, valid, 
     return n_cmp
 
 
-@_kernel()
+@_kernel(interpret_small=True)
 def _ir_profile(lrs, alphabet):
     # See information_rate_profile for the formula.
     n = lrs.shape[0] - 1
@@ -1248,11 +1535,262 @@ def _checked_sqnorms(X: np.ndarray) -> np.ndarray:
     return sq
 
 
+class _RootIndex:
+    """Inverted-file index over the root's children, in a PCA-projected search space.
+
+    The search space is where the metric is euclidean: unit rows for cosine
+    (``|u - v|^2 = 2 (1 - cos)``; a zero row stays zero), the rows themselves
+    for euclidean. An orthonormal projection ``P`` (the top principal axes of
+    a sample of the indexed rows) never lengthens a difference, so a
+    projected squared distance at or above the search-space threshold proves
+    a pair is not within it: the filter loses no match among the rows it
+    scans. Rows are grouped by spherical K-means in the projected space
+    (lists scored by the cosine to their centre), each row in its
+    ``_ANN_SPILL`` best lists; a query scans the ``_ANN_NPROBE`` best lists
+    and returns at most ``_ANN_K`` members that pass the filter (nearest in
+    projection first). Matches in other lists are what the approximation can
+    miss. About ``sqrt(nprobe x spill x size)`` lists balance the centre
+    scan against the list scans (at least 16 members per list while the
+    index is small).
+
+    Deterministic: evenly spaced samples, evenly spaced K-means seeds, a
+    seeded range finder for the projection; the lists are refitted when the
+    index has grown ``_ANN_REFIT``-fold, the projection ``_ANN_REPROJECT``-fold
+    until it has seen ``_ANN_SAMPLE`` rows.
+    """
+
+    def __init__(self, X: np.ndarray, metric: str, theta: float):
+        self.X = X
+        self.cosine = metric == "cosine"
+        self.thr_e2 = 2.0 * theta if self.cosine else theta * theta
+        self.dim = min(_ANN_DIM, X.shape[1])
+        self.members = np.zeros(0, np.int64)
+        self.n_fit = 0
+        self.n_projected = 0
+        self.Y = np.zeros((X.shape[0], self.dim), np.float32)
+        self.y_hi = 0
+        self.biggest = 0.0
+        self.theta_p2 = 0.0
+        self.n_lists = 0
+        self.refits = 0
+        self.scanned = 0
+
+    def _search_rows(self, rows: np.ndarray) -> np.ndarray:
+        Z = self.X[rows].astype(np.float32)
+        if self.cosine:
+            norms = np.sqrt(np.einsum("ij,ij->i", Z, Z, dtype=np.float64)).astype(np.float32)
+            Z /= np.where(norms > 0, norms, 1.0)[:, None]
+        return Z
+
+    def add(self, frames: np.ndarray) -> None:
+        """Index more root children (ascending frames)."""
+        if frames.size == 0:
+            return
+        self.members = np.concatenate([self.members, frames])
+        if self.members.size >= _ANN_REFIT * max(self.n_fit, 1):
+            if self.members.size >= _ANN_REPROJECT * max(self.n_projected, 1) and self.n_projected < _ANN_SAMPLE:
+                self._project()
+            self.extend(int(frames[-1]) + 1)
+            self._fit()
+        else:
+            self.extend(int(frames[-1]) + 1)
+            self._insert(frames, self._assign(frames))
+
+    def _sample(self) -> np.ndarray:
+        members = self.members
+        return members[np.unique(np.linspace(0, members.size - 1, min(members.size, _ANN_SAMPLE)).astype(np.int64))]
+
+    def _project(self) -> None:
+        self.n_projected = self.members.size
+        Zs = self._search_rows(self._sample())
+        self.mean = Zs.mean(axis=0, dtype=np.float64).astype(np.float32)
+        Zs -= self.mean
+        self.P = _principal_axes(Zs, self.dim)
+        if self.P.shape[1] != self.Y.shape[1]:  # fewer axes when the sample has lower rank
+            self.Y = np.zeros((self.X.shape[0], self.P.shape[1]), np.float32)
+        hi, self.y_hi, self.biggest = self.y_hi, 0, 0.0
+        self.extend(max(hi, int(self.members[-1]) + 1))
+
+    def extend(self, stop: int) -> None:
+        """Project frames up to ``stop`` (rows of ``Y`` are filled ahead of the build, 8,192 at a time)."""
+        if stop <= self.y_hi:
+            return
+        stop = min(self.X.shape[0], max(stop, self.y_hi + 8192))
+        for lo in range(self.y_hi, stop, 8192):
+            hi = min(stop, lo + 8192)
+            Zb = self._search_rows(np.arange(lo, hi)) - self.mean
+            self.biggest = max(self.biggest, float(np.einsum("ij,ij->i", Zb, Zb, dtype=np.float64).max()))
+            self.Y[lo:hi] = Zb @ self.P
+        self.y_hi = max(self.y_hi, stop)
+        # float32 coordinates: allow for their rounding (1e-3 of the largest
+        # norm on the distance, far above it), so the filter never rejects a
+        # match. Not finite: the rows overflow float32, and the index is not used.
+        self.theta_p2 = (math.sqrt(self.thr_e2) + 1e-3 * math.sqrt(self.biggest)) ** 2
+
+    @property
+    def usable(self) -> bool:
+        return math.isfinite(self.theta_p2)
+
+    def _fit(self) -> None:
+        members = self.members
+        self.n_fit = members.size
+        self.refits += 1
+        # A query compares with every centre and the members of nprobe lists
+        # (each child is in _ANN_SPILL of them): sqrt(nprobe x spill x size)
+        # lists balance the two (size: halfway to the next refit).
+        # A small index gets fewer, fuller lists (at least _ANN_MIN_LIST
+        # members each): there the scan is cheap and recall is what counts.
+        size = (1 + _ANN_REFIT) / 2 * members.size
+        balanced = math.sqrt(_ANN_NPROBE * _ANN_SPILL * size)
+        self.n_lists = int(min(_ANN_MAX_LISTS, max(1, round(min(balanced, size / _ANN_MIN_LIST)))))
+        Ys = self.Y[self._sample()]
+        seeds = np.unique(np.linspace(0, Ys.shape[0] - 1, self.n_lists).astype(np.int64))
+        C = Ys[seeds].copy()
+        for _ in range(_ANN_KMEANS_ITERS):
+            _kmeans_update(Ys, _smallest_columns(self._scores(Ys, self._directions(C)), 1)[:, 0], C)
+        self.C = C
+        self.D = self._directions(C)
+        self.home = np.full((self.X.shape[0], min(_ANN_SPILL, C.shape[0])), -1, np.int64)
+        assign = self._assign(members)
+        self._pack(np.bincount(assign.ravel(), minlength=C.shape[0]))
+        self._insert(members, assign)
+
+    def _pack(self, counts: np.ndarray, old: Optional[tuple] = None) -> None:
+        # Room for twice each list's members (and 8 more), so most lists
+        # never move before the next refit.
+        cap = 2 * counts + 8
+        start = np.concatenate([[0], np.cumsum(cap)[:-1]]).astype(np.int64)
+        pack_y = np.empty((int(cap.sum()), self.dim), np.float32)
+        pack_id = np.empty(int(cap.sum()), np.int64)
+        length = np.zeros(counts.size, np.int64)
+        if old is not None:
+            o_start, o_len, o_y, o_id = old
+            for c in np.flatnonzero(o_len):
+                pack_y[start[c] : start[c] + o_len[c]] = o_y[o_start[c] : o_start[c] + o_len[c]]
+                pack_id[start[c] : start[c] + o_len[c]] = o_id[o_start[c] : o_start[c] + o_len[c]]
+            length[:] = o_len
+        self.list_start, self.list_len, self.list_cap = start, length, cap.astype(np.int64)
+        self.pack_y, self.pack_id = pack_y, pack_id
+
+    def _insert(self, frames: np.ndarray, assign: np.ndarray) -> None:
+        # Every frame goes into each of its lists; lists stay in ascending frame order.
+        frames = np.repeat(frames, assign.shape[1])
+        assign = assign.ravel()
+        done = 0
+        while done < frames.size:
+            done += int(_ivf_insert(self.Y, frames[done:], assign[done:], self.list_start, self.list_len,
+                                    self.list_cap, self.pack_y, self.pack_id))
+            if done < frames.size:
+                counts = self.list_len + np.bincount(assign[done:], minlength=self.list_len.size)
+                self._pack(counts, (self.list_start, self.list_len, self.pack_y, self.pack_id))
+
+    @staticmethod
+    def _directions(C: np.ndarray) -> np.ndarray:
+        # Lists are scored by the cosine to their centre (spherical K-means):
+        # the euclidean distance would favour the centres of large lists,
+        # whose norms shrink in high dimension, and make them hubs that
+        # every query scans.
+        norms = np.sqrt(np.einsum("ij,ij->i", C, C))
+        return np.ascontiguousarray((C / np.where(norms > 0, norms, 1.0)[:, None]).T, dtype=np.float32)
+
+    @staticmethod
+    def _scores(Y: np.ndarray, D: np.ndarray) -> np.ndarray:
+        """Lower is nearer: minus the projected rows' dot products with the list directions (d, n_lists)."""
+        out = Y @ D
+        np.negative(out, out=out)
+        return out
+
+    def _assign(self, frames: np.ndarray) -> np.ndarray:
+        """The lists each frame goes into: int64 (len(frames), spill), nearest first."""
+        # Frames that queried the current lists already know them.
+        assign = self.home[frames]
+        todo = assign[:, 0] < 0
+        if np.any(todo):
+            rows = np.flatnonzero(todo)
+            for lo in range(0, rows.size, 8192):  # bounded score matrices
+                part = rows[lo : lo + 8192]
+                assign[part] = _smallest_columns(self._scores(self.Y[frames[part]], self.D), assign.shape[1])
+        return assign
+
+    def query(self, frames: np.ndarray) -> np.ndarray:
+        """Candidate root children for each frame: int64 (len(frames), k), ascending, -1 padded."""
+        d = self._scores(self.Y[frames], self.D)
+        out = np.empty((frames.size, _ANN_K), np.int64)
+        self.scanned += int(_ivf_scan(self.Y, frames, d, min(_ANN_NPROBE, self.C.shape[0]), self.list_start,
+                                      self.list_len, self.pack_y, self.pack_id, self.theta_p2, out, self.home))
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"indexed": int(self.members.size), "lists": int(self.n_lists), "nprobe": _ANN_NPROBE,
+                "spill": _ANN_SPILL, "projected_dim": int(self.Y.shape[1]), "candidates": _ANN_K,
+                "refits": int(self.refits), "scanned": int(self.scanned)}
+
+
+def _principal_axes(Z: np.ndarray, m: int) -> np.ndarray:
+    """Top ``m`` principal axes of centred rows, float32 (d, m), orthonormal columns.
+
+    Randomised range finder with two power iterations (Halko, Martinsson &
+    Tropp 2011) from a fixed seed: thin matrix products and factorisations
+    of (m + 16)-square matrices only (no d x d or tall LAPACK call). Any
+    orthonormal basis keeps the filter exact; the principal one makes it
+    tight.
+    """
+    d = Z.shape[1]
+    if m >= d:
+        return np.eye(d, dtype=np.float32)
+    Z64 = Z.astype(np.float64)
+    Q = Z64 @ np.random.default_rng(0).standard_normal((d, min(d, m + 16)))
+    for it in range(3):
+        Q = _orthonormal_columns(Q)
+        if it < 2:
+            Q = Z64 @ (Z64.T @ Q)
+    P = np.zeros((d, 0))
+    if Q.shape[1]:
+        B = Q.T @ Z64  # (l, d): the rows' coordinates in the found range, transposed
+        w, U = np.linalg.eigh(B @ B.T)
+        order = np.argsort(w)[::-1][: min(m, Q.shape[1])]
+        P = _orthonormal_columns(B.T @ U[:, order])
+    if P.shape[1] == 0:  # every sampled row is the same: any one axis will do
+        P = np.eye(d, 1)
+    # A fixed sign per axis, so the projection does not depend on LAPACK's choice.
+    flip = np.sign(P[np.argmax(np.abs(P), axis=0), np.arange(P.shape[1])])
+    return np.ascontiguousarray(P * np.where(flip == 0, 1.0, flip), dtype=np.float32)
+
+
+def _orthonormal_columns(A: np.ndarray) -> np.ndarray:
+    """Orthonormalise the columns of a tall matrix (Cholesky QR, twice for accuracy; rank-deficient columns dropped)."""
+    for _ in range(2):
+        G = A.T @ A
+        w, V = np.linalg.eigh(G)
+        keep = w > w.max() * 1e-12 if w.size and w.max() > 0 else np.zeros(w.shape, bool)
+        # A (V diag(w)^-1/2) has orthonormal columns: a symmetric-eigen form of Cholesky QR that tolerates rank loss.
+        A = A @ (V[:, keep] / np.sqrt(w[keep]))
+    return A
+
+
+@contextlib.contextmanager
+def _one_blas_thread():
+    """Limit BLAS to one thread for the duration (threadpoolctl, a scikit-learn dependency; no-op without it)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - scikit-learn brings it
+        yield
+        return
+    with threadpool_limits(limits=1, user_api="blas"):
+        yield
+
+
+def _index_pays_off(n_root: int, dim: int) -> bool:
+    """``search="auto"``: index the root once scanning it costs more than ``APPROX_MIN_WORK`` multiply-adds."""
+    return n_root * dim >= APPROX_MIN_WORK
+
+
 def build_audio_oracle(
     features: Any,
     *,
     threshold: float,
     metric: str = "cosine",
+    search: str = "auto",
     progress: Optional[ProgressCallback] = None,
     take_starts: Any = None,
 ) -> Oracle:
@@ -1269,6 +1807,13 @@ def build_audio_oracle(
     metric : {"cosine", "euclidean"}
         ``cosine`` is ``1 - a.b / (|a| |b|)`` (0 between two zero vectors, 1
         between a zero and a non-zero vector); ``euclidean`` is ``|a - b|``.
+    search : {"auto", "exact", "approximate"}
+        How a new frame is matched against the root's children (see Notes):
+        ``exact`` compares it with every one; ``approximate`` asks an index
+        as soon as the root has ``APPROX_MIN_ROOT`` children; ``auto`` (the
+        default) asks it once comparing with every child would cost more
+        than ``APPROX_MIN_WORK`` multiply-adds per frame (root out-degree x
+        d), and is exact below that.
     progress : callable, optional
         ``progress("oracle", done_frames, n)``.
     take_starts : array_like of int, shape (T,), optional
@@ -1284,7 +1829,10 @@ def build_audio_oracle(
     Returns
     -------
     Oracle
-        ``kind="features"`` with ``threshold`` and ``metric`` recorded.
+        ``kind="features"`` with ``threshold`` and ``metric`` recorded, and
+        ``search`` describing how it was built (``mode``: "exact" or
+        "approximate"; for an approximate build the root searches the index
+        answered and its parameters).
 
     Notes
     -----
@@ -1306,31 +1854,49 @@ def build_audio_oracle(
     Cost. Each comparison is one ``d``-dimensional distance (squared norms are
     precomputed). On structured material (frames recurring within the
     threshold) the suffix chain is short and out-degrees are small, so the
-    cost is about linear in ``n`` (10k x 768: a few milliseconds). On
-    unstructured material (no two frames within the threshold: noise, or a
-    threshold that is too small) every new frame reaches the root and is
-    compared with every earlier root transition; the root's out-degree grows
-    to ``n`` and construction costs ``n (n - 1) / 2`` distance evaluations,
-    i.e. O(n^2 d). That is a property of the algorithm, not of this
-    implementation. When most comparisons reach that far, frames are handled
-    in blocks whose dot products with the whole past come from one BLAS
-    matrix product (pairs near the threshold are recomputed directly, so the
-    result is the same); 10k x 768 unstructured then takes about half a
-    second instead of several. Such thresholds get an information rate of 0
-    in :func:`ir_threshold_sweep`.
+    cost is about linear in ``n``. On unstructured material (few frames
+    within the threshold of an earlier one: noise, or a threshold that is too
+    small) most frames reach the root, whose out-degree grows towards ``n``:
+    the exact search costs ``n (n - 1) / 2`` distance evaluations, O(n^2 d)
+    (done in blocks whose dot products with the past come from one BLAS
+    product; 10k x 768 takes about half a second, 100k about a minute).
+
+    Approximate search replaces only the root's scan (every other state's
+    children are few and always compared exactly): the children up to the
+    previous block of 256 frames are in an inverted-file index
+    (:class:`_RootIndex`: PCA projection of the search space to 64
+    dimensions, spherical K-means lists, each child in its 2 nearest lists,
+    the 24 lists nearest the new frame scanned, the 8 closest candidates in
+    projection verified with the builder's own distance); children added
+    since are compared exactly after a projected-distance filter that cannot
+    reject a match. Every link is verified with the exact distance, so an
+    approximate oracle never links frames farther apart than the threshold
+    and passes :func:`check_oracle`; what it can do is miss a match, so that
+    frame's link goes to a farther-back state or to the root. Its cost grows
+    like ``n^1.5`` on unstructured input (100k x 768 in seconds instead of
+    minutes); on material whose root stays below the switch it is the exact
+    oracle. The index is deterministic (no random state; evenly spaced
+    samples and seeds), so the same input gives the same oracle on the same
+    machine and BLAS. Agreement with the exact oracle is measured in
+    benchmarks/RESULTS.md.
     """
     X = _as_features(features, check_finite=False)
     code = _metric_code(metric)
+    if search not in SEARCH_MODES:
+        raise OracleError(f"search {search!r} is not one of {SEARCH_MODES}")
     theta = float(threshold)
     if not math.isfinite(theta) or theta < 0:
         raise OracleError(f"threshold must be a finite number >= 0, got {threshold!r}")
     n = X.shape[0]
     starts = _checked_take_starts(take_starts, n)
     if starts is not None:
-        return _split_at_takes(build_audio_oracle(X, threshold=theta, metric=metric, progress=progress), starts)
+        return _split_at_takes(build_audio_oracle(X, threshold=theta, metric=metric, search=search, progress=progress),
+                               starts)
     if n == 0:
         report(progress, "oracle", 0, 0)
-        return _empty_oracle("features", theta, metric)
+        out = _empty_oracle("features", theta, metric)
+        out.search = {"mode": "exact", "requested": search}
+        return out
     sqnorm = _checked_sqnorms(X)
     sfx = np.empty(n + 1, np.int64)
     lrs = np.empty(n + 1, np.int64)
@@ -1342,24 +1908,77 @@ def build_audio_oracle(
     e_src = np.empty(cap, np.int64)
     e_dst = np.empty(cap, np.int64)
     ne = 0
-    stats = np.zeros(1, np.int64)
+    stats = np.zeros(5, np.int64)
+    ctl = np.full(1, -1, np.int64)
     no_gram = np.zeros((0, 0), dtype=X.dtype)
+    no_cand = np.zeros((0, _ANN_K), np.int64)
     dense = False
-    for start in range(0, n, _AO_BLOCK):
-        stop = min(n, start + _AO_BLOCK)
-        # One BLAS product for the whole block beats frame-by-frame dots once
-        # the walks compare each frame with a sizeable share of the past.
-        gram = X[start:stop] @ X[:stop].T if dense else no_gram
-        before = int(stats[0])
-        e_next, e_src, e_dst, ne = _ao_kernel(
-            X, sqnorm, code, theta, start, stop, gram, sfx, lrs, head, tail, e_next, e_src, e_dst, ne, stats
-        )
-        per_frame = (int(stats[0]) - before) / (stop - start)
-        dense = per_frame * _DENSE_RATIO > stop
-        report(progress, "oracle", stop, n)
+    index: Optional[_RootIndex] = None
+    searching, fallback = search != "exact", None
+    idx_edge = -1
+    speculate = True
+    indexed_from = None
+    with contextlib.ExitStack() as threads:
+        for start in range(0, n, _AO_BLOCK):
+            stop = min(n, start + _AO_BLOCK)
+            n_root = int(stats[2]) + (1 if start > 0 else 0)  # frame 0's direct transition leaves the root
+            if index is None and searching and start > 0 and (
+                _index_pays_off(n_root, X.shape[1]) if search == "auto" else n_root >= APPROX_MIN_ROOT
+            ):
+                index = _RootIndex(X, metric, theta)
+                indexed_from = start
+                # From here on the matrix products are small (a block of queries
+                # against the list centres): one BLAS thread is as fast, and
+                # several spin against each other on a busy machine (measured 2x
+                # slower wall time at a load of 6 on 2 cores).
+                threads.enter_context(_one_blas_thread())
+            if index is not None:
+                frames, last = _children_after(idx_edge, head, e_next, e_dst, 0)
+                if frames.size:
+                    index.add(frames)
+                    idx_edge = last
+                index.extend(stop)
+                if not index.usable:  # rows too large for float32 coordinates: exact from here on
+                    index, idx_edge, searching, fallback = None, -1, False, "features too large for the index"
+            # One BLAS product for the whole block beats frame-by-frame dots once
+            # the walks compare each frame with a sizeable share of the past.
+            gram = X[start:stop] @ X[:stop].T if dense and index is None else no_gram
+            before_eval, before_idx = int(stats[0]), int(stats[1])
+            cand, cand_lo = no_cand, 0
+            ctl[0] = -1
+            begin = start
+            while True:
+                e_next, e_src, e_dst, ne = _ao_kernel(
+                    X, sqnorm, code, theta, begin, stop, gram, start, sfx, lrs, head, tail, e_next, e_src, e_dst, ne,
+                    stats, idx_edge, _NO_Y if index is None else index.Y, 0.0 if index is None else index.theta_p2,
+                    cand, cand_lo, cand_lo + cand.shape[0], ctl,
+                )
+                if ctl[0] < 0:
+                    break
+                # A walk reached the indexed root: ask the index for this frame
+                # and, when most frames of the last block got that far, for the
+                # rest of the block in the same batch.
+                begin = int(ctl[0]) - 1
+                span = stop - begin if speculate else min(stop - begin, 8)
+                cand_lo = begin
+                cand = index.query(np.arange(begin, begin + span, dtype=np.int64))
+            per_frame = (int(stats[0]) - before_eval) / (stop - start)
+            dense = per_frame * _DENSE_RATIO > stop
+            speculate = (int(stats[1]) - before_idx) * 4 >= stop - start
+            report(progress, "oracle", stop, n)
     ptr, dst = _edges_to_csr(e_src, e_dst, ne, n + 1)
+    # Approximate only where the index answered a root search: until then
+    # (or when no walk reached the indexed root) the oracle is the exact one.
+    how: dict[str, Any] = {"mode": "approximate" if stats[1] > 0 else "exact", "requested": search}
+    if stats[1] > 0:
+        how.update({"indexed_from_frame": int(indexed_from), "index_searches": int(stats[1]),
+                    "candidates_verified": int(stats[3])})
+        if index is not None:
+            how.update(index.describe())
+    if fallback:
+        how["fallback"] = fallback
     return Oracle(kind="features", sfx=sfx, lrs=lrs, trn_ptr=ptr, trn_dst=dst, threshold=theta, metric=metric,
-                  rep=sfx.copy())
+                  rep=sfx.copy(), search=how)
 
 
 def _split_at_takes(oracle: Oracle, starts: np.ndarray) -> Oracle:
@@ -1378,7 +1997,8 @@ def _split_at_takes(oracle: Oracle, starts: np.ndarray) -> Oracle:
     new_ptr = np.zeros(n + 2, dtype=np.int64)
     np.cumsum(np.bincount(src[ok], minlength=n + 1), out=new_ptr[1:n + 2])
     return Oracle(kind=oracle.kind, sfx=sfx, lrs=lrs, trn_ptr=new_ptr, trn_dst=np.ascontiguousarray(dst[ok]),
-                  threshold=oracle.threshold, metric=oracle.metric, rep=oracle.rep, take_starts=starts.copy())
+                  threshold=oracle.threshold, metric=oracle.metric, rep=oracle.rep, take_starts=starts.copy(),
+                  search=oracle.search)
 
 
 # ---------------------------------------------------------------------------
@@ -1810,6 +2430,7 @@ def ir_threshold_sweep(
     *,
     thresholds: Any = None,
     metric: str = "cosine",
+    search: str = "auto",
     progress: Optional[ProgressCallback] = None,
 ) -> dict[str, Any]:
     """Information rate of the audio oracle over a grid of thresholds.
@@ -1820,6 +2441,8 @@ def ir_threshold_sweep(
     thresholds : array_like of float, optional
         Default: :func:`default_thresholds` (20 points).
     metric : {"cosine", "euclidean"}
+    search : {"auto", "exact", "approximate"}
+        Passed to :func:`build_audio_oracle`.
     progress : callable, optional
         ``progress("ir_sweep", done_thresholds, n_thresholds)``.
 
@@ -1840,7 +2463,7 @@ def ir_threshold_sweep(
     irs: list[float] = []
     roots: list[int] = []
     for k, theta in enumerate(grid):
-        oracle = build_audio_oracle(X, threshold=float(theta), metric=metric)
+        oracle = build_audio_oracle(X, threshold=float(theta), metric=metric, search=search)
         irs.append(information_rate(oracle))
         roots.append(int(oracle.transitions(0).size))
         report(progress, "ir_sweep", k + 1, grid.size)

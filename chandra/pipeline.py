@@ -67,11 +67,11 @@ STAGE_DEPENDENCIES: dict[str, tuple[str, ...]] = {
 _STAGE_CONFIG_FIELDS: dict[str, tuple[str, ...]] = {
     "load": ("sample_rate",),
     "segment": ("min_duration", "max_duration", "hop_length"),
-    "encode": ("encoder", "model", "layer", "trust_remote_code", "chunk_seconds", "batch_size"),
+    "encode": ("encoder", "model", "layer", "trust_remote_code", "chunk_seconds", "batch_size", "device", "quantize"),
     "vocabulary": ("n_tokens", "normalisation", "pca_components", "seed", "reduce_k"),
     "harmony": ("max_partials",),
     "events": (),
-    "oracle": ("oracle", "threshold", "metric"),
+    "oracle": ("oracle", "threshold", "metric", "oracle_search"),
     "save": ("embed_audio",),
 }
 
@@ -90,6 +90,15 @@ class TrainConfig:
         neural encoders.
     layer : int
         Hidden layer of a neural encoder (-1 = last).
+    batch_size : int or None
+        Chunks per forward pass of a neural encoder; None sizes it for the
+        device (see :class:`chandra.encoders.Wav2Vec2Encoder`).
+    device : str
+        One of :data:`chandra.encoders.DEVICES` (neural encoders; "auto" =
+        a CUDA GPU when torch sees one, else the CPU).
+    quantize : str
+        One of :data:`chandra.encoders.QUANTIZE_MODES`: "int8" runs a neural
+        encoder with dynamic int8 quantisation on the CPU.
     n_tokens : int
         Vocabulary size K.
     normalisation : str
@@ -112,6 +121,11 @@ class TrainConfig:
         information rate.
     metric : str
         One of :data:`chandra.oracle.METRICS`.
+    oracle_search : str
+        One of :data:`chandra.oracle.SEARCH_MODES`: how the audio oracle
+        matches a frame against the root's children ("auto": exact until
+        that gets expensive, then an approximate index; "exact"; or
+        "approximate"); see :func:`chandra.oracle.build_audio_oracle`.
     embed_audio : bool
         Store the mono source signal in the model for resynthesis.
     """
@@ -121,7 +135,9 @@ class TrainConfig:
     layer: int = -1
     trust_remote_code: bool = False
     chunk_seconds: float = 15.0
-    batch_size: int = 2
+    batch_size: int | None = None
+    device: str = "auto"
+    quantize: str = "none"
     n_tokens: int = 64
     normalisation: str = "l2"
     pca_components: int | None = None
@@ -135,6 +151,7 @@ class TrainConfig:
     oracle: str = "tokens"
     threshold: float | str | None = None
     metric: str = "cosine"
+    oracle_search: str = "auto"
     embed_audio: bool = True
 
     def to_dict(self) -> dict:
@@ -157,9 +174,9 @@ class TrainConfig:
             (a :class:`ChandraError` and a ``ValueError``) naming the first
             bad option in :attr:`~chandra.errors.ChandraError.parameter`.
         """
-        from chandra.encoders import ENCODER_NAMES
+        from chandra.encoders import DEVICES, ENCODER_NAMES, QUANTIZE_MODES
         from chandra.normalisation import NORMALISATIONS
-        from chandra.oracle import KINDS, METRICS
+        from chandra.oracle import KINDS, METRICS, SEARCH_MODES
 
         def bad(name: str, message: str) -> ParameterError:
             return ParameterError(f"{name} {message}", parameter=name)
@@ -169,6 +186,18 @@ class TrainConfig:
 
         if self.encoder not in ENCODER_NAMES:
             raise bad("encoder", f"must be one of {', '.join(ENCODER_NAMES)}, got {self.encoder!r}")
+        if self.device not in DEVICES:
+            raise bad("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if self.quantize not in QUANTIZE_MODES:
+            raise bad("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        if self.encoder == "dsp" and self.quantize != "none":
+            raise bad("quantize", f"applies to neural encoders, not to encoder 'dsp' (got {self.quantize!r})")
+        if self.encoder == "dsp" and self.device == "cuda":
+            raise bad("device", "'cuda' applies to neural encoders; the dsp encoder runs on the CPU")
+        if self.quantize == "int8" and self.device == "cuda":
+            raise bad("quantize", "'int8' runs on the CPU only; use device 'cpu' or 'auto'")
+        if self.batch_size is not None and (not whole(self.batch_size) or self.batch_size < 1):
+            raise bad("batch_size", f"must be a positive integer or None, got {self.batch_size!r}")
         if not whole(self.n_tokens) or self.n_tokens < 1:
             raise bad("n_tokens", f"must be a positive integer, got {self.n_tokens!r}")
         if self.pca_components is not None and (not whole(self.pca_components) or self.pca_components < 1):
@@ -181,6 +210,8 @@ class TrainConfig:
             raise bad("normalisation", f"must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
         if self.metric not in METRICS:
             raise bad("metric", f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.oracle_search not in SEARCH_MODES:
+            raise bad("oracle_search", f"must be one of {', '.join(SEARCH_MODES)}, got {self.oracle_search!r}")
         if isinstance(self.threshold, str) and self.threshold != "auto":
             raise bad("threshold", f"must be a number or 'auto', got {self.threshold!r}")
         if isinstance(self.threshold, (int, float)) and not (self.threshold > 0 and math.isfinite(self.threshold)):
@@ -328,7 +359,8 @@ def encoder_options(config: TrainConfig) -> dict[str, Any]:
     cfg = config
     options: dict[str, Any] = {}
     if cfg.encoder != "dsp":
-        options = {"layer": cfg.layer, "chunk_seconds": cfg.chunk_seconds, "batch_size": cfg.batch_size}
+        options = {"layer": cfg.layer, "chunk_seconds": cfg.chunk_seconds, "batch_size": cfg.batch_size,
+                   "device": cfg.device, "quantize": cfg.quantize}
         if cfg.trust_remote_code:
             # Only an explicit opt-in is passed on; the "mert" alias carries its
             # own default, and running repository code must be a user's choice.
@@ -425,11 +457,12 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
     else:
         threshold = cfg.threshold
         if threshold is None or threshold == "auto":
-            curve = ir_threshold_sweep(state.features, metric=cfg.metric, progress=progress)
+            curve = ir_threshold_sweep(state.features, metric=cfg.metric, search=cfg.oracle_search,
+                                       progress=progress)
             state.threshold_curve = curve
             threshold = float(curve["best_threshold"])
         oracle = build_audio_oracle(state.features, threshold=float(threshold), metric=cfg.metric,
-                                    progress=progress)
+                                    search=cfg.oracle_search, progress=progress)
         violations = check_oracle(oracle, features=state.features)
     # Threshold matching is not transitive, so on audio oracles a context
     # mismatch is a warning (reported by the findings), not a broken oracle.
@@ -446,11 +479,13 @@ def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
                                   centers=state.vocabulary.cluster_centers_))
     state.summaries["oracle"] = {"kind": oracle.kind, "states": n + 1, "transitions": int(oracle.n_transitions),
                                  "threshold": oracle.threshold}
+    if oracle.search is not None:
+        state.summaries["oracle"]["search"] = oracle.search["mode"]
 
 
 #: Encoder provenance keys that identify the features a vocabulary is fitted on.
 FITTED_ON_KEYS = ("encoder", "model", "model_type", "layer", "effective_layer", "pooling", "sample_rate", "dim",
-                  "n_mfcc", "hop_length", "n_fft")
+                  "n_mfcc", "hop_length", "n_fft", "quantize")
 
 
 def fitted_on(encoder_provenance: dict | None, *, dim: int | None = None) -> dict:
@@ -485,7 +520,9 @@ def build_model(state: RunState):
                                       "pca_components": cfg.pca_components, "seed": cfg.seed},
                        "effective": effective},
         "oracle": {"kind": state.oracle.kind, "threshold": state.oracle.threshold, "metric": state.oracle.metric,
-                   "threshold_configured": cfg.threshold},
+                   "threshold_configured": cfg.threshold,
+                   # configured search and what the builder did ("exact" or "approximate", index figures)
+                   "search_configured": cfg.oracle_search, "search": state.oracle.search},
         "config": cfg.to_dict(),
         "versions": package_versions(neural=neural),
     }
@@ -713,6 +750,7 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "oracle_states": oracle.get("states"),
         "oracle_transitions": oracle.get("transitions"),
         "oracle_threshold": oracle.get("threshold"),
+        "oracle_search": oracle.get("search"),
         "seconds": {k: round(v, 3) for k, v in state.timings.items()},
         "findings": [f"{f['severity']}: {f['code']} ({f['stage']}): {f['message']}" for f in (findings or [])],
         "saved": state.saved_path,

@@ -104,6 +104,26 @@ def test_audio_oracle_with_auto_threshold(tmp_path, capsys):
     model = load_model(path)
     assert model.oracle.kind == "features" and model.oracle.threshold == pytest.approx(summary["oracle_threshold"])
     assert model.provenance["oracle"]["threshold_configured"] == "auto"
+    assert model.provenance["oracle"]["search_configured"] == "auto"
+    assert model.oracle.search["mode"] == model.provenance["oracle"]["search"]["mode"] == summary["oracle_search"]
+
+
+def test_oracle_search_options(tmp_path, capsys):
+    from chandra.cli import build_parser
+
+    parser = build_parser()
+    base = ["train", "a.wav", "-o", "m.chandra"]
+    assert parser.parse_args(base).oracle_search == "auto"
+    assert parser.parse_args(base + ["--exact"]).oracle_search == "exact"
+    assert parser.parse_args(base + ["--oracle-search", "approximate"]).oracle_search == "approximate"
+    audio = write(tmp_path / "m.wav", melody(24))
+    path = tmp_path / "e.chandra"
+    assert main(["train", str(audio), "-o", str(path), "--tokens", "4", "--oracle", "features", "--threshold",
+                 "0.2", "--exact", "--quiet", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    model = load_model(path)
+    assert summary["oracle_search"] == "exact" and model.oracle.search == {"mode": "exact", "requested": "exact"}
+    assert model.provenance["config"]["oracle_search"] == "exact"
 
 
 def _nan_wav(path: Path) -> Path:
@@ -324,3 +344,33 @@ def test_export_musichal_round_trips(trained_samples, tmp_path, capsys):
     assert main(["inspect", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["fields"]["gesture_token"]["present"] == report["frames"]
+
+
+HEAVY = ("numpy", "numba", "scipy", "sklearn", "librosa", "torch", "transformers", "pandas", "plotly", "umap")
+
+
+def _imported_by(args: list[str], cwd: Path) -> tuple[set[str], str]:
+    """Top-level heavy packages a fresh ``chandra`` process imports for ``args`` (and its stdout)."""
+    code = ("import json, sys, runpy\n"
+            f"sys.argv = ['chandra'] + {args!r}\n"
+            "try:\n    runpy.run_module('chandra.cli', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            f"print('IMPORTED', json.dumps(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd, check=True).stdout
+    line = [ln for ln in out.splitlines() if ln.startswith("IMPORTED")][-1]
+    return set(json.loads(line[len("IMPORTED "):])), out
+
+
+def test_help_and_inspect_import_only_what_they_need(trained_samples):
+    # `chandra --help` needs no numpy at all; inspecting a small model loads
+    # numpy but none of the pipeline stack (no numba: small checks run
+    # interpreted; no scipy, scikit-learn, librosa, torch).
+    root = Path(__file__).resolve().parents[1]
+    imported, out = _imported_by(["--help"], root)
+    assert imported == set() and "inspect" in out and "train" in out
+    model = next(iter(trained_samples.values()))
+    imported, out = _imported_by(["inspect", str(model)], root)
+    assert imported == {"numpy"}, imported
+    assert "gesture_token" in out
+    imported, _ = _imported_by(["train", "--help"], root)
+    assert "numpy" in imported  # the train options' choices come from the library

@@ -568,3 +568,81 @@ def test_pool_frames_blocks_do_not_change_results(monkeypatch):
         sel = (times >= segs.start[k]) & (times < segs.end[k])
         if sel.any():
             np.testing.assert_allclose(mean[k], frames[sel].astype(np.float64).mean(axis=0), rtol=1e-9, atol=1e-9)
+
+
+# ---------------------------------------------------------------------------
+# int8 quantisation and devices
+
+
+def test_window_linear_is_the_convolution():
+    import torch
+
+    from chandra.encoders import _WindowLinear, _unfoldable
+
+    torch.manual_seed(0)
+    for c_in, c_out, k, stride, bias in ((32, 48, 3, 2, False), (16, 8, 4, 1, True), (64, 64, 2, 2, False)):
+        conv = torch.nn.Conv1d(c_in, c_out, k, stride=stride, bias=bias)
+        assert _unfoldable(conv)
+        x = torch.randn(2, c_in, 101)
+        with torch.no_grad():
+            torch.testing.assert_close(_WindowLinear(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+    assert not _unfoldable(torch.nn.Conv1d(1, 8, 10, stride=5))  # the first layer stays float
+    assert not _unfoldable(torch.nn.Conv1d(32, 32, 8, padding=4, groups=4))  # positional convolution
+
+
+def test_int8_encoder_is_close_to_float32_and_says_so(tiny_dirs, audio16):
+    y, sr = audio16
+    s = even_segments(3.0, 0.1)
+    f32 = Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], chunk_seconds=1.0, overlap_seconds=0.2)
+    i8 = Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], chunk_seconds=1.0, overlap_seconds=0.2, quantize="int8")
+    a, b = f32.encode(y, sr, s), i8.encode(y, sr, s)
+    assert a.shape == b.shape and b.dtype == np.float32 and np.all(np.isfinite(b))
+    assert not np.array_equal(a, b)  # really another computation
+    cos = np.einsum("ij,ij->i", a, b) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+    assert np.median(cos) > 0.98, np.median(cos)
+    np.testing.assert_array_equal(b, i8.encode(y, sr, s))  # deterministic
+    p32, p8 = f32.provenance(), i8.provenance()
+    assert p32["quantize"] == "none" and "quantized_modules" not in p32
+    assert p8["quantize"] == "int8" and p8["device"] == "cpu" and p8["device_configured"] == "auto"
+    # the tiny model: every Linear of 2 transformer layers and the projection, and its second conv layer
+    assert p8["quantized_modules"]["conv_as_linear"] == 1 and p8["quantized_modules"]["linear"] >= 13
+    assert p8["batch_size"] == 2 and p8["batch_size_configured"] is None
+    import torch
+
+    assert any(type(m).__module__.startswith("torch.ao.nn.quantized") for m in i8.model_.modules())
+    assert not any(isinstance(m, torch.nn.Linear) and type(m) is torch.nn.Linear for m in i8.model_.modules())
+
+
+def test_devices_resolve_or_fail_clearly(tiny_dirs):
+    import torch
+
+    from chandra.encoders import DEVICES, QUANTIZE_MODES, _batch_for, resolve_device
+
+    assert DEVICES == ("auto", "cpu", "cuda") and QUANTIZE_MODES == ("none", "int8")
+    assert resolve_device("cpu") == "cpu"
+    assert resolve_device("auto", quantize="int8") == "cpu"
+    assert _batch_for("cpu", 15.0, (512,)) == 2
+    with pytest.raises(EncoderError, match="CPU only"):
+        Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="cuda", quantize="int8")
+    with pytest.raises(EncoderError, match="quantize"):
+        Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], quantize="int4")
+    with pytest.raises(EncoderError, match="device"):
+        Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="tpu")
+    if torch.cuda.is_available():
+        assert resolve_device("auto") == "cuda"
+    else:
+        assert resolve_device("auto") == "cpu"
+        with pytest.raises(EncoderError, match="device 'cuda' was asked for"):
+            resolve_device("cuda")
+        with pytest.raises(EncoderError, match="device 'cuda:1' was asked for"):
+            Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="cuda:1").load()
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs GPU: CUDA batch sizing")
+def test_cuda_batches_are_sized_by_free_memory(tiny_dirs, audio16):
+    enc = Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="cuda").load()
+    assert enc.device_ == "cuda" and 1 <= enc.batch_size_ <= 32
+    y, sr = audio16
+    cpu = Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="cpu").encode(y, sr, even_segments(3.0, 0.1))
+    gpu = enc.encode(y, sr, even_segments(3.0, 0.1))
+    assert np.allclose(cpu, gpu, atol=1e-3)

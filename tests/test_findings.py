@@ -503,3 +503,51 @@ def test_token_values_that_are_all_text_say_so_without_an_empty_range():
     records = [{"t": 0.1 * i, "gesture_token": "a"} for i in range(30)]
     found = [f for f in F.ledger_findings([ledger_entry("events", records)]) if f.code == F.TOKENS_OUT_OF_RANGE]
     assert found and "[0, 0)" not in found[0].message and "not integers" in found[0].message
+# --------------------------------------------------------------------------- precision of the features
+
+
+def test_float32_vocabulary_on_int8_features_is_a_warning(tmp_path):
+    # A vocabulary fitted on float32 features of a model, applied to the
+    # same model's int8 features (quantize="int8"): the provenance says so,
+    # and the finding is a warning (the features are close), not the error
+    # of a vocabulary from another encoder.
+    from helpers_models import save_tiny_wav2vec2
+
+    from chandra.encoders import Wav2Vec2Encoder
+    from chandra.normalisation import normalise
+    from chandra.pipeline import fitted_on
+    from chandra.vocabulary import GestureVocabulary
+
+    directory = save_tiny_wav2vec2(tmp_path / "tiny")
+    rng = np.random.default_rng(3)
+    sr = 16000
+    t = np.arange(4 * sr) / sr
+    y = (0.3 * np.sin(2 * np.pi * (220 + 110 * (t > 2)) * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+    starts = np.arange(0.0, 4.0, 0.1)
+    segments = type("S", (), {"start": starts, "end": starts + 0.1})()
+    f32 = Wav2Vec2Encoder(model=directory, chunk_seconds=1.0, overlap_seconds=0.2)
+    i8 = Wav2Vec2Encoder(model=directory, chunk_seconds=1.0, overlap_seconds=0.2, quantize="int8")
+    X32, X8 = f32.encode(y, sr, segments), i8.encode(y, sr, segments)
+    vocab = GestureVocabulary(n_tokens=4, random_state=0).fit(X32)
+    recorded = fitted_on(f32.provenance(), dim=X32.shape[1])
+    assert recorded["quantize"] == "none" and fitted_on(i8.provenance())["quantize"] == "int8"
+
+    def model_with(features, encoder_provenance):
+        events = [{"t": float(s), "gesture_token": int(k)} for s, k in zip(starts, vocab.predict(features))]
+        return Model(events=events, features=normalise(features, method="l2").astype(np.float32), oracle=None,
+                     provenance={"encoder": encoder_provenance},
+                     vocabulary={"params": vocab.get_params(), "fitted_on": recorded},
+                     centers=vocab.cluster_centers_.astype(np.float32), ledger=[])
+
+    assert F.vocabulary_findings(model_with(X32, f32.provenance())) == []
+    (hit,) = F.vocabulary_findings(model_with(X8, i8.provenance()))
+    assert hit.code == F.VOCAB_ENCODER_MISMATCH and hit.severity == "warning"
+    assert hit.evidence["conflicts"] == [{"aspect": "quantize", "vocabulary": "none", "features": "int8"}]
+    assert "precision" in hit.message
+    other_layer = dict(i8.provenance(), effective_layer=0, layer=0)
+    (hit,) = F.vocabulary_findings(model_with(X8, other_layer))
+    assert hit.severity == "error" and {c["aspect"] for c in hit.evidence["conflicts"]} == {"quantize", "layer"}
+    # declared at trace checkpoints, the same rule
+    entry = {"stage": "tokens", "provenance": {"encoder": i8.provenance(), "vocabulary": {"fitted_on": recorded}}}
+    ((code, finding),) = F._declared_vocabulary_check(entry, "tokens", {})
+    assert code == F.VOCAB_ENCODER_MISMATCH and finding.severity == "warning"

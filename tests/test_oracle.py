@@ -750,3 +750,164 @@ def test_importing_the_module_does_not_import_numba():
     code = "import sys, chandra.oracle; print('numba' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ---------------------------------------------------------------------------
+# Audio oracle: approximate root search
+# ---------------------------------------------------------------------------
+
+
+def motif_frames(n: int, d: int, n_proto: int, *, noise: float, seed: int, zero_every: int = 0) -> np.ndarray:
+    """Unit prototypes recurring as motifs, with per-dimension noise (float32 (n, d)).
+
+    Many prototypes make the root's out-degree large (each prototype's first
+    occurrence is a root child), which is where the index takes over.
+    """
+    rng = np.random.default_rng(seed)
+    protos = rng.standard_normal((n_proto, d))
+    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
+    motifs = [rng.integers(0, n_proto, rng.integers(3, 9)) for _ in range(max(4, n_proto // 3))]
+    labels: list[int] = []
+    while len(labels) < n:
+        labels.extend(motifs[rng.integers(len(motifs))].tolist())
+    X = protos[np.asarray(labels[:n])] + noise * rng.standard_normal((n, d))
+    if zero_every:
+        X[::zero_every] = 0.0  # silences: cosine distance 0 between two, 1 to anything else
+    return X.astype(np.float32)
+
+
+def assert_same_audio_oracle(a: Oracle, b: Oracle) -> None:
+    for name in ("sfx", "lrs", "trn_ptr", "trn_dst", "rep"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    assert a.n_states == b.n_states and a.threshold == b.threshold and a.metric == b.metric
+
+
+@pytest.mark.parametrize("metric,threshold,zero_every", [("cosine", 0.3, 0), ("cosine", 0.3, 97),
+                                                          ("euclidean", 0.6, 0)])
+def test_approximate_search_equals_exact_on_structured_frames(metric, threshold, zero_every):
+    # 700 prototypes in 96-D: the root grows well past APPROX_MIN_ROOT, so
+    # thousands of root searches go through the index, and every one must
+    # find the same closest match as the exact scan.
+    X = motif_frames(6000, 96, 700, noise=0.01, seed=5, zero_every=zero_every)
+    exact = build_audio_oracle(X, threshold=threshold, metric=metric, search="exact")
+    approx = build_audio_oracle(X, threshold=threshold, metric=metric, search="approximate")
+    assert exact.search == {"mode": "exact", "requested": "exact"}
+    assert approx.search["mode"] == "approximate" and approx.search["requested"] == "approximate"
+    assert exact.transitions(0).size > oracle_mod.APPROX_MIN_ROOT
+    assert approx.search["index_searches"] > 1000
+    assert approx.search["indexed"] >= oracle_mod.APPROX_MIN_ROOT
+    assert_same_audio_oracle(approx, exact)
+    assert check_oracle(approx, features=X) == check_oracle(exact, features=X)
+
+
+def test_auto_search_switches_to_the_index_above_its_threshold_and_equals_exact(monkeypatch):
+    X = motif_frames(5000, 768, 400, noise=0.01, seed=8)
+    exact = build_audio_oracle(X, threshold=0.3, search="exact")
+    auto_small = build_audio_oracle(X, threshold=0.3)  # 400 root children x 768: below the threshold
+    assert auto_small.search == {"mode": "exact", "requested": "auto"}
+    assert_same_audio_oracle(auto_small, exact)
+    monkeypatch.setattr(oracle_mod, "APPROX_MIN_WORK", 300 * 768)
+    auto = build_audio_oracle(X, threshold=0.3)
+    assert auto.search["mode"] == "approximate" and auto.search["requested"] == "auto"
+    assert auto.search["indexed_from_frame"] > 0 and auto.search["projected_dim"] == 64
+    assert_same_audio_oracle(auto, exact)
+
+
+def test_approximate_search_on_low_rank_frames_equals_exact(monkeypatch):
+    # Frames in a 3-D subspace of 100-D: the projection has fewer axes than
+    # it asks for, which must not change a single decision.
+    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", 64)
+    rng = np.random.default_rng(3)
+    protos = rng.standard_normal((600, 3)) @ rng.standard_normal((3, 100))
+    labels = rng.integers(0, 600, 3000)
+    X = protos[labels] + 1e-4 * (rng.standard_normal((3000, 3)) @ rng.standard_normal((3, 100)))
+    exact = build_audio_oracle(X, threshold=0.05, metric="euclidean", search="exact")
+    approx = build_audio_oracle(X, threshold=0.05, metric="euclidean", search="approximate")
+    assert approx.search["mode"] == "approximate" and approx.search["projected_dim"] <= 3
+    assert_same_audio_oracle(approx, exact)
+
+
+def test_approximate_oracle_on_noise_keeps_every_invariant_and_is_deterministic():
+    # iid rows with a threshold in the tail of the distance distribution:
+    # the exact oracle links some frames, the index may miss some of them,
+    # but a link it makes is always within the threshold and the oracle is
+    # a valid one, the same on every run.
+    X = np.random.default_rng(4).standard_normal((3000, 48)).astype(np.float32)
+    d = 1.0 - (X[:300] / np.linalg.norm(X[:300], axis=1, keepdims=True)) @ \
+        (X[:300] / np.linalg.norm(X[:300], axis=1, keepdims=True)).T
+    theta = float(np.quantile(d[np.triu_indices(300, 1)], 0.002))
+    exact = build_audio_oracle(X, threshold=theta, search="exact")
+    a = build_audio_oracle(X, threshold=theta, search="approximate")
+    b = build_audio_oracle(X, threshold=theta, search="approximate")
+    assert a.search["mode"] == "approximate"
+    assert_same_audio_oracle(a, b)
+    assert a.search == b.search
+    assert [v for v in check_oracle(a, features=X) if v["severity"] == "error"] == []
+    linked = np.flatnonzero(a.sfx[1:] > 0) + 1
+    assert linked.size > 0 and np.sum(exact.sfx[1:] > 0) > 0
+    Xn = X / np.linalg.norm(X, axis=1, keepdims=True)
+    dist = 1.0 - np.einsum("ij,ij->i", Xn[linked - 1], Xn[a.sfx[linked] - 1])
+    assert np.all(dist < theta)
+    # where both found a match for a frame whose history agrees, it is the same closest one
+    agree = np.mean(a.sfx == exact.sfx)
+    assert agree > 0.5
+
+
+def test_search_option_validation_and_threshold_sweep():
+    X = motif_frames(400, 16, 6, noise=0.01, seed=1)
+    with pytest.raises(OracleError, match="search"):
+        build_audio_oracle(X, threshold=0.3, search="fast")
+    exact = ir_threshold_sweep(X, thresholds=[0.1, 0.3], search="exact")
+    auto = ir_threshold_sweep(X, thresholds=[0.1, 0.3])
+    assert exact == auto
+    empty = build_audio_oracle(np.zeros((0, 4)), threshold=0.3, search="approximate")
+    assert empty.search == {"mode": "exact", "requested": "approximate"}
+
+
+def test_search_record_survives_meta_and_drops_junk():
+    X = motif_frames(3000, 32, 700, noise=0.01, seed=2)
+    o = build_audio_oracle(X, threshold=0.3, search="approximate")
+    meta = json.loads(json.dumps(o.to_meta()))
+    back = Oracle.from_arrays(meta, o.to_arrays())
+    assert back.search == o.search and back.search["mode"] == "approximate"
+    meta["search"] = {"mode": "exact", "nested": {"a": 1}, "long": "x" * 500}
+    assert Oracle.from_arrays(meta, o.to_arrays()).search == {"mode": "exact"}
+    meta["search"] = ["not", "a", "dict"]
+    assert Oracle.from_arrays(meta, o.to_arrays()).search is None
+    assert build_factor_oracle(codes_of(TEXT)).to_meta().get("search") is None
+
+
+def test_small_checks_run_interpreted_with_the_compiled_results(monkeypatch):
+    # Small inputs run the kernels' own source in the interpreter (no numba
+    # start-up for `chandra inspect`); they must decide exactly as compiled.
+    rng = np.random.default_rng(12)
+    sym = rng.integers(0, 3, 700)
+    X = motif_frames(600, 24, 9, noise=0.05, seed=12)
+    fo = build_factor_oracle(sym)
+    ao = build_audio_oracle(X, threshold=0.2)
+    broken = Oracle(kind="tokens", sfx=fo.sfx, lrs=fo.lrs + (np.arange(fo.n_states) % 7 == 3), trn_ptr=fo.trn_ptr,
+                    trn_dst=fo.trn_dst, rep=fo.rep)
+    far = Oracle(kind="features", sfx=ao.sfx, lrs=ao.lrs, trn_ptr=ao.trn_ptr, trn_dst=ao.trn_dst,
+                 threshold=0.01, metric="cosine", rep=ao.rep)
+
+    def decisions(found):  # messages quote distances, summed in another order when interpreted
+        return [(v["code"], v["state"], v["count"], v["severity"]) for v in found]
+
+    def results():
+        return (exact_lrs(sym), decisions(check_oracle(fo, symbols=sym)), decisions(check_oracle(broken, symbols=sym)),
+                decisions(check_oracle(ao, features=X)), decisions(check_oracle(far, features=X)),
+                information_rate(fo), information_rate_profile(ao).tolist(), oracle_health(ao))
+
+    oracle_mod._materialise_kernels()  # whatever ran before, compile now
+    compiled = results()
+    assert oracle_mod._INTERPRETABLE == {"_sam_kernel", "_row_sqnorms", "_pair_dist_kernel", "_context_check",
+                                         "_ir_profile"}
+    for name in oracle_mod._INTERPRETABLE:  # what a fresh process runs for small inputs
+        monkeypatch.setattr(oracle_mod, name, oracle_mod._interpreted(name))
+    with np.errstate(over="raise"):  # the interpreted hashing must not warn (it wraps on purpose)
+        interpreted = results()
+    assert not hasattr(oracle_mod._context_check, "py_func")  # really the interpreter this time
+    np.testing.assert_array_equal(interpreted[0][0], compiled[0][0])
+    np.testing.assert_array_equal(interpreted[0][1], compiled[0][1])
+    assert interpreted[1:] == compiled[1:]
+    assert interpreted[2] and interpreted[4]  # the corrupted oracles are caught both ways

@@ -37,6 +37,9 @@ def test_stage_hash_tracks_only_relevant_options():
     assert stage_hash(a, "harmony") == stage_hash(b, "harmony")
     assert stage_hash(a, "vocabulary") != stage_hash(b, "vocabulary")
     assert stage_hash(a, "oracle") != stage_hash(b, "oracle")  # depends on vocabulary
+    exact = TrainConfig(n_tokens=8, oracle_search="exact")
+    assert stage_hash(a, "oracle") != stage_hash(exact, "oracle")
+    assert stage_hash(a, "vocabulary") == stage_hash(exact, "vocabulary")
     assert stage_hash(a, "segment", audio_sha256="x") != stage_hash(a, "segment", audio_sha256="y")
 
 
@@ -45,7 +48,10 @@ def test_stage_hash_tracks_only_relevant_options():
     (dict(threshold="often"), "threshold"), (dict(threshold=-1.0), "threshold"),
     (dict(min_duration=2.0, max_duration=1.0), "min_duration"), (dict(normalisation="max"), "normalisation"),
     (dict(encoder="mfcc"), "encoder"), (dict(metric="manhattan"), "metric"), (dict(seed="7"), "seed"),
-    (dict(pca_components=0), "pca_components"),
+    (dict(pca_components=0), "pca_components"), (dict(oracle_search="fast"), "oracle_search"),
+    (dict(device="tpu"), "device"), (dict(quantize="int4"), "quantize"), (dict(quantize="int8"), "quantize"),
+    (dict(encoder="wav2vec2", device="cuda", quantize="int8"), "quantize"), (dict(batch_size=0), "batch_size"),
+    (dict(device="cuda"), "device"),
 ])
 def test_config_validation(bad, parameter):
     # An argument error: a ChandraError and a ValueError that names the
@@ -59,7 +65,7 @@ def test_config_validation(bad, parameter):
 
 def test_config_choices_come_from_the_library():
     from chandra.encoders import ENCODER_NAMES, make_encoder
-    from chandra.oracle import KINDS, METRICS
+    from chandra.oracle import KINDS, METRICS, SEARCH_MODES
     from chandra.vocabulary import NORMALISATIONS
 
     for name in ENCODER_NAMES:
@@ -69,6 +75,8 @@ def test_config_choices_come_from_the_library():
         TrainConfig(oracle=kind).validate()
     for metric in METRICS:
         TrainConfig(metric=metric).validate()
+    for mode in SEARCH_MODES:
+        TrainConfig(oracle_search=mode).validate()
     for method in NORMALISATIONS:
         TrainConfig(normalisation=method).validate()
 
