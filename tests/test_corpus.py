@@ -80,6 +80,23 @@ def test_one_file_training_is_what_it_was_before_corpora(tmp_path, name, extra):
     for section in set(before.provenance) | set(now.provenance):
         if section == "input":  # the file now lies elsewhere; its content is the same
             assert now.provenance["input"]["sha256"] == before.provenance["input"]["sha256"]
+        elif section == "config":
+            # options added since (neural device, int8, oracle search) carry their defaults, and the
+            # neural batch size became "sized for the device" (None); a dsp training uses neither
+            now_config, before_config = dict(now.provenance["config"]), dict(before.provenance["config"])
+            assert {key: now_config.pop(key) for key in ("device", "quantize", "oracle_search")} == {
+                "device": "auto", "quantize": "none", "oracle_search": "auto"}
+            assert now_config.pop("batch_size") is None and before_config.pop("batch_size") == 2
+            assert now_config == before_config
+        elif section == "oracle":  # and the oracle records how its matches were searched
+            now_oracle = dict(now.provenance["oracle"])
+            searched = {key: now_oracle.pop(key) for key in ("search", "search_configured")}
+            assert searched["search_configured"] == "auto"
+            if extra.get("oracle") == "features":  # a few frames: the exact search
+                assert searched["search"]["mode"] == "exact"
+            else:
+                assert searched["search"] is None
+            assert now_oracle == before.provenance["oracle"]
         elif section != "vocabulary":
             assert now.provenance[section] == before.provenance[section], section
     # the vocabulary gained its (recorded) K-means flavour and nothing else
