@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import re
 import signal
 import sys
@@ -58,6 +57,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _tokens(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     from chandra.encoders import ENCODER_NAMES
     from chandra.normalisation import NORMALISATIONS
@@ -76,7 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layer", type=int, default=-1, help="hidden layer of the neural encoder (-1 = last)")
     p.add_argument("--trust-remote-code", action="store_true", help="allow model code from the model directory "
                    "(needed for MERT)")
-    p.add_argument("--tokens", type=_positive_int, default=64, help="vocabulary size K (default 64)")
+    p.add_argument("--tokens", type=_tokens, default=64,
+                   help="vocabulary size K (default 64), or 'auto': chosen from the take's segments and features "
+                        "(the rule and its evidence are printed and stored in the model)")
     p.add_argument("--reduce-k", action="store_true", help="allow a recorded reduction of K when there are "
                    "fewer segments than tokens")
     p.add_argument("--normalisation", default="l2", choices=NORMALISATIONS)
@@ -140,28 +150,72 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 class _Bars:
-    """One tqdm bar per stage, fed by the shared progress callback."""
+    """Progress per stage, fed by the shared progress callback.
 
-    def __init__(self, enabled: bool):
+    On a terminal: one tqdm bar per stage, redrawn at most ten times a
+    second. Anywhere else (a log file, a pipe, CI): no bars, only one line
+    when a stage starts, one every :attr:`LOG_EVERY_S` seconds at most while
+    it runs, and one when it ends, so a log does not get a line per tick.
+    A stage whose numba kernels are not compiled yet says so
+    (:func:`note`).
+    """
+
+    #: Seconds between two progress lines when stderr is not a terminal.
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, enabled: bool, *, stream=None):
         self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty and isatty())
         self.bar = None
         self.stage = None
+        self.notes: dict[str, str] = {}
+        self.started = 0.0
+        self.last_line = 0.0
+        self.finished: set[str] = set()
+
+    def note(self, stage: str, text: str) -> None:
+        """Show ``text`` beside ``stage`` (e.g. "compiling (first run only)")."""
+        self.notes[stage] = text
+        if not self.enabled:
+            return
+        if self.terminal and self.bar is not None and stage == self.stage:
+            self.bar.set_description_str(f"{stage:<10} {text}")
+        elif not self.terminal:
+            print(f"{stage}: {text}", file=self.stream, flush=True)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
+        import time
 
+        now = time.monotonic()
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=max(total, 1), desc=f"{stage:<10}", unit="step", leave=True, file=sys.stderr,
-                            dynamic_ncols=True)
+            self.finished.discard(stage)
+            self.started = self.last_line = now
+            if self.terminal:
+                from tqdm import tqdm
+
+                desc = f"{stage:<10}" + (f" {self.notes[stage]}" if stage in self.notes else "")
+                self.bar = tqdm(total=max(total, 1), desc=desc, unit="step", leave=True, file=self.stream,
+                                dynamic_ncols=True, mininterval=0.1)
+            else:
+                print(f"{stage}: started", file=self.stream, flush=True)
         if self.bar is not None:
             if total and self.bar.total != total:
                 self.bar.total = total
-            self.bar.n = min(done, self.bar.total)
-            self.bar.refresh()
+            step = min(done, self.bar.total) - self.bar.n
+            if step > 0:
+                self.bar.update(step)  # redraws at most every mininterval
+        elif not self.terminal and done < total and now - self.last_line >= self.LOG_EVERY_S:
+            self.last_line = now
+            print(f"{stage}: {done}/{total}", file=self.stream, flush=True)
+        if not self.terminal and total and done >= total and stage not in self.finished:
+            self.finished.add(stage)
+            print(f"{stage}: done in {now - self.started:.1f} s", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -173,6 +227,10 @@ def _print_summary(summary: dict) -> None:
     k = summary["tokens_k"]
     print(f"audio       {summary['audio']} ({summary['duration_s']:.1f} s)")
     print(f"segments    {summary['segments']}  (feature dim {summary['feature_dim']})")
+    rec = summary.get("tokens_recommendation")
+    if rec:
+        print(f"K           {rec['k']} chosen automatically: {rec['reason']}")
+        print(f"            rule: {rec['rule']}")
     print(f"tokens      K={k}: fit set {summary['tokens_fit_active']}/{k} active, "
           f"{summary['entropy_fit_bits']:.2f} bits; assigned {summary['tokens_assigned_unique']}/{k} unique, "
           f"{summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits")
@@ -182,8 +240,10 @@ def _print_summary(summary: dict) -> None:
           f"{summary['oracle_transitions']} transitions{extra}")
     times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
     print(f"time        {times}")
-    for line in summary["findings"]:
-        print(f"finding     {line}")
+    for item in summary.get("finding_details") or []:
+        print(f"finding     {item['severity']}: {item['code']} ({item['stage']}): {item['message']}")
+        print(f"            means:  {item['meaning']}")
+        print(f"            to do:  {item['action']}")
     print(f"saved       {summary['saved']}")
 
 
@@ -412,7 +472,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C and 143 after SIGTERM, in both cases with temporary files removed
     and no output left half-written.
     """
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -89,8 +89,10 @@ class TrainConfig:
         neural encoders.
     layer : int
         Hidden layer of a neural encoder (-1 = last).
-    n_tokens : int
-        Vocabulary size K.
+    n_tokens : int or "auto"
+        Vocabulary size K; ``"auto"`` picks it from the segments and their
+        features by :func:`chandra.vocabulary.recommend_k` (the rule, the K
+        chosen and the evidence go into the summary and the provenance).
     normalisation : str
         One of :data:`chandra.normalisation.NORMALISATIONS`.
     pca_components : int or None
@@ -121,7 +123,7 @@ class TrainConfig:
     trust_remote_code: bool = False
     chunk_seconds: float = 15.0
     batch_size: int = 2
-    n_tokens: int = 64
+    n_tokens: int | str = 64
     normalisation: str = "l2"
     pca_components: int | None = None
     seed: int = 0
@@ -168,8 +170,8 @@ class TrainConfig:
 
         if self.encoder not in ENCODER_NAMES:
             raise bad("encoder", f"must be one of {', '.join(ENCODER_NAMES)}, got {self.encoder!r}")
-        if not whole(self.n_tokens) or self.n_tokens < 1:
-            raise bad("n_tokens", f"must be a positive integer, got {self.n_tokens!r}")
+        if self.n_tokens != "auto" and (not whole(self.n_tokens) or self.n_tokens < 1):
+            raise bad("n_tokens", f"must be a positive integer or 'auto', got {self.n_tokens!r}")
         if self.pca_components is not None and (not whole(self.pca_components) or self.pca_components < 1):
             raise bad("pca_components", f"must be a positive integer or None, got {self.pca_components!r}")
         if not whole(self.seed):
@@ -349,8 +351,17 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     from chandra.vocabulary import GestureVocabulary, token_metrics
 
     cfg = state.config
+    recommendation = None
+    n_tokens = cfg.n_tokens
+    if n_tokens == "auto":
+        from chandra.vocabulary import recommend_k
+
+        recommendation = recommend_k(int(state.raw_features.shape[0]), features=state.raw_features,
+                                     normalisation=cfg.normalisation, pca_components=cfg.pca_components,
+                                     random_state=cfg.seed, progress=progress)
+        n_tokens = recommendation["k"]
     report(progress, "vocabulary", 0, 2)
-    vocab = GestureVocabulary(n_tokens=cfg.n_tokens, normalisation=cfg.normalisation,
+    vocab = GestureVocabulary(n_tokens=n_tokens, normalisation=cfg.normalisation,
                               pca_components=cfg.pca_components, random_state=cfg.seed,
                               reduce_k=cfg.reduce_k)
     vocab.fit(state.raw_features)
@@ -372,6 +383,8 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
         "assigned_entropy_bits": float(assigned["entropy_bits"]),
         "max_entropy_bits": float(assigned["max_entropy_bits"]),
     }
+    if recommendation is not None:
+        state.summaries["vocabulary"]["recommendation"] = recommendation
     report(progress, "vocabulary", 2, 2)
 
 
@@ -468,7 +481,9 @@ def build_model(state: RunState):
         "segmentation": dict(state.segments.params),
         "vocabulary": {"configured": {"n_tokens": cfg.n_tokens, "normalisation": cfg.normalisation,
                                       "pca_components": cfg.pca_components, "seed": cfg.seed},
-                       "effective": effective},
+                       "effective": effective,
+                       **({"recommendation": (state.summaries.get("vocabulary") or {})["recommendation"]}
+                          if "recommendation" in (state.summaries.get("vocabulary") or {}) else {})},
         "oracle": {"kind": state.oracle.kind, "threshold": state.oracle.threshold, "metric": state.oracle.metric,
                    "threshold_configured": cfg.threshold},
         "config": cfg.to_dict(),
@@ -570,12 +585,23 @@ def run_stage(state: RunState, stage: str, *, progress: ProgressCallback | None 
         raise ChandraError(f"stage {stage!r} needs {', '.join(STAGE_DEPENDENCIES[stage])} to run first")
     if stage == "events" and state.harmony is None:
         raise ChandraError("stage 'events' needs harmony to run first")
+    from chandra import warmup
+    from chandra.progress import note
+
+    # numba compiles a stage's kernels on their first call in a fresh cache
+    # (seconds to a minute); say so rather than look frozen.
+    jit = warmup.jit_key(stage, state.config)
+    compiling = warmup.compile_note(jit)
+    if compiling:
+        note(progress, stage, compiling)
     started = time.perf_counter()
     if stage == "save":
         _stage_save(state, progress, output)
     else:
         _STAGE_FUNCTIONS[stage](state, progress)
     state.timings[stage] = time.perf_counter() - started
+    if compiling:
+        warmup.mark_warm(jit)
 
 
 def run_all(state: RunState, *, progress: ProgressCallback | None = None,
@@ -628,49 +654,55 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
 
 
 def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalisation: str = "l2",
-              pca_components: int | None = None, seed: int = 0,
+              pca_components: int | None = None, seed: int = 0, include: tuple[int, ...] = (),
               progress: ProgressCallback | None = None) -> dict:
-    """Dubnov's information rate of the token sequence for a sweep of K.
+    """Dubnov's information rate of the token sequence for a sweep of K, and
+    the K to recommend.
 
     For each K a :class:`~chandra.vocabulary.GestureVocabulary` is fitted to
     the same features and the factor oracle of the assigned token sequence
-    gives its IR (:func:`chandra.oracle.ir_tokens`). Too small a K makes every
-    frame predictable and uninformative; too large a K makes nothing repeat;
-    the IR peak marks the vocabulary size at which tokens carry the most
-    predictable structure.
+    gives its IR (:func:`chandra.oracle.ir_tokens`). Too small a K makes
+    every frame predictable and uninformative; too large a K makes nothing
+    repeat. The raw maximum is not a recommendation on its own (on some
+    material it is K = 2, which cannot tell a melody's gestures apart): the
+    recommendation is :func:`chandra.vocabulary.recommend_k`'s, which reads
+    this sweep (segments per token, sparse tokens, IR against smaller K).
 
     Parameters
     ----------
     raw_features : float array (n, d)
         Encoder output (before normalisation), as in the vocabulary stage.
     ks : list of int, optional
-        Vocabulary sizes; default powers of two from 2 to 256 that are at
-        most half the number of segments.
+        Vocabulary sizes; default :func:`chandra.vocabulary.k_grid` (the
+        grid 2, 3, 4, 6, 8, 12 … 128 up to half the number of segments).
+    include : tuple of int
+        Sizes added to the default grid (e.g. the K a run uses).
 
     Returns
     -------
     dict
-        ``k`` (list), ``ir`` (bits/frame, list), ``best_k``, ``best_ir``.
+        ``k`` (list, ascending), ``ir`` (bits/frame, list), ``rare_share``
+        (share of tokens used once or twice, list), ``best_k`` and
+        ``best_ir`` (the raw IR maximum), ``recommended`` (the
+        :func:`~chandra.vocabulary.recommend_k` dict) and ``recommended_k``.
     """
-    from chandra.oracle import ir_tokens
-    from chandra.vocabulary import GestureVocabulary
+    from chandra.vocabulary import k_grid, k_sweep, recommend_k
 
     X = np.asarray(raw_features)
     n = X.shape[0]
     if ks is None:
-        ks = [k for k in (2, 4, 8, 16, 32, 64, 128, 256) if k <= max(2, n // 2)]
+        ks = k_grid(n, include=include)
     ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
     if not ks:
         raise ChandraError(f"no vocabulary size to try with {n} segments")
-    irs = []
-    for i, k in enumerate(ks):
-        report(progress, "ir_over_k", i, len(ks))
-        vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
-                                  random_state=seed, reduce_k=True).fit(X)
-        irs.append(float(ir_tokens(vocab.predict(X))))
-    report(progress, "ir_over_k", len(ks), len(ks))
+    rows = k_sweep(X, ks, normalisation=normalisation, pca_components=pca_components, random_state=seed,
+                   progress=progress, stage="ir_over_k")
+    irs = [row["ir"] for row in rows]
     best = int(np.argmax(irs))
-    return {"k": ks, "ir": irs, "best_k": ks[best], "best_ir": irs[best]}
+    recommended = recommend_k(n, features=X, normalisation=normalisation, pca_components=pca_components,
+                              random_state=seed, sweep=rows)
+    return {"k": ks, "ir": irs, "rare_share": [row["rare_share"] for row in rows], "best_k": ks[best],
+            "best_ir": irs[best], "recommended": recommended, "recommended_k": recommended["k"]}
 
 
 def training_summary(state: RunState, findings: list | None = None) -> dict:
@@ -683,6 +715,8 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "segments": len(state.segments) if state.segments is not None else 0,
         "feature_dim": int(state.features.shape[1]) if state.features is not None else 0,
         "tokens_k": vocab.get("n_tokens"),
+        "tokens_k_configured": state.config.n_tokens,
+        "tokens_recommendation": vocab.get("recommendation"),
         "tokens_fit_active": vocab.get("fit_active"),
         "tokens_assigned_unique": vocab.get("assigned_unique"),
         "entropy_fit_bits": vocab.get("fit_entropy_bits"),
@@ -694,5 +728,14 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "oracle_threshold": oracle.get("threshold"),
         "seconds": {k: round(v, 3) for k, v in state.timings.items()},
         "findings": [f"{f['severity']}: {f['code']} ({f['stage']}): {f['message']}" for f in (findings or [])],
+        "finding_details": [{"severity": f["severity"], "code": f["code"], "stage": f["stage"],
+                             "message": f["message"], **_explained(f)} for f in (findings or [])],
         "saved": state.saved_path,
     }
+
+
+def _explained(finding: dict) -> dict:
+    from chandra.findings import explain
+
+    guide = explain(finding.get("code"))
+    return {"meaning": finding.get("meaning") or guide["meaning"], "action": finding.get("action") or guide["action"]}
