@@ -240,7 +240,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.if_cold and is_warm(keys):
         say(f"numba cache already warm ({numba_cache_dir()})")
         return 0
-    say(f"compiling numba kernels into {numba_cache_dir()} (about a minute, once per install)")
+    say(f"compiling numba kernels into {numba_cache_dir()} (one to two minutes, once per install)")
     started = time.perf_counter()
     try:
         warm_up(umap=not args.no_umap, log=say)
