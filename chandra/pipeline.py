@@ -46,6 +46,7 @@ __all__ = [
     "stage_params",
     "stage_hash",
     "ir_over_k",
+    "segment_preview",
 ]
 
 STAGES = ("load", "segment", "encode", "vocabulary", "harmony", "events", "oracle", "save")
@@ -703,6 +704,47 @@ def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalis
                               random_state=seed, sweep=rows)
     return {"k": ks, "ir": irs, "rare_share": [row["rare_share"] for row in rows], "best_k": ks[best],
             "best_ir": irs[best], "recommended": recommended, "recommended_k": recommended["k"]}
+
+
+def segment_preview(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
+                    progress: ProgressCallback | None = None) -> dict:
+    """What a take gives before training: its segments and the K to use.
+
+    Runs the load and segment stages only (a few seconds a minute of audio;
+    no features), so a front end can show the segment count and the
+    recommended vocabulary size (:func:`chandra.vocabulary.recommend_k` on the
+    count alone) as soon as audio is chosen.
+
+    Parameters
+    ----------
+    audio_path : path
+    config : TrainConfig, optional
+        Its ``sample_rate``, ``min_duration``, ``max_duration`` and
+        ``hop_length`` are used (the segment stage's parameters).
+
+    Returns
+    -------
+    dict
+        ``n_segments``, ``duration`` (s), ``sample_rate``, ``params`` (the
+        segmentation parameters used), ``recommendation`` (the
+        :func:`~chandra.vocabulary.recommend_k` dict), ``largest_k`` (the
+        largest K a vocabulary can be fitted with: the segment count).
+
+    Raises
+    ------
+    ChandraError
+        Unreadable or too short audio, as the load and segment stages raise.
+    """
+    from chandra.vocabulary import recommend_k
+
+    cfg = config or TrainConfig()
+    state = RunState(audio_path=str(audio_path), config=cfg)
+    run_stage(state, "load", progress=progress)
+    run_stage(state, "segment", progress=progress)
+    n = len(state.segments)
+    recommendation = recommend_k(n)
+    return {"n_segments": n, "duration": state.duration, "sample_rate": state.sample_rate,
+            "params": stage_params(cfg, "segment"), "recommendation": recommendation, "largest_k": n}
 
 
 def training_summary(state: RunState, findings: list | None = None) -> dict:

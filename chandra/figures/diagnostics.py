@@ -297,13 +297,24 @@ def field_matrix_figure(ledger: Sequence[Mapping] | None, *, findings: Sequence[
         fig.add_shape(type="rect", x0=j - 0.5, x1=j + 0.5, y0=i - 0.5, y1=i + 0.5,
                       line={"color": "#7f0000", "width": 3}, xref="x", yref="y")
     n_lost = int(np.count_nonzero(status == CELL_LOST))
+    n_partial = int(np.count_nonzero(status == CELL_PARTIAL))
     subtitle = (f" — <span style='color:{RED}'><b>{n_lost} lost cell(s)</b></span>" if n_lost
                 else " — no field lost")
+    if n_partial:
+        subtitle += f" · {n_partial} partial cell(s)"
+    # The colour key, so an amber cell under "no field lost" is not a mystery:
+    # partial = some records have no value (f0 of unpitched segments, say).
+    legend = ("<span style='font-size:12px'>"
+              f"<span style='color:{GREEN}'>■</span> every record carries the field   "
+              f"<span style='color:{AMBER}'>■</span> partial: some records have no value (e.g. f0 where no pitch "
+              "was found)   "
+              f"<span style='color:{RED}'>■</span> lost since an earlier stage   "
+              f"<span style='color:{GREY}'>■</span> — not carried at this stage</span>")
     fig.update_layout(
-        title={"text": title + subtitle, "x": 0.0, "xanchor": "left", "yref": "container", "y": 1.0,
-               "yanchor": "top", "pad": {"t": 12}},
-        height=max(240, 130 + (34 if sep == " " else 46) * len(stages)),
-        margin={"l": 10, "r": 10, "t": 120, "b": 10},
+        title={"text": title + subtitle + "<br>" + legend, "x": 0.0, "xanchor": "left", "yref": "container",
+               "y": 1.0, "yanchor": "top", "pad": {"t": 12}},
+        height=max(260, 150 + (34 if sep == " " else 46) * len(stages)),
+        margin={"l": 10, "r": 10, "t": 140, "b": 10},
         plot_bgcolor="white",
     )
     fig.update_yaxes(autorange="reversed", type="category")
