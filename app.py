@@ -243,9 +243,12 @@ def k_preview(audio: Path | None) -> None:
         common.show_error(exc, context=audio.name)
         return
     n, rec = preview["n_segments"], preview["recommendation"]
+    if ss["p_k_mode"] == "auto":
+        ss["p_k"] = int(rec["k"])  # the greyed K box shows what auto picks from the count
+    reason = rec["reason"].split(": ", 1)[-1]  # "<n> segments: with K = ..." -> "with K = ..."
     st.markdown(f"**{audio.name}**: **{n} segments** in {preview['duration']:.1f} s "
                 f"(segments {ss['p_min_dur']:.2f}–{ss['p_max_dur']:.2f} s long) · recommended **K = {rec['k']}**: "
-                f"{rec['reason']}")
+                f"{reason[0].upper() + reason[1:]}")
     st.caption(f"The rule: {rec['rule']} With K on auto, training checks this K on the features and records the "
                "rule and its evidence in the model.")
     if ss["p_k_mode"] != "number":

@@ -115,7 +115,7 @@ def _ir_threshold(run_path: str, stamp: str, metric: str) -> dict:
 
 
 st.subheader("Choosing K and θ by information rate")
-st.caption("Dubnov's information rate (bits per frame that the past predicts) peaks where the symbols repeat "
+st.caption("Dubnov's information rate (bits per segment that the past predicts) peaks where the symbols repeat "
            "with structure: too coarse and everything is predictable but uninformative, too fine and nothing "
            "repeats. The sweeps are computed on demand from this run's features.")
 cfg = state.config

@@ -190,13 +190,11 @@ def _show(data: dict) -> None:
     n_tokens = (report.get("tokens") or {}).get("n_tokens")
     st.plotly_chart(token_strip_figure(ledger, n_tokens=n_tokens), width="stretch", key="inspector_strip")
 
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(feature_health_figure({"stage": "model", "features": report.get("features")}),
-                        width="stretch", key="inspector_features")
-    with right:
-        health = data.get("oracle_shape") or report.get("oracle")
-        st.plotly_chart(oracle_health_figure(health), width="stretch", key="inspector_oracle")
+    # Stacked, each the page's width: side by side the taller oracle panels left a blank beside the features.
+    st.plotly_chart(feature_health_figure({"stage": "model", "features": report.get("features")}),
+                    width="stretch", key="inspector_features")
+    health = data.get("oracle_shape") or report.get("oracle")
+    st.plotly_chart(oracle_health_figure(health), width="stretch", key="inspector_oracle")
     time = report.get("time")
     if time:
         st.caption(f"Time axis '{time.get('field')}': {time.get('t_min'):.6g} … {time.get('t_max'):.6g} s, "
