@@ -9,10 +9,11 @@ PORT ?= 8501
 
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
-export NUMBA_CACHE_DIR := $(CURDIR)/.numba_cache
+# numba's cache: $NUMBA_CACHE_DIR if set, else ~/.cache/chandra/numba (chosen by
+# `import chandra`, so the CLI, the dashboard, its job workers and the tests share it).
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test test-fast bench venv clean sample-audio
+.PHONY: run test test-fast bench venv warm clean sample-audio
 
 venv: $(STAMP)
 
@@ -23,17 +24,23 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,test]"
+	$(BIN)/python -m chandra.warmup
 	touch $(STAMP)
 
+# Compile numba's kernels once (librosa, umap, chandra's oracle) so no first run
+# pays for it; a no-op when the cache is warm for these package versions.
+warm: $(STAMP)
+	$(BIN)/python -m chandra.warmup --if-cold
+
 # DATA_DIR="dir1 dir2": folders whose files the dashboard may open (see README, Security).
-run: $(STAMP)
+run: $(STAMP) warm
 	$(BIN)/streamlit run app.py --server.address 127.0.0.1 --server.port $(PORT) \
 		$(if $(strip $(DATA_DIR)),-- $(foreach d,$(DATA_DIR),--data-dir $(d)))
 
-test: $(STAMP)
+test: $(STAMP) warm
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) warm
 	$(BIN)/python -m pytest -q -ra -m "not browser"
 
 bench: $(STAMP)

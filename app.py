@@ -38,7 +38,8 @@ def _params_from_config(cfg: TrainConfig) -> dict:
         "p_model": cfg.model or "",
         "p_layer": int(cfg.layer),
         "p_trust": bool(cfg.trust_remote_code),
-        "p_k": int(cfg.n_tokens),
+        "p_k_mode": "auto" if cfg.n_tokens == "auto" else "number",
+        "p_k": int(cfg.n_tokens) if cfg.n_tokens != "auto" else 32,
         "p_norm": cfg.normalisation,
         "p_pca": int(cfg.pca_components or 0),
         "p_seed": int(cfg.seed),
@@ -51,7 +52,9 @@ def _params_from_config(cfg: TrainConfig) -> dict:
     }
 
 
-PARAM_KEYS = tuple(_params_from_config(TrainConfig()))
+#: What a new run gets from the dashboard: the library's defaults, with K chosen by the rule.
+DASHBOARD_DEFAULTS = TrainConfig(n_tokens="auto")
+PARAM_KEYS = tuple(_params_from_config(DASHBOARD_DEFAULTS))
 
 
 def _sync_params(run) -> None:
@@ -69,7 +72,7 @@ def _sync_params(run) -> None:
         missing = any(k not in ss for k in PARAM_KEYS)
     if not missing and (ss.get("_params_for") == target or (run is None and "_params_for" in ss)):
         return  # already in step (or: keep what the user typed when leaving a run)
-    cfg = run.config() if run is not None else TrainConfig()  # the library defaults (K = 64), as in the CLI
+    cfg = run.config() if run is not None else DASHBOARD_DEFAULTS
     ss.update(_params_from_config(cfg))
     ss["_params_for"] = target
 
@@ -84,7 +87,7 @@ def _config_from_widgets(base: TrainConfig | None = None) -> TrainConfig:
         model=common.resolve_model_source(ss["p_model"]) if ss["p_encoder"] != "dsp" else (ss["p_model"].strip() or None),
         layer=int(ss["p_layer"]),
         trust_remote_code=bool(ss["p_trust"]),
-        n_tokens=int(ss["p_k"]),
+        n_tokens="auto" if ss["p_k_mode"] == "auto" else int(ss["p_k"]),
         normalisation=ss["p_norm"],
         pca_components=(int(ss["p_pca"]) or None),
         seed=int(ss["p_seed"]),
@@ -112,7 +115,11 @@ def parameters_form() -> None:
         st.checkbox("trust remote code (MERT)", key="p_trust", disabled=st.session_state["p_encoder"] == "dsp")
     with c2:
         st.markdown("**Vocabulary**")
-        st.number_input("K (tokens)", min_value=1, max_value=4096, step=1, key="p_k")
+        st.radio("K (tokens)", ("auto", "number"), key="p_k_mode", horizontal=True,
+                 help="auto = the largest K in which every token stands for about 4 segments or more (8 to 64), "
+                      "checked on the features; the rule and its evidence are stored with the model")
+        st.number_input("K value", min_value=1, max_value=4096, step=1, key="p_k",
+                        disabled=st.session_state["p_k_mode"] == "auto")
         st.selectbox("normalisation", NORMALISATIONS, key="p_norm")
         st.number_input("PCA components (0 = off)", min_value=0, max_value=2048, step=1, key="p_pca")
         st.number_input("seed", min_value=0, step=1, key="p_seed")
@@ -186,6 +193,113 @@ def audio_chooser() -> tuple[Path | None, ChandraError | None]:
     return path, None
 
 
+# --------------------------------------------------------------------------- segments and K before training
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _file_digest(path: str, mtime: float, size: int) -> str:
+    from chandra.io_utils import sha256_file
+
+    return sha256_file(path)
+
+
+@st.cache_data(max_entries=32, show_spinner="Counting segments…")
+def _segment_preview(digest: str, sample_rate: int, min_duration: float, max_duration: float, hop_length: int,
+                     _path: str) -> dict:
+    """Segments and recommended K of a file, cached by its content hash and the
+    segmentation parameters (not by its path: the same take uploaded twice is
+    counted once)."""
+    from chandra.pipeline import segment_preview
+
+    config = TrainConfig(sample_rate=sample_rate, min_duration=min_duration, max_duration=max_duration,
+                         hop_length=hop_length)
+    return segment_preview(_path, config)
+
+
+def _use_k(value: int | str) -> None:
+    """on_click: put K into the form (before its widgets are drawn)."""
+    if value == "auto":
+        st.session_state["p_k_mode"] = "auto"
+    else:
+        st.session_state["p_k_mode"] = "number"
+        st.session_state["p_k"] = int(value)
+
+
+def k_preview(audio: Path | None) -> None:
+    """The chosen file's segment count and recommended K, before training;
+    a K larger than the segments is refused here with the largest that works."""
+    ss = st.session_state
+    if audio is None:
+        return
+    try:
+        if not (0 < float(ss["p_min_dur"]) < float(ss["p_max_dur"])):
+            return  # the form reports bad durations
+        stat = audio.stat()
+        digest = _file_digest(str(audio), stat.st_mtime, stat.st_size)
+        base = DASHBOARD_DEFAULTS
+        preview = _segment_preview(digest, int(base.sample_rate), float(ss["p_min_dur"]), float(ss["p_max_dur"]),
+                                   int(base.hop_length), _path=str(audio))
+    except (ChandraError, OSError) as exc:
+        common.show_error(exc, context=audio.name)
+        return
+    n, rec = preview["n_segments"], preview["recommendation"]
+    if ss["p_k_mode"] == "auto":
+        ss["p_k"] = int(rec["k"])  # the greyed K box shows what auto picks from the count
+    reason = rec["reason"].split(": ", 1)[-1]  # "<n> segments: with K = ..." -> "with K = ..."
+    st.markdown(f"**{audio.name}**: **{n} segments** in {preview['duration']:.1f} s "
+                f"(segments {ss['p_min_dur']:.2f}–{ss['p_max_dur']:.2f} s long) · recommended **K = {rec['k']}**: "
+                f"{reason[0].upper() + reason[1:]}")
+    st.caption(f"The rule: {rec['rule']} With K on auto, training checks this K on the features and records the "
+               "rule and its evidence in the model.")
+    if ss["p_k_mode"] != "number":
+        return
+    k = int(ss["p_k"])
+    if k > n:
+        st.warning(f"K = {k} is more than the {n} segments of this take: a vocabulary needs a segment for each "
+                   f"token, so training would stop at the vocabulary stage. The largest K that works is {n}; the "
+                   f"recommended K is {rec['k']}.", icon=":material/warning:")
+        b1, b2, _ = st.columns([1, 1, 2])
+        b1.button(f"Use K = {n} (the largest that works)", key="use_largest_k", on_click=_use_k, args=(n,),
+                  width="stretch")
+        b2.button(f"Use K = auto ({rec['k']} for this take)", key="use_auto_k", on_click=_use_k, args=("auto",),
+                  width="stretch")
+    elif n / k < 3 and k > rec["k"]:
+        st.info(f"K = {k} gives each token about {n / k:.1f} segments: most tokens would be used once or twice, so "
+                f"little would repeat for the improviser to recombine (recommended: K = {rec['k']}).",
+                icon=":material/info:")
+        st.button(f"Use K = auto ({rec['k']} for this take)", key="use_auto_k", on_click=_use_k, args=("auto",))
+
+
+def _rerun_with_k(run, value: int | str) -> None:
+    """on_click: set the run's K (and the form's), then run what became stale."""
+    _use_k(value)
+    cfg = run.config()
+    run.set_config(dataclasses.replace(cfg, n_tokens=value if value == "auto" else int(value)))
+    st.session_state["_params_for"] = run.run_id
+    common.start_job(run, "stale")
+
+
+def k_too_large_note(run, status: dict, meta: dict) -> None:
+    """A vocabulary stage that failed because K exceeded the segments offers
+    the largest K that works (and K on auto), one click each."""
+    from chandra.vocabulary import recommend_k
+
+    cfg = run.config()
+    n = (meta.get("summaries", {}).get("segment") or {}).get("n_segments")
+    if status.get("vocabulary", {}).get("status") != "failed" or cfg.n_tokens == "auto" or not n \
+            or int(cfg.n_tokens) <= int(n) or common.job_running(run):
+        return
+    n = int(n)
+    rec = recommend_k(n)["k"]
+    st.info(f"This take has {n} segments, fewer than K = {cfg.n_tokens}. The largest K that works is {n}; the "
+            f"recommended K is {rec}.", icon=":material/lightbulb:")
+    b1, b2, _ = st.columns([1, 1, 2])
+    b1.button(f"Re-run with K = {n}", key="rerun_largest_k", on_click=_rerun_with_k, args=(run, n),
+              width="stretch", help="The largest K a vocabulary can have on this take (one segment per token)")
+    b2.button(f"Re-run with K = auto ({rec})", key="rerun_auto_k", on_click=_rerun_with_k, args=(run, "auto"),
+              width="stretch", help="K chosen by the rule, checked on the features")
+
+
 # --------------------------------------------------------------------------- pipeline strip
 
 
@@ -256,6 +370,8 @@ def pipeline_panel(run, *, was_running: bool) -> None:
         done, total = int(prog.get("done", 0) or 0), int(prog.get("total", 0) or 0)
         frac = done / total if total else 0.0
         label = f"running **{current}**" + (f" — {prog.get('stage')} {done}/{total}" if total else "")
+        if prog.get("note"):
+            label += f" · {prog['note']}"  # e.g. compiling (first run only)
         pc1, pc2 = st.columns([5, 1])
         with pc1:
             st.progress(min(max(frac, 0.0), 1.0), text=label)
@@ -318,6 +434,8 @@ _sync_params(run)
 
 with st.expander("Audio and parameters", expanded=run is None):
     audio, audio_error = audio_chooser()
+    if audio_error is None:
+        k_preview(audio)
     st.divider()
     parameters_form()
     b1, b2, b3 = st.columns([2, 2, 2])
@@ -385,6 +503,7 @@ else:
     # A running job's panel refreshes every second (status, progress).
     was_running = common.job_running(run)
     st.fragment(run_every=1.0 if was_running else None)(pipeline_panel)(run, was_running=was_running)
+k_too_large_note(run, common.stage_status(run), meta)
 job = common.job_for(run)
 if job is not None and job.status == "failed" and job.error is not None:
     failed = any(i.get("status") == "failed" for i in run.status().values())
@@ -420,6 +539,9 @@ if not ledger:
 else:
     from chandra.figures.diagnostics import field_matrix_figure, token_strip_figure
 
-    n_tokens = (meta.get("summaries", {}).get("vocabulary", {}) or {}).get("n_tokens") or run.config().n_tokens
+    configured_k = run.config().n_tokens
+    n_tokens = (meta.get("summaries", {}).get("vocabulary", {}) or {}).get("n_tokens") \
+        or (configured_k if configured_k != "auto" else None)
     st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key="home_field_matrix")
-    st.plotly_chart(token_strip_figure(ledger, n_tokens=int(n_tokens)), width="stretch", key="home_token_strip")
+    st.plotly_chart(token_strip_figure(ledger, n_tokens=int(n_tokens) if n_tokens else None), width="stretch",
+                    key="home_token_strip")

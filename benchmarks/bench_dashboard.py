@@ -140,7 +140,9 @@ def home_run_all(browser, base: str, runs: Path, exclude: set[str]) -> dict:
         wait_idle(page)
         if box.input_value() != SAMPLE.name:
             raise RuntimeError(f"sample not chosen: {box.input_value()!r}")
-        k_input = page.get_by_label("K (tokens)")
+        page.get_by_text("number", exact=True).first.click()  # K "auto" (the default) -> a number
+        wait_idle(page)
+        k_input = page.get_by_role("spinbutton", name="K value")
         k_input.fill(str(K))
         k_input.press("Enter")
         wait_idle(page)

@@ -60,6 +60,15 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _tokens(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return _positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or 'auto', got {text!r}") from None
+
+
 #: The subcommands and their one-line help, in the order ``chandra --help`` lists them.
 COMMANDS = {
     "train": "train a model from an audio file or a corpus of takes",
@@ -122,7 +131,9 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quantize", default="none", choices=QUANTIZE_MODES,
                    help="neural encoder on the CPU: 'int8' = dynamic int8 quantisation (faster, features "
                         "within ~0.1 %% cosine of float32; recorded in the model)")
-    p.add_argument("--tokens", type=_positive_int, default=64, help="vocabulary size K (default 64)")
+    p.add_argument("--tokens", type=_tokens, default=64,
+                   help="vocabulary size K (default 64), or 'auto': chosen from the take's segments and features "
+                        "(the rule and its evidence are printed and stored in the model)")
     p.add_argument("--reduce-k", action="store_true", help="allow a recorded reduction of K when there are "
                    "fewer segments than tokens")
     p.add_argument("--normalisation", default="l2", choices=NORMALISATIONS)
@@ -220,28 +231,72 @@ _OPTIONS = {"train": _train_options, "cache": _cache_options, "inspect": _inspec
 
 
 class _Bars:
-    """One tqdm bar per stage, fed by the shared progress callback."""
+    """Progress per stage, fed by the shared progress callback.
 
-    def __init__(self, enabled: bool):
+    On a terminal: one tqdm bar per stage, redrawn at most ten times a
+    second. Anywhere else (a log file, a pipe, CI): no bars, only one line
+    when a stage starts, one every :attr:`LOG_EVERY_S` seconds at most while
+    it runs, and one when it ends, so a log does not get a line per tick.
+    A stage whose numba kernels are not compiled yet says so
+    (:func:`note`).
+    """
+
+    #: Seconds between two progress lines when stderr is not a terminal.
+    LOG_EVERY_S = 30.0
+
+    def __init__(self, enabled: bool, *, stream=None):
         self.enabled = enabled
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", None)
+        self.terminal = bool(isatty and isatty())
         self.bar = None
         self.stage = None
+        self.notes: dict[str, str] = {}
+        self.started = 0.0
+        self.last_line = 0.0
+        self.finished: set[str] = set()
+
+    def note(self, stage: str, text: str) -> None:
+        """Show ``text`` beside ``stage`` (e.g. "compiling (first run only)")."""
+        self.notes[stage] = text
+        if not self.enabled:
+            return
+        if self.terminal and self.bar is not None and stage == self.stage:
+            self.bar.set_description_str(f"{stage:<10} {text}")
+        elif not self.terminal:
+            print(f"{stage}: {text}", file=self.stream, flush=True)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
         if not self.enabled:
             return
-        from tqdm import tqdm
+        import time
 
+        now = time.monotonic()
         if stage != self.stage:
             self.close()
             self.stage = stage
-            self.bar = tqdm(total=max(total, 1), desc=f"{stage:<10}", unit="step", leave=True, file=sys.stderr,
-                            dynamic_ncols=True)
+            self.finished.discard(stage)
+            self.started = self.last_line = now
+            if self.terminal:
+                from tqdm import tqdm
+
+                desc = f"{stage:<10}" + (f" {self.notes[stage]}" if stage in self.notes else "")
+                self.bar = tqdm(total=max(total, 1), desc=desc, unit="step", leave=True, file=self.stream,
+                                dynamic_ncols=True, mininterval=0.1)
+            else:
+                print(f"{stage}: started", file=self.stream, flush=True)
         if self.bar is not None:
             if total and self.bar.total != total:
                 self.bar.total = total
-            self.bar.n = min(done, self.bar.total)
-            self.bar.refresh()
+            step = min(done, self.bar.total) - self.bar.n
+            if step > 0:
+                self.bar.update(step)  # redraws at most every mininterval
+        elif not self.terminal and done < total and now - self.last_line >= self.LOG_EVERY_S:
+            self.last_line = now
+            print(f"{stage}: {done}/{total}", file=self.stream, flush=True)
+        if not self.terminal and total and done >= total and stage not in self.finished:
+            self.finished.add(stage)
+            print(f"{stage}: done in {now - self.started:.1f} s", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -253,6 +308,10 @@ def _print_summary(summary: dict) -> None:
     k = summary["tokens_k"]
     print(f"audio       {summary['audio']} ({summary['duration_s']:.1f} s)")
     print(f"segments    {summary['segments']}  (feature dim {summary['feature_dim']})")
+    rec = summary.get("tokens_recommendation")
+    if rec:
+        print(f"K           {rec['k']} chosen automatically: {rec['reason']}")
+        print(f"            rule: {rec['rule']}")
     print(f"tokens      K={k}: fit set {summary['tokens_fit_active']}/{k} active, "
           f"{summary['entropy_fit_bits']:.2f} bits; assigned {summary['tokens_assigned_unique']}/{k} unique, "
           f"{summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits")
@@ -264,8 +323,10 @@ def _print_summary(summary: dict) -> None:
           f"{summary['oracle_transitions']} transitions{extra}")
     times = "  ".join(f"{name} {sec:.2f}s" for name, sec in summary["seconds"].items())
     print(f"time        {times}")
-    for line in summary["findings"]:
-        print(f"finding     {line}")
+    for item in summary.get("finding_details") or []:
+        print(f"finding     {item['severity']}: {item['code']} ({item['stage']}): {item['message']}")
+        print(f"            means:  {item['meaning']}")
+        print(f"            to do:  {item['action']}")
     print(f"saved       {summary['saved']}")
 
 
@@ -338,6 +399,9 @@ def _print_corpus_summary(summary: dict) -> None:
         print(f"  take {f['take']:<4} {f['name']:<{width}}  {f['duration_s']:7.1f} s  {f['segments']:6} segments  "
               f"{f['tokens_used']:4} tokens  cache {f['feature_cache']}{label}")
     print(f"segments    {summary['segments']}  (feature dim {summary['feature_dim']})")
+    rec = summary.get("tokens_recommendation")
+    if rec:
+        print(f"K           {rec['k']} chosen automatically: {rec['reason']}")
     print(f"tokens      K={k} ({summary['vocabulary_algorithm']} k-means): fit set {summary['tokens_fit_active']}/{k} "
           f"active, {summary['entropy_fit_bits']:.2f} bits; assigned {summary['tokens_assigned_unique']}/{k} "
           f"unique, {summary['entropy_assigned_bits']:.2f} of {summary['entropy_max_bits']:.2f} bits; "
@@ -584,7 +648,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     Ctrl-C and 143 after SIGTERM, in both cases with temporary files removed
     and no output left half-written.
     """
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path.home() / ".cache" / "chandra" / "numba"))
     parser = build_parser(command=_command_in(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     try:

@@ -532,8 +532,16 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
 
     # one vocabulary over all segments
     started = time.perf_counter()
+    recommendation, n_tokens = None, cfg.n_tokens
+    if n_tokens == "auto":  # the one-file rule, over all takes' segments
+        from chandra.vocabulary import recommend_k
+
+        recommendation = recommend_k(int(state.raw_features.shape[0]), features=state.raw_features,
+                                     normalisation=cfg.normalisation, pca_components=cfg.pca_components,
+                                     random_state=cfg.seed, progress=progress)
+        n_tokens = recommendation["k"]
     report(progress, "vocabulary", 0, 2)
-    vocab = GestureVocabulary(n_tokens=cfg.n_tokens, normalisation=cfg.normalisation,
+    vocab = GestureVocabulary(n_tokens=n_tokens, normalisation=cfg.normalisation,
                               pca_components=cfg.pca_components, random_state=cfg.seed, reduce_k=cfg.reduce_k)
     vocab.fit(state.raw_features)
     report(progress, "vocabulary", 1, 2)
@@ -555,6 +563,8 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
         "algorithm": vocab.effective_params_.get("algorithm", {}).get("effective"),
         "shared_tokens": usage["shared_tokens"], "tokens_per_take": usage["unique"],
     }
+    if recommendation is not None:
+        state.summaries["vocabulary"]["recommendation"] = recommendation
     report(progress, "vocabulary", 2, 2)
     state.timings["vocabulary"] = time.perf_counter() - started
 
@@ -584,11 +594,12 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
     else:
         threshold = cfg.threshold
         if threshold is None or threshold == "auto":
-            curve = ir_threshold_sweep(state.features, metric=cfg.metric, progress=progress)
+            curve = ir_threshold_sweep(state.features, metric=cfg.metric, search=cfg.oracle_search,
+                                       progress=progress)
             state.threshold_curve = curve
             threshold = float(curve["best_threshold"])
         oracle = build_audio_oracle(state.features, threshold=float(threshold), metric=cfg.metric,
-                                    progress=progress, take_starts=take_starts)
+                                    search=cfg.oracle_search, progress=progress, take_starts=take_starts)
         violations = check_oracle(oracle, features=state.features)
     errors = [v for v in violations if v.get("severity", "error") == "error"]
     if errors:
@@ -623,9 +634,12 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
         "segmentation": dict(analyses[0].segments.params),
         "vocabulary": {"configured": {"n_tokens": cfg.n_tokens, "normalisation": cfg.normalisation,
                                       "pca_components": cfg.pca_components, "seed": cfg.seed},
-                       "effective": effective},
+                       "effective": effective,
+                       **({"recommendation": state.summaries["vocabulary"]["recommendation"]}
+                          if "recommendation" in state.summaries["vocabulary"] else {})},
         "oracle": {"kind": oracle.kind, "threshold": oracle.threshold, "metric": oracle.metric,
-                   "threshold_configured": cfg.threshold},
+                   "threshold_configured": cfg.threshold, "search_configured": cfg.oracle_search,
+                   "search": oracle.search},
         "config": cfg.to_dict(),
         "versions": package_versions(neural=cfg.encoder != "dsp"),
     }
@@ -792,6 +806,7 @@ def corpus_summary(state: CorpusState, findings: list | None = None) -> dict:
         "entropy_assigned_bits": vocab.get("assigned_entropy_bits"),
         "entropy_max_bits": vocab.get("max_entropy_bits"),
         "vocabulary_algorithm": vocab.get("algorithm"),
+        "tokens_recommendation": vocab.get("recommendation"),
         "shared_tokens": vocab.get("shared_tokens"),
         "oracle_kind": oracle.get("kind"),
         "oracle_states": oracle.get("states"),

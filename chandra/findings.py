@@ -48,7 +48,10 @@ __all__ = [
     "ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE",
     "PARAM_MISMATCH", "ROUNDTRIP_CHANGED",
     "TOKENS_DESYNC", "STRINGIFIED_CONTAINER", "VOCAB_ENCODER_MISMATCH", "TYPES_CHANGED", "AUDIO_TRUNCATED",
-    "VOCAB_TAKE_DOMINANCE", "TAKES_SHARE_NO_TOKENS", "ALL_CODES",
+    "VOCAB_TAKE_DOMINANCE", "TAKES_SHARE_NO_TOKENS",
+    "SPARSE_VOCABULARY", "TRAINING_FAILED", "PATTERNS_COLLAPSED", "ALL_CODES",
+    # what findings mean for the music
+    "GUIDE", "explain", "GUIDE_CODES",
     # functions
     "ledger_findings", "entry_findings", "take_vocabulary_findings", "oracle_findings", "provenance_findings", "audio_findings",
     "model_findings", "vocabulary_findings", "musichal_type_findings", "encoder_identity",
@@ -113,6 +116,12 @@ VOCAB_ENCODER_MISMATCH = "VOCAB_ENCODER_MISMATCH"
 TYPES_CHANGED = "TYPES_CHANGED"
 #: The audio decoder delivered fewer frames than the file's header declares.
 AUDIO_TRUNCATED = "AUDIO_TRUNCATED"
+#: Most gesture tokens label only one or two records (K too large for the take).
+SPARSE_VOCABULARY = "SPARSE_VOCABULARY"
+#: A trainer's summary says training did not succeed (MusicHal training summaries).
+TRAINING_FAILED = "TRAINING_FAILED"
+#: A trainer's summary counts one (or very few) distinct patterns for many events.
+PATTERNS_COLLAPSED = "PATTERNS_COLLAPSED"
 
 #: A corpus vocabulary in which one take owns (is the main user of) most tokens, far beyond its
 #: share of the frames: the other takes are squeezed into few tokens.
@@ -126,7 +135,8 @@ ALL_CODES = (
     FEATURES_NONFINITE, FEATURES_ZERO_ROWS, FEATURES_DUPLICATE, CONSTANT_CONSONANCE,
     ORACLE_INVARIANT, SFX_ALL_ROOT, SFX_PREVIOUS, TRANSITIONS_DENSE, PARAM_MISMATCH,
     ROUNDTRIP_CHANGED, TOKENS_DESYNC, STRINGIFIED_CONTAINER, VOCAB_ENCODER_MISMATCH, TYPES_CHANGED,
-    AUDIO_TRUNCATED, VOCAB_TAKE_DOMINANCE, TAKES_SHARE_NO_TOKENS,
+    AUDIO_TRUNCATED, VOCAB_TAKE_DOMINANCE, TAKES_SHARE_NO_TOKENS, SPARSE_VOCABULARY, TRAINING_FAILED,
+    PATTERNS_COLLAPSED,
 )
 
 # --------------------------------------------------------------------------- thresholds
@@ -209,8 +219,166 @@ TAKE_DOMINANCE_RATIO = 2.0
 #: ... in a vocabulary of at least this many active tokens. A token's owner is the take with
 #: most of its frames (the lowest take on ties).
 TAKE_DOMINANCE_MIN_TOKENS = 4
+#: Vocabularies smaller than this are never called sparse (chandra.kchoice.K_FLOOR).
+SPARSE_MIN_TOKENS = 8
+#: Share of the K tokens used at most twice (or never) above which the vocabulary is sparse ("most").
+SPARSE_RARE_SHARE = 0.5
 #: Consecutive canonical stages that must keep every record.
 _COUNT_PRESERVING = ("segments", "features", "normalised", "tokens", "events", "saved", "reloaded")
+
+# --------------------------------------------------------------------------- what findings mean
+
+#: For every finding code: what it means for the music (one sentence) and
+#: what to do (one sentence). The technical message and evidence say what
+#: was measured; these say why a musician should care. Codes raised outside
+#: this module (the dashboard's STAGE_FAILED / STAGE_CANCELLED from
+#: :meth:`chandra.rundir.RunDirectory.stage_findings`, FIELD_THINNED from
+#: :func:`chandra.figures.stages.lost_fields`, FINDINGS_FAILED) are here too.
+GUIDE: dict[str, tuple[str, str]] = {
+    FIELD_LOST: (
+        "Information the improviser needs (tokens, features, pitch, …) was dropped between two stages, so the "
+        "model cannot use it: without gesture_token, for instance, every moment looks like every other.",
+        "Find the step between the two stages named that drops the field (a save or join that copies only some "
+        "keys) and make it keep the field; the stage × field matrix shows where it disappears."),
+    RECORDS_LOST: (
+        "Some moments of the recording went missing between stages, so the improviser can neither play nor "
+        "reach them.",
+        "Check the stage named for a filter, a truncation or a failed join: every segment should become one "
+        "event and one oracle frame."),
+    TOKEN_COLLAPSE: (
+        "Almost every moment got the same gesture token, so the improviser hears the whole piece as one gesture "
+        "and recombines it at random.",
+        "Check how tokens reach the events (by segment id, never by nearest timestamp) and that they come from "
+        "the vocabulary's own features."),
+    TOKENS_MISSING: (
+        "Some moments carry no gesture token, so the improviser cannot match them or reach them by gesture.",
+        "Give every event its token before the oracle is built, and check that saving keeps the gesture_token "
+        "field."),
+    TOKENS_OUT_OF_RANGE: (
+        "Some token numbers name gestures the vocabulary does not have, so matching on them means nothing.",
+        "Use tokens from the vocabulary the model was trained with (same K); retrain if the vocabulary "
+        "changed."),
+    EPOCH_TIME: (
+        "Times are clock times (seconds since 1970), not positions in the recording, so nothing lines up with "
+        "the audio and every moment seems to happen at once.",
+        "Stamp events with seconds from the start of the file (the segment's start), not with the wall clock."),
+    TIME_OUT_OF_RANGE: (
+        "Some moments are placed outside the recording, so playing them would give silence or the wrong "
+        "passage.",
+        "Check the time unit (seconds, not frames or samples) and any offset added when events are stamped."),
+    TIME_NOT_MONOTONIC: (
+        "Moments are out of time order, so 'carry on forward' in the improviser jumps around the recording.",
+        "Sort events by time before building the oracle, or find the step that reorders them."),
+    FEATURES_LOW_DIM: (
+        "The sound descriptions hold only a few numbers, so different gestures can look alike and the "
+        "improviser confuses them.",
+        "Use the encoder's full output (768 values for Wav2Vec2 or MERT) and check nothing truncates or "
+        "zero-pads it."),
+    DEAD_DIMENSIONS: (
+        "Many descriptor values never change, so they say nothing about the music and dilute the ones that do.",
+        "Check the encoder and its layer; a constant channel or a dead layer should be dropped or replaced."),
+    FEATURES_NONFINITE: (
+        "Some sound descriptions are broken (NaN or infinite), so those moments cannot be compared with any "
+        "other.",
+        "Look for silent or very short segments reaching the encoder, and for divisions by zero when "
+        "normalising."),
+    FEATURES_ZERO_ROWS: (
+        "Some moments have an all-zero description, so they all sound the same to the model (usually silence "
+        "or an encoding that failed).",
+        "Trim silence, raise the minimum segment duration, or check that the encoder ran on those segments."),
+    FEATURES_DUPLICATE: (
+        "Many moments share exactly the same description, so the improviser cannot tell them apart.",
+        "Check that each segment is encoded from its own audio, not the same window repeated."),
+    CONSTANT_CONSONANCE: (
+        "Consonance has one value everywhere, so asking for 'more consonant' material cannot choose anything.",
+        "Check that the harmony analysis ran (a default such as 0.5 means it did not) and that its value is "
+        "saved."),
+    ORACLE_INVARIANT: (
+        "The oracle's memory of the piece contradicts itself, so a jump can land on a passage that does not "
+        "really continue what was played.",
+        "Rebuild the oracle from the events; for a file from another trainer, report the invariant named in "
+        "the message."),
+    SFX_ALL_ROOT: (
+        "The improviser can only restart from the beginning: no passage is recognised as similar to another.",
+        "Make passages recur: fewer tokens for a factor oracle (use --tokens auto), or a larger threshold for "
+        "an audio oracle."),
+    SFX_PREVIOUS: (
+        "Every moment is heard as a repeat of the one before, so the improviser has no real alternatives to "
+        "jump to.",
+        "Tell gestures apart: more tokens for a factor oracle, or a smaller threshold for an audio oracle."),
+    TRANSITIONS_DENSE: (
+        "Almost any moment can follow any other, so the improvisation loses the piece's own order and sounds "
+        "random.",
+        "Use fewer tokens (try --tokens auto) or a tighter threshold, so that only passages which really recur "
+        "are connected."),
+    PARAM_MISMATCH: (
+        "The model was trained with other settings than the ones asked for (fewer tokens, say), so it may not "
+        "behave as configured.",
+        "Read the effective value in the message; change the option or give longer audio if that is not what "
+        "you want."),
+    ROUNDTRIP_CHANGED: (
+        "Saving and loading changed the model, so what the improviser plays from is not what was trained.",
+        "Compare the saved and reloaded stages to see what changed, and report it: the format must be "
+        "lossless."),
+    TOKENS_DESYNC: (
+        "The saved tokens do not match the sounds they label, so the improviser matches gestures to the wrong "
+        "moments.",
+        "Take each token from the vocabulary's nearest centre of the saved features, with no smoothing or "
+        "reassignment afterwards."),
+    STRINGIFIED_CONTAINER: (
+        "A field holds text such as \"{'a': 1}\" instead of the values, so nothing can read them.",
+        "Store the dict or list itself; do not apply str() to it before saving."),
+    VOCAB_ENCODER_MISMATCH: (
+        "The vocabulary was learned on other sound descriptions than the ones it labels, so its tokens do not "
+        "mean what they should.",
+        "Refit the vocabulary on features from the same encoder, layer, dimension and normalisation."),
+    TYPES_CHANGED: (
+        "Numbers came back as text (or keys changed type) after a save, so comparisons and requests on them "
+        "fail quietly.",
+        "Write numbers as numbers and keep dict keys in their own type; check the JSON writer and reader."),
+    AUDIO_TRUNCATED: (
+        "The audio file is shorter than it claims: the end of the recording is missing from the model.",
+        "Export or copy the audio file again, and retrain if the missing part matters."),
+    SPARSE_VOCABULARY: (
+        "Most gesture tokens label only one or two moments, so little repeats and the improviser has almost "
+        "nothing to recombine.",
+        "Use fewer tokens: the K suggested in the message, or let chandra choose K ('auto': --tokens auto, "
+        "the dashboard's default); or record a longer take."),
+    TRAINING_FAILED: (
+        "The trainer reports that training did not succeed, so the model it wrote (if any) may be incomplete.",
+        "Read the trainer's log and train again before performing with this model."),
+    PATTERNS_COLLAPSED: (
+        "The trainer found one (or very few) distinct patterns in many events, so the model hears the whole "
+        "piece as one repeating sound.",
+        "Check that tokens and features reached the oracle (a lost gesture_token or constant features do "
+        "this): inspect the model file the summary describes."),
+    "STAGE_FAILED": (
+        "This stage stopped with an error, so the stages after it have nothing to work on.",
+        "Read the error: it names the option or input to change (when K was too large, the Home page offers "
+        "the largest K that works); then run the stage again."),
+    "STAGE_CANCELLED": (
+        "The stage was stopped before it finished, so its results are missing.",
+        "Run the stage again when you are ready."),
+    "FIELD_THINNED": (
+        "A field is carried by fewer moments than before, so part of the recording lost that information.",
+        "Find the stage that drops the field for some records (missing values, a filter) and keep it for all."),
+    "FINDINGS_FAILED": (
+        "The checks could not be computed for this run, so problems may go unreported.",
+        "Read the error shown; the run's files (run.json) hold what each stage recorded."),
+}
+#: Every code :data:`GUIDE` explains (the module's :data:`ALL_CODES` and the dashboard's).
+GUIDE_CODES = tuple(GUIDE)
+_UNKNOWN_GUIDE = ("A check of another tool or version; its message says what was measured.",
+                  "Read the message and the evidence below it.")
+
+
+def explain(code: str) -> dict[str, str]:
+    """``{"meaning": …, "action": …}`` for a finding code: what it means for
+    the music and what to do, one sentence each (a generic pair for a code
+    this version does not know)."""
+    meaning, action = GUIDE.get(str(code), _UNKNOWN_GUIDE)
+    return {"meaning": meaning, "action": action}
+
 
 _CANONICAL_NAMES = frozenset(LEDGER_STAGES) | {"model"}
 _SEVERITY_RANK = {s: i for i, s in enumerate(SEVERITIES)}
@@ -227,9 +395,10 @@ class Finding:
     evidence: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        """JSON-able dict (``evidence`` values are plain Python)."""
+        """JSON-able dict (``evidence`` values are plain Python), with
+        ``meaning`` and ``action`` from :data:`GUIDE`."""
         return {"severity": self.severity, "code": self.code, "stage": self.stage,
-                "message": self.message, "evidence": _plain(self.evidence)}
+                "message": self.message, **explain(self.code), "evidence": _plain(self.evidence)}
 
     @classmethod
     def from_dict(cls, data: Mapping) -> "Finding":
@@ -259,6 +428,9 @@ def format_findings(findings: Sequence[Mapping], summary: Mapping | None, *, whe
     for item in findings:
         place = where.format(stage=item.get("stage") or "-")
         lines.append(f"  {item['severity'].upper():<7} {item['code']:<20} {place} {item['message']}")
+        guide = explain(item.get("code"))
+        lines.append(f"          means:  {item.get('meaning') or guide['meaning']}")
+        lines.append(f"          to do:  {item.get('action') or guide['action']}")
     return lines
 
 
@@ -541,6 +713,34 @@ def _collapse_finding(entry: Mapping, stage: str, reference: int, reference_from
     return []
 
 
+def _sparse_findings(entry: Mapping, stage: str) -> list[tuple[str, Finding]]:
+    """SPARSE_VOCABULARY: most of the K tokens used at most twice (or never)."""
+    from chandra.kchoice import RARE_USES, k_by_count
+
+    tok = entry.get("tokens")
+    if not tok or stage in UNORDERED_STAGES:
+        return []
+    counts = tok.get("counts")
+    k = int(tok.get("n_tokens", 0) or 0)
+    present = int(tok.get("present", 0) or 0)
+    if not isinstance(counts, (list, tuple)) or len(counts) != k or k < SPARSE_MIN_TOKENS or present < 1:
+        return []
+    counts = [int(c) for c in counts]
+    rare = sum(1 for c in counts if c <= RARE_USES)
+    if rare <= SPARSE_RARE_SHARE * k:
+        return []
+    once, twice, unused = counts.count(1), counts.count(2), counts.count(0)
+    suggested = k_by_count(present)["k"]
+    evidence = {"n_tokens": k, "present": present, "used_once": once, "used_twice": twice, "unused": unused,
+                "rare_share": rare / k, "mean_uses": present / k, "suggested_k": suggested}
+    parts = [f"{once} once", f"{twice} twice"] + ([f"{unused} never"] if unused else [])
+    return [(SPARSE_VOCABULARY, Finding(
+        "warning", SPARSE_VOCABULARY, stage,
+        f"{rare} of K={k} tokens are used at most twice in {present} records ({', '.join(parts)}; "
+        f"{present / k:.1f} records per token on average); K={suggested} suits {present} segments",
+        evidence))]
+
+
 def oracle_findings(summary: Mapping, *, stage: str | None = "oracle") -> list[Finding]:
     """Findings from an oracle summary (:func:`chandra.ledger.oracle_summary` or graph facts).
 
@@ -623,6 +823,7 @@ def _entry_checks(entry: Mapping, stage: str, pca_dims: set[int], *, canonical: 
     out += _desync_findings(entry, stage)
     out += _stringified_findings(entry, stage)
     out += _number_text_findings(entry, stage)
+    out += _sparse_findings(entry, stage)
     if entry.get("oracle"):
         for f in oracle_findings(entry["oracle"], stage=stage):
             key = f.code + ":" + str(f.evidence.get("invariant", ""))
@@ -1311,7 +1512,7 @@ _SECTION_OF = {
     EPOCH_TIME: "time", TIME_OUT_OF_RANGE: "time", TIME_NOT_MONOTONIC: "time",
     FEATURES_LOW_DIM: "features", DEAD_DIMENSIONS: "features", FEATURES_NONFINITE: "features",
     FEATURES_ZERO_ROWS: "features", FEATURES_DUPLICATE: "features",
-    TOKENS_OUT_OF_RANGE: "tokens", TOKEN_COLLAPSE: "tokens",
+    TOKENS_OUT_OF_RANGE: "tokens", TOKEN_COLLAPSE: "tokens", SPARSE_VOCABULARY: "tokens",
 }
 
 
@@ -1380,6 +1581,9 @@ def ledger_findings(
         stage = str(entry.get("stage"))
         checks = _entry_checks(entry, stage, pca_dims, canonical=canonical)
         checks += _collapse_finding(entry, stage, best_unique, best_from)
+        if any(key == TOKEN_COLLAPSE for key, _ in checks):
+            # Collapsed tokens leave most of K unused: the collapse is the fault, not the vocabulary size.
+            checks = [(key, f) for key, f in checks if key != SPARSE_VOCABULARY]
         checks += _declared_vocabulary_check(entry, stage, declared)
         fired = set()
         for key, finding in checks:

@@ -55,7 +55,9 @@ def inspect_model(path: str | os.PathLike) -> dict:
     Parameters
     ----------
     path : path
-        A chandra ``.chandra`` model or a MusicHal 9000 JSON model.
+        A chandra ``.chandra`` model, a MusicHal 9000 JSON model, or a
+        MusicHal training summary (``format`` ``"musichal-summary"``: see
+        :func:`chandra.musichal_summary.inspect_summary`).
 
     Returns
     -------
@@ -80,9 +82,14 @@ def inspect_model(path: str | os.PathLike) -> dict:
         The file is not a readable model (from :func:`chandra.model.load_model`).
     """
     from chandra.model import load_model
+    from chandra.musichal_summary import MusicHalSummaryError, inspect_summary
 
     path = Path(path)
-    model = load_model(path)
+    try:
+        model = load_model(path)
+    except MusicHalSummaryError as exc:
+        # A training summary is no model, but it records what training did.
+        return inspect_summary(path, document=exc.document, metadata=exc.metadata)
     report = inspect_loaded(model)
     report["path"] = str(path)
     report["size_bytes"] = path.stat().st_size
@@ -222,6 +229,10 @@ def format_report(report: dict) -> str:
     str
         Several lines, no trailing newline.
     """
+    if report.get("format") == "musichal-summary":
+        from chandra.musichal_summary import format_summary_report
+
+        return format_summary_report(report)
     lines: list[str] = []
     lines.append(f"model: {report.get('path') or '(in memory)'}")
     lines.append(f"format: {report.get('format')}   frames: {report.get('frames')}   "

@@ -635,6 +635,15 @@ def _array_from_block(entry: Any, name: str) -> np.ndarray:
         raise ModelFormatError(f"{what} does not hold {dtype.str} numbers ({type(exc).__name__})") from None
 
 
+def _refuse_summary(path: Path, top: dict) -> None:
+    """Raise MusicHalSummaryError when the object read is a training summary."""
+    from chandra.musichal_summary import MusicHalSummaryError, not_a_model_message, summary_document
+
+    found = summary_document(top)
+    if found is not None:
+        raise MusicHalSummaryError(not_a_model_message(path), document=found[0], metadata=found[1])
+
+
 def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> Model:
     """Read a MusicHal 9000 model (base, v2.0 or modular JSON), streaming.
 
@@ -656,13 +665,19 @@ def load_musichal(path: str | Path, *, progress: _ProgressFn | None = None) -> M
     ModelFormatError
         Malformed JSON, a JSON value that is not a MusicHal object, frames
         whose features are not numbers.
+    chandra.musichal_summary.MusicHalSummaryError
+        The file is a MusicHal *training summary* (statistics, no frames or
+        graph); a :class:`ModelFormatError` carrying the parsed document.
     """
     path = Path(path)
     reader, notes = _read(path, progress)
     modular = reader.root != ""
     if modular and "<audio_oracle>" not in reader.seen:
+        _refuse_summary(path, {"data": reader.data_extra, **reader.outer})
         raise ModelFormatError(f"{path}: modular MusicHal file without data.audio_oracle")
     if not reader.seen & {"audio_frames", "states"}:
+        if not modular:
+            _refuse_summary(path, reader.top)
         n_keys = len(reader.top) if not modular else len(reader.outer)
         raise ModelFormatError(f"{path}: JSON object is not a MusicHal model (no 'audio_frames' or 'states' "
                                f"among its {n_keys} top-level keys)")

@@ -47,6 +47,7 @@ __all__ = [
     "stage_hash",
     "ir_over_k",
     "encoder_options",
+    "segment_preview",
 ]
 
 STAGES = ("load", "segment", "encode", "vocabulary", "harmony", "events", "oracle", "save")
@@ -99,8 +100,10 @@ class TrainConfig:
     quantize : str
         One of :data:`chandra.encoders.QUANTIZE_MODES`: "int8" runs a neural
         encoder with dynamic int8 quantisation on the CPU.
-    n_tokens : int
-        Vocabulary size K.
+    n_tokens : int or "auto"
+        Vocabulary size K; ``"auto"`` picks it from the segments and their
+        features by :func:`chandra.vocabulary.recommend_k` (the rule, the K
+        chosen and the evidence go into the summary and the provenance).
     normalisation : str
         One of :data:`chandra.normalisation.NORMALISATIONS`.
     pca_components : int or None
@@ -138,7 +141,7 @@ class TrainConfig:
     batch_size: int | None = None
     device: str = "auto"
     quantize: str = "none"
-    n_tokens: int = 64
+    n_tokens: int | str = 64
     normalisation: str = "l2"
     pca_components: int | None = None
     seed: int = 0
@@ -198,8 +201,8 @@ class TrainConfig:
             raise bad("quantize", "'int8' runs on the CPU only; use device 'cpu' or 'auto'")
         if self.batch_size is not None and (not whole(self.batch_size) or self.batch_size < 1):
             raise bad("batch_size", f"must be a positive integer or None, got {self.batch_size!r}")
-        if not whole(self.n_tokens) or self.n_tokens < 1:
-            raise bad("n_tokens", f"must be a positive integer, got {self.n_tokens!r}")
+        if self.n_tokens != "auto" and (not whole(self.n_tokens) or self.n_tokens < 1):
+            raise bad("n_tokens", f"must be a positive integer or 'auto', got {self.n_tokens!r}")
         if self.pca_components is not None and (not whole(self.pca_components) or self.pca_components < 1):
             raise bad("pca_components", f"must be a positive integer or None, got {self.pca_components!r}")
         if not whole(self.seed):
@@ -396,8 +399,17 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     from chandra.vocabulary import GestureVocabulary, token_metrics
 
     cfg = state.config
+    recommendation = None
+    n_tokens = cfg.n_tokens
+    if n_tokens == "auto":
+        from chandra.vocabulary import recommend_k
+
+        recommendation = recommend_k(int(state.raw_features.shape[0]), features=state.raw_features,
+                                     normalisation=cfg.normalisation, pca_components=cfg.pca_components,
+                                     random_state=cfg.seed, progress=progress)
+        n_tokens = recommendation["k"]
     report(progress, "vocabulary", 0, 2)
-    vocab = GestureVocabulary(n_tokens=cfg.n_tokens, normalisation=cfg.normalisation,
+    vocab = GestureVocabulary(n_tokens=n_tokens, normalisation=cfg.normalisation,
                               pca_components=cfg.pca_components, random_state=cfg.seed,
                               reduce_k=cfg.reduce_k)
     vocab.fit(state.raw_features)
@@ -419,6 +431,8 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
         "assigned_entropy_bits": float(assigned["entropy_bits"]),
         "max_entropy_bits": float(assigned["max_entropy_bits"]),
     }
+    if recommendation is not None:
+        state.summaries["vocabulary"]["recommendation"] = recommendation
     report(progress, "vocabulary", 2, 2)
 
 
@@ -518,7 +532,9 @@ def build_model(state: RunState):
         "segmentation": dict(state.segments.params),
         "vocabulary": {"configured": {"n_tokens": cfg.n_tokens, "normalisation": cfg.normalisation,
                                       "pca_components": cfg.pca_components, "seed": cfg.seed},
-                       "effective": effective},
+                       "effective": effective,
+                       **({"recommendation": (state.summaries.get("vocabulary") or {})["recommendation"]}
+                          if "recommendation" in (state.summaries.get("vocabulary") or {}) else {})},
         "oracle": {"kind": state.oracle.kind, "threshold": state.oracle.threshold, "metric": state.oracle.metric,
                    "threshold_configured": cfg.threshold,
                    # configured search and what the builder did ("exact" or "approximate", index figures)
@@ -622,12 +638,23 @@ def run_stage(state: RunState, stage: str, *, progress: ProgressCallback | None 
         raise ChandraError(f"stage {stage!r} needs {', '.join(STAGE_DEPENDENCIES[stage])} to run first")
     if stage == "events" and state.harmony is None:
         raise ChandraError("stage 'events' needs harmony to run first")
+    from chandra import warmup
+    from chandra.progress import note
+
+    # numba compiles a stage's kernels on their first call in a fresh cache
+    # (seconds to a minute); say so rather than look frozen.
+    jit = warmup.jit_key(stage, state.config)
+    compiling = warmup.compile_note(jit)
+    if compiling:
+        note(progress, stage, compiling)
     started = time.perf_counter()
     if stage == "save":
         _stage_save(state, progress, output)
     else:
         _STAGE_FUNCTIONS[stage](state, progress)
     state.timings[stage] = time.perf_counter() - started
+    if compiling:
+        warmup.mark_warm(jit)
 
 
 def run_all(state: RunState, *, progress: ProgressCallback | None = None,
@@ -686,49 +713,96 @@ def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
 
 
 def ir_over_k(raw_features: np.ndarray, *, ks: list[int] | None = None, normalisation: str = "l2",
-              pca_components: int | None = None, seed: int = 0,
+              pca_components: int | None = None, seed: int = 0, include: tuple[int, ...] = (),
               progress: ProgressCallback | None = None) -> dict:
-    """Dubnov's information rate of the token sequence for a sweep of K.
+    """Dubnov's information rate of the token sequence for a sweep of K, and
+    the K to recommend.
 
     For each K a :class:`~chandra.vocabulary.GestureVocabulary` is fitted to
     the same features and the factor oracle of the assigned token sequence
-    gives its IR (:func:`chandra.oracle.ir_tokens`). Too small a K makes every
-    frame predictable and uninformative; too large a K makes nothing repeat;
-    the IR peak marks the vocabulary size at which tokens carry the most
-    predictable structure.
+    gives its IR (:func:`chandra.oracle.ir_tokens`). Too small a K makes
+    every frame predictable and uninformative; too large a K makes nothing
+    repeat. The raw maximum is not a recommendation on its own (on some
+    material it is K = 2, which cannot tell a melody's gestures apart): the
+    recommendation is :func:`chandra.vocabulary.recommend_k`'s, which reads
+    this sweep (segments per token, sparse tokens, IR against smaller K).
 
     Parameters
     ----------
     raw_features : float array (n, d)
         Encoder output (before normalisation), as in the vocabulary stage.
     ks : list of int, optional
-        Vocabulary sizes; default powers of two from 2 to 256 that are at
-        most half the number of segments.
+        Vocabulary sizes; default :func:`chandra.vocabulary.k_grid` (the
+        grid 2, 3, 4, 6, 8, 12 … 128 up to half the number of segments).
+    include : tuple of int
+        Sizes added to the default grid (e.g. the K a run uses).
 
     Returns
     -------
     dict
-        ``k`` (list), ``ir`` (bits/frame, list), ``best_k``, ``best_ir``.
+        ``k`` (list, ascending), ``ir`` (bits/frame, list), ``rare_share``
+        (share of tokens used once or twice, list), ``best_k`` and
+        ``best_ir`` (the raw IR maximum), ``recommended`` (the
+        :func:`~chandra.vocabulary.recommend_k` dict) and ``recommended_k``.
     """
-    from chandra.oracle import ir_tokens
-    from chandra.vocabulary import GestureVocabulary
+    from chandra.vocabulary import k_grid, k_sweep, recommend_k
 
     X = np.asarray(raw_features)
     n = X.shape[0]
     if ks is None:
-        ks = [k for k in (2, 4, 8, 16, 32, 64, 128, 256) if k <= max(2, n // 2)]
+        ks = k_grid(n, include=include)
     ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
     if not ks:
         raise ChandraError(f"no vocabulary size to try with {n} segments")
-    irs = []
-    for i, k in enumerate(ks):
-        report(progress, "ir_over_k", i, len(ks))
-        vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
-                                  random_state=seed, reduce_k=True).fit(X)
-        irs.append(float(ir_tokens(vocab.predict(X))))
-    report(progress, "ir_over_k", len(ks), len(ks))
+    rows = k_sweep(X, ks, normalisation=normalisation, pca_components=pca_components, random_state=seed,
+                   progress=progress, stage="ir_over_k")
+    irs = [row["ir"] for row in rows]
     best = int(np.argmax(irs))
-    return {"k": ks, "ir": irs, "best_k": ks[best], "best_ir": irs[best]}
+    recommended = recommend_k(n, features=X, normalisation=normalisation, pca_components=pca_components,
+                              random_state=seed, sweep=rows)
+    return {"k": ks, "ir": irs, "rare_share": [row["rare_share"] for row in rows], "best_k": ks[best],
+            "best_ir": irs[best], "recommended": recommended, "recommended_k": recommended["k"]}
+
+
+def segment_preview(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,
+                    progress: ProgressCallback | None = None) -> dict:
+    """What a take gives before training: its segments and the K to use.
+
+    Runs the load and segment stages only (a few seconds a minute of audio;
+    no features), so a front end can show the segment count and the
+    recommended vocabulary size (:func:`chandra.vocabulary.recommend_k` on the
+    count alone) as soon as audio is chosen.
+
+    Parameters
+    ----------
+    audio_path : path
+    config : TrainConfig, optional
+        Its ``sample_rate``, ``min_duration``, ``max_duration`` and
+        ``hop_length`` are used (the segment stage's parameters).
+
+    Returns
+    -------
+    dict
+        ``n_segments``, ``duration`` (s), ``sample_rate``, ``params`` (the
+        segmentation parameters used), ``recommendation`` (the
+        :func:`~chandra.vocabulary.recommend_k` dict), ``largest_k`` (the
+        largest K a vocabulary can be fitted with: the segment count).
+
+    Raises
+    ------
+    ChandraError
+        Unreadable or too short audio, as the load and segment stages raise.
+    """
+    from chandra.vocabulary import recommend_k
+
+    cfg = config or TrainConfig()
+    state = RunState(audio_path=str(audio_path), config=cfg)
+    run_stage(state, "load", progress=progress)
+    run_stage(state, "segment", progress=progress)
+    n = len(state.segments)
+    recommendation = recommend_k(n)
+    return {"n_segments": n, "duration": state.duration, "sample_rate": state.sample_rate,
+            "params": stage_params(cfg, "segment"), "recommendation": recommendation, "largest_k": n}
 
 
 def training_summary(state: RunState, findings: list | None = None) -> dict:
@@ -741,6 +815,8 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "segments": len(state.segments) if state.segments is not None else 0,
         "feature_dim": int(state.features.shape[1]) if state.features is not None else 0,
         "tokens_k": vocab.get("n_tokens"),
+        "tokens_k_configured": state.config.n_tokens,
+        "tokens_recommendation": vocab.get("recommendation"),
         "tokens_fit_active": vocab.get("fit_active"),
         "tokens_assigned_unique": vocab.get("assigned_unique"),
         "entropy_fit_bits": vocab.get("fit_entropy_bits"),
@@ -753,5 +829,14 @@ def training_summary(state: RunState, findings: list | None = None) -> dict:
         "oracle_search": oracle.get("search"),
         "seconds": {k: round(v, 3) for k, v in state.timings.items()},
         "findings": [f"{f['severity']}: {f['code']} ({f['stage']}): {f['message']}" for f in (findings or [])],
+        "finding_details": [{"severity": f["severity"], "code": f["code"], "stage": f["stage"],
+                             "message": f["message"], **_explained(f)} for f in (findings or [])],
         "saved": state.saved_path,
     }
+
+
+def _explained(finding: dict) -> dict:
+    from chandra.findings import explain
+
+    guide = explain(finding.get("code"))
+    return {"meaning": finding.get("meaning") or guide["meaning"], "action": finding.get("action") or guide["action"]}

@@ -10,7 +10,7 @@ from typing import Callable, Optional
 
 ProgressCallback = Callable[[str, int, int], None]
 
-__all__ = ["ProgressCallback", "report", "Cancelled"]
+__all__ = ["ProgressCallback", "report", "note", "Cancelled"]
 
 
 class Cancelled(Exception):
@@ -22,3 +22,12 @@ def report(progress: Optional[ProgressCallback], stage: str, done: int, total: i
     """Call ``progress(stage, done, total)`` when a callback is given."""
     if progress is not None:
         progress(stage, int(done), int(total))
+
+
+def note(progress: Optional[ProgressCallback], stage: str, text: str) -> None:
+    """Tell a progress callback something about ``stage`` beyond counts (e.g.
+    "compiling (first run only)"): calls ``progress.note(stage, text)`` when
+    the callback has such a method; plain callables ignore it."""
+    handler = getattr(progress, "note", None)
+    if callable(handler):
+        handler(stage, text)

@@ -8,8 +8,6 @@ the same picture.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -89,8 +87,8 @@ def compute_umap(X: Any, params: dict | None = None) -> np.ndarray:
     if arr.shape[0] < 4:
         raise ChandraError(f"UMAP needs at least 4 segments, got {arr.shape[0]}; use PCA")
     p = umap_params(params, n_rows=arr.shape[0])
-    # numba (under umap) compiles on first use; give it a writable cache.
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parent.parent / ".numba_cache"))
+    # numba (under umap) compiles on first use, into the cache `import chandra`
+    # chose (see chandra/__init__.py); `python -m chandra.warmup` fills it at install.
     try:
         import umap  # noqa: PLC0415 - deliberately lazy (seconds of import + JIT)
     except ImportError as exc:  # pragma: no cover - depends on the install

@@ -278,7 +278,8 @@ class RunDirectory:
             tmp.unlink(missing_ok=True)  # a missed tick is harmless
 
     def progress(self) -> dict | None:
-        """The running stage's progress ``{"stage", "done", "total", "time"}``,
+        """The running stage's progress ``{"stage", "done", "total", "time"}``
+        (and ``note``, e.g. "compiling (first run only)", while one applies),
         or None."""
         try:
             value = json.loads(self._progress_file().read_text(encoding="utf-8"))
@@ -475,6 +476,7 @@ class RunDirectory:
         state = self.load_state()
         state.config = config
         last_write = [0.0]
+        current_note: dict[str, str | None] = {"note": None}
 
         def on_progress(stage: str, done: int, total: int) -> None:
             if cancel_file.exists() or (should_cancel is not None and should_cancel()):
@@ -482,14 +484,29 @@ class RunDirectory:
             now = time.monotonic()
             if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
                 last_write[0] = now
-                self.write_progress({"stage": stage, "done": int(done), "total": int(total), "time": time.time()})
+                record = {"stage": stage, "done": int(done), "total": int(total), "time": time.time()}
+                if current_note["note"]:
+                    record["note"] = current_note["note"]
+                self.write_progress(record)
             if progress is not None:
                 progress(stage, done, total)
+
+        def on_note(stage: str, text: str) -> None:
+            # Shown beside the running stage until it ends (e.g. "compiling (first run only)").
+            current_note["note"] = text
+            self.write_progress({"stage": stage, "done": 0, "total": 0, "time": time.time(), "note": text})
+            from chandra.progress import note
+
+            note(progress, stage, text)
+
+        on_progress.note = on_note  # type: ignore[attr-defined]
+        on_progress.clear_note = lambda: current_note.__setitem__("note", None)  # type: ignore[attr-defined]
 
         try:
             for stage in todo:
                 if should_cancel is not None and should_cancel():
                     raise Cancelled(f"cancelled before {stage}")
+                on_progress.clear_note()
                 self._run_one(state, stage, todo, config, audio_sha256, on_progress, cancel_file)
         finally:
             self.write_progress(None)

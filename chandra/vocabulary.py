@@ -57,6 +57,17 @@ __all__ = [
     "token_metrics",
     "validate_tokens",
     "summarize_vocabulary",
+    "K_GRID",
+    "K_RULE",
+    "K_FLOOR",
+    "K_CEILING",
+    "MIN_USES_PER_TOKEN",
+    "SPARSE_TOKEN_SHARE",
+    "RARE_USES",
+    "k_grid",
+    "k_sweep",
+    "recommend_k",
+    "largest_workable_k",
 ]
 
 #: K-means flavours of :class:`GestureVocabulary`: ``"auto"`` picks ``"full"`` (Lloyd, all rows
@@ -289,12 +300,16 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
         seed = int(self.random_state)
 
         if n_samples < k_cfg and not self.reduce_k:
-            raise VocabularyError(
+            rec = recommend_k(n_samples)["k"]
+            exc = VocabularyError(
                 f"cannot fit {k_cfg} tokens to {n_samples} segments (n_samples={n_samples}; K must be "
-                f"<= the number of segments); lower n_tokens to at most {n_samples}, enable reduce_k, "
-                f"or give longer audio",
+                f"<= the number of segments): the largest K that works is {n_samples} (n_tokens={n_samples}), "
+                f"and the recommended K for {n_samples} segments is {rec} (n_tokens=auto); or enable "
+                f"reduce_k, or give longer audio",
                 parameter="n_tokens",
             )
+            exc.largest_k, exc.recommended_k = n_samples, rec
+            raise exc
         if self.pca_components is not None and self.pca_components > min(n_samples, n_features):
             raise VocabularyError(
                 f"pca_components={self.pca_components} exceeds min(n_samples={n_samples}, "
@@ -330,23 +345,28 @@ class GestureVocabulary(ClassNamePrefixFeaturesOutMixin, TransformerMixin, Clust
             if n_samples < k_cfg:
                 k_eff = min(n_samples, n_distinct)
                 reason = (
-                    f"{n_samples} segments < {k_cfg} tokens; K lowered to {k_eff}"
+                    f"{n_samples} segments < {k_cfg} tokens; K lowered to {k_eff}, the largest K that works"
                     + (f" ({n_distinct} distinct rows)" if n_distinct < n_samples else "")
+                    + f" (the recommended K for {n_samples} segments is {recommend_k(n_samples)['k']})"
                 )
             elif n_distinct < k_cfg:
                 if not self.reduce_k:
                     hint = ""
                     if n_features == 1 and self.normalisation == "l2":
                         hint = "; with n_features=1, l2 normalisation maps every row to -1, 0 or 1"
-                    raise VocabularyError(
+                    exc = VocabularyError(
                         f"cannot fit {k_cfg} tokens: only {n_distinct} distinct feature rows among "
                         f"{n_samples} segments (after {self.normalisation} normalisation"
-                        f"{' and PCA' if self.pca_ is not None else ''}{hint}); lower n_tokens to at most "
-                        f"{n_distinct}, enable reduce_k, or give longer / more varied audio",
+                        f"{' and PCA' if self.pca_ is not None else ''}{hint}): the largest K that works is "
+                        f"{n_distinct} (n_tokens={n_distinct}); or enable reduce_k, or give longer / more "
+                        f"varied audio",
                         parameter="n_tokens",
                     )
+                    exc.largest_k, exc.recommended_k = n_distinct, min(n_distinct, recommend_k(n_samples)["k"])
+                    raise exc
                 k_eff = n_distinct
-                reason = f"only {n_distinct} distinct rows < {k_cfg} tokens; K lowered to {k_eff}"
+                reason = (f"only {n_distinct} distinct rows < {k_cfg} tokens; K lowered to {k_eff}, "
+                          "the largest K that works")
 
             algorithm = self.algorithm
             if algorithm == "auto":
@@ -771,3 +791,170 @@ def summarize_vocabulary(vocab: GestureVocabulary) -> dict:
         "perplexity": m["perplexity"],
         "top_share": m["top_share"],
     }
+
+
+# ---------------------------------------------------------------------------
+# choosing K
+# ---------------------------------------------------------------------------
+
+# The rule's constants and its count-only part live in chandra.kchoice (light: the
+# findings use them without importing scikit-learn); they are re-exported here.
+from chandra.kchoice import (  # noqa: E402
+    IR_TOLERANCE,
+    K_CEILING,
+    K_FLOOR,
+    K_GRID,
+    K_RULE,
+    MIN_USES_PER_TOKEN,
+    RARE_USES,
+    SPARSE_TOKEN_SHARE,
+    k_by_count,
+    k_grid,
+    k_reason,
+)
+
+
+def k_sweep(raw_features: Any, ks: Iterable[int], *, normalisation: str = "l2", pca_components: int | None = None,
+            random_state: int = 0, progress: Any = None, stage: str = "k_sweep") -> list[dict]:
+    """Fit a vocabulary for each K and measure what the tokens would be like.
+
+    Parameters
+    ----------
+    raw_features : float array (n, d)
+        Encoder output, as the vocabulary stage receives it.
+    ks : iterable of int
+        Vocabulary sizes (each at most n).
+    progress : callable, optional
+        ``progress(stage, done, total)``.
+
+    Returns
+    -------
+    list of dict
+        One per K in ascending order: ``k`` (requested), ``k_effective``
+        (lower when there are fewer distinct rows), ``mean_uses`` (n / K),
+        ``rare_share`` (share of the K tokens used at most
+        :data:`RARE_USES` times, unused ones included), ``used`` (distinct
+        tokens assigned) and ``ir`` (Dubnov's information rate of the token
+        sequence through its factor oracle, bits per frame).
+    """
+    from chandra.oracle import ir_tokens
+    from chandra.progress import report
+
+    X = np.asarray(raw_features)
+    n = int(X.shape[0])
+    ks = sorted({int(k) for k in ks if 1 <= int(k) <= n})
+    out = []
+    for i, k in enumerate(ks):
+        report(progress, stage, i, len(ks))
+        vocab = GestureVocabulary(n_tokens=k, normalisation=normalisation, pca_components=pca_components,
+                                  random_state=random_state, reduce_k=True).fit(X)
+        tokens = vocab.labels_
+        counts = np.bincount(tokens, minlength=vocab.n_tokens_)
+        out.append({"k": k, "k_effective": int(vocab.n_tokens_), "mean_uses": n / k,
+                    "rare_share": float(np.mean(counts <= RARE_USES)), "used": int(np.count_nonzero(counts)),
+                    "ir": float(ir_tokens(tokens))})
+    report(progress, stage, len(ks), len(ks))
+    return out
+
+
+def recommend_k(n_segments: int, *, features: Any = None, normalisation: str = "l2",
+                pca_components: int | None = None, random_state: int = 0, max_k: int = K_CEILING,
+                sweep: list[dict] | None = None, progress: Any = None) -> dict:
+    """The vocabulary size K to use for a take of ``n_segments`` segments.
+
+    The rule (:data:`K_RULE`): the largest K on :data:`K_GRID`, between
+    :data:`K_FLOOR` and ``max_k``, with at least
+    :data:`MIN_USES_PER_TOKEN` segments per token on average. A take of
+    fewer than ``K_FLOOR * MIN_USES_PER_TOKEN`` segments is tiny and gets a
+    smaller K (never below 2, or 1 for a single segment). When ``features``
+    are given, K-means is fitted for that K and the smaller grid sizes down
+    to a quarter of it (:func:`k_sweep`), and the largest K is kept whose
+    tokens are not sparse (at most :data:`SPARSE_TOKEN_SHARE` of them used
+    once or twice) and whose information rate is within
+    :data:`IR_TOLERANCE` of the best smaller K's; if none qualifies, the
+    smallest size tried.
+
+    Parameters
+    ----------
+    n_segments : int
+        Segments (= records the tokens label) in the take.
+    features : float array (n_segments, d), optional
+        Encoder output, for the cross-check.
+    normalisation, pca_components, random_state
+        As for :class:`GestureVocabulary`.
+    max_k : int
+        Upper bound (default :data:`K_CEILING`).
+    sweep : list of dict, optional
+        Precomputed :func:`k_sweep` rows (e.g. from
+        :func:`chandra.pipeline.ir_over_k`); used instead of refitting for the
+        sizes they cover.
+
+    Returns
+    -------
+    dict
+        ``k`` (int), ``rule`` (:data:`K_RULE`), ``reason`` (what it means for
+        this take, in a musician's words), ``bounds`` (``{"min", "max"}``
+        for this take), ``evidence`` (``n_segments``, ``by_count`` — the K
+        the count alone allows —, ``mean_uses``, ``checked_features``,
+        ``candidates``: the :func:`k_sweep` rows looked at, largest first,
+        each with ``accepted`` and ``why`` when refused).
+
+    Raises
+    ------
+    VocabularyParameterError
+        ``n_segments`` below 1 or ``max_k`` below 2.
+    """
+    try:
+        count = k_by_count(n_segments, max_k=max_k)
+    except ValueError as exc:
+        raise VocabularyParameterError(str(exc), parameter=getattr(exc, "parameter", "n_segments")) from None
+    n = int(n_segments)
+    lo, hi, tiny, allowed = count["min"], count["max"], count["tiny"], count["allowed"]
+    k_rule = count["k"]
+    evidence: dict[str, Any] = {"n_segments": n, "by_count": k_rule, "min_uses_per_token": MIN_USES_PER_TOKEN,
+                                "checked_features": False, "candidates": []}
+    k, refused = k_rule, None
+    if features is not None or sweep:
+        tried = [c for c in allowed if c * 4 >= k_rule] or [k_rule]
+        have = {int(row["k"]): row for row in (sweep or [])}
+        missing = [c for c in tried if c not in have]
+        if missing:
+            if features is None:
+                tried = [c for c in tried if c in have]
+            else:
+                for row in k_sweep(features, missing, normalisation=normalisation, pca_components=pca_components,
+                                   random_state=random_state, progress=progress, stage="recommend_k"):
+                    have[row["k"]] = row
+        rows = [dict(have[c]) for c in sorted(tried, reverse=True) if c in have]
+        evidence["checked_features"] = bool(rows)
+        chosen = None
+        for i, row in enumerate(rows):
+            smaller = [r["ir"] for r in rows[i + 1:]]
+            best_smaller = max(smaller) if smaller else None
+            if row["rare_share"] > SPARSE_TOKEN_SHARE:
+                row["accepted"], row["why"] = False, (f"{row['rare_share']:.0%} of its tokens would be used once "
+                                                      f"or twice")
+            elif best_smaller is not None and row["ir"] < (1 - IR_TOLERANCE) * best_smaller:
+                row["accepted"], row["why"] = False, (f"its information rate ({row['ir']:.2f} bits per segment) is "
+                                                      f"below a smaller K's ({best_smaller:.2f})")
+            else:
+                row["accepted"], row["why"] = True, None
+            if chosen is None and row["accepted"]:
+                chosen = row
+            if chosen is None and refused is None:
+                refused = row
+        evidence["candidates"] = rows
+        if rows:
+            k = int(chosen["k"]) if chosen is not None else int(rows[-1]["k"])
+    evidence["mean_uses"] = n / k
+    reason = k_reason(n, k, k_rule=k_rule, tiny=tiny, capped=count["capped"], max_k=hi,
+                      refused=refused["why"] if refused is not None and k != k_rule else None)
+    return {"k": int(k), "rule": K_RULE, "reason": reason, "bounds": {"min": int(lo), "max": int(hi)},
+            "evidence": evidence}
+
+
+def largest_workable_k(n_segments: int, n_distinct: int | None = None) -> int:
+    """The largest K a vocabulary can be fitted with: the number of segments
+    (or of distinct feature rows, when fewer)."""
+    n = int(n_segments)
+    return max(1, min(n, int(n_distinct)) if n_distinct is not None else n)

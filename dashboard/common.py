@@ -45,7 +45,6 @@ SAMPLE_DIR = REPO_ROOT / "sample_audio"
 UPLOAD_DIRNAME = "_uploads"
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO_ROOT / ".numba_cache"))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -391,8 +390,25 @@ def run_findings(run, ledger: list | None = None) -> list[dict]:
     return sorted(found, key=lambda f: order.get(f.get("severity"), 3))
 
 
+def _finding_text(f: dict) -> str:
+    """Code, stage and technical message, then what it means for the music and what to do."""
+    from chandra.findings import explain
+
+    guide = explain(f.get("code"))
+    where = f" · {f['stage']}" if f.get("stage") else ""
+    return (f"**{f.get('code')}**{where} — {f.get('message')}\n\n"
+            f"**What it means:** {f.get('meaning') or guide['meaning']}\n\n"
+            f"**What to do:** {f.get('action') or guide['action']}")
+
+
 def render_findings(findings: list[dict], *, codes: tuple[str, ...] | None = None, empty: str | None = None) -> None:
-    """Errors as ``st.error``, warnings as ``st.warning``, info folded away."""
+    """Errors as ``st.error``, warnings as ``st.warning``, info folded away.
+
+    Each finding shows its code, stage and technical message, one sentence
+    on what it means for the music and one on what to do
+    (:data:`chandra.findings.GUIDE`); the numbers it was built from (its
+    evidence) are one click away in an expander.
+    """
     shown = [f for f in findings if codes is None or f.get("code") in codes]
     if not shown:
         if empty:
@@ -400,18 +416,23 @@ def render_findings(findings: list[dict], *, codes: tuple[str, ...] | None = Non
         return
     infos = []
     for f in shown:
-        where = f" · {f['stage']}" if f.get("stage") else ""
-        text = f"**{f.get('code')}**{where} — {f.get('message')}"
+        text = _finding_text(f)
         if f.get("severity") == "error":
             st.error(text, icon=":material/error:")
         elif f.get("severity") == "warning":
             st.warning(text, icon=":material/warning:")
         else:
-            infos.append(text)
+            infos.append(f)
+            continue
+        if f.get("evidence"):
+            with st.expander(f"Evidence: {f.get('code')}" + (f" · {f['stage']}" if f.get("stage") else "")):
+                st.json(f.get("evidence"), expanded=True)
     if infos:
         with st.expander(f"{len(infos)} informational finding(s)"):
-            for text in infos:
-                st.markdown(f"- {text}")
+            for f in infos:
+                st.markdown(_finding_text(f))
+                if f.get("evidence"):
+                    st.json(f.get("evidence"), expanded=False)
 
 
 # ---------------------------------------------------------------------------
@@ -510,8 +531,44 @@ def wait_for_job(run, timeout: float = 60.0) -> bool:
 # ---------------------------------------------------------------------------
 
 
+PAGES_DIR = REPO_ROOT / "pages"
+
+
+def page_title(path: Path) -> str:
+    """A page's name in the sidebar, as streamlit derives it from its file:
+    ``pages/5_Oracle.py`` -> "Oracle", ``app.py`` -> "Home"."""
+    if path.name == "app.py":
+        return "Home"
+    return re.sub(r"^\d+[_ -]*", "", path.stem).replace("_", " ").strip() or path.stem
+
+
+def page_files() -> list[Path]:
+    """The dashboard's pages in sidebar order: ``app.py`` (Home), then
+    ``pages/*.py`` by their numeric prefix (new pages appear by themselves)."""
+    def order(p: Path) -> tuple[float, str]:
+        m = re.match(r"^(\d+)", p.name)
+        return (int(m.group(1)) if m else float("inf"), p.name)
+
+    pages = sorted(PAGES_DIR.glob("*.py"), key=order) if PAGES_DIR.is_dir() else []
+    return [REPO_ROOT / "app.py", *[p for p in pages if not p.name.startswith("_")]]
+
+
+def sidebar_navigation() -> None:
+    """The page list in the sidebar, with the entry page called "Home"
+    (``client.showSidebarNavigation`` is off in ``.streamlit/config.toml``).
+    A page run on its own (no page registry, as in some tests) gets none."""
+    with st.sidebar:
+        for path in page_files():
+            rel = path.relative_to(REPO_ROOT).as_posix()
+            try:
+                st.page_link(rel, label=page_title(path), icon=":material/home:" if rel == "app.py" else None)
+            except Exception:  # noqa: BLE001 - page registry absent when a page runs alone
+                return
+
+
 def page_setup(title: str, *, icon: str = "🎛️") -> None:
     st.set_page_config(page_title=f"{title} · chandra", page_icon=icon, layout="wide")
+    sidebar_navigation()
 
 
 def run_caption(run, state=None) -> None:

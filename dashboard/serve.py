@@ -44,7 +44,7 @@ def start_server(runs: Path, port: int, log: Path, *, app_args: list[str] | tupl
     app after ``--`` (e.g. ``["--data-dir", DIR, "--max-jobs", "1"]``);
     ``env`` adds environment variables."""
     env = dict(os.environ, CHANDRA_RUNS_DIR=str(runs), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-               NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1", **(env or {}))
+               PYTHONDONTWRITEBYTECODE="1", **(env or {}))
     streamlit = Path(sys.executable).with_name("streamlit")
     cmd = [str(streamlit) if streamlit.exists() else "streamlit", "run", "app.py",
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",

@@ -23,7 +23,7 @@ vocab = state.vocabulary
 K = int(vocab.n_tokens_)
 fit = dict(vocab.fit_metrics_ or {})
 assigned = token_stats(state.tokens, n_tokens=K)
-configured_k = int(run.config().n_tokens)
+configured_k = K if run.config().n_tokens == "auto" else int(run.config().n_tokens)  # "auto": chosen by the rule
 
 if configured_k != K:
     st.warning(f"K was reduced from the configured {configured_k} to {K} (too few distinct segments); "

@@ -16,7 +16,7 @@ common.page_setup("Oracle", icon="🕸️")
 st.title("Oracle")
 run = common.require_run()
 
-ORACLE_CODES = ("ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE")
+ORACLE_CODES = ("ORACLE_INVARIANT", "SFX_ALL_ROOT", "SFX_PREVIOUS", "TRANSITIONS_DENSE", "SPARSE_VOCABULARY")
 
 
 @st.cache_data(max_entries=6, show_spinner="Checking the oracle…")
@@ -98,11 +98,12 @@ elif oracle.kind == "features":
     st.caption(f"The threshold θ = {oracle.threshold:.4g} was given explicitly (no information-rate sweep).")
 
 @st.cache_data(max_entries=6, show_spinner="Fitting a vocabulary for each K…")
-def _ir_over_k(run_path: str, stamp: str, normalisation: str, pca: int | None, seed: int) -> dict:
+def _ir_over_k(run_path: str, stamp: str, normalisation: str, pca: int | None, seed: int, k_used: int) -> dict:
     from chandra.pipeline import ir_over_k
 
     state = common._cached_state(run_path, stamp)
-    return ir_over_k(state.raw_features, normalisation=normalisation, pca_components=pca, seed=seed)
+    return ir_over_k(state.raw_features, normalisation=normalisation, pca_components=pca, seed=seed,
+                     include=(k_used,))
 
 
 @st.cache_data(max_entries=6, show_spinner="Sweeping the audio-oracle threshold…")
@@ -114,40 +115,54 @@ def _ir_threshold(run_path: str, stamp: str, metric: str) -> dict:
 
 
 st.subheader("Choosing K and θ by information rate")
-st.caption("Dubnov's information rate (bits per frame that the past predicts) peaks where the symbols repeat "
+st.caption("Dubnov's information rate (bits per segment that the past predicts) peaks where the symbols repeat "
            "with structure: too coarse and everything is predictable but uninformative, too fine and nothing "
            "repeats. The sweeps are computed on demand from this run's features.")
 cfg = state.config
-left, right = st.columns(2)
-with left:
-    if st.button("Information rate over K", key="ir_k_button") or st.session_state.get("ir_k_shown"):
-        st.session_state["ir_k_shown"] = True
-        if state.raw_features is None:
-            st.info("Run the encode stage first.")
-        else:
-            try:
-                curve_k = _ir_over_k(str(run.path), common.run_stamp(run), cfg.normalisation, cfg.pca_components,
-                                     cfg.seed)
-            except ChandraError as exc:
-                common.show_error(exc)
-            else:
-                n_tokens = int(state.vocabulary.n_tokens_) if state.vocabulary is not None else cfg.n_tokens
-                st.plotly_chart(figs.ir_over_k_figure(curve_k, chosen=n_tokens), width="stretch", key="ir_k")
-                st.caption(f"Best K = {curve_k['best_k']} ({curve_k['best_ir']:.3f} bits/frame); this run uses "
-                           f"K = {n_tokens}.")
-with right:
-    if not state.threshold_curve and (st.button("Information rate over θ", key="ir_t_button")
-                                      or st.session_state.get("ir_t_shown")):
-        st.session_state["ir_t_shown"] = True
+# K gets the full width: the chart needs room for its K ticks and legend.
+if st.button("Information rate over K", key="ir_k_button") or st.session_state.get("ir_k_shown"):
+    st.session_state["ir_k_shown"] = True
+    if state.raw_features is None:
+        st.info("Run the encode stage first.")
+    else:
+        n_tokens = int(state.vocabulary.n_tokens_) if state.vocabulary is not None \
+            else (cfg.n_tokens if cfg.n_tokens != "auto" else 0)
         try:
-            curve_t = _ir_threshold(str(run.path), common.run_stamp(run), cfg.metric)
+            curve_k = _ir_over_k(str(run.path), common.run_stamp(run), cfg.normalisation, cfg.pca_components,
+                                 cfg.seed, n_tokens)
         except ChandraError as exc:
             common.show_error(exc)
         else:
-            chosen = oracle.threshold if oracle.kind == "features" else None
-            st.plotly_chart(figs_diag.ir_curve_figure(curve_t, chosen=chosen), width="stretch", key="ir_t")
-            st.caption(f"Best θ = {curve_t['best_threshold']:.4g} ({curve_t['best_ir']:.3f} bits/frame); "
-                       "train with oracle mode 'features' and threshold 'auto' to use it.")
+            rec = curve_k["recommended"]
+            st.plotly_chart(figs.ir_over_k_figure(curve_k, chosen=n_tokens or None), width="stretch",
+                            key="ir_k")
+            how = " (chosen by the rule: K on auto)" if cfg.n_tokens == "auto" else ""
+            st.markdown(f"**Recommended K = {rec['k']}**; this run uses K = {n_tokens}{how}. {rec['reason']}")
+            st.caption(f"The rule: {rec['rule']} Hollow points: sizes whose tokens would mostly be used once "
+                       f"or twice. The highest information rate alone (K = {curve_k['best_k']}) is not the "
+                       "recommendation: a very small K is predictable but cannot tell gestures apart, and "
+                       "past the rule's bound tokens stop recurring.")
+            with st.expander("Evidence for the recommendation"):
+                rows = [{"K": c["k"], "segments per token": round(c["mean_uses"], 1),
+                         "tokens used once or twice": f"{c['rare_share']:.0%}", "IR (bits)": round(c["ir"], 3),
+                         "kept": "yes" if c.get("accepted") else "no", "why not": c.get("why") or ""}
+                        for c in rec["evidence"]["candidates"]]
+                st.caption(f"{rec['evidence']['n_segments']} segments; the count alone allows K = "
+                           f"{rec['evidence']['by_count']} (bounds {rec['bounds']['min']}–{rec['bounds']['max']}).")
+                if rows:
+                    st.dataframe(rows, hide_index=True, width="stretch")
+if not state.threshold_curve and (st.button("Information rate over θ", key="ir_t_button")
+                                  or st.session_state.get("ir_t_shown")):
+    st.session_state["ir_t_shown"] = True
+    try:
+        curve_t = _ir_threshold(str(run.path), common.run_stamp(run), cfg.metric)
+    except ChandraError as exc:
+        common.show_error(exc)
+    else:
+        chosen = oracle.threshold if oracle.kind == "features" else None
+        st.plotly_chart(figs_diag.ir_curve_figure(curve_t, chosen=chosen), width="stretch", key="ir_t")
+        st.caption(f"Best θ = {curve_t['best_threshold']:.4g} ({curve_t['best_ir']:.3f} bits/frame); "
+                   "train with oracle mode 'features' and threshold 'auto' to use it.")
 
 with st.expander("health numbers"):
     st.json({k: v for k, v in health.items() if k != "lrs_histogram"})

@@ -1,7 +1,9 @@
 """Model inspector: open a chandra or MusicHal 9000 model and see what it lost.
 
 Findings come first (errors red, warnings amber), then the stage x field
-matrix, the token strip, feature health, oracle health and provenance.
+matrix, the token strip, feature health, oracle health and provenance. A
+MusicHal *training summary* (``…_summary.json``) is shown for what it is:
+what training recorded, with findings where its numbers betray a fault.
 """
 
 from __future__ import annotations
@@ -35,8 +37,13 @@ def inspect_file(path: str, mtime: float, size: int) -> dict:
     from chandra.inspect import inspect_loaded
     from chandra.ledger import json_safe, model_ledger_entry
     from chandra.model import load_model
+    from chandra.musichal_summary import MusicHalSummaryError, inspect_summary
 
-    model = load_model(path)
+    try:
+        model = load_model(path)
+    except MusicHalSummaryError as exc:
+        report = inspect_summary(path, document=exc.document, metadata=exc.metadata)
+        return {"report": report, "ledger": [], "oracle_shape": None}
     report = inspect_loaded(model)
     report["path"], report["size_bytes"] = path, size
     history = [e for e in (model.ledger or []) if isinstance(e, dict)]
@@ -89,8 +96,71 @@ def _choose_model() -> str | None:
     return st.session_state[PATH_KEY] or None
 
 
+def _show_summary(report: dict) -> None:
+    """A MusicHal training summary: what training recorded (no frames, no graph)."""
+    facts = report.get("training") or {}
+    findings = report.get("findings") or []
+    summary = report.get("summary") or {}
+    st.info("This file is a **MusicHal 9000 training summary**: it records what training did (events, oracle "
+            "statistics, times, flags) but holds no frames and no oracle graph. The model itself is the trainer's "
+            "`…_model.json` file.", icon=":material/summarize:")
+    model = facts.get("model_file") or {}
+    if model.get("named") or model.get("beside"):
+        text = f"Describes the model **{model.get('named') or model.get('beside')}**"
+        if model.get("named_in"):
+            text += f" (named in `{model['named_in']}`)"
+        st.markdown(text + ".")
+        if model.get("beside"):
+            st.button("Inspect that model", key="inspect_described_model", help=model["beside"],
+                      on_click=_set_path, args=(model["beside"],))
+    st.subheader(f"Findings — {summary.get('error', 0)} errors, {summary.get('warning', 0)} warnings, "
+                 f"{summary.get('info', 0)} info")
+    common.render_findings(findings, empty="No findings: the summary's numbers show no fault.")
+    oracle = facts.get("oracle") or {}
+
+    def show(value) -> str:
+        if value is None:
+            return "—"
+        if isinstance(value, bool):
+            return "yes" if value else "no"
+        return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+    cols = st.columns(5)
+    cols[0].metric("training successful", show(facts.get("training_successful")))
+    cols[1].metric("events processed", show(facts.get("events_processed")))
+    cols[2].metric("oracle states", show(oracle.get("total_states")))
+    cols[3].metric("distinct patterns", show(oracle.get("total_patterns")))
+    cols[4].metric("distance threshold", show(oracle.get("distance_threshold")),
+                   help=f"distance function: {oracle.get('distance_function', '—')}")
+    left, right = st.columns(2)
+    with left:
+        st.markdown("**Audio oracle statistics**")
+        st.dataframe([{"statistic": k, "value": show(v)} for k, v in oracle.items()] or [{"statistic": "—",
+                     "value": "not recorded"}], hide_index=True, width="stretch")
+        if facts.get("tokens"):
+            st.markdown("**Gesture tokens**")
+            st.dataframe([{"statistic": k, "value": show(v)} for k, v in facts["tokens"].items()],
+                         hide_index=True, width="stretch")
+    with right:
+        st.markdown("**Training times (s)**")
+        st.dataframe([{"step": k, "seconds": round(v, 2)} for k, v in (facts.get("times") or {}).items()]
+                     or [{"step": "—", "seconds": None}], hide_index=True, width="stretch")
+        st.markdown("**Flags**")
+        st.dataframe([{"flag": k, "value": show(v)} for k, v in (facts.get("flags") or {}).items()]
+                     or [{"flag": "—", "value": "none"}], hide_index=True, width="stretch")
+    if facts.get("rhythm_oracle"):
+        st.caption("Rhythm oracle: " + ", ".join(f"{k} {show(v)}" for k, v in facts["rhythm_oracle"].items()))
+    if facts.get("counts"):
+        st.caption("Counters: " + ", ".join(f"{k} {show(v)}" for k, v in facts["counts"].items()))
+    with st.expander("Full inspect report (JSON, as `chandra inspect --json`)"):
+        st.json(report, expanded=False)
+
+
 def _show(data: dict) -> None:
     report, ledger = data["report"], data["ledger"]
+    if report.get("format") == "musichal-summary":
+        _show_summary(report)
+        return
     findings = report.get("findings") or []
     summary = report.get("summary") or {}
     st.subheader(f"Findings — {summary.get('error', 0)} errors, {summary.get('warning', 0)} warnings, "
@@ -120,13 +190,11 @@ def _show(data: dict) -> None:
     n_tokens = (report.get("tokens") or {}).get("n_tokens")
     st.plotly_chart(token_strip_figure(ledger, n_tokens=n_tokens), width="stretch", key="inspector_strip")
 
-    left, right = st.columns(2)
-    with left:
-        st.plotly_chart(feature_health_figure({"stage": "model", "features": report.get("features")}),
-                        width="stretch", key="inspector_features")
-    with right:
-        health = data.get("oracle_shape") or report.get("oracle")
-        st.plotly_chart(oracle_health_figure(health), width="stretch", key="inspector_oracle")
+    # Stacked, each the page's width: side by side the taller oracle panels left a blank beside the features.
+    st.plotly_chart(feature_health_figure({"stage": "model", "features": report.get("features")}),
+                    width="stretch", key="inspector_features")
+    health = data.get("oracle_shape") or report.get("oracle")
+    st.plotly_chart(oracle_health_figure(health), width="stretch", key="inspector_oracle")
     time = report.get("time")
     if time:
         st.caption(f"Time axis '{time.get('field')}': {time.get('t_min'):.6g} … {time.get('t_max'):.6g} s, "
@@ -141,8 +209,8 @@ def _show(data: dict) -> None:
 
 common.page_setup("Model inspector", icon="🔎")
 st.title("Model inspector")
-st.caption("Open a chandra model (.chandra) or a MusicHal 9000 JSON model and see what it holds, "
-           "what it lost, and what is wrong with it.")
+st.caption("Open a chandra model (.chandra), a MusicHal 9000 JSON model or a MusicHal training summary and see "
+           "what it holds, what it lost, and what is wrong with it.")
 path = _choose_model()
 if path:
     st.caption(f"Inspecting `{path}`")
@@ -157,4 +225,12 @@ if path:
     else:
         _show(data)
 else:
-    st.info("Pick the current run's model, the MusicHal example, upload a file or type a path.")
+    # Name only the ways that exist here (a fresh clone has no reference model beside it).
+    ways = []
+    run = common.current_run()
+    if run is not None and (Path(run.path) / "model.chandra").exists():
+        ways.append("open the current run's model")
+    if REFERENCE_MODEL.exists():
+        ways.append("open the MusicHal example")
+    ways += ["upload a file", "type a path on the server"]
+    st.info(f"To inspect a model, {', '.join(ways[:-1])} or {ways[-1]}.")

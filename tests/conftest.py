@@ -2,8 +2,10 @@
 
 * ``tests/`` is put on ``sys.path`` so helper modules import as
   ``helpers_models`` / ``helpers_audio``.
-* The model hub is never contacted (``HF_HUB_OFFLINE``), and numba gets a
-  cache directory inside the repo.
+* The model hub is never contacted (``HF_HUB_OFFLINE``). numba's cache is
+  the one every entry point uses (``$NUMBA_CACHE_DIR``, else
+  ``~/.cache/chandra/numba``: set by ``import chandra``, imported here before
+  anything can import numba), so ``make venv``'s warm-up serves the tests.
 * ``prepared_run``: a run directory on a short synthetic melody (dsp
   encoder, K = 16) with every stage executed, made once per session in a
   temporary runs root that ``CHANDRA_RUNS_DIR`` points at.
@@ -41,7 +43,7 @@ from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # no
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+import chandra  # noqa: E402,F401  (sets NUMBA_CACHE_DIR before numba is imported)
 
 PREPARED_RUN_ID = "prepared-k16"
 LOST_FIELD_RUN_ID = "lost-gesture-token"
@@ -159,14 +161,15 @@ def failed_run(runs_root, synthetic_audio):
 
 @pytest.fixture(scope="session")
 def sample_models(tmp_path_factory) -> dict:
-    """Each bundled sample (sample_audio/*.flac) trained with the defaults
-    (dsp, K = 64) and saved: ``{audio path: model path}``."""
+    """Each bundled sample (sample_audio/*.flac) trained with the defaults and
+    K chosen by the rule (``n_tokens="auto"``: 32 on both; K = 64 would leave
+    most tokens used once or twice) and saved: ``{audio path: model path}``."""
     from chandra.pipeline import TrainConfig, train
 
     root = tmp_path_factory.mktemp("sample_models")
     out = {}
     for audio in sorted((REPO / "sample_audio").glob("*.flac")):
         path = root / f"{audio.stem}.chandra"
-        train(audio, TrainConfig(), output=path)
+        train(audio, TrainConfig(n_tokens="auto"), output=path)
         out[audio] = path
     return out

@@ -161,8 +161,7 @@ def _limits() -> None:  # runs in the child before exec
 
 def run_limited(*args: str, cwd: Path | None = None, timeout: float = TIMEOUT_S) -> subprocess.CompletedProcess:
     """``python -m chandra.cli ARGS`` under a 2 GB address-space limit and a 60 s timeout."""
-    env = dict(os.environ)
-    env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+    env = dict(os.environ)  # NUMBA_CACHE_DIR: the one chandra set on import (tests/conftest.py)
     # BLAS thread pools reserve address space per thread; one thread keeps the child well inside the limit.
     env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     return subprocess.run([sys.executable, "-m", "chandra.cli", *args], capture_output=True, text=True,

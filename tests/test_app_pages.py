@@ -231,6 +231,7 @@ def test_a_queued_run_shows_its_position_and_can_be_cancelled(runs_root, audio_d
         at.run()
         at.radio(key="audio_source").set_value("server path").run()
         at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
+        at.radio(key="p_k_mode").set_value("number").run()
         at.number_input(key="p_k").set_value(8).run()
         at.button(key="run_all").click().run()
         assert not at.exception, at.exception
@@ -259,7 +260,14 @@ def test_run_all_in_the_background_then_k_too_large_error(runs_root, audio_dir_a
     at.run()
     at.radio(key="audio_source").set_value("server path").run()
     at.text_input(key="audio_path").input(str(audio_dir_allowed)).run()
+    assert at.radio(key="p_k_mode").value == "auto"  # the dashboard's default K
+    at.radio(key="p_k_mode").set_value("number").run()
     at.number_input(key="p_k").set_value(4000).run()
+    # Before training: the segment count, the recommendation, and the largest K that works.
+    infos = " ".join(_texts(at.markdown))
+    assert "segments" in infos and "recommended **K =" in infos, infos
+    assert any("K = 4000 is more than the" in w and "The largest K that works is" in w for w in _texts(at.warning))
+    assert at.button(key="use_largest_k") is not None
     at.button(key="run_all").click().run()
     assert not at.exception, at.exception
     run_id = at.session_state["run_id"]
@@ -416,7 +424,9 @@ def test_oracle_page_information_rate_sweeps(prepared_run):
     at = _page(prepared_run, "oracle")
     at.button(key="ir_k_button").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Best K =" in t for t in _texts(at.caption))
+    # 40 segments: the rule recommends K = 8; the prepared run uses K = 16
+    assert any("**Recommended K = 8**; this run uses K = 16." in t for t in _texts(at.markdown)), _texts(at.markdown)
+    assert any(t.startswith("The rule: K is the largest vocabulary") for t in _texts(at.caption))
     at.button(key="ir_t_button").click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("Best θ =" in t for t in _texts(at.caption))

@@ -157,7 +157,9 @@ def _drop_tokens(model):
 
 RUN_FAULTS = [
     # (mutation, changed field cells, introduced findings)
-    (_smooth_tokens, set(), {(F.TOKENS_DESYNC, "saved")}),
+    # Smoothing also leaves more of the 16 tokens used at most twice (8 of 16 in the prepared run's 40
+    # segments, 9 after): the vocabulary turns sparse, a true consequence of the injected change.
+    (_smooth_tokens, set(), {(F.TOKENS_DESYNC, "saved"), (F.SPARSE_VOCABULARY, "saved")}),
     (_stringify_ratios, {("saved", "ratios", "same", True), ("reloaded", "ratios", "same", True)},
      {(F.STRINGIFIED_CONTAINER, "saved")}),
     (_vocabulary_from_other_encoder, set(), {(F.VOCAB_ENCODER_MISMATCH, "tokens")}),

@@ -105,7 +105,9 @@ def test_one_file_training_is_what_it_was_before_corpora(tmp_path, name, extra):
     assert now.provenance["vocabulary"]["effective"].pop("algorithm") == "full"
     assert now.provenance["vocabulary"] == before.provenance["vocabulary"]
     doc = json.loads(zipfile.ZipFile(tmp_path / "now.chandra").read("model.json"))
-    assert doc["format_version"] == "1.1" and "audio" not in doc and result.findings == []
+    assert doc["format_version"] == "1.1" and "audio" not in doc
+    # the one finding is the later check of a vocabulary too large for 24 segments (K = 8)
+    assert [f["code"] for f in result.findings] == ["SPARSE_VOCABULARY"]
 
 
 def test_old_one_file_models_with_an_audio_array_load_and_generate(tmp_path):
@@ -596,3 +598,17 @@ def test_cli_trains_a_corpus_from_a_folder_and_a_manifest(takes, tmp_path, capsy
     assert main(["train", "--manifest", str(manifest), "-o", str(out), "--tokens", "8", "--quiet", "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_files"] == 1 and summary["files"][0]["label"] == "a"  # a labelled file is a corpus of one
+
+
+def test_a_corpus_chooses_k_by_the_one_file_rule_over_all_its_segments(takes, tmp_path):
+    from chandra.vocabulary import recommend_k
+
+    result = train_corpus(collect_inputs([takes[0].parent]), TrainConfig(n_tokens="auto"),
+                          output=tmp_path / "auto.chandra", cache=None)
+    model = load_model(tmp_path / "auto.chandra")
+    rec = model.provenance["vocabulary"]["recommendation"]
+    n = len(model.events)
+    assert rec["k"] == recommend_k(n, features=result.state.raw_features)["k"]
+    assert model.vocabulary["n_tokens"] == rec["k"] == result.summary()["tokens_recommendation"]["k"]
+    assert model.provenance["vocabulary"]["configured"]["n_tokens"] == "auto"
+    assert max(e["gesture_token"] for e in model.events) < rec["k"]

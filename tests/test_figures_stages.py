@@ -354,13 +354,24 @@ def test_lrs_figure_keeps_peaks_when_pooled():
     assert fig.data[1].type == "bar"
 
 
-def test_ir_over_k_marks_best_and_current_k():
-    curve = {"k": [2, 4, 8, 16], "ir": [0.1, 0.6, 0.9, 0.4], "best_k": 8, "best_ir": 0.9}
-    fig = figs.ir_over_k_figure(curve, chosen=16)
-    assert list(fig.data[0].x) == [2, 4, 8, 16]
-    assert list(fig.data[1].x) == [8] and list(fig.data[1].y) == [0.9]
-    assert any(s.x0 == 16 for s in fig.layout.shapes)
-    assert fig.layout.xaxis.type == "log"
+def test_ir_over_k_marks_the_recommendation_and_the_runs_k():
+    curve = {"k": [2, 3, 4, 6, 8, 12, 16, 24, 32], "ir": [0.1, 0.3, 0.6, 0.8, 0.9, 1.0, 1.1, 0.8, 0.7],
+             "rare_share": [0, 0, 0, 0, 0, 0, 0.1, 0.4, 0.7], "best_k": 16, "best_ir": 1.1, "recommended_k": 12}
+    fig = figs.ir_over_k_figure(curve, chosen=32)
+    assert list(fig.data[0].x) == curve["k"]
+    assert list(fig.data[0].marker.color[-2:]) == ["white", "white"]  # sparse sizes drawn hollow
+    names = [t.name for t in fig.data if t.showlegend is not False]
+    assert names == ["information rate", "recommended: K = 12", "this run: K = 32"]
+    rec = next(t for t in fig.data if t.name == "recommended: K = 12")
+    assert list(rec.x) == [12] and list(rec.y) == [1.0]
+    axis = fig.layout.xaxis
+    assert axis.type == "log" and list(axis.tickvals) == curve["k"]
+    # the axis spans exactly the tested K values (log10 units), with a small margin
+    assert axis.range[0] < np.log10(2) < np.log10(32) < axis.range[1]
+    assert axis.range[1] - np.log10(32) < 0.15 and np.log10(2) - axis.range[0] < 0.15
+    assert not fig.layout.annotations and not fig.layout.shapes  # no text on the plot to overprint
+    same = figs.ir_over_k_figure(curve, chosen=12)
+    assert [t.name for t in same.data if t.showlegend is not False][-1] == "recommended = this run: K = 12"
     assert figs.ir_over_k_figure(None).layout.annotations
 
 

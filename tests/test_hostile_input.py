@@ -531,11 +531,21 @@ def musichal_documents(tmp_path_factory) -> dict[str, dict]:
     modular = {"metadata": {"trainer": "MusicHal 9000", "version": 3},
                "data": {"audio_oracle": dict(base, format_version="2.0"), "rhythm_oracle": {"patterns": []}}}
     summary = {"training_summary": {"frames": 16, "epochs": [1, 2]}, "audio_frames": v2["audio_frames"]}
-    return {"v2": v2, "base": base, "modular": modular, "summary": summary}
+    # A MusicHal *training summary* (statistics, no frames): recognised, described, never a traceback.
+    training = {"training_successful": True, "events_processed": 16,
+                "audio_oracle_stats": {"total_patterns": 1, "total_states": 17, "sequence_length": 16,
+                                       "distance_threshold": 0.15, "distance_function": "euclidean",
+                                       "feature_dimensions": 15, "is_trained": True},
+                "training_statistics": {"total_training_time": 1.5, "frames_with_gesture_token": 0,
+                                        "model_file": "take_model.json"},
+                "sample_harmonic_patterns": [[["D", "D"], 12]]}
+    modular_training = {"metadata": {"version": "2.0", "training_source": "take.wav"}, "data": training}
+    return {"v2": v2, "base": base, "modular": modular, "summary": summary, "training_summary": training,
+            "modular_training_summary": modular_training}
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(shape=st.sampled_from(["v2", "base", "modular", "summary"]),
+@given(shape=st.sampled_from(["v2", "base", "modular", "summary", "training_summary", "modular_training_summary"]),
        mutations=st.lists(MUTATION, min_size=1, max_size=4), which=st.integers(0, 10 ** 6),
        digits=st.sampled_from([0, 0, 25, 101, 5000]))
 def test_fuzzed_musichal_files_load_or_fail_cleanly(tmp_path, musichal_documents, shape, mutations, which, digits):
@@ -554,5 +564,12 @@ def test_unmutated_fuzz_seeds_are_healthy(good, musichal_documents, tmp_path):
         path.write_text(dumps(document))
         if shape == "summary":
             assert load_model(path).n_frames == len(TOKENS)  # frames without a graph still import
+        elif shape.endswith("training_summary"):
+            with pytest.raises(ModelFormatError, match="a MusicHal training summary, not a model"):
+                load_model(path)
+            report = inspect_model(path)
+            assert report["format"] == "musichal-summary" and report["training"]["events_processed"] == 16
+            # 16 events are too few for one pattern to mean a collapse (MIN_EVENTS_FOR_PATTERNS = 20)
+            assert {f["code"] for f in report["findings"]} == {"TOKENS_MISSING", "FEATURES_LOW_DIM"}
         else:
             assert load_model(path).oracle is not None

@@ -37,8 +37,7 @@ from test_hostile_input import small_model
 
 
 def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    env = dict(os.environ)
-    env.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
+    env = dict(os.environ)  # NUMBA_CACHE_DIR: the one chandra set on import (tests/conftest.py)
     return subprocess.run([sys.executable, "-m", "chandra.cli", *args], capture_output=True, text=True, cwd=REPO,
                           env=env, timeout=timeout)
 
@@ -159,7 +158,7 @@ def test_sigterm_during_the_save_stage_exits_143_and_leaves_nothing(tmp_path, cl
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     target = out_dir / "model.chandra"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(REPO / ".numba_cache"))
+    env = dict(os.environ)
     proc = subprocess.run([sys.executable, "-c", _TERM_DURING_TRAIN_SAVE, str(clip), str(target)], cwd=REPO,
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, proc.stderr

@@ -26,7 +26,9 @@ def test_ir_over_k_peaks_at_the_true_number_of_clusters():
 def test_ir_over_k_default_grid_and_errors():
     X = np.random.default_rng(1).standard_normal((40, 5))
     curve = ir_over_k(X)
-    assert curve["k"] == [2, 4, 8, 16]
+    assert curve["k"] == [2, 3, 4, 6, 8, 12, 16]  # the K grid up to half the segments
+    assert curve["recommended_k"] == curve["recommended"]["k"] == 8  # 40 segments / 4 uses per token, K >= 8
+    assert ir_over_k(X, include=(20,))["k"][-1] == 20  # a run's own K joins the sweep
     with pytest.raises(ChandraError):
         ir_over_k(X, ks=[100])
 

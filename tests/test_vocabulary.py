@@ -200,7 +200,8 @@ def test_errors_name_parameters_not_cli_flags():
     with pytest.raises(VocabularyError) as info:
         GestureVocabulary(n_tokens=64).fit(X)
     assert info.value.parameter == "n_tokens"
-    assert "lower n_tokens to at most 10" in str(info.value) and "--" not in str(info.value)
+    assert "the largest K that works is 10 (n_tokens=10)" in str(info.value) and "--" not in str(info.value)
+    assert info.value.largest_k == 10 and info.value.recommended_k == 2
     with pytest.raises(VocabularyError) as info:
         GestureVocabulary(n_tokens=2, pca_components=9).fit(X)
     assert info.value.parameter == "pca_components" and "--" not in str(info.value)

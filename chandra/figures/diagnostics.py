@@ -313,16 +313,25 @@ def field_matrix_figure(ledger: Sequence[Mapping] | None, *, findings: Sequence[
                                      marker={"symbol": "square", "size": 12, "color": colours[state]},
                                      hoverinfo="skip"))
     n_lost = int(np.count_nonzero(status == CELL_LOST))
+    n_partial = int(np.count_nonzero(status == CELL_PARTIAL))
     subtitle = (f" — <span style='color:{RED}'><b>{n_lost} lost cell(s)</b></span>" if n_lost
                 else " — no field lost")
+    if n_partial:
+        subtitle += f" · {n_partial} partial cell(s)"
+    # The colour key, so an amber cell under "no field lost" is not a mystery:
+    # partial = some records have no value (f0 of unpitched segments, say).
+    legend = ("<span style='font-size:12px'>"
+              f"<span style='color:{GREEN}'>■</span> every record carries the field   "
+              f"<span style='color:{AMBER}'>■</span> partial: some records have no value (e.g. f0 where no pitch "
+              "was found)   "
+              f"<span style='color:{RED}'>■</span> lost since an earlier stage   "
+              f"<span style='color:{GREY}'>■</span> — not carried at this stage</span>")
     fig.update_layout(
-        title={"text": title + subtitle, "x": 0.0, "xanchor": "left", "yref": "container", "y": 1.0,
-               "yanchor": "top", "pad": {"t": 12}},
-        height=max(240, 160 + (34 if sep == " " else 46) * len(stages)),
-        margin={"l": 10, "r": 10, "t": 120, "b": 40},
-        plot_bgcolor="white", showlegend=True,
-        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.02, "yanchor": "top",
-                "font": {"size": 12}},
+        title={"text": title + subtitle + "<br>" + legend, "x": 0.0, "xanchor": "left", "yref": "container",
+               "y": 1.0, "yanchor": "top", "pad": {"t": 12}},
+        height=max(260, 150 + (34 if sep == " " else 46) * len(stages)),
+        margin={"l": 10, "r": 10, "t": 140, "b": 10},
+        plot_bgcolor="white",
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(side="top", type="category", tickangle=-30)
@@ -479,9 +488,14 @@ def feature_health_figure(entry: Mapping | None, *, title: str | None = None) ->
     labels = [t for _, _, t in items]
     colours = [RED if v > 0.05 else AMBER if v > 0 else GREEN for v in values]
     fig = go.Figure(go.Bar(
-        x=values, y=names, orientation="h", marker_color=colours, text=labels, textposition="auto",
+        x=values, y=names, orientation="h", marker_color=colours, text=labels,
+        # "outside": a healthy (zero) bar still shows its "0 of n", so the chart is never blank.
+        textposition="outside", cliponaxis=False,
         hovertemplate="%{y}: %{text}<extra></extra>",
     ))
+    if not any(values):
+        fig.add_annotation(text="no warning sign: every share is 0%", x=0.98, y=0.02, xref="paper", yref="paper",
+                           xanchor="right", yanchor="bottom", showarrow=False, font={"color": GREEN, "size": 13})
     parts = [f"dim {stats.get('dim')}"]
     if stats.get("effective_dim_median") is not None:
         parts.append(f"median non-zero per row {stats.get('effective_dim_median')}")
@@ -600,15 +614,16 @@ def oracle_health_figure(health: Any, *, oracle: Any = None, lrs_bins: int = 32)
     n_trans = int(h.get("n_transitions") or h.get("transitions") or 0)
     # Shares as oracle_health defines them: state 1 counts as a link to the root only.
     elsewhere = max(0.0, 1.0 - to_root - to_prev) if n else 0.0
-    fig = make_subplots(rows=2, cols=2, subplot_titles=(
-        "Suffix-link targets", "Transitions per state", "Root out-degree vs frames n", "LRS (frames)"))
+    # One row of four panels: the figure is as wide as the page and about as tall as its neighbours.
+    fig = make_subplots(rows=1, cols=4, horizontal_spacing=0.07, subplot_titles=(
+        "Suffix-link targets", "Transitions per state", "Root out-degree vs frames", "LRS (frames)"))
     fig.add_trace(go.Bar(
         x=["to root (0)", "to s−1", "elsewhere"], y=[to_root, to_prev, elsewhere],
         marker_color=[RED if to_root > 0.9 else BLUE, RED if to_prev > 0.9 else BLUE, BLUE],
         text=[f"{100 * v:.0f}%" for v in (to_root, to_prev, elsewhere)], textposition="auto",
         name="suffix links", showlegend=False,
     ), row=1, col=1)
-    fig.update_yaxes(range=[0, 1], tickformat=".0%", row=1, col=1)
+    fig.update_yaxes(range=[0, 1.1], tickformat=".0%", row=1, col=1)
     if h.get("out_degree_values"):
         fig.add_trace(go.Bar(x=h["out_degree_values"], y=h["out_degree_counts"], marker_color=BLUE,
                              name="states", showlegend=False,
@@ -627,22 +642,23 @@ def oracle_health_figure(health: Any, *, oracle: Any = None, lrs_bins: int = 32)
         marker_color=[RED if n > 10 and share > 0.9 else BLUE, "#999"],
         text=[f"{root_out} ({100 * share:.0f}% of n)", str(n)], textposition="auto", showlegend=False,
         name="root",
-    ), row=2, col=1)
+    ), row=1, col=3)
     if lrs_hist.size:
         labels = [str(i) for i in range(lrs_hist.size)]
         if lrs_hist.size > 1:
             labels[-1] = f"≥{lrs_hist.size - 1}"
         fig.add_trace(go.Bar(x=labels, y=lrs_hist, marker_color=BLUE, showlegend=False, name="LRS"),
-                      row=2, col=2)
-        fig.update_xaxes(type="category", row=2, col=2)
-    head = f"Oracle health ({h.get('kind') or '?'}: n={n}, {n_trans} transitions"
+                      row=1, col=4)
+        fig.update_xaxes(type="category", row=1, col=4)
+    # A short title and the numbers on a second, smaller line: nothing is cut at the figure's edge.
+    parts = [f"{h.get('kind') or 'graph'}", f"n = {n} frames", f"{n_trans} transitions"]
     if h.get("sfx_back_median") is not None:
-        head += f", median suffix link back {h['sfx_back_median']:.0f} frames"
+        parts.append(f"median suffix link back {h['sfx_back_median']:.0f} frames")
     thr = _finite(h.get("threshold"))
     if thr is not None:
-        head += f", θ={thr:.3g}"
-    fig.update_layout(title={"text": head + ")"}, height=520, margin={"l": 10, "r": 10, "t": 80, "b": 30},
-                      plot_bgcolor="white")
+        parts.append(f"θ = {thr:.3g}")
+    fig.update_layout(title={"text": f"Oracle health<br><sup>{' · '.join(parts)}</sup>"}, height=340,
+                      margin={"l": 10, "r": 10, "t": 90, "b": 40}, plot_bgcolor="white")
     return fig
 
 

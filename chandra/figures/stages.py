@@ -1043,13 +1043,19 @@ def stage_headline(stage: str, summaries: Mapping, ledger: Sequence[Mapping] = (
 
 
 def ir_over_k_figure(curve: dict | None, *, chosen: int | None = None) -> go.Figure:
-    """Information rate of the token sequence against the vocabulary size K
-    (log2 x axis), the best K and the K in use marked.
+    """Information rate of the token sequence against the vocabulary size K.
+
+    A log x axis spanning exactly the tested K values (each one a labelled
+    tick), the IR curve, this run's K and the recommended K marked on the
+    curve and named in the legend (never as text on the plot, so no label
+    overprints another or is cut at the edge). Sizes whose tokens would
+    mostly be used once or twice are drawn hollow; hover tells the numbers.
 
     Parameters
     ----------
     curve : dict from :func:`chandra.pipeline.ir_over_k`
-        ``k``, ``ir``, ``best_k``, ``best_ir``.
+        ``k``, ``ir``; optionally ``rare_share`` and ``recommended_k`` (older
+        curves without it fall back to ``best_k``, the raw IR maximum).
     chosen : int, optional
         The K the run uses.
     """
@@ -1060,16 +1066,52 @@ def ir_over_k_figure(curve: dict | None, *, chosen: int | None = None) -> go.Fig
         return fig
     ks = np.asarray(curve["k"], dtype=float)
     ir = np.asarray(curve["ir"], dtype=float)
-    fig.add_trace(go.Scatter(x=ks, y=ir, mode="lines+markers", name="IR (bits/frame)"))
-    fig.add_trace(go.Scatter(x=[curve["best_k"]], y=[curve["best_ir"]], mode="markers+text", name="best K",
-                             marker={"symbol": "star", "size": 14, "color": "#d62728"},
-                             text=[f"best K={curve['best_k']}"], textposition="top center"))
+    rare = np.asarray(curve.get("rare_share") or [np.nan] * len(ks), dtype=float)
+    sparse = np.isfinite(rare) & (rare > 0.25)
+    hover = [f"K = {int(k)}<br>IR {v:.3f} bits per segment"
+             + (f"<br>{r:.0%} of tokens used once or twice" if np.isfinite(r) else "")
+             for k, v, r in zip(ks, ir, rare)]
+    fig.add_trace(go.Scatter(
+        x=ks, y=ir, mode="lines+markers", name="information rate", line={"color": "#3b6ea5"},
+        marker={"size": 8, "color": ["white" if s else "#3b6ea5" for s in sparse],
+                "line": {"color": "#3b6ea5", "width": 2}},
+        hovertext=hover, hoverinfo="text"))
+    recommended = curve.get("recommended_k", curve.get("best_k"))
+    y_top = float(np.nanmax(ir)) if np.isfinite(ir).any() else 1.0
+    y_top = y_top * 1.12 if y_top > 0 else 1.0
+
+    def mark(k: int, name: str, symbol: str, color: str, size: int) -> None:
+        at = np.flatnonzero(ks == float(k))
+        if at.size:
+            fig.add_trace(go.Scatter(x=[float(k)], y=[float(ir[at[0]])], mode="markers", name=name,
+                                     marker={"symbol": symbol, "size": size, "color": color,
+                                             "line": {"color": "white", "width": 1}},
+                                     hovertext=[f"{name}<br>IR {ir[at[0]]:.3f} bits per segment"],
+                                     hoverinfo="text"))
+        # A dashed vertical line as a trace: shapes on log axes take log10
+        # coordinates, traces take the values themselves.
+        fig.add_trace(go.Scatter(x=[float(k), float(k)], y=[0.0, y_top], mode="lines", showlegend=False,
+                                 line={"color": color, "dash": "dash", "width": 1.5}, hoverinfo="skip"))
+
+    same = recommended is not None and chosen is not None and int(recommended) == int(chosen)
+    if recommended is not None:
+        mark(int(recommended), f"recommended{' = this run' if same else ''}: K = {int(recommended)}",
+             "star", "#d62728", 16)
+    if chosen is not None and not same:
+        mark(int(chosen), f"this run: K = {int(chosen)}", "diamond", "#555555", 12)
+    lo, hi = float(ks.min()), float(ks.max())
     if chosen is not None:
-        fig.add_vline(x=float(chosen), line={"color": "#555", "dash": "dash"},
-                      annotation_text=f"this run: K={chosen}", annotation_position="bottom right")
-    fig.update_xaxes(type="log", title_text="vocabulary size K", tickvals=ks.tolist(),
-                     ticktext=[str(int(k)) for k in ks])
-    fig.update_yaxes(title_text="IR (bits/frame)")
-    fig.update_layout(height=320, margin={"l": 10, "r": 10, "t": 40, "b": 40},
-                      title={"text": "Information rate vs vocabulary size"}, legend={"orientation": "h", "y": -0.3})
+        lo, hi = min(lo, float(chosen)), max(hi, float(chosen))
+    pad = 0.06 * max(np.log10(hi) - np.log10(lo), 0.3)
+    ticks = sorted(set(ks.tolist()) | ({float(chosen)} if chosen is not None else set()))
+    fig.update_xaxes(type="log", title_text="vocabulary size K (log scale)", tickvals=ticks,
+                     ticktext=[str(int(k)) for k in ticks], range=[np.log10(lo) - pad, np.log10(hi) + pad],
+                     showgrid=True, gridcolor="#eeeeee")
+    fig.update_yaxes(title_text="IR (bits per segment)", range=[0.0, y_top], rangemode="tozero")
+    fig.update_layout(height=360, margin={"l": 10, "r": 10, "t": 70, "b": 50}, plot_bgcolor="white",
+                      title={"text": "Information rate over K", "x": 0.0, "xanchor": "left", "y": 0.98,
+                             "yanchor": "top"},
+                      legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"},
+                      hovermode="closest")
     return fig
+
