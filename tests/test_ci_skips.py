@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
 

@@ -1,7 +1,6 @@
 import sys, json
 sys.path.insert(0, "tests")
 from pathlib import Path
-import numpy as np
 from helpers_audio import melody, write
 from chandra.pipeline import TrainConfig, train
 out = Path(sys.argv[1])
