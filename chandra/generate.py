@@ -478,6 +478,9 @@ def improvise(
     where_mode: str = "filter",
     where_weight: float = 4.0,
     start: int | None = None,
+    after: int | None = None,
+    history: Sequence[int] | None = None,
+    guide: Sequence[int] | None = None,
 ) -> Generation:
     """Walk the model's oracle and return the frames to play.
 
@@ -514,6 +517,28 @@ def improvise(
     start : int, optional
         Frame index to play first (default 0). If it fails a hard constraint,
         the next satisfying frame in source order is used and a fallback recorded.
+    after : int, optional
+        Begin in oracle state ``after`` (1..n) instead: frame ``after - 1``
+        counts as just played and the first step is an ordinary step from
+        that state (forward, jump, or restart when ``after == n``), so there
+        is no step of kind ``"start"``. What :mod:`chandra.respond` uses to
+        continue where a phrase was matched. Give at most one of ``start``
+        and ``after``.
+    history : sequence of int, optional
+        Frames played before the first step, oldest first (e.g. the frames a
+        phrase was matched to): they count for the taboo window and the
+        recency penalty as if played in the steps just before, so the walk
+        does not replay them at once.
+    guide : sequence of int, optional
+        Gesture tokens to follow, one per step and repeated when the walk is
+        longer (-1: no preference at that step). At step ``t`` with target
+        ``g``: the forward step is taken when frame ``s`` has token ``g`` and
+        ``u < continuity``; else a jump to the candidates with token ``g``
+        sharing most context (search as above, only they are eligible); else
+        the forward step if its token is ``g``; else a jump to a playable
+        frame with token ``g`` drawn over all of them (``lrs = 0``, reason
+        ``"guide: ..."``); when no playable frame has token ``g`` the step is
+        an ordinary one.
 
     Returns
     -------
@@ -559,6 +584,23 @@ def improvise(
     if where is not None and not isinstance(where, (str, Constraint)):
         raise ParameterError(f"where must be an expression string or a Constraint, not {type(where).__name__}",
                              parameter="where")
+    if start is not None and after is not None:
+        raise ParameterError("give at most one of start and after", parameter="after")
+    if after is not None and not (whole(after) and 1 <= after <= n):
+        raise ParameterError(f"after must be an oracle state in 1..{n}, got {after!r}", parameter="after")
+    history_list: list[int] = []
+    if history is not None:
+        history_list = [int(f) for f in np.asarray(history, dtype=np.int64).reshape(-1)] \
+            if all(whole(f) for f in np.asarray(history, dtype=object).reshape(-1)) else [-1]
+        if any(not 0 <= f < n for f in history_list):
+            raise ParameterError(f"history must hold frame indices in 0..{n - 1}", parameter="history")
+    guide_list: list[int] = []
+    if guide is not None:
+        raw_guide = np.asarray(guide, dtype=object).reshape(-1)
+        if raw_guide.size == 0 or not all(whole(g) and g >= -1 for g in raw_guide):
+            raise ParameterError("guide must be a non-empty sequence of token ids (-1: no preference)",
+                                 parameter="guide")
+        guide_list = [int(g) for g in raw_guide]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ParameterError(f"seed must be an integer, got {seed!r}", parameter="seed")
     constraint = parse_where(where) if isinstance(where, str) else where
@@ -589,6 +631,13 @@ def improvise(
     allowed_list = allowed.tolist()
     weight_list = weight.tolist()
     last_played = [-(10**18)] * n  # step at which each frame was last played
+    for i, f in enumerate(history_list):  # the most recent history frame was "played" at step -1
+        last_played[f] = i - len(history_list)
+    token_list = model.tokens().tolist() if guide_list else []
+    frames_of_token: dict[int, list[int]] = {}
+    for f, k in enumerate(token_list):
+        if k >= 0 and allowed_list[f]:
+            frames_of_token.setdefault(k, []).append(f)
 
     frames: list[int] = []
     steps: list[dict] = []
@@ -631,12 +680,38 @@ def improvise(
         cdf = np.cumsum(w) / w.sum()
         return min(int(np.searchsorted(cdf, v, side="right")), len(states) - 1)
 
+    def guided_move(goal: int, u: float, v: float, forward_ok: bool, eligible_jump) -> tuple | None:
+        """The move a guide asks for at this step (see ``guide``), or None for an ordinary step."""
+        pool = frames_of_token.get(goal)
+        if not pool:
+            return None
+        forward_fits = forward_ok and token_list[s] == goal
+        if forward_fits and u < continuity:
+            return s, "forward", None, None
+        cand, ctx = tree.candidates(s, min_lrs, lambda k: token_list[k] == goal and eligible_jump(k))
+        if cand:
+            idx = pick(cand, v)
+            return cand[idx], "jump", ctx[idx], None
+        if forward_fits:
+            return s, "forward", None, None
+        anywhere = [k for k in pool if eligible_jump(k)]
+        if not anywhere:
+            return None
+        return (anywhere[pick(anywhere, v)], "jump", 0,
+                f"guide: token {goal} shares no context here; jumped to a frame with it")
+
     # start
     start_frame = 0 if start is None else start
+    if after is not None:
+        start_frame = None  # no start step: the walk begins in state `after`
     if int(start_frame) != start_frame or not (0 <= start_frame < n):
         raise ConstraintError(f"start frame must be in 0..{n - 1}, got {start!r}")
     start_frame = int(start_frame)
-    if allowed[start_frame]:
+    if start_frame is None:
+        start_frame = 0  # where "back to the start" restarts and fallbacks go
+        played_s = 0.0
+        s = int(after)
+    elif allowed[start_frame]:
         record(start_frame, "start", None, None)
     else:
         moved = next_playable(start_frame, ())
@@ -644,10 +719,10 @@ def improvise(
         fallbacks.append({"step": 0, "frame": moved, "reason": reason, "choice": "next"})
         record(moved, "start", None, None, reason)
         start_frame = moved
-
-    played_s = 0.0 if durations is None else float(durations[frames[0]])
+    if frames:
+        played_s = 0.0 if durations is None else float(durations[frames[0]])
+        s = frames[0] + 1
     run = 0  # consecutive forward moves
-    s = frames[0] + 1
 
     def done() -> bool:
         if n_frames is not None:
@@ -683,7 +758,12 @@ def improvise(
             def eligible_jump(k: int) -> bool:
                 return k < n and k != s and playable(k) and not (avoid_repeats and k == prev)
 
-            if where_mode == "weight":
+            goal = guide_list[len(steps) % len(guide_list)] if guide_list else -1
+            guided = guided_move(goal, u, v, forward_ok, eligible_jump) if goal >= 0 else None
+            cand, ctx, wants_forward = [], [], False
+            if guided is not None:
+                pass
+            elif where_mode == "weight":
                 cand, ctx = tree.candidates(s, min_lrs, eligible_jump)
                 fw = continuity * weight_list[s] if forward_ok else 0.0
                 jw = (1.0 - continuity) * float(np.mean([weight_list[k] for k in cand])) if cand else 0.0
@@ -693,7 +773,11 @@ def improvise(
                 cand, ctx = ([], []) if (forward_ok and wants_forward) else \
                     tree.candidates(s, min_lrs, eligible_jump)
 
-            if forward_ok and wants_forward:
+            if guided is not None:
+                frame, kind, shared, why_guided = guided
+                record(frame, kind, prev, shared, why_guided)
+                run = run + 1 if kind == "forward" else 0
+            elif forward_ok and wants_forward:
                 record(s, "forward", prev, None)
                 run += 1
             elif cand:
@@ -741,6 +825,9 @@ def improvise(
         "where_mode": where_mode,
         "where_weight": float(where_weight) if where_mode == "weight" else None,
         "start": None if start is None else int(start),
+        "after": None if after is None else int(after),
+        "history": history_list or None,
+        "guide": guide_list or None,
         "oracle_kind": getattr(model.oracle, "kind", None),
         "source_frames": int(n),
         "qualifying_frames": n_allowed,

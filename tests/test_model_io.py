@@ -261,7 +261,7 @@ def test_format_1_0_files_load_with_rep_on_the_suffix_link(tmp_path):
     model = make_model([{"t": float(i), "gesture_token": k} for i, k in enumerate(tokens)])
     current = save_model(model, tmp_path / "current.chandra")
     doc = json.loads(zipfile.ZipFile(current).read("model.json"))
-    assert doc["format_version"] == FORMAT_VERSION == "1.1" and "oracle.rep" in doc["arrays"]
+    assert doc["format_version"] == FORMAT_VERSION == "1.2" and "oracle.rep" in doc["arrays"]
     assert np.array_equal(load_model(current).oracle.rep, model.oracle.rep)
 
     old_lrs = lefebvre_lecroq_lrs(model.oracle.sfx, model.oracle.trn_ptr, model.oracle.trn_dst)
