@@ -688,7 +688,7 @@ def improvise(
         forward_fits = forward_ok and token_list[s] == goal
         if forward_fits and u < continuity:
             return s, "forward", None, None
-        cand, ctx = tree.candidates(s, min_lrs, lambda k: token_list[k] == goal and eligible_jump(k))
+        cand, ctx = tree.candidates(s, min_lrs, lambda k: eligible_jump(k) and token_list[k] == goal)
         if cand:
             idx = pick(cand, v)
             return cand[idx], "jump", ctx[idx], None
@@ -702,13 +702,12 @@ def improvise(
 
     # start
     start_frame = 0 if start is None else start
-    if after is not None:
-        start_frame = None  # no start step: the walk begins in state `after`
     if int(start_frame) != start_frame or not (0 <= start_frame < n):
         raise ConstraintError(f"start frame must be in 0..{n - 1}, got {start!r}")
     start_frame = int(start_frame)
-    if start_frame is None:
-        start_frame = 0  # where "back to the start" restarts and fallbacks go
+    if after is not None:
+        # No start step: the walk begins in state `after`; "back to the start"
+        # restarts and fallbacks go to frame 0.
         played_s = 0.0
         s = int(after)
     elif allowed[start_frame]:
