@@ -538,7 +538,8 @@ def improvise(
         the forward step if its token is ``g``; else a jump to a playable
         frame with token ``g`` drawn over all of them (``lrs = 0``, reason
         ``"guide: ..."``); when no playable frame has token ``g`` the step is
-        an ordinary one.
+        an ordinary one. At the end of the source the restart looks for
+        token ``g`` the same way (among frames before the tail).
 
     Returns
     -------
@@ -685,7 +686,7 @@ def improvise(
         pool = frames_of_token.get(goal)
         if not pool:
             return None
-        forward_fits = forward_ok and token_list[s] == goal
+        forward_fits = forward_ok and s < n and token_list[s] == goal
         if forward_fits and u < continuity:
             return s, "forward", None, None
         cand, ctx = tree.candidates(s, min_lrs, lambda k: eligible_jump(k) and token_list[k] == goal)
@@ -738,8 +739,13 @@ def improvise(
             def eligible_restart(k: int) -> bool:
                 return k < tail and playable(k) and not (avoid_repeats and k == prev)
 
-            cand, ctx = tree.candidates(s, min_lrs, eligible_restart)
-            if cand:
+            goal = guide_list[len(steps) % len(guide_list)] if guide_list else -1
+            guided = guided_move(goal, u, v, False, eligible_restart) if goal >= 0 else None
+            cand, ctx = ([], []) if guided is not None else tree.candidates(s, min_lrs, eligible_restart)
+            if guided is not None:
+                record(guided[0], "restart", prev, guided[2], "end of source: "
+                       + (guided[3] or f"continue after a shared context with token {goal} (guide)"))
+            elif cand:
                 idx = pick(cand, v)
                 record(cand[idx], "restart", prev, ctx[idx], "end of source: continue after a shared context")
             else:

@@ -80,14 +80,17 @@ move          allowed when                                        penalty
 The segment may start anywhere. The matched frame is the end of the
 cheapest alignment (lowest frame on ties), the *matched state* is the
 state after it, and the match's ``context`` is the number of trailing
-phrase segments, in the alignment's final run without a jump or restart,
-that match their frames as the oracle matches frames (a factor oracle: the
+phrase segments that match, in order, the source frames ending at the
+matched frame, matched as the oracle matches frames (a factor oracle: the
 same token, or a local cost below sqrt(2), as close as two frames of one
-token typically are; an audio oracle: a distance below its threshold): a phrase cut from the training recording aligns contiguously
-to its own position (context = its length), a phrase the model never heard
-has context 0. ``token_context`` counts how many trailing phrase
-tokens equal the source tokens ending at the matched frame (the factor
-oracle's exact context there).
+token typically are; an audio oracle: a distance below its threshold). A
+phrase cut from the training recording aligns contiguously to its own
+position (context = its length); a phrase the model never heard has
+context 0. ``run_length`` is the length of the alignment's final run
+without a jump or restart (stays and skips included), and
+``token_context`` counts how many trailing phrase tokens equal the source
+tokens ending at the matched frame (the factor oracle's exact context
+there).
 
 Modes
 -----
@@ -495,11 +498,14 @@ class Match:
     end_frame : int
         Frame matched to the phrase's last segment.
     context : int
-        Trailing phrase segments that match their frames (same token, or
-        within the oracle's threshold) in the alignment's final run without a
-        jump or restart.
+        Trailing phrase segments that match, in order, the source frames
+        ending at ``end_frame`` (same token or close enough; audio oracles:
+        within the threshold): the matched state's context.
     token_context : int
         Trailing phrase tokens equal to the source tokens ending at ``end_frame``.
+    run_length : int
+        Segments in the alignment's final run without a jump or restart
+        (stays and skips included: segmentation repairs).
     """
 
     first_segment: int
@@ -510,6 +516,7 @@ class Match:
     end_frame: int
     context: int
     token_context: int
+    run_length: int = 0
     method: str = "query matching (Wang & Dubnov 2014) by dynamic programming"
 
     @property
@@ -520,6 +527,7 @@ class Match:
     def to_dict(self) -> dict:
         return {"method": self.method, "end_frame": int(self.end_frame), "state": self.state,
                 "context": int(self.context), "token_context": int(self.token_context),
+                "run_length": int(self.run_length),
                 "total_cost": float(self.total_cost), "mean_cost": float(np.mean(self.costs)) if len(self.costs)
                 else None, "first_segment": int(self.first_segment), "frames": [int(f) for f in self.frames],
                 "moves": list(self.moves), "costs": [float(c) for c in self.costs]}
@@ -817,28 +825,34 @@ def match_phrase(listener: Listener, phrase: Phrase, *, max_segments: int = MAX_
     frames[0] = j
     costs = D[np.arange(q), frames]
     tokens = listener.tokens
-    # A segment matches its frame when the oracle would say so: within the
-    # threshold (audio oracle, cost < 1), or the same token (factor oracle),
-    # which also accepts a segment as close to the frame as two frames of one
-    # token typically are (sqrt(2) median radii: independent residuals add
-    # their variances).
-    if listener.oracle_kind == "features":
-        matched = costs < 1.0
-    else:
-        matched = (costs < math.sqrt(2.0)) | (phrase.tokens[first:] == tokens[frames])
+    run_length = q
+    for i in range(q - 1, 0, -1):
+        if moves[i] in ("jump", "restart"):
+            run_length = q - i
+            break
+    # Context: the phrase's trailing segments that match, in order, the
+    # frames ending at the matched one -- matched as the oracle matches
+    # frames: within the threshold (audio oracle, cost < 1), or the same
+    # token (factor oracle), which also accepts a segment as close to the
+    # frame as two frames of one token typically are (sqrt(2) median radii:
+    # independent residuals add their variances).
+    phrase_tokens = phrase.tokens[first:]
     context = 0
-    for i in range(q - 1, -1, -1):
-        if not matched[i]:
+    while context < q and end - context >= 0:
+        i, j = q - 1 - context, end - context
+        if listener.oracle_kind == "features":
+            ok = D[i, j] < 1.0
+        else:
+            ok = D[i, j] < math.sqrt(2.0) or int(phrase_tokens[i]) == int(tokens[j])
+        if not ok:
             break
         context += 1
-        if moves[i] in ("start", "jump", "restart"):
-            break  # segment i begins the final run
     token_context = 0
     while (token_context < m and end - token_context >= 0
            and int(phrase.tokens[m - 1 - token_context]) == int(tokens[end - token_context])):
         token_context += 1
     return Match(first_segment=first, frames=frames, moves=moves, costs=costs, total_cost=float(A[-1, end]),
-                 end_frame=end, context=context, token_context=token_context)
+                 end_frame=end, context=context, token_context=token_context, run_length=run_length)
 
 
 # --------------------------------------------------------------------------- answering
