@@ -145,6 +145,7 @@ __all__ = [
     "guide_agreement",
     "token_share",
     "RESPONSE_FORMAT",
+    "response_id",
     "store_response",
     "read_response",
     "list_responses",
@@ -1067,6 +1068,31 @@ _RESPONSE_VERSION = "1.0"
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024
 
 
+#: Options of :func:`respond` that name a pair (with the phrase and the model file).
+_ID_OPTIONS = ("mode", "seconds", "seed", "continuity", "min_lrs", "taboo", "crossfade_ms", "contrast_weight")
+
+
+def response_id(phrase_bytes: bytes, *, model_path: str | os.PathLike | None, options: dict) -> str:
+    """``resp_<12 hex>``: the name of a kept pair, from the phrase's bytes, the
+    model file (path, modification time, size) and the answer's options
+    (:data:`_ID_OPTIONS`, defaults filled in), so a page can find an answer
+    it already made before making it again."""
+    from chandra.generate import DEFAULT_TABOO
+
+    stat_key = None
+    if model_path is not None and Path(model_path).exists():
+        st = Path(model_path).stat()
+        stat_key = [str(Path(model_path)), st.st_mtime_ns, st.st_size]
+    defaults = {"mode": "continue", "seconds": 10.0, "seed": 0, "continuity": 0.8, "min_lrs": 1,
+                "taboo": DEFAULT_TABOO, "crossfade_ms": 20.0, "contrast_weight": CONTRAST_WEIGHT}
+    chosen = {k: options.get(k, defaults[k]) if options.get(k) is not None else defaults[k] for k in _ID_OPTIONS}
+    chosen = {k: (float(v) if isinstance(v, float) or k in ("seconds", "continuity", "crossfade_ms",
+                                                             "contrast_weight") else v) for k, v in chosen.items()}
+    digest = hashlib.sha256(hashlib.sha256(phrase_bytes).digest())
+    digest.update(json.dumps({"model": stat_key, "options": chosen}, sort_keys=True, default=str).encode())
+    return "resp_" + digest.hexdigest()[:12]
+
+
 def store_response(folder: str | os.PathLike, response: Response, *, phrase_bytes: bytes, phrase_name: str,
                    model_path: str | os.PathLike | None = None) -> Path:
     """Keep a phrase / answer pair in ``folder`` so a demo can be replayed.
@@ -1075,9 +1101,8 @@ def store_response(folder: str | os.PathLike, response: Response, *, phrase_byte
     ``<id>.answer.wav`` and, last, ``<id>.json`` (the record: format
     ``chandra-response`` 1.0, ``created`` in UTC, ``model_path``, file names,
     :meth:`Response.summary`, the generation's frames), each atomically; the
-    record's presence marks a complete pair. ``<id>`` hashes the phrase
-    bytes, the model file's identity and the options, so the same request
-    keeps one pair.
+    record's presence marks a complete pair. ``<id>`` is :func:`response_id`
+    (phrase bytes, model file, options), so the same request keeps one pair.
 
     Returns
     -------
@@ -1090,16 +1115,7 @@ def store_response(folder: str | os.PathLike, response: Response, *, phrase_byte
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    stat_key = None
-    if model_path is not None and Path(model_path).exists():
-        st = Path(model_path).stat()
-        stat_key = [str(Path(model_path)), st.st_mtime_ns, st.st_size]
-    digest = hashlib.sha256()
-    digest.update(hashlib.sha256(phrase_bytes).digest())
-    digest.update(json.dumps({"model": stat_key, "params": response.params.get("mode"),
-                              "options": {k: v for k, v in response.params.items() if k != "output"}},
-                             sort_keys=True, default=str).encode())
-    rid = "resp_" + digest.hexdigest()[:12]
+    rid = response_id(phrase_bytes, model_path=model_path, options=response.params)
     ext = Path(safe_name(phrase_name)).suffix.lower() or ".wav"
     phrase_file = folder / f"{rid}.phrase{ext}"
     answer_file = folder / f"{rid}.answer.wav"
