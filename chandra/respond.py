@@ -10,8 +10,9 @@ rebuilds them once per model and then, for each phrase,
 1. **listens** (:meth:`Listener.hear`): loads the phrase at the model's
    analysis rate, checks it as training checks its input
    (:func:`chandra.audio.validate_signal`: silent, too short, non-finite),
-   segments it with the model's onset parameters, encodes the segments with
-   the model's encoder, and assigns each one the vocabulary's nearest token;
+   segments it with the model's onset parameters, brings it to the training
+   recording's level (below), encodes the segments with the model's
+   encoder, and assigns each one the vocabulary's nearest token;
 2. says **how familiar** each segment is (*coverage*, below);
 3. **matches** the phrase's ending in the oracle (:func:`match_phrase`,
    query matching, below);
@@ -19,6 +20,29 @@ rebuilds them once per model and then, for each phrase,
    with the navigation of :func:`chandra.generate.improvise` (continuity,
    minimum context, taboo) in one of :data:`MODES`, and resynthesises the
    path from the source audio.
+
+Edges
+-----
+A recording starts before the first note and stops after the last one;
+those silences are not part of the phrase (a last segment of silence, or
+of the last note's tail and a second of silence, would otherwise be "the
+phrase's ending"). The phrase is trimmed to the span whose frames (2048
+samples, hop 512) are within :data:`EDGE_SILENCE_DB` (35 dB) of its
+loudest frame, plus :data:`EDGE_MARGIN_S` (25 ms) each side, before it is segmented
+(``trimmed`` gives the seconds dropped); silences inside the phrase stay.
+
+Level
+-----
+A musician plays into a microphone at whatever level the room gives, but
+the dsp descriptors are absolute (MFCC c0 and ``rms_db`` follow the gain:
+measured on the test melody, the same phrase 6 dB quieter is heard as a
+different gesture in most segments, 12 dB quieter is not found at all). So
+before encoding, the phrase is scaled by ``gain_db`` = (median segment
+level of the training recording, from its events' ``rms_db``) - (median
+segment level of the phrase), both over segments above -70 dBFS, clipped to
++/- :data:`MAX_GAIN_DB`. The onset segmentation does not depend on the gain
+(spectral flux of log power), and transformer encoders normalise each file
+anyway. ``match_level=False`` turns it off; the gain is reported.
 
 Coverage
 --------
@@ -79,18 +103,18 @@ move          allowed when                                        penalty
 
 The segment may start anywhere. The matched frame is the end of the
 cheapest alignment (lowest frame on ties), the *matched state* is the
-state after it, and the match's ``context`` is the number of trailing
-phrase segments that match, in order, the source frames ending at the
-matched frame, matched as the oracle matches frames (a factor oracle: the
-same token, or a local cost below sqrt(2), as close as two frames of one
-token typically are; an audio oracle: a distance below its threshold). A
-phrase cut from the training recording aligns contiguously to its own
-position (context = its length); a phrase the model never heard has
-context 0. ``run_length`` is the length of the alignment's final run
-without a jump or restart (stays and skips included), and
-``token_context`` counts how many trailing phrase tokens equal the source
-tokens ending at the matched frame (the factor oracle's exact context
-there).
+state after it. The match's ``context`` counts the segments of the
+alignment's final run (no jump or restart; stays and skips are repairs of
+segmentation and stay in the run) that match their frames as the oracle
+matches frames: a factor oracle, the same token or a local cost below
+sqrt(2) (as close as two frames of one token typically are); an audio
+oracle, a distance below its threshold. A phrase cut from the training
+recording aligns contiguously to its own position (context = its length,
+or one less when an edge segment was cut differently); a phrase the model
+never heard has context 0. ``suffix_context`` is the strict form (trailing
+segments matching the frames that end at the matched one, up to the first
+mismatch), ``token_context`` the same with exact tokens (the factor
+oracle's context there), and ``run_length`` the final run's length.
 
 Modes
 -----
@@ -155,6 +179,8 @@ __all__ = [
     "NEVER_RATIO",
     "CONTRAST_WEIGHT",
     "MIN_FRAMES_FOR_SPREAD",
+    "MAX_GAIN_DB",
+    "EDGE_SILENCE_DB",
 ]
 
 #: Answer modes (see the module docstring).
@@ -174,6 +200,14 @@ NEVER_RATIO = 2.0
 CONTRAST_WEIGHT = 8.0
 #: Frames a token needs for its own spread (else the spread over all frames is used).
 MIN_FRAMES_FOR_SPREAD = 20
+#: Largest gain (dB, either way) applied to bring a phrase to the training recording's level.
+MAX_GAIN_DB = 40.0
+#: Leading and trailing segments this far (dB) below the phrase's loudest are silence, not phrase.
+EDGE_SILENCE_DB = 35.0
+#: Seconds of the trimmed silence kept on each side of a phrase.
+EDGE_MARGIN_S = 0.025
+#: Segments quieter than this (dB re full scale) are left out of level estimates.
+_LEVEL_FLOOR_DB = -70.0
 #: Agreement of the rebuilt vocabulary with the model's own tokens below which it is refused.
 _MIN_TOKEN_AGREEMENT = 0.99
 
@@ -433,6 +467,11 @@ class Phrase:
         The training frame nearest each segment (local cost of the matching).
     coverage : list of str
         One of :data:`COVERAGE_LEVELS` per segment.
+    gain_db : float
+        Gain applied to bring the phrase to the training recording's level (dB).
+    trimmed : tuple of float
+        Seconds of silence dropped at the start and at the end (module docstring, "Edges");
+        ``y`` and the segment times start after the leading silence.
     """
 
     name: str
@@ -447,6 +486,8 @@ class Phrase:
     within: np.ndarray | None
     nearest_frames: np.ndarray
     coverage: list[str]
+    gain_db: float = 0.0
+    trimmed: tuple[float, float] = (0.0, 0.0)
 
     def __len__(self) -> int:
         return int(len(self.tokens))
@@ -466,15 +507,18 @@ class Phrase:
     def to_dict(self) -> dict:
         """JSON-able analysis: one row per segment and the coverage summary."""
         rows = []
+        offset = float(self.trimmed[0])  # times in the recording as given, before its silence was trimmed
         for i in range(len(self)):
             rows.append({
-                "index": i, "start": float(self.segments.start[i]), "end": float(self.segments.end[i]),
+                "index": i, "start": offset + float(self.segments.start[i]),
+                "end": offset + float(self.segments.end[i]),
                 "token": int(self.tokens[i]), "distance": float(self.distances[i]),
                 "distance_ratio": float(self.ratios[i]), "token_count": int(self.token_counts[i]),
                 "within_threshold": None if self.within is None else int(self.within[i]),
                 "nearest_frame": int(self.nearest_frames[i]), "coverage": self.coverage[i],
             })
         return {"name": self.name, "duration_s": self.duration, "sample_rate": int(self.sample_rate),
+                "gain_db": float(self.gain_db), "trimmed_s": [float(t) for t in self.trimmed],
                 "n_segments": len(self), "tokens_used": sorted({int(t) for t in self.tokens}),
                 "coverage": self.coverage_summary(), "segments": rows}
 
@@ -499,9 +543,13 @@ class Match:
     end_frame : int
         Frame matched to the phrase's last segment.
     context : int
+        Segments of the alignment's final run (no jump or restart) that match
+        their frames (same token or close enough; audio oracles: within the
+        threshold): how much of the phrase's ending the model recognises at
+        the matched state.
+    suffix_context : int
         Trailing phrase segments that match, in order, the source frames
-        ending at ``end_frame`` (same token or close enough; audio oracles:
-        within the threshold): the matched state's context.
+        ending at ``end_frame`` (no repairs: stops at the first mismatch).
     token_context : int
         Trailing phrase tokens equal to the source tokens ending at ``end_frame``.
     run_length : int
@@ -518,6 +566,7 @@ class Match:
     context: int
     token_context: int
     run_length: int = 0
+    suffix_context: int = 0
     method: str = "query matching (Wang & Dubnov 2014) by dynamic programming"
 
     @property
@@ -527,8 +576,8 @@ class Match:
 
     def to_dict(self) -> dict:
         return {"method": self.method, "end_frame": int(self.end_frame), "state": self.state,
-                "context": int(self.context), "token_context": int(self.token_context),
-                "run_length": int(self.run_length),
+                "context": int(self.context), "suffix_context": int(self.suffix_context),
+                "token_context": int(self.token_context), "run_length": int(self.run_length),
                 "total_cost": float(self.total_cost), "mean_cost": float(np.mean(self.costs)) if len(self.costs)
                 else None, "first_segment": int(self.first_segment), "frames": [int(f) for f in self.frames],
                 "moves": list(self.moves), "costs": [float(c) for c in self.costs]}
@@ -553,6 +602,9 @@ class Listener:
         never taken from the model file.
     device : str
         torch device for a transformer encoder.
+    match_level : bool
+        Bring each phrase to the training recording's level before encoding
+        (module docstring, "Level").
 
     Raises
     ------
@@ -566,8 +618,9 @@ class Listener:
     """
 
     def __init__(self, model: Any, *, encoder_model: str | os.PathLike | None = None,
-                 trust_remote_code: bool = False, device: str = "cpu"):
+                 trust_remote_code: bool = False, device: str = "cpu", match_level: bool = True):
         model.validate()
+        self.match_level = bool(match_level)
         self.model = model
         self.spec = listening_spec(model)
         if model.n_frames < 1:
@@ -612,6 +665,10 @@ class Listener:
         self.metric = model.oracle.metric
         self.threshold = model.oracle.threshold
         self.clusters = _suffix_clusters(model.oracle)
+        levels = np.array([float(e["rms_db"]) for e in model.events if _number(e.get("rms_db")) is not None])
+        levels = levels[levels > _LEVEL_FLOOR_DB]
+        #: Median segment level of the training recording (dB re full scale), None when unknown.
+        self.reference_level_db = float(np.median(levels)) if levels.size else None
         self.encoder = _build_encoder(self.spec, encoder_model=encoder_model, trust_remote_code=trust_remote_code,
                                       device=device)
 
@@ -657,13 +714,25 @@ class Listener:
             raise ParameterError(f"{name}: expected a mono signal of shape (n_samples,), got {y.shape}",
                                  parameter="y")
         sr = int(sr)
-        validate_signal(y, sr, min_duration=max(0.5, 2 * seg["min_duration"]), name=name)
+        min_duration = max(0.5, 2 * seg["min_duration"])
+        validate_signal(y, sr, min_duration=min_duration, name=name)
         if sr != self.sample_rate:
             y = np.asarray(resample(y, sr, self.sample_rate), dtype=np.float32)
             sr = self.sample_rate
+        y, trimmed = _trim_silence(y, sr)
+        validate_signal(y, sr, min_duration=min_duration, name=f"{name} (without its silent start and end)")
         segments = segment_audio(y, sr, min_duration=seg["min_duration"], max_duration=seg["max_duration"],
                                  hop_length=seg["hop_length"])
         validate_segments(segments, duration=len(y) / float(sr))
+        gain_db = 0.0
+        if self.match_level and self.reference_level_db is not None:
+            levels = 20.0 * np.log10(np.maximum(segments.rms, 1e-10))
+            levels = levels[levels > _LEVEL_FLOOR_DB]
+            if levels.size:
+                gain_db = float(np.clip(self.reference_level_db - np.median(levels), -MAX_GAIN_DB, MAX_GAIN_DB))
+                gain = np.float32(10.0 ** (gain_db / 20.0))
+                y = y * gain
+                segments.rms = segments.rms * float(gain)
         raw = np.asarray(self.encoder.encode(y, sr, segments), dtype=np.float32)
         try:
             Z = np.asarray(self.vocabulary.transform(raw), dtype=np.float64)
@@ -688,7 +757,7 @@ class Listener:
                                 "rarely" if c < self.rare_count or r > 1.0 else "often")
         return Phrase(name=name, y=y, sample_rate=sr, segments=segments, features=Z.astype(np.float32),
                       tokens=tokens, distances=distances, ratios=ratios, token_counts=counts, within=within,
-                      nearest_frames=nearest, coverage=coverage)
+                      nearest_frames=nearest, coverage=coverage, gain_db=gain_db, trimmed=trimmed)
 
     def _distances(self, Z: np.ndarray) -> np.ndarray:
         """Distance of each phrase segment to every training frame, shape (m, n).
@@ -720,6 +789,29 @@ class Listener:
         return np.minimum(D / max(scale, 1e-12), COST_CAP)
 
 
+def _trim_silence(y: np.ndarray, sr: int) -> tuple[np.ndarray, tuple[float, float]]:
+    """``y`` without leading and trailing stretches more than EDGE_SILENCE_DB below its loudest frame.
+
+    Frames of 2048 samples every 512 (RMS, :func:`librosa.effects.trim`);
+    :data:`EDGE_MARGIN_S` of margin is kept on each side, so an attack is
+    never clipped and the last note keeps a little of its decay.
+
+    Returns
+    -------
+    y : ndarray of float32
+    trimmed : (float, float)
+        Seconds dropped at the start and at the end.
+    """
+    import librosa
+
+    _, (a, b) = librosa.effects.trim(y, top_db=EDGE_SILENCE_DB, frame_length=2048, hop_length=512)
+    margin = int(round(EDGE_MARGIN_S * sr))
+    a, b = max(0, int(a) - margin), min(len(y), int(b) + margin)
+    if b <= a:
+        return y, (0.0, 0.0)
+    return y[a:b], (a / float(sr), (len(y) - b) / float(sr))
+
+
 def _nearest_centres(Z: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nearest-centre labels and squared distances, the vocabulary's own rule (ties: lowest id)."""
     Z = np.asarray(Z, dtype=np.float64)
@@ -735,7 +827,7 @@ _CACHE_SIZE = 4
 
 
 def get_listener(model: Any, *, encoder_model: str | os.PathLike | None = None, trust_remote_code: bool = False,
-                 device: str = "cpu") -> Listener:
+                 device: str = "cpu", match_level: bool = True) -> Listener:
     """The :class:`Listener` of ``model``, built once per model object and options.
 
     Up to four listeners are kept (a transformer encoder stays loaded), for
@@ -743,11 +835,12 @@ def get_listener(model: Any, *, encoder_model: str | os.PathLike | None = None, 
     for loading the encoder or rebuilding the vocabulary again.
     """
     key = (id(model), None if encoder_model is None else os.fspath(encoder_model), bool(trust_remote_code),
-           str(device))
+           str(device), bool(match_level))
     hit = _CACHE.get(key)
     if hit is not None and hit[0]() is model:
         return hit[1]
-    listener = Listener(model, encoder_model=encoder_model, trust_remote_code=trust_remote_code, device=device)
+    listener = Listener(model, encoder_model=encoder_model, trust_remote_code=trust_remote_code, device=device,
+                        match_level=match_level)
     for stale in [k for k, (ref, _) in _CACHE.items() if ref() is None]:
         del _CACHE[stale]
     while len(_CACHE) >= _CACHE_SIZE:
@@ -831,29 +924,29 @@ def match_phrase(listener: Listener, phrase: Phrase, *, max_segments: int = MAX_
         if moves[i] in ("jump", "restart"):
             run_length = q - i
             break
-    # Context: the phrase's trailing segments that match, in order, the
-    # frames ending at the matched one -- matched as the oracle matches
-    # frames: within the threshold (audio oracle, cost < 1), or the same
-    # token (factor oracle), which also accepts a segment as close to the
-    # frame as two frames of one token typically are (sqrt(2) median radii:
-    # independent residuals add their variances).
+    # A segment matches a frame as the oracle matches frames: within the
+    # threshold (audio oracle, cost < 1), or the same token (factor oracle),
+    # which also accepts a segment as close to the frame as two frames of one
+    # token typically are (sqrt(2) median radii: independent residuals add
+    # their variances).
     phrase_tokens = phrase.tokens[first:]
-    context = 0
-    while context < q and end - context >= 0:
-        i, j = q - 1 - context, end - context
+
+    def matches(i: int, j: int) -> bool:
         if listener.oracle_kind == "features":
-            ok = D[i, j] < 1.0
-        else:
-            ok = D[i, j] < math.sqrt(2.0) or int(phrase_tokens[i]) == int(tokens[j])
-        if not ok:
-            break
-        context += 1
+            return bool(D[i, j] < 1.0)
+        return bool(D[i, j] < math.sqrt(2.0) or int(phrase_tokens[i]) == int(tokens[j]))
+
+    context = sum(matches(i, int(frames[i])) for i in range(q - run_length, q))
+    suffix_context = 0
+    while suffix_context < q and end - suffix_context >= 0 and matches(q - 1 - suffix_context, end - suffix_context):
+        suffix_context += 1
     token_context = 0
     while (token_context < m and end - token_context >= 0
            and int(phrase.tokens[m - 1 - token_context]) == int(tokens[end - token_context])):
         token_context += 1
     return Match(first_segment=first, frames=frames, moves=moves, costs=costs, total_cost=float(A[-1, end]),
-                 end_frame=end, context=context, token_context=token_context, run_length=run_length)
+                 end_frame=end, context=context, token_context=token_context, run_length=run_length,
+                 suffix_context=suffix_context)
 
 
 # --------------------------------------------------------------------------- answering

@@ -208,6 +208,20 @@ def test_wav2vec2_phrase_cut_from_the_source_is_matched_to_its_own_position(w2v_
     assert match.context >= len(phrase) - 1
 
 
+@pytest.mark.parametrize("gain_db", [-18.0, -6.0, 6.0])
+def test_a_phrase_played_louder_or_softer_is_brought_to_the_training_level(dsp_model, gain_db):
+    model, _ = dsp_model
+    listener = get_listener(model)
+    y = cut(random_melody(), model.events, 10, 22)
+    same = listener.hear(y, SR)
+    scaled = listener.hear(y * np.float32(10 ** (gain_db / 20)), SR)
+    assert scaled.gain_db == pytest.approx(same.gain_db - gain_db, abs=0.01)
+    assert np.array_equal(scaled.tokens, same.tokens) and scaled.coverage == same.coverage
+    assert match_phrase(listener, scaled).end_frame == 22
+    raw = Listener(model, match_level=False).hear(y * np.float32(10 ** (-18 / 20)), SR)
+    assert raw.gain_db == 0.0 and raw.coverage_summary()["often"] < same.coverage_summary()["often"]
+
+
 def test_the_listener_is_built_once_per_model(dsp_model):
     model, _ = dsp_model
     assert get_listener(model) is get_listener(model)
@@ -290,23 +304,25 @@ def test_suffix_clusters_of_a_factor_oracle_are_the_tokens():
     assert clusters.tolist() == [first[int(t)] for t in tokens]
 
 
-@pytest.mark.parametrize("query,frames,moves,context", [
+@pytest.mark.parametrize("query,frames,moves,context,suffix", [
     # a b c d e a b c x y: "b c x" occurs once, at 6..8
-    ([1, 2, 5], [6, 7, 8], ["start", "continue", "continue"], 3),
+    ([1, 2, 5], [6, 7, 8], ["start", "continue", "continue"], 3, 3),
     # "a b c d" only at 0..3 (a b c also at 5..7)
-    ([0, 1, 2, 3], [0, 1, 2, 3], ["start", "continue", "continue", "continue"], 4),
-    # a segment heard twice (the phrase split it): stay
-    ([1, 2, 2, 5], [6, 7, 7, 8], ["start", "continue", "stay", "continue"], 2),
+    ([0, 1, 2, 3], [0, 1, 2, 3], ["start", "continue", "continue", "continue"], 4, 4),
+    # a segment heard twice (the phrase split it): stay, a repair inside the run
+    ([1, 2, 2, 5], [6, 7, 7, 8], ["start", "continue", "stay", "continue"], 4, 2),
     # a segment missing (the phrase merged it): skip
-    ([1, 5, 6], [6, 8, 9], ["start", "skip", "continue"], 2),
+    ([1, 5, 6], [6, 8, 9], ["start", "skip", "continue"], 3, 2),
     # nothing shared between "d" and "b c x": restart
-    ([3, 1, 2, 5], [3, 6, 7, 8], ["start", "restart", "continue", "continue"], 3),
+    ([3, 1, 2, 5], [3, 6, 7, 8], ["start", "restart", "continue", "continue"], 3, 3),
+    # a last segment the source never had: the run keeps the context, the suffix is lost
+    ([1, 2, 5, 9], [6, 7, 8, 9], ["start", "continue", "continue", "continue"], 3, 0),
 ])
-def test_query_matching_known_answers(query, frames, moves, context):
+def test_query_matching_known_answers(query, frames, moves, context, suffix):
     listener = _toy_listener([0, 1, 2, 3, 4, 0, 1, 2, 5, 6])
     match = match_phrase(listener, _ToyPhrase(query))
     assert match.frames.tolist() == frames and match.moves == moves
-    assert match.end_frame == frames[-1] and match.context == context
+    assert match.end_frame == frames[-1] and match.context == context and match.suffix_context == suffix
 
 
 def test_query_matching_jumps_within_a_cluster_and_keeps_the_shared_context():
@@ -318,8 +334,8 @@ def test_query_matching_jumps_within_a_cluster_and_keeps_the_shared_context():
     match = match_phrase(listener, _ToyPhrase([0, 1, 2, 4]))
     assert match.frames.tolist() == [0, 1, 5, 6]
     assert match.moves == ["start", "continue", "jump", "continue"]
-    assert match.total_cost == 1.0 and match.run_length == 2
-    assert match.context == 3 and match.token_context == 3  # "b c e" ends at frame 6 in the source
+    assert match.total_cost == 1.0 and match.run_length == 2 and match.context == 2
+    assert match.suffix_context == 3 and match.token_context == 3  # "b c e" ends at frame 6 in the source
 
 
 def test_query_matching_uses_only_the_last_segments():
