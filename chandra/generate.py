@@ -454,6 +454,12 @@ def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int
 
 
 def _durations(events: Sequence[dict]) -> np.ndarray:
+    try:  # the common case at once; the loop below names the first bad event
+        fast = np.fromiter((ev["duration"] for ev in events), dtype=np.float64, count=len(events))
+        if np.all(np.isfinite(fast)) and np.all(fast >= 0):
+            return fast
+    except (KeyError, TypeError, ValueError):
+        pass
     out = np.empty(len(events), dtype=np.float64)
     for i, ev in enumerate(events):
         d = ev.get("duration")
@@ -481,6 +487,7 @@ def improvise(
     after: int | None = None,
     history: Sequence[int] | None = None,
     guide: Sequence[int] | None = None,
+    validate: bool = True,
 ) -> Generation:
     """Walk the model's oracle and return the frames to play.
 
@@ -540,6 +547,11 @@ def improvise(
         ``"guide: ..."``); when no playable frame has token ``g`` the step is
         an ordinary one. At the end of the source the restart looks for
         token ``g`` the same way (among frames before the tail).
+    validate : bool
+        Judge the model's fields first (:meth:`Model.validate`). ``False``
+        is for a caller that has already done so for this very model
+        (:class:`chandra.respond.Listener` does, once, instead of once per
+        answer); the oracle is checked either way.
 
     Returns
     -------
@@ -554,7 +566,8 @@ def improvise(
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
-    _check_fields(model, ("durations",) if seconds is not None else ())
+    if validate:
+        _check_fields(model, ("durations",) if seconds is not None else ())
     sfx, lrs, rep, n = _validate_model(model)
     events = model.events
     def real(value: Any) -> bool:
@@ -859,8 +872,19 @@ def frame_bounds(model: Any) -> tuple[np.ndarray, np.ndarray]:
     if audio is None or sr is None:
         raise ModelFormatError("model has no source audio; retrain with audio embedded to resynthesise")
     length = len(audio)
-    starts = np.empty(len(model.events), dtype=np.int64)
-    ends = np.empty(len(model.events), dtype=np.int64)
+    n = len(model.events)
+    try:  # every event has numeric t and duration (validated models): whole arrays at once
+        t = np.fromiter((ev["t"] for ev in model.events), dtype=np.float64, count=n)
+        d = np.fromiter((ev["duration"] for ev in model.events), dtype=np.float64, count=n)
+    except (KeyError, TypeError, ValueError):
+        t = d = None
+    if t is not None and np.all(np.isfinite(t)) and np.all(np.isfinite(d)):
+        # round half to even on the same float products as the loop below
+        starts = np.clip(np.round(t * sr), 0, length).astype(np.int64)
+        ends = np.clip(np.round((t + d) * sr), 0, length).astype(np.int64)
+        return starts, np.maximum(ends, starts)
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
     for i, ev in enumerate(model.events):
         t, d = ev.get("t"), ev.get("duration")
         if t is None or d is None:
@@ -878,7 +902,8 @@ def _ramps(length: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sin(theta), np.cos(theta)
 
 
-def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20.0) -> tuple[np.ndarray, int]:
+def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20.0,
+                 validate: bool = True) -> tuple[np.ndarray, int]:
     """Render a generation by splicing the source audio of its frames.
 
     Consecutive frames that are consecutive in the source (``f, f+1``, ...)
@@ -906,6 +931,9 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     generation : Generation
     crossfade_ms : float >= 0
         Crossfade length in milliseconds.
+    validate : bool
+        Judge the model's fields first (``False``: the caller just did; see
+        :func:`improvise`).
 
     Returns
     -------
@@ -920,9 +948,12 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     """
     if not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
         raise ChandraError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}")
-    _check_fields(model, ("audio", "timing"))
+    if validate:
+        _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
-    audio = np.asarray(model.audio, dtype=np.float64)
+    # Slices are widened to float64 where they are mixed; converting the whole
+    # source (minutes of audio) for a few seconds of output cost more than the rest.
+    audio = np.asarray(model.audio)
     sr = int(model.sample_rate)
     frames = np.asarray(generation.frames, dtype=np.int64)
     if len(frames) == 0:

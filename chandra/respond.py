@@ -472,6 +472,9 @@ class Phrase:
     trimmed : tuple of float
         Seconds of silence dropped at the start and at the end (module docstring, "Edges");
         ``y`` and the segment times start after the leading silence.
+    frame_distances : ndarray of float64, shape (m, n_frames), optional
+        Distance of each segment to every training frame (the listener's
+        metric), kept for the matching.
     """
 
     name: str
@@ -488,6 +491,7 @@ class Phrase:
     coverage: list[str]
     gain_db: float = 0.0
     trimmed: tuple[float, float] = (0.0, 0.0)
+    frame_distances: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return int(len(self.tokens))
@@ -627,14 +631,14 @@ class Listener:
             raise ListenerError("this model has no frames to answer from")
         self.vocabulary = _rebuild_vocabulary(model, self.spec)
         self.centers = np.asarray(self.vocabulary.cluster_centers_, dtype=np.float64)
-        features = np.asarray(model.features, dtype=np.float64)
+        features = np.asarray(model.features, dtype=np.float32)  # float32: a 100k x 768 model stays 300 MB
         if features.shape[1] != self.centers.shape[1]:
             raise ListenerError(f"this model's features have {features.shape[1]} dimensions but its vocabulary's "
                                 f"centres {self.centers.shape[1]}")
         if not np.all(np.isfinite(features)):
             raise ListenerError("this model's features hold NaN or infinity; it cannot compare new audio with them")
         self.features = features
-        self.sqnorms = np.einsum("ij,ij->i", features, features)
+        self.sqnorms = np.einsum("ij,ij->i", features, features, dtype=np.float64)
         self.tokens = model.tokens()
         k = int(self.centers.shape[0])
         nearest = _nearest_centres(features, self.centers)[0]
@@ -647,7 +651,7 @@ class Listener:
         self.n_tokens = k
         valid = self.tokens[has_token]
         self.token_counts = np.bincount(valid, minlength=k).astype(np.int64)[:k]
-        own = np.linalg.norm(features[has_token] - self.centers[valid], axis=1)
+        own = np.linalg.norm(features[has_token].astype(np.float64) - self.centers[valid], axis=1)
         self.global_spread = float(np.quantile(own, 0.95)) if own.size else 1.0
         self.median_spread = float(np.median(own)) if own.size else 1.0
         if not self.global_spread > 0:
@@ -669,6 +673,13 @@ class Listener:
         levels = levels[levels > _LEVEL_FLOOR_DB]
         #: Median segment level of the training recording (dB re full scale), None when unknown.
         self.reference_level_db = float(np.median(levels)) if levels.size else None
+        # What answering needs (audio, event times inside it) is judged once
+        # here, not once per phrase (Model.validate walks every event and sample).
+        try:
+            model.validate(require=("oracle", "audio", "timing"))
+            self.answer_problem: ModelFormatError | None = None
+        except ModelFormatError as exc:
+            self.answer_problem = exc
         self.encoder = _build_encoder(self.spec, encoder_model=encoder_model, trust_remote_code=trust_remote_code,
                                       device=device)
 
@@ -757,7 +768,8 @@ class Listener:
                                 "rarely" if c < self.rare_count or r > 1.0 else "often")
         return Phrase(name=name, y=y, sample_rate=sr, segments=segments, features=Z.astype(np.float32),
                       tokens=tokens, distances=distances, ratios=ratios, token_counts=counts, within=within,
-                      nearest_frames=nearest, coverage=coverage, gain_db=gain_db, trimmed=trimmed)
+                      nearest_frames=nearest, coverage=coverage, gain_db=gain_db, trimmed=trimmed,
+                      frame_distances=D)
 
     def _distances(self, Z: np.ndarray) -> np.ndarray:
         """Distance of each phrase segment to every training frame, shape (m, n).
@@ -766,8 +778,8 @@ class Listener:
         oracle's metric (cosine distance 1 - cos, 0 between two zero vectors,
         1 between a zero and a non-zero one; or Euclidean).
         """
+        dot = (np.asarray(Z, dtype=np.float32) @ self.features.T).astype(np.float64)
         Z = np.asarray(Z, dtype=np.float64)
-        dot = Z @ self.features.T
         zn = np.einsum("ij,ij->i", Z, Z)
         if self.oracle_kind == "features" and self.metric == "cosine":
             denom = np.sqrt(np.outer(zn, self.sqnorms))
@@ -781,7 +793,11 @@ class Listener:
 
     def local_costs(self, phrase: Phrase, first: int = 0) -> np.ndarray:
         """Alignment costs of segments ``first..`` against every frame, shape (q, n)."""
-        D = self._distances(np.asarray(phrase.features[first:], dtype=np.float64))
+        D = phrase.frame_distances
+        if D is not None and D.shape == (len(phrase), len(self.features)):
+            D = D[first:]
+        else:
+            D = self._distances(np.asarray(phrase.features[first:], dtype=np.float64))
         if self.oracle_kind == "features" and self.threshold:
             scale = float(self.threshold)
         else:
@@ -1069,7 +1085,9 @@ def respond(
     crossfade_ms : float
         Resynthesis crossfade (milliseconds).
     listener : Listener, optional
-        Default: :func:`get_listener` of the model (cached).
+        Default: :func:`get_listener` of the model (cached). A listener
+        judged its model's fields when it was built; a model changed after
+        that needs a new listener.
     encoder_model, trust_remote_code
         Passed to the listener when it is built.
 
@@ -1095,7 +1113,12 @@ def respond(
     if not (_number(contrast_weight) is not None and contrast_weight > 1):
         raise ParameterError(f"contrast_weight must be a number above 1, got {contrast_weight!r}",
                              parameter="contrast_weight")
-    model.validate(require=("oracle", "audio", "timing"))
+    # What an answer needs, said before any listening; the fields themselves
+    # are judged by improvise and resynthesise (Model.validate).
+    if getattr(model, "oracle", None) is None or model.n_frames == 0:
+        raise ModelFormatError("model: the model has no oracle over its frames; build one first")
+    if getattr(model, "audio", None) is None:
+        raise ModelFormatError("model: the model has no source audio; retrain with audio embedded")
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     if listener is None:
@@ -1103,6 +1126,8 @@ def respond(
     elif listener.model is not model:
         raise ParameterError("listener belongs to another model", parameter="listener")
     timings["listener"] = time.perf_counter() - t0
+    if listener.answer_problem is not None:
+        raise listener.answer_problem
     t0 = time.perf_counter()
     if isinstance(phrase, Phrase):
         heard = phrase
@@ -1127,10 +1152,10 @@ def respond(
                            where_mode="weight", where_weight=float(contrast_weight))
     generation = improvise(model, seconds=float(seconds), seed=seed, continuity=continuity, min_lrs=min_lrs,
                            taboo=DEFAULT_TABOO if taboo is None else taboo, after=match.state,
-                           history=history, **options)
+                           history=history, validate=False, **options)
     timings["improvise"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    y, sr = resynthesise(model, generation, crossfade_ms=crossfade_ms)
+    y, sr = resynthesise(model, generation, crossfade_ms=crossfade_ms, validate=False)
     timings["resynthesise"] = time.perf_counter() - t0
     params = {"mode": mode, "seconds": float(seconds), "seed": int(seed), "continuity": float(continuity),
               "min_lrs": int(min_lrs), "taboo": int(generation.params["taboo"]),

