@@ -94,6 +94,61 @@ def test_saved_model_rebuilds_its_vocabulary_exactly_with_standardisation_and_pc
     assert spec["encoder"]["name"] == "dsp" and spec["sample_rate"] == 22050
 
 
+def _rezip(src: Path, dst: Path, *, drop=(), replace=None):
+    replace = replace or {}
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for name in zin.namelist():
+            if name not in drop:
+                zout.writestr(name, replace.get(name, zin.read(name)))
+        for name, data in replace.items():
+            if name not in zin.namelist():
+                zout.writestr(name, data)
+
+
+def test_vocabulary_arrays_are_checked_like_every_array(melody_wav, tmp_path):
+    import io
+
+    from chandra.errors import ModelFormatError
+
+    train(melody_wav, TrainConfig(n_tokens=8, normalisation="standard"), output=tmp_path / "m.chandra")
+    doc = json.loads(zipfile.ZipFile(tmp_path / "m.chandra").read("model.json"))
+    # an array name outside the list is refused before anything is read
+    evil = dict(doc, arrays={**doc["arrays"], "vocabulary.evil": {"member": "arrays/vocabulary.evil.npy",
+                                                                   "dtype": "<f8", "shape": [2]}})
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros(2))
+    _rezip(tmp_path / "m.chandra", tmp_path / "evil.chandra",
+           replace={"model.json": json.dumps(evil), "arrays/vocabulary.evil.npy": buffer.getvalue()})
+    with pytest.raises(ModelFormatError, match="unknown array 'vocabulary.evil'"):
+        load_model(tmp_path / "evil.chandra")
+    # a known name with too many dimensions
+    wide = json.loads(json.dumps(doc))
+    wide["arrays"]["vocabulary.norm_mean"]["shape"] = [1, 1, 102]
+    buffer = io.BytesIO()
+    np.save(buffer, np.zeros((1, 1, 102)))
+    _rezip(tmp_path / "m.chandra", tmp_path / "wide.chandra",
+           replace={"model.json": json.dumps(wide), "arrays/vocabulary.norm_mean.npy": buffer.getvalue()})
+    with pytest.raises(ModelFormatError, match="vocabulary.norm_mean"):
+        load_model(tmp_path / "wide.chandra")
+    # non-finite statistics
+    nan = np.full(102, np.nan)
+    buffer = io.BytesIO()
+    np.save(buffer, nan)
+    _rezip(tmp_path / "m.chandra", tmp_path / "nan.chandra", replace={"arrays/vocabulary.norm_mean.npy":
+                                                                      buffer.getvalue()})
+    with pytest.raises(ModelFormatError, match="non-finite"):
+        load_model(tmp_path / "nan.chandra")
+    # a 1.1 file (no vocabulary state) still loads
+    old = {k: v for k, v in doc.items()}
+    old["format_version"] = "1.1"
+    old["arrays"] = {k: v for k, v in doc["arrays"].items() if not k.startswith("vocabulary.")}
+    old["vocabulary"] = {k: v for k, v in doc["vocabulary"].items() if k != "state"}
+    _rezip(tmp_path / "m.chandra", tmp_path / "old.chandra", replace={"model.json": json.dumps(old)},
+           drop=[v["member"] for k, v in doc["arrays"].items() if k.startswith("vocabulary.")])
+    back = load_model(tmp_path / "old.chandra")
+    assert back.vocabulary_arrays == {} and "state" not in back.vocabulary
+
+
 def _as_older_format(model):
     """The model as a pre-1.2 file holds it: no vocabulary state, no vocabulary arrays."""
     import dataclasses
