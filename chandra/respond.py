@@ -10,9 +10,10 @@ rebuilds them once per model and then, for each phrase,
 1. **listens** (:meth:`Listener.hear`): loads the phrase at the model's
    analysis rate, checks it as training checks its input
    (:func:`chandra.audio.validate_signal`: silent, too short, non-finite),
-   segments it with the model's onset parameters, brings it to the training
-   recording's level (below), encodes the segments with the model's
-   encoder, and assigns each one the vocabulary's nearest token;
+   trims its silent edges, segments it with the model's onset parameters,
+   brings it to the training recording's level (below), encodes the
+   segments with the model's encoder, and assigns each one the
+   vocabulary's nearest token;
 2. says **how familiar** each segment is (*coverage*, below);
 3. **matches** the phrase's ending in the oracle (:func:`match_phrase`,
    query matching, below);
@@ -181,6 +182,7 @@ __all__ = [
     "MIN_FRAMES_FOR_SPREAD",
     "MAX_GAIN_DB",
     "EDGE_SILENCE_DB",
+    "EDGE_MARGIN_S",
 ]
 
 #: Answer modes (see the module docstring).
@@ -202,7 +204,7 @@ CONTRAST_WEIGHT = 8.0
 MIN_FRAMES_FOR_SPREAD = 20
 #: Largest gain (dB, either way) applied to bring a phrase to the training recording's level.
 MAX_GAIN_DB = 40.0
-#: Leading and trailing segments this far (dB) below the phrase's loudest are silence, not phrase.
+#: Leading and trailing stretches this far (dB) below the phrase's loudest frame are silence, not phrase.
 EDGE_SILENCE_DB = 35.0
 #: Seconds of the trimmed silence kept on each side of a phrase.
 EDGE_MARGIN_S = 0.025

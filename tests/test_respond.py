@@ -15,14 +15,13 @@ import soundfile as sf
 from chandra.cli import main
 from chandra.errors import AudioError, ChandraError, ParameterError, WeightsNotFoundError
 from chandra.generate import improvise
-from chandra.model import FORMAT_VERSION, load_model, save_model
+from chandra.model import FORMAT_VERSION, load_model
 from chandra.oracle import build_factor_oracle
 from chandra.pipeline import TrainConfig, train
 from chandra.respond import (
     COVERAGE_LEVELS,
     Listener,
     ListenerError,
-    Phrase,
     _suffix_clusters,
     get_listener,
     list_responses,
