@@ -8,6 +8,7 @@ Subcommands::
     chandra inspect MODEL [--json]              fields, tokens, oracle, provenance, findings
     chandra export MODEL --format musichal -o OUT.json
     chandra generate MODEL -o OUT.wav [options] improvise and resynthesise
+    chandra respond MODEL PHRASE -o OUT.wav     hear a played phrase and answer it from the model
     chandra trace-report DIR [--json]           survival of fields across trace checkpoints
     chandra trace-report DIR --against DIR_B    the same, checkpoint by checkpoint against another trace
     chandra compare A B [--json] [--fail-on-regression]
@@ -76,6 +77,7 @@ COMMANDS = {
     "inspect": "inspect a chandra or MusicHal 9000 model",
     "export": "export a model to another format",
     "generate": "improvise from a model and write a WAV",
+    "respond": "hear a phrase and answer it from a model (a WAV)",
     "trace-report": "report on a trace directory written by chandra.trace.Tracer",
     "compare": "compare two models, run directories, MusicHal files or traces",
 }
@@ -208,6 +210,33 @@ def _generate_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the generation summary as JSON")
 
 
+
+def _respond_options(p: argparse.ArgumentParser) -> None:
+    from chandra.generate import DEFAULT_TABOO
+    from chandra.respond import MODES
+
+    p.add_argument("model", help="a chandra model trained with its source audio embedded")
+    p.add_argument("phrase", help="the phrase: wav, flac, ogg, aiff/aif or mp3 file")
+    p.add_argument("-o", "--output", required=True, help="WAV file to write the answer to")
+    p.add_argument("--seconds", type=float, default=10.0, help="length of the answer (default 10)")
+    p.add_argument("--mode", default="continue", choices=MODES,
+                   help="continue: pick up where the phrase leaves off; imitate: follow the phrase's tokens; "
+                        "contrast: prefer tokens the phrase did not use")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--continuity", type=float, default=0.8, help="probability of continuing forward (0-1)")
+    p.add_argument("--taboo", type=int, default=None,
+                   help=f"do not replay a frame within this many steps (default {DEFAULT_TABOO}; 0 = off)")
+    p.add_argument("--crossfade-ms", type=float, default=20.0)
+    p.add_argument("--encoder-model", default=None, metavar="DIR",
+                   help="where the model's neural encoder weights are, if not where the model says")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow an encoder whose code lives in its model directory (MERT)")
+    p.add_argument("--audio-dir", action="append", default=[], metavar="DIR",
+                   help="folder to look in for the audio files a model references (repeatable)")
+    p.add_argument("--json", action="store_true",
+                   help="print the phrase analysis, the match and the generation summary as JSON")
+
+
 def _trace_report_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("directory")
     p.add_argument("--against", metavar="DIR_B", default=None,
@@ -226,8 +255,9 @@ def _compare_options(p: argparse.ArgumentParser) -> None:
                    help="exit 1 when B loses (or thins) a field A carried, or has an error A does not")
 
 
-_OPTIONS = {"train": _train_options, "cache": _cache_options, "inspect": _inspect_options, "export": _export_options,
-            "generate": _generate_options, "trace-report": _trace_report_options, "compare": _compare_options}
+_OPTIONS = {"train": _train_options, "cache": _cache_options, "inspect": _inspect_options,
+            "export": _export_options, "generate": _generate_options, "respond": _respond_options,
+            "trace-report": _trace_report_options, "compare": _compare_options}
 
 
 class _Bars:
@@ -519,6 +549,48 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_respond(args: argparse.Namespace) -> int:
+    from chandra.generate import DEFAULT_TABOO
+    from chandra.io_utils import check_output, exclusive_output
+    from chandra.model import load_model
+    from chandra.respond import respond_to_wav
+
+    output = check_output(args.output, kind="wav", inputs=[args.model, args.phrase])
+    model = load_model(args.model)
+    from chandra.corpus import attach_audio, references_audio
+
+    if references_audio(model):
+        attach_audio(model, model_path=args.model, search=args.audio_dir)
+    with exclusive_output(output):
+        response = respond_to_wav(model, args.phrase, output, mode=args.mode, seconds=args.seconds, seed=args.seed,
+                                  continuity=args.continuity,
+                                  taboo=DEFAULT_TABOO if args.taboo is None else args.taboo,
+                                  crossfade_ms=args.crossfade_ms, encoder_model=args.encoder_model,
+                                  trust_remote_code=args.trust_remote_code)
+    summary = response.summary()
+    if args.json:
+        from chandra.io_utils import json_default
+
+        print(json.dumps(summary, indent=1, default=json_default))
+        return 0
+    phrase, match, gen = summary["phrase"], summary["match"], summary["generation"]
+    cov = phrase["coverage"]
+    print(f"phrase      {phrase['name']}: {phrase['duration_s']:.2f} s, {phrase['n_segments']} segments, "
+          f"tokens {' '.join(str(r['token']) for r in phrase['segments'])}")
+    print(f"coverage    often {cov['often']:.0%}, rarely {cov['rarely']:.0%}, never {cov['never']:.0%}")
+    end = model.events[match["end_frame"]]
+    q = len(match["frames"])
+    print(f"matched     frame {match['end_frame']} (source {float(end['t']):.2f} s), state {match['state']}: "
+          f"context {match['context']} of {q} segments, token context {match['token_context']}, "
+          f"mean cost {match['mean_cost']:.2f}")
+    follow = summary["follow"]
+    print(f"answer      {args.output}: {args.mode}, {summary['answer']['duration_s']:.1f} s, "
+          f"{gen['n_frames']} frames, "
+          f"{gen['n_jumps']} jumps, {gen['n_fallbacks']} fallbacks; follows the phrase's tokens "
+          f"{follow['guide_agreement']:.0%}, plays its tokens {follow['phrase_token_share']:.0%}")
+    return 0
+
+
 def _print_comparison(doc: dict, *, as_json: bool, all_fields: bool = False, fail: bool = False) -> int:
     from chandra.compare import format_comparison
 
@@ -564,6 +636,7 @@ _COMMANDS = {
     "inspect": _cmd_inspect,
     "export": _cmd_export,
     "generate": _cmd_generate,
+    "respond": _cmd_respond,
     "trace-report": _cmd_trace_report,
     "compare": _cmd_compare,
 }

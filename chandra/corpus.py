@@ -651,13 +651,18 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
         "assigned_metrics": assigned,
         "per_file": usage,
     }
+    # the fitted state (format 1.3), as for one file: the model can hear new audio (chandra.respond)
+    state_meta, state_arrays = vocab.get_state()
+    vocabulary["state"] = state_meta
     signal = None
     if audio == "embed":
         signal = quantize_audio(np.concatenate([a.signal for a in analyses]))
     state.model = Model(events=[dict(e) for e in events], features=state.features, oracle=oracle,
                         provenance=provenance, vocabulary=vocabulary,
                         centers=np.asarray(vocab.cluster_centers_, dtype=np.float32), ledger=list(state.ledger),
-                        audio=signal, sample_rate=sample_rate)
+                        audio=signal, sample_rate=sample_rate,
+                        vocabulary_arrays={k: np.asarray(v, dtype=np.float64) for k, v in state_arrays.items()
+                                           if k != "centers"})
     return state
 
 

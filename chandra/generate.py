@@ -494,6 +494,12 @@ def _validate_model(model: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, int
 
 
 def _durations(events: Sequence[dict]) -> np.ndarray:
+    try:  # the common case at once; the loop below names the first bad event
+        fast = np.fromiter((ev["duration"] for ev in events), dtype=np.float64, count=len(events))
+        if np.all(np.isfinite(fast)) and np.all(fast >= 0):
+            return fast
+    except (KeyError, TypeError, ValueError):
+        pass
     out = np.empty(len(events), dtype=np.float64)
     for i, ev in enumerate(events):
         d = ev.get("duration")
@@ -518,6 +524,10 @@ def improvise(
     where_mode: str = "filter",
     where_weight: float = 4.0,
     start: int | None = None,
+    after: int | None = None,
+    history: Sequence[int] | None = None,
+    guide: Sequence[int] | None = None,
+    validate: bool = True,
 ) -> Generation:
     """Walk the model's oracle and return the frames to play.
 
@@ -554,6 +564,34 @@ def improvise(
     start : int, optional
         Frame index to play first (default 0). If it fails a hard constraint,
         the next satisfying frame in source order is used and a fallback recorded.
+    after : int, optional
+        Begin in oracle state ``after`` (1..n) instead: frame ``after - 1``
+        counts as just played and the first step is an ordinary step from
+        that state (forward, jump, or restart when ``after == n``), so there
+        is no step of kind ``"start"``. What :mod:`chandra.respond` uses to
+        continue where a phrase was matched. Give at most one of ``start``
+        and ``after``.
+    history : sequence of int, optional
+        Frames played before the first step, oldest first (e.g. the frames a
+        phrase was matched to): they count for the taboo window and the
+        recency penalty as if played in the steps just before, so the walk
+        does not replay them at once.
+    guide : sequence of int, optional
+        Gesture tokens to follow, one per step and repeated when the walk is
+        longer (-1: no preference at that step). At step ``t`` with target
+        ``g``: the forward step is taken when frame ``s`` has token ``g`` and
+        ``u < continuity``; else a jump to the candidates with token ``g``
+        sharing most context (search as above, only they are eligible); else
+        the forward step if its token is ``g``; else a jump to a playable
+        frame with token ``g`` drawn over all of them (``lrs = 0``, reason
+        ``"guide: ..."``); when no playable frame has token ``g`` the step is
+        an ordinary one. At the end of the source the restart looks for
+        token ``g`` the same way (among frames before the tail).
+    validate : bool
+        Judge the model's fields first (:meth:`Model.validate`). ``False``
+        is for a caller that has already done so for this very model
+        (:class:`chandra.respond.Listener` does, once, instead of once per
+        answer); the oracle is checked either way.
 
     Returns
     -------
@@ -568,7 +606,8 @@ def improvise(
     OracleError, ModelFormatError
         The model has no usable oracle, or events and oracle disagree.
     """
-    _check_fields(model, ("durations",) if seconds is not None else ())
+    if validate:
+        _check_fields(model, ("durations",) if seconds is not None else ())
     sfx, lrs, rep, n = _validate_model(model)
     events = model.events
     def real(value: Any) -> bool:
@@ -599,6 +638,23 @@ def improvise(
     if where is not None and not isinstance(where, (str, Constraint)):
         raise ParameterError(f"where must be an expression string or a Constraint, not {type(where).__name__}",
                              parameter="where")
+    if start is not None and after is not None:
+        raise ParameterError("give at most one of start and after", parameter="after")
+    if after is not None and not (whole(after) and 1 <= after <= n):
+        raise ParameterError(f"after must be an oracle state in 1..{n}, got {after!r}", parameter="after")
+    history_list: list[int] = []
+    if history is not None:
+        history_list = [int(f) for f in np.asarray(history, dtype=np.int64).reshape(-1)] \
+            if all(whole(f) for f in np.asarray(history, dtype=object).reshape(-1)) else [-1]
+        if any(not 0 <= f < n for f in history_list):
+            raise ParameterError(f"history must hold frame indices in 0..{n - 1}", parameter="history")
+    guide_list: list[int] = []
+    if guide is not None:
+        raw_guide = np.asarray(guide, dtype=object).reshape(-1)
+        if raw_guide.size == 0 or not all(whole(g) and g >= -1 for g in raw_guide):
+            raise ParameterError("guide must be a non-empty sequence of token ids (-1: no preference)",
+                                 parameter="guide")
+        guide_list = [int(g) for g in raw_guide]
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise ParameterError(f"seed must be an integer, got {seed!r}", parameter="seed")
     constraint = parse_where(where) if isinstance(where, str) else where
@@ -634,6 +690,13 @@ def improvise(
     allowed_list = allowed.tolist()
     weight_list = weight.tolist()
     last_played = [-(10**18)] * n  # step at which each frame was last played
+    for i, f in enumerate(history_list):  # the most recent history frame was "played" at step -1
+        last_played[f] = i - len(history_list)
+    token_list = model.tokens().tolist() if guide_list else []
+    frames_of_token: dict[int, list[int]] = {}
+    for f, k in enumerate(token_list):
+        if k >= 0 and allowed_list[f]:
+            frames_of_token.setdefault(k, []).append(f)
 
     frames: list[int] = []
     steps: list[dict] = []
@@ -676,12 +739,37 @@ def improvise(
         cdf = np.cumsum(w) / w.sum()
         return min(int(np.searchsorted(cdf, v, side="right")), len(states) - 1)
 
+    def guided_move(goal: int, u: float, v: float, forward_ok: bool, eligible_jump) -> tuple | None:
+        """The move a guide asks for at this step (see ``guide``), or None for an ordinary step."""
+        pool = frames_of_token.get(goal)
+        if not pool:
+            return None
+        forward_fits = forward_ok and s < n and token_list[s] == goal
+        if forward_fits and u < continuity:
+            return s, "forward", None, None
+        cand, ctx = tree.candidates(s, min_lrs, lambda k: eligible_jump(k) and token_list[k] == goal)
+        if cand:
+            idx = pick(cand, v)
+            return cand[idx], "jump", ctx[idx], None
+        if forward_fits:
+            return s, "forward", None, None
+        anywhere = [k for k in pool if eligible_jump(k)]
+        if not anywhere:
+            return None
+        return (anywhere[pick(anywhere, v)], "jump", 0,
+                f"guide: token {goal} shares no context here; jumped to a frame with it")
+
     # start
     start_frame = 0 if start is None else start
     if int(start_frame) != start_frame or not (0 <= start_frame < n):
         raise ConstraintError(f"start frame must be in 0..{n - 1}, got {start!r}")
     start_frame = int(start_frame)
-    if allowed[start_frame]:
+    if after is not None:
+        # No start step: the walk begins in state `after`; "back to the start"
+        # restarts and fallbacks go to frame 0.
+        played_s = 0.0
+        s = int(after)
+    elif allowed[start_frame]:
         record(start_frame, "start", None, None)
     else:
         moved = next_playable(start_frame, ())
@@ -689,10 +777,10 @@ def improvise(
         fallbacks.append({"step": 0, "frame": moved, "reason": reason, "choice": "next"})
         record(moved, "start", None, None, reason)
         start_frame = moved
-
-    played_s = 0.0 if durations is None else float(durations[frames[0]])
+    if frames:
+        played_s = 0.0 if durations is None else float(durations[frames[0]])
+        s = frames[0] + 1
     run = 0  # consecutive forward moves
-    s = frames[0] + 1
 
     def done() -> bool:
         if n_frames is not None:
@@ -712,8 +800,13 @@ def improvise(
                 return not tail <= k <= s and k < n and not take_end[k] and playable(k) \
                     and not (avoid_repeats and k == prev)
 
-            cand, ctx = tree.candidates(s, min_lrs, eligible_restart)
-            if cand:
+            goal = guide_list[len(steps) % len(guide_list)] if guide_list else -1
+            guided = guided_move(goal, u, v, False, eligible_restart) if goal >= 0 else None
+            cand, ctx = ([], []) if guided is not None else tree.candidates(s, min_lrs, eligible_restart)
+            if guided is not None:
+                record(guided[0], "restart", prev, guided[2], "end of source: "
+                       + (guided[3] or f"continue after a shared context with token {goal} (guide)"))
+            elif cand:
                 idx = pick(cand, v)
                 record(cand[idx], "restart", prev, ctx[idx], f"{where_}: continue after a shared context")
             else:
@@ -731,7 +824,12 @@ def improvise(
             def eligible_jump(k: int) -> bool:
                 return k < n and k != s and not take_end[k] and playable(k) and not (avoid_repeats and k == prev)
 
-            if where_mode == "weight":
+            goal = guide_list[len(steps) % len(guide_list)] if guide_list else -1
+            guided = guided_move(goal, u, v, forward_ok, eligible_jump) if goal >= 0 else None
+            cand, ctx, wants_forward = [], [], False
+            if guided is not None:
+                pass
+            elif where_mode == "weight":
                 cand, ctx = tree.candidates(s, min_lrs, eligible_jump)
                 fw = continuity * weight_list[s] if forward_ok else 0.0
                 jw = (1.0 - continuity) * float(np.mean([weight_list[k] for k in cand])) if cand else 0.0
@@ -741,7 +839,11 @@ def improvise(
                 cand, ctx = ([], []) if (forward_ok and wants_forward) else \
                     tree.candidates(s, min_lrs, eligible_jump)
 
-            if forward_ok and wants_forward:
+            if guided is not None:
+                frame, kind, shared, why_guided = guided
+                record(frame, kind, prev, shared, why_guided)
+                run = run + 1 if kind == "forward" else 0
+            elif forward_ok and wants_forward:
                 record(s, "forward", prev, None)
                 run += 1
             elif cand:
@@ -789,6 +891,9 @@ def improvise(
         "where_mode": where_mode,
         "where_weight": float(where_weight) if where_mode == "weight" else None,
         "start": None if start is None else int(start),
+        "after": None if after is None else int(after),
+        "history": history_list or None,
+        "guide": guide_list or None,
         "oracle_kind": getattr(model.oracle, "kind", None),
         "source_frames": int(n),
         "qualifying_frames": n_allowed,
@@ -837,8 +942,19 @@ def frame_bounds(model: Any) -> tuple[np.ndarray, np.ndarray]:
     if audio is None or sr is None:
         raise ModelFormatError("model has no source audio; retrain with audio embedded to resynthesise")
     lo, hi = _take_sample_ranges(model)
-    starts = np.empty(len(model.events), dtype=np.int64)
-    ends = np.empty(len(model.events), dtype=np.int64)
+    n = len(model.events)
+    try:  # every event has numeric t and duration (validated models): whole arrays at once
+        t = np.fromiter((ev["t"] for ev in model.events), dtype=np.float64, count=n)
+        d = np.fromiter((ev["duration"] for ev in model.events), dtype=np.float64, count=n)
+    except (KeyError, TypeError, ValueError):
+        t = d = None
+    if t is not None and np.all(np.isfinite(t)) and np.all(np.isfinite(d)):
+        # round half to even on the same float products as the loop below
+        starts = np.minimum(np.maximum(lo + np.round(t * sr).astype(np.int64), lo), hi)
+        ends = np.minimum(np.maximum(lo + np.round((t + d) * sr).astype(np.int64), starts), hi)
+        return starts, ends
+    starts = np.empty(n, dtype=np.int64)
+    ends = np.empty(n, dtype=np.int64)
     for i, ev in enumerate(model.events):
         t, d = ev.get("t"), ev.get("duration")
         if t is None or d is None:
@@ -867,7 +983,8 @@ def _ramps(length: int) -> tuple[np.ndarray, np.ndarray]:
     return np.sin(theta), np.cos(theta)
 
 
-def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20.0) -> tuple[np.ndarray, int]:
+def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20.0,
+                 validate: bool = True) -> tuple[np.ndarray, int]:
     """Render a generation by splicing the source audio of its frames.
 
     Consecutive frames that are consecutive in the source (``f, f+1``, ...)
@@ -897,6 +1014,9 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
     generation : Generation
     crossfade_ms : float >= 0
         Crossfade length in milliseconds.
+    validate : bool
+        Judge the model's fields first (``False``: the caller just did; see
+        :func:`improvise`).
 
     Returns
     -------
@@ -913,10 +1033,13 @@ def resynthesise(model: Any, generation: Generation, *, crossfade_ms: float = 20
             or not (crossfade_ms >= 0 and math.isfinite(crossfade_ms)):
         raise ParameterError(f"crossfade_ms must be a non-negative number, got {crossfade_ms!r}",
                              parameter="crossfade_ms")
-    _check_fields(model, ("audio", "timing"))
+    if validate:
+        _check_fields(model, ("audio", "timing"))
     starts, ends = frame_bounds(model)
     take_lo, take_hi = _take_sample_ranges(model)
-    audio = np.asarray(model.audio, dtype=np.float64)
+    # Slices are widened to float64 where they are mixed; converting the whole
+    # source (minutes of audio) for a few seconds of output cost more than the rest.
+    audio = np.asarray(model.audio)
     sr = int(model.sample_rate)
     frames = np.asarray(generation.frames, dtype=np.int64)
     if len(frames) == 0:

@@ -4,13 +4,13 @@ A :class:`Model` is everything an improvisation needs and everything a
 diagnosis needs: the per-frame events, the feature matrix, the oracle, the
 vocabulary, the provenance and the stage ledger.
 
-File format (``.chandra``, versions 1.1 and 1.2)
-------------------------------------------------
+File format (``.chandra``, versions 1.1 to 1.3)
+-----------------------------------------------
 An uncompressed zip archive (``ZIP_STORED``: float features do not compress,
 and stored members can be read without inflating) holding
 
 ``model.json``
-    ``{"format": "chandra-model", "format_version": "1.1",
+    ``{"format": "chandra-model", "format_version": "1.3",
     "value_encoding": "chandra-tagged-1", "source_format", "n_frames",
     "feature_dim", "sample_rate", "oracle" (kind, threshold, metric, n_frames
     or null), "provenance", "vocabulary", "ledger", "events", "arrays"}``.
@@ -22,7 +22,13 @@ and stored members can be read without inflating) holding
     repeated suffix; version 1.0 files hold the Lefebvre-Lecroq ``lrs`` and
     load with ``rep = sfx``),
     ``audio`` (float32) and ``extra.<name>`` for :attr:`Model.extra_arrays`;
-    since 1.2 ``oracle.take_starts`` for an oracle over a corpus of takes.
+    since 1.2 ``oracle.take_starts`` for an oracle over a corpus of takes;
+    since 1.3 ``vocabulary.<name>`` for :attr:`Model.vocabulary_arrays` (the
+    fitted vocabulary's ``norm_mean``, ``norm_scale``, ``pca_mean``,
+    ``pca_components``, ``pca_explained_variance_ratio`` where it has them;
+    with ``vocabulary["state"]`` and ``centers`` they rebuild the fitted
+    :class:`~chandra.vocabulary.GestureVocabulary`, so the model can assign
+    tokens to new audio, see :mod:`chandra.respond`).
 ``audio/take-<k>.flac`` or ``audio/take-<k>.npy`` (1.2, a corpus model with
 embedded audio)
     Take ``k``'s samples (six-digit ``k``): FLAC, 24-bit, mono at the
@@ -43,8 +49,11 @@ embedded audio)
 
 Version 1.2 adds the corpus: ``provenance["files"]`` (the file table, see
 :meth:`Model.files`), an int ``take`` in every event, ``oracle.take_starts``
-and per-take audio. A model without them (one file) is written as 1.1,
-byte for byte as before, so older readers keep reading one-file models.
+and per-take audio. Version 1.3 adds the vocabulary's fitted state
+(``vocabulary["state"]`` and the ``vocabulary.*`` arrays). A model is
+written with the oldest version that holds what it has (:func:`written_version`):
+one file without vocabulary state as 1.1, byte for byte as before, so older
+readers keep reading what they can.
 
 Reading is bounded (:func:`load_model`): every member must be stored
 uncompressed, as written; ``model.json`` goes through
@@ -106,16 +115,22 @@ __all__ = [
     "FILE_TABLE_KEYS",
     "quantize_audio",
     "written_version",
+    "VOCABULARY_ARRAYS",
 ]
 
 FORMAT_NAME = "chandra-model"
-#: The newest version written; a model that needs nothing of 1.2 (one file) is written as 1.1.
-FORMAT_VERSION = "1.2"
-#: Version of models without corpus structure.
+#: The newest version written; a model is written with the oldest version that holds what it has.
+FORMAT_VERSION = "1.3"
+#: Version of models without corpus structure or vocabulary state.
 BASE_FORMAT_VERSION = "1.1"
+#: Version of corpus models without vocabulary state.
+CORPUS_FORMAT_VERSION = "1.2"
 # 1.1: oracle.rep and exact lrs (see chandra.oracle); 1.0 files load with rep = sfx.
 # 1.2: corpus of takes (file table, event take, oracle.take_starts, per-take audio members).
-SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2")
+# 1.3: the vocabulary's fitted state (vocabulary["state"] and the vocabulary.* arrays),
+#      so a model can hear new audio; older files load without it (chandra.respond
+#      rebuilds what it can from the centres and says what is missing otherwise).
+SUPPORTED_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
 VALUE_ENCODING = "chandra-tagged-1"
 
 _MODEL_JSON = "model.json"
@@ -134,6 +149,9 @@ _ORACLE_OPTIONAL = ("rep",)
 # Since 1.2, only for an oracle over several takes.
 _ORACLE_TAKES = ("take_starts",)
 _EXTRA_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+#: Arrays of the fitted vocabulary's state beyond its centres (format 1.2), with their dimensions.
+VOCABULARY_ARRAYS = {"norm_mean": 1, "norm_scale": 1, "pca_mean": 1, "pca_components": 2,
+                     "pca_explained_variance_ratio": 1}
 _FLOAT_TAG = "$float"
 _INT_TAG = "$int"
 _NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
@@ -301,6 +319,13 @@ class Model:
         Further numeric arrays saved with the model (e.g. a MusicHal import's
         ``frame_timestamps``, ``frame_ids``, ``feature_lengths``). Names use
         letters, digits, ``_``, ``.`` and ``-``.
+    vocabulary_arrays : dict of str to ndarray
+        The fitted vocabulary's arrays besides :attr:`centers` (names in
+        :data:`VOCABULARY_ARRAYS`: standardisation statistics, PCA mean and
+        components), saved as ``vocabulary.<name>``; with
+        ``vocabulary["state"]`` they rebuild the vocabulary
+        (:meth:`chandra.vocabulary.GestureVocabulary.from_state`). Empty for
+        models saved before format 1.2 and for imports.
     """
 
     events: list[dict]
@@ -314,6 +339,7 @@ class Model:
     sample_rate: int | None = None
     source_format: str = "chandra"
     extra_arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    vocabulary_arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_frames(self) -> int:
@@ -501,7 +527,8 @@ class Model:
                                          ("vocabulary", self.vocabulary, (dict, type(None))),
                                          ("ledger", self.ledger, (list,)),
                                          ("source_format", self.source_format, (str,)),
-                                         ("extra_arrays", self.extra_arrays, (dict,))):
+                                         ("extra_arrays", self.extra_arrays, (dict,)),
+                                         ("vocabulary_arrays", self.vocabulary_arrays, (dict,))):
             if not isinstance(value, kinds):
                 expected = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
                 raise ModelFormatError(f"{name}: {field_name} is a {type(value).__name__}; expected {expected}")
@@ -513,7 +540,7 @@ class Model:
         if notes is not None and not (isinstance(notes, list) and all(isinstance(x, str) for x in notes)):
             raise ModelFormatError(f"{name}: provenance['import_notes'] is not a list of texts")
         if self.vocabulary is not None:
-            for key in ("params", "fit_metrics", "assigned_metrics"):
+            for key in ("params", "fit_metrics", "assigned_metrics", "state"):
                 if self.vocabulary.get(key) is not None and not isinstance(self.vocabulary[key], dict):
                     raise ModelFormatError(f"{name}: vocabulary[{key!r}] is a "
                                            f"{type(self.vocabulary[key]).__name__}; expected an object")
@@ -553,6 +580,17 @@ class Model:
             if not isinstance(array, np.ndarray) or array.dtype.kind not in "biuf":
                 raise ModelFormatError(f"{name}: extra array {key!r} has dtype "
                                        f"{getattr(array, 'dtype', type(array).__name__)}; expected numeric")
+        for key, array in self.vocabulary_arrays.items():
+            if key not in VOCABULARY_ARRAYS:
+                raise ModelFormatError(f"{name}: vocabulary array {_brief(key)} is not one of "
+                                       f"{', '.join(VOCABULARY_ARRAYS)}")
+            if not isinstance(array, np.ndarray) or array.dtype.kind not in "fiu" \
+                    or array.ndim != VOCABULARY_ARRAYS[key]:
+                raise ModelFormatError(f"{name}: vocabulary array {key!r} is {getattr(array, 'dtype', '')} of shape "
+                                       f"{getattr(array, 'shape', None)}; expected a {VOCABULARY_ARRAYS[key]}-D "
+                                       "numeric array")
+            if _nonfinite(array)[0]:
+                raise ModelFormatError(f"{name}: vocabulary array {key!r} holds non-finite values")
 
         if self.is_corpus:
             self._validate_corpus(name)
@@ -701,6 +739,9 @@ def _arrays_of(model: Model) -> list[tuple[str, np.ndarray]]:
                 arrays.append((f"oracle.{key}", np.ascontiguousarray(oracle_arrays[key], dtype=np.int64)))
     if model.audio is not None and not model.is_corpus:
         arrays.append(("audio", np.ascontiguousarray(model.audio, dtype=np.float32)))
+    for name in sorted(model.vocabulary_arrays):
+        array = np.asarray(model.vocabulary_arrays[name])
+        arrays.append((f"vocabulary.{name}", np.ascontiguousarray(array, dtype=np.float64)))
     for name in sorted(model.extra_arrays):
         arrays.append((f"extra.{name}", np.ascontiguousarray(model.extra_arrays[name])))
     return arrays
@@ -758,9 +799,14 @@ def _take_audio_members(model: Model) -> list[tuple[str, str, int, Any]]:
 
 
 def written_version(model: Model) -> str:
-    """The format version :func:`save_model` writes for ``model``: 1.2 for a corpus, else 1.1."""
+    """The format version :func:`save_model` writes for ``model``: the oldest that holds what it has.
+
+    1.3 with the vocabulary's fitted state, else 1.2 for a corpus, else 1.1.
+    """
+    if model.vocabulary_arrays or (isinstance(model.vocabulary, dict) and "state" in model.vocabulary):
+        return FORMAT_VERSION
     takes = model.oracle is not None and model.oracle.take_starts is not None
-    return FORMAT_VERSION if model.is_corpus or takes else BASE_FORMAT_VERSION
+    return CORPUS_FORMAT_VERSION if model.is_corpus or takes else BASE_FORMAT_VERSION
 
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
@@ -946,7 +992,8 @@ MAX_ARCHIVE_MEMBERS = 1024 + MAX_EMBEDDED_TAKES
 #: Largest ``model.json`` read (it is parsed whole: about ten times its size in memory).
 MAX_MODEL_JSON_BYTES = safejson.MAX_DOCUMENT_BYTES
 _FIXED_ARRAYS = {"features": 2, "centers": 2, "audio": 1,
-                 **{f"oracle.{k}": 1 for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL + _ORACLE_TAKES}}
+                 **{f"oracle.{k}": 1 for k in _ORACLE_ARRAYS + _ORACLE_OPTIONAL + _ORACLE_TAKES},
+                 **{f"vocabulary.{k}": ndim for k, ndim in VOCABULARY_ARRAYS.items()}}
 _TAKE_MEMBER = re.compile(r"^audio/take-([0-9]{6})\.(flac|npy)$")
 _MAX_EXTRA_NDIM = 4
 _MAX_NPY_HEADER = 65536
@@ -1267,6 +1314,8 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         if int(oracle.n_frames) != n:
             raise ModelFormatError(f"{path}: oracle covers {oracle.n_frames} frames but there are {n} events")
     extra = {name[len("extra."):]: array for name, array in arrays.items() if name.startswith("extra.")}
+    vocabulary_arrays = {name[len("vocabulary."):]: array for name, array in arrays.items()
+                         if name.startswith("vocabulary.")}
     provenance = document.get("provenance")
     ledger = document.get("ledger")
     source_format = document.get("source_format")
@@ -1283,4 +1332,5 @@ def _assemble(path: Path, document: dict, events: list, arrays: dict[str, np.nda
         sample_rate=document.get("sample_rate"),
         source_format="chandra" if source_format is None else source_format,
         extra_arrays=extra,
+        vocabulary_arrays=vocabulary_arrays,
     )

@@ -552,6 +552,10 @@ def build_model(state: RunState):
         "fit_metrics": vocab.fit_metrics_,
         "assigned_metrics": token_metrics(state.tokens, n_tokens=vocab.n_tokens_),
     }
+    # The fitted state (format 1.2): with the centres it rebuilds the vocabulary,
+    # so the model can assign tokens to audio it has not heard (chandra.respond).
+    state_meta, state_arrays = vocab.get_state()
+    vocabulary["state"] = state_meta
     return Model(
         events=[dict(e) for e in state.events],
         features=state.features,
@@ -562,6 +566,7 @@ def build_model(state: RunState):
         ledger=list(state.ledger),
         audio=state.signal if cfg.embed_audio else None,
         sample_rate=state.sample_rate,
+        vocabulary_arrays={k: np.asarray(v, dtype=np.float64) for k, v in state_arrays.items() if k != "centers"},
     )
 
 

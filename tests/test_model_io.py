@@ -261,8 +261,8 @@ def test_format_1_0_files_load_with_rep_on_the_suffix_link(tmp_path):
     model = make_model([{"t": float(i), "gesture_token": k} for i, k in enumerate(tokens)])
     current = save_model(model, tmp_path / "current.chandra")
     doc = json.loads(zipfile.ZipFile(current).read("model.json"))
-    # A one-file model needs nothing of 1.2 (corpus), so it is still written as 1.1.
-    assert doc["format_version"] == "1.1" and FORMAT_VERSION == "1.2" and "oracle.rep" in doc["arrays"]
+    # A one-file model without vocabulary state needs nothing of 1.2 (corpus) or 1.3, so it is written as 1.1.
+    assert doc["format_version"] == "1.1" and FORMAT_VERSION == "1.3" and "oracle.rep" in doc["arrays"]
     assert np.array_equal(load_model(current).oracle.rep, model.oracle.rep)
 
     old_lrs = lefebvre_lecroq_lrs(model.oracle.sfx, model.oracle.trn_ptr, model.oracle.trn_dst)
