@@ -339,6 +339,16 @@ GUIDE: dict[str, tuple[str, str]] = {
     AUDIO_TRUNCATED: (
         "The audio file is shorter than it claims: the end of the recording is missing from the model.",
         "Export or copy the audio file again, and retrain if the missing part matters."),
+    VOCAB_TAKE_DOMINANCE: (
+        "One take owns most of the vocabulary: its gestures are told apart finely while the other takes share "
+        "a few tokens, so the improviser can hardly recombine the other takes.",
+        "Balance the corpus (similar lengths, or more takes like the small ones), or check whether that take "
+        "differs in recording level, instrument or noise; normalise its level and retrain."),
+    TAKES_SHARE_NO_TOKENS: (
+        "No gesture token is used by two takes, so the oracle has no shared context to jump between takes: "
+        "each improvisation stays inside the take it starts in.",
+        "Train takes of related material together, use fewer tokens (--tokens auto), or check that the takes "
+        "were analysed alike (same encoder and level)."),
     SPARSE_VOCABULARY: (
         "Most gesture tokens label only one or two moments, so little repeats and the improviser has almost "
         "nothing to recombine.",

@@ -99,13 +99,17 @@ def test_one_file_training_is_what_it_was_before_corpora(tmp_path, name, extra):
             assert now_oracle == before.provenance["oracle"]
         elif section != "vocabulary":
             assert now.provenance[section] == before.provenance[section], section
-    # the vocabulary gained its (recorded) K-means flavour and nothing else
+    # the vocabulary gained its (recorded) K-means flavour and its fitted state (format 1.3, so that
+    # the model can hear new audio; an l2 vocabulary without PCA needs no arrays), and nothing else
+    assert now.vocabulary.pop("state")["n_tokens_"] == 8 and now.vocabulary_arrays == {}
+    assert "state" not in before.vocabulary
     params = now.vocabulary["params"]
     assert params.pop("algorithm") == "auto" and params == before.vocabulary["params"]
     assert now.provenance["vocabulary"]["effective"].pop("algorithm") == "full"
     assert now.provenance["vocabulary"] == before.provenance["vocabulary"]
     doc = json.loads(zipfile.ZipFile(tmp_path / "now.chandra").read("model.json"))
-    assert doc["format_version"] == "1.1" and "audio" not in doc
+    assert doc["format_version"] == "1.3" and "audio" not in doc
+    assert not any(name.startswith("vocabulary.") for name in doc["arrays"])
     # the one finding is the later check of a vocabulary too large for 24 segments (K = 8)
     assert [f["code"] for f in result.findings] == ["SPARSE_VOCABULARY"]
 
