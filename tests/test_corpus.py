@@ -616,3 +616,21 @@ def test_a_corpus_chooses_k_by_the_one_file_rule_over_all_its_segments(takes, tm
     assert model.vocabulary["n_tokens"] == rec["k"] == result.summary()["tokens_recommendation"]["k"]
     assert model.provenance["vocabulary"]["configured"]["n_tokens"] == "auto"
     assert max(e["gesture_token"] for e in model.events) < rec["k"]
+
+
+def test_respond_hears_a_phrase_from_one_take_and_answers_without_crossing_takes(corpus, takes):
+    from chandra.respond import Listener, respond
+
+    _, path, _ = corpus
+    model = load_model(path)
+    ends = set(model.oracle.take_starts.tolist()[1:])
+    listener = Listener(model)  # a corpus model keeps its vocabulary state (format 1.3), so it can hear
+    y, sr = sf.read(str(takes[2]), dtype="float32")
+    heard = listener.hear(y[: int(2.0 * sr)], sr)  # the start of the last take, as a phrase
+    assert len(heard) > 0 and set(heard.tokens.tolist()) <= set(model.tokens().tolist())
+    for mode in ("continue", "imitate", "contrast"):
+        response = respond(model, (y[: int(2.0 * sr)], sr), mode=mode, seconds=6.0, seed=1, listener=listener)
+        frames = np.asarray(response.generation.frames)
+        crossing = np.flatnonzero((np.diff(frames) == 1) & np.isin(frames[1:], list(ends)))
+        assert crossing.size == 0, mode
+        assert response.y.size > 0 and np.all(np.isfinite(response.y))
