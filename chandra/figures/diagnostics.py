@@ -318,20 +318,17 @@ def field_matrix_figure(ledger: Sequence[Mapping] | None, *, findings: Sequence[
                 else " — no field lost")
     if n_partial:
         subtitle += f" · {n_partial} partial cell(s)"
-    # The colour key, so an amber cell under "no field lost" is not a mystery:
-    # partial = some records have no value (f0 of unpitched segments, say).
-    legend = ("<span style='font-size:12px'>"
-              f"<span style='color:{GREEN}'>■</span> every record carries the field   "
-              f"<span style='color:{AMBER}'>■</span> partial: some records have no value (e.g. f0 where no pitch "
-              "was found)   "
-              f"<span style='color:{RED}'>■</span> lost since an earlier stage   "
-              f"<span style='color:{GREY}'>■</span> — not carried at this stage</span>")
+    # The colour key (the legend entries above, only for the states present), so
+    # an amber cell under "no field lost" is not a mystery: partial = some
+    # records have no value (f0 of unpitched segments, say).
     fig.update_layout(
-        title={"text": title + subtitle + "<br>" + legend, "x": 0.0, "xanchor": "left", "yref": "container",
-               "y": 1.0, "yanchor": "top", "pad": {"t": 12}},
-        height=max(260, 150 + (34 if sep == " " else 46) * len(stages)),
-        margin={"l": 10, "r": 10, "t": 140, "b": 10},
-        plot_bgcolor="white",
+        title={"text": title + subtitle, "x": 0.0, "xanchor": "left", "yref": "container", "y": 1.0,
+               "yanchor": "top", "pad": {"t": 12}},
+        height=max(240, 160 + (34 if sep == " " else 46) * len(stages)),
+        margin={"l": 10, "r": 10, "t": 120, "b": 40},
+        plot_bgcolor="white", showlegend=True,
+        legend={"orientation": "h", "x": 0.0, "xanchor": "left", "y": -0.02, "yanchor": "top",
+                "font": {"size": 12}},
     )
     fig.update_yaxes(autorange="reversed", type="category")
     fig.update_xaxes(side="top", type="category", tickangle=-30)
