@@ -51,7 +51,7 @@ ALL_KEYS = ("segment", "encode:dsp", "harmony", "oracle:tokens", "oracle:feature
 # Packages whose numba functions chandra calls, and packages that decide how they compile.
 _VERSIONED = ("numba", "llvmlite", "numpy", "librosa", "umap-learn", "pynndescent", "scikit-learn")
 # chandra's own modules with numba kernels (numba's cache is invalidated when their source changes).
-_KERNEL_MODULES = ("oracle.py",)
+_KERNEL_MODULES = ("oracle/_kernels.py",)
 
 
 def numba_cache_dir() -> Path:
