@@ -138,16 +138,50 @@ def _hash_slot(key, shift):
 
 
 @_kernel()
+def _hash_shift(size):
+    # The bits _hash_slot drops so that it indexes a power-of-two table of ``size`` slots.
+    shift = 64
+    while size > 1:
+        size >>= 1
+        shift -= 1
+    return shift
+
+
+@_kernel()
+def _table_insert(tab_key, tab_val, key, value, h, mask):
+    # Open addressing, linear probing from slot h; tables are sized for a load <= 1/2.
+    while tab_key[h] >= 0:
+        h = (h + 1) & mask
+    tab_key[h] = key
+    tab_val[h] = value
+
+
+@_kernel()
+def _table_probe(tab_key, key, h, mask):
+    # Probing from slot h: the slot holding key, or the free slot where it would go.
+    while tab_key[h] >= 0 and tab_key[h] != key:
+        h = (h + 1) & mask
+    return h
+
+
+@_kernel()
+def _sam_overflow_edge(st, s, code, target, key, h, mask, tab_key, tab_val, e_code, e_next, ne):
+    # Suffix automaton: transition s --code--> target beyond s's two inline
+    # ones, into the table and onto s's overflow list; returns the new count.
+    _table_insert(tab_key, tab_val, key, target, h, mask)
+    e_code[ne] = code
+    e_next[ne] = st[s, 7]
+    st[s, 7] = ne
+    return ne + 1
+
+
+@_kernel()
 def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_src, e_dst, ne):
     # Non-root transitions live in an open-addressing table keyed by
     # (state, code): one probe per lookup instead of a walk along the state's
     # list, which dominated on rich alphabets.
     mask = tab_key.shape[0] - 1
-    shift = 64
-    size = tab_key.shape[0]
-    while size > 1:
-        size >>= 1
-        shift -= 1
+    shift = _hash_shift(tab_key.shape[0])
     for i in range(start + 1, stop + 1):
         c = codes[i - 1]
         e_src[ne] = i - 1
@@ -157,11 +191,7 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_
             root_next[c] = i
         else:
             key = (i - 1) * n_codes + c
-            h = _hash_slot(key, shift)
-            while tab_key[h] >= 0:
-                h = (h + 1) & mask
-            tab_key[h] = key
-            tab_val[h] = i
+            _table_insert(tab_key, tab_val, key, i, _hash_slot(key, shift), mask)
         k = sfx[i - 1]
         found = -1
         while k > -1:
@@ -169,12 +199,9 @@ def _fo_kernel(codes, n_codes, start, stop, sfx, root_next, tab_key, tab_val, e_
                 found = root_next[c]
             else:
                 key = k * n_codes + c
-                h = _hash_slot(key, shift)
-                while tab_key[h] >= 0:
-                    if tab_key[h] == key:
-                        found = tab_val[h]
-                        break
-                    h = (h + 1) & mask
+                h = _table_probe(tab_key, key, _hash_slot(key, shift), mask)
+                if tab_key[h] == key:
+                    found = tab_val[h]
             if found >= 0:
                 break
             e_src[ne] = k
@@ -205,11 +232,7 @@ def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_ne
     # cloning; the root's transitions are a dense table.
     # cursor = (n_states, last, n_overflow).
     mask = tab_key.shape[0] - 1
-    shift = 64
-    size = tab_key.shape[0]
-    while size > 1:
-        size >>= 1
-        shift -= 1
+    shift = _hash_shift(tab_key.shape[0])
     nst = cursor[0]
     last = cursor[1]
     ne = cursor[2]
@@ -247,22 +270,11 @@ def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_ne
                 key = p * n_codes + c
                 h = _hash_slot(key, shift)
                 if st[p, 7] >= 0:
-                    while tab_key[h] >= 0:
-                        if tab_key[h] == key:
-                            q = tab_val[h]
-                            break
-                        h = (h + 1) & mask
-                    if q >= 0:
+                    h = _table_probe(tab_key, key, h, mask)
+                    if tab_key[h] == key:
+                        q = tab_val[h]
                         break
-                else:
-                    while tab_key[h] >= 0:
-                        h = (h + 1) & mask
-                tab_key[h] = key
-                tab_val[h] = cur
-                e_code[ne] = c
-                e_next[ne] = st[p, 7]
-                st[p, 7] = ne
-                ne += 1
+                ne = _sam_overflow_edge(st, p, c, cur, key, h, mask, tab_key, tab_val, e_code, e_next, ne)
             p = st[p, 1]
         if p == -1:
             st[cur, 1] = 0
@@ -283,20 +295,10 @@ def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_ne
             while e >= 0:
                 d = e_code[e]
                 key = q * n_codes + d
-                h = _hash_slot(key, shift)
-                while tab_key[h] != key:
-                    h = (h + 1) & mask
-                target = tab_val[h]
+                target = tab_val[_table_probe(tab_key, key, _hash_slot(key, shift), mask)]
                 key = clone * n_codes + d
-                h = _hash_slot(key, shift)
-                while tab_key[h] >= 0:
-                    h = (h + 1) & mask
-                tab_key[h] = key
-                tab_val[h] = target
-                e_code[ne] = d
-                e_next[ne] = st[clone, 7]
-                st[clone, 7] = ne
-                ne += 1
+                ne = _sam_overflow_edge(st, clone, d, target, key, _hash_slot(key, shift), mask, tab_key, tab_val,
+                                        e_code, e_next, ne)
                 e = e_next[e]
             while p != -1:
                 if p == 0:
@@ -313,9 +315,7 @@ def _sam_kernel(codes, n_codes, start, stop, cursor, st, e_code, e_next, root_ne
                     st[p, 6] = clone
                 else:
                     key = p * n_codes + c
-                    h = _hash_slot(key, shift)
-                    while tab_key[h] != key:
-                        h = (h + 1) & mask
+                    h = _table_probe(tab_key, key, _hash_slot(key, shift), mask)
                     if tab_val[h] != q:
                         break
                     tab_val[h] = clone
@@ -480,6 +480,22 @@ def _children_after(e, head, e_next, e_dst, k):
     return out, last
 
 
+@_kernel()
+def _keep_smallest(keys, ids, n, cap, key, ident):
+    # keys[:n], ids[:n] hold the (at most cap) smallest (key, id) pairs seen,
+    # ascending (ties to the lower id); offer one more, return the new n.
+    if n == cap and not (key < keys[n - 1] or (key == keys[n - 1] and ident < ids[n - 1])):
+        return n
+    pos = n if n < cap else cap - 1
+    while pos > 0 and (keys[pos - 1] > key or (keys[pos - 1] == key and ids[pos - 1] > ident)):
+        keys[pos] = keys[pos - 1]
+        ids[pos] = ids[pos - 1]
+        pos -= 1
+    keys[pos] = key
+    ids[pos] = ident
+    return n + 1 if n < cap else n
+
+
 @_kernel(fastmath=_FAST_MATH)
 def _ivf_scan(Y, frames, dc, nprobe, list_start, list_len, pack_y, pack_id, theta_p2, out, home):
     # dc[q, c]: squared distance (up to a per-row constant) of query q to
@@ -502,17 +518,7 @@ def _ivf_scan(Y, frames, dc, nprobe, list_start, list_len, pack_y, pack_id, thet
         f = frames[q]
         npb = 0
         for c in range(n_lists):
-            v = dc[q, c]
-            if npb < nprobe or v < pd[npb - 1]:
-                pos = npb if npb < nprobe else nprobe - 1
-                while pos > 0 and pd[pos - 1] > v:
-                    pd[pos] = pd[pos - 1]
-                    pc[pos] = pc[pos - 1]
-                    pos -= 1
-                pd[pos] = v
-                pc[pos] = c
-                if npb < nprobe:
-                    npb += 1
+            npb = _keep_smallest(pd, pc, npb, nprobe, np.float64(dc[q, c]), c)
         for h in range(home.shape[1]):
             home[f, h] = pc[min(h, npb - 1)]
         nb = 0
@@ -529,22 +535,12 @@ def _ivf_scan(Y, frames, dc, nprobe, list_start, list_len, pack_y, pack_id, thet
                 if dd >= theta_p2:
                     continue
                 j = pack_id[r]
-                if nb < k or dd < bd[nb - 1] or (dd == bd[nb - 1] and j < bj[nb - 1]):
-                    seen = False
-                    for b in range(nb):  # a member spilled into two probed lists
-                        if bj[b] == j:
-                            seen = True
-                    if seen:
-                        continue
-                    pos = nb if nb < k else k - 1
-                    while pos > 0 and (bd[pos - 1] > dd or (bd[pos - 1] == dd and bj[pos - 1] > j)):
-                        bd[pos] = bd[pos - 1]
-                        bj[pos] = bj[pos - 1]
-                        pos -= 1
-                    bd[pos] = dd
-                    bj[pos] = j
-                    if nb < k:
-                        nb += 1
+                seen = False
+                for b in range(nb):  # a member spilled into two probed lists
+                    if bj[b] == j:
+                        seen = True
+                if not seen:
+                    nb = _keep_smallest(bd, bj, nb, k, dd, j)
         sel = np.sort(bj[:nb])
         for c in range(k):
             out[q, c] = sel[c] if c < nb else -1
@@ -558,18 +554,9 @@ def _smallest_columns(scores, s):
     best = np.empty(s, np.float64)
     for q in range(scores.shape[0]):
         nb = 0
+        row = out[q]
         for c in range(scores.shape[1]):
-            v = scores[q, c]
-            if nb < s or v < best[nb - 1]:
-                pos = nb if nb < s else s - 1
-                while pos > 0 and best[pos - 1] > v:
-                    best[pos] = best[pos - 1]
-                    out[q, pos] = out[q, pos - 1]
-                    pos -= 1
-                best[pos] = v
-                out[q, pos] = c
-                if nb < s:
-                    nb += 1
+            nb = _keep_smallest(best, row, nb, s, np.float64(scores[q, c]), c)
         for h in range(nb, s):
             out[q, h] = out[q, nb - 1]
     return out
