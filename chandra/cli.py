@@ -31,7 +31,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from chandra import __version__
 from chandra.errors import ChandraError
@@ -464,14 +464,19 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(doc: Any) -> None:
+    """``--json`` output: the document, indented, numpy values as plain JSON."""
+    from chandra.io_utils import json_default
+
+    print(json.dumps(doc, indent=1, default=json_default))
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from chandra.inspect import format_report, inspect_model
 
     report = inspect_model(args.model)
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(report, indent=1, default=json_default))
+        _print_json(report)
     else:
         print(format_report(report))
     return 0
@@ -531,9 +536,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             write_generation_record(generation_record(model, generation, wav_path=output,
                                                       model_path=Path(args.model).resolve()), record_path)
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps({**summary, "fallbacks": generation.fallbacks}, indent=1, default=json_default))
+        _print_json({**summary, "fallbacks": generation.fallbacks})
     else:
         shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in summary.items()}
         print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
@@ -569,9 +572,7 @@ def _cmd_respond(args: argparse.Namespace) -> int:
                                   trust_remote_code=args.trust_remote_code)
     summary = response.summary()
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(summary, indent=1, default=json_default))
+        _print_json(summary)
         return 0
     phrase, match, gen = summary["phrase"], summary["match"], summary["generation"]
     cov = phrase["coverage"]
@@ -595,9 +596,7 @@ def _print_comparison(doc: dict, *, as_json: bool, all_fields: bool = False, fai
     from chandra.compare import format_comparison
 
     if as_json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(doc, indent=1, default=json_default))
+        _print_json(doc)
     else:
         print(format_comparison(doc, all_fields=all_fields))
     return 1 if fail and doc["regression"]["regressed"] else 0
@@ -622,9 +621,7 @@ def _cmd_trace_report(args: argparse.Namespace) -> int:
         raise ChandraError("--fail-on-regression needs --against DIR_B")
     report = trace_report(args.directory)
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(report, indent=1, default=json_default))
+        _print_json(report)
     else:
         print(format_trace_report(report))
     return 0
