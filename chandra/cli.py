@@ -471,14 +471,18 @@ def _print_json(doc: Any) -> None:
     print(json.dumps(doc, indent=1, default=json_default))
 
 
+def _print_report(doc: Any, *, as_json: bool, text: Any) -> None:
+    """A report as JSON (``--json``) or as the text ``text(doc)``."""
+    if as_json:
+        _print_json(doc)
+    else:
+        print(text(doc))
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from chandra.inspect import format_report, inspect_model
 
-    report = inspect_model(args.model)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_report(report))
+    _print_report(inspect_model(args.model), as_json=args.json, text=format_report)
     return 0
 
 
@@ -595,10 +599,7 @@ def _cmd_respond(args: argparse.Namespace) -> int:
 def _print_comparison(doc: dict, *, as_json: bool, all_fields: bool = False, fail: bool = False) -> int:
     from chandra.compare import format_comparison
 
-    if as_json:
-        _print_json(doc)
-    else:
-        print(format_comparison(doc, all_fields=all_fields))
+    _print_report(doc, as_json=as_json, text=lambda d: format_comparison(d, all_fields=all_fields))
     return 1 if fail and doc["regression"]["regressed"] else 0
 
 
@@ -619,11 +620,7 @@ def _cmd_trace_report(args: argparse.Namespace) -> int:
         return _print_comparison(doc, as_json=args.json, fail=args.fail_on_regression)
     if args.fail_on_regression:
         raise ChandraError("--fail-on-regression needs --against DIR_B")
-    report = trace_report(args.directory)
-    if args.json:
-        _print_json(report)
-    else:
-        print(format_trace_report(report))
+    _print_report(trace_report(args.directory), as_json=args.json, text=format_trace_report)
     return 0
 
 

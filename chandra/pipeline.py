@@ -251,18 +251,12 @@ def stage_hash(config: TrainConfig, stage: str, *, audio_sha256: str = "") -> st
 
 def package_versions(*, neural: bool = False) -> dict[str, str]:
     """Versions of the packages whose behaviour shapes a model."""
-    from importlib.metadata import PackageNotFoundError, version
+    from chandra.io_utils import installed_versions
 
     names = ["chandra", "numpy", "scipy", "librosa", "scikit-learn", "soundfile", "numba"]
     if neural:
         names += ["torch", "transformers"]
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return installed_versions(names)
 
 
 @dataclass
