@@ -29,6 +29,7 @@ from pathlib import Path
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -40,21 +41,12 @@ from chandra.oracle import (  # noqa: E402
     ir_threshold_sweep,
     oracle_health,
 )
+from helpers_oracle import motif_frames  # noqa: E402
 
 
 def motif_features(n: int, d: int, *, n_proto: int = 8, noise: float = 0.01, seed: int = 0):
     """Frames drawn from a few unit prototypes that recur as motifs; float32 (n, d) and labels (n,)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(4, 12)) for _ in range(6)]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    lab = np.asarray(labels[:n])
-    X = protos[lab] + noise * rng.standard_normal((n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32), lab
+    return motif_frames(n, d, n_proto, noise=noise, seed=seed, motif_len=(4, 12), n_motifs=6, normalise=True)
 
 
 def timed(fn, repeat: int):

@@ -41,6 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -50,6 +51,7 @@ from chandra.oracle import (  # noqa: E402
     check_oracle,
     information_rate,
 )
+from helpers_oracle import motif_frames  # noqa: E402
 
 PLOTS = ROOT / "benchmarks" / "plots"
 APPROX = "audio oracle, unstructured, approximate (auto: index from 4,096 root children)"
@@ -65,16 +67,8 @@ def tokens(n: int, seed: int = 0) -> np.ndarray:
 
 def motif_features(n: int, d: int = 768, *, n_proto: int = 8, noise: float = 0.01, seed: int = 0) -> np.ndarray:
     """Unit prototypes recurring as motifs of 4-11 frames, per-dimension noise, L2-normalised; float32 (n, d)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(4, 12)) for _ in range(max(6, n_proto // 4))]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    X = protos[np.asarray(labels[:n])] + noise * rng.standard_normal((n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32)
+    return motif_frames(n, d, n_proto, noise=noise, seed=seed, motif_len=(4, 12), n_motifs=max(6, n_proto // 4),
+                        normalise=True)[0]
 
 
 def noise(n: int, d: int = 768, seed: int = 1) -> np.ndarray:

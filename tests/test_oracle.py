@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 import chandra.oracle as oracle_mod
 from chandra.oracle import _kernels
 from chandra.oracle import audio as audio_mod
+from helpers_oracle import motif_frames
 from chandra.errors import ModelFormatError, OracleError
 from chandra.oracle import (
     CHECK_CODES,
@@ -759,25 +760,6 @@ def test_importing_the_module_does_not_import_numba():
 # ---------------------------------------------------------------------------
 
 
-def motif_frames(n: int, d: int, n_proto: int, *, noise: float, seed: int, zero_every: int = 0) -> np.ndarray:
-    """Unit prototypes recurring as motifs, with per-dimension noise (float32 (n, d)).
-
-    Many prototypes make the root's out-degree large (each prototype's first
-    occurrence is a root child), which is where the index takes over.
-    """
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(3, 9)) for _ in range(max(4, n_proto // 3))]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    X = protos[np.asarray(labels[:n])] + noise * rng.standard_normal((n, d))
-    if zero_every:
-        X[::zero_every] = 0.0  # silences: cosine distance 0 between two, 1 to anything else
-    return X.astype(np.float32)
-
-
 def assert_same_audio_oracle(a: Oracle, b: Oracle) -> None:
     for name in ("sfx", "lrs", "trn_ptr", "trn_dst", "rep"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
@@ -790,7 +772,7 @@ def test_approximate_search_equals_exact_on_structured_frames(metric, threshold,
     # 700 prototypes in 96-D: the root grows well past APPROX_MIN_ROOT, so
     # thousands of root searches go through the index, and every one must
     # find the same closest match as the exact scan.
-    X = motif_frames(6000, 96, 700, noise=0.01, seed=5, zero_every=zero_every)
+    X, _ = motif_frames(6000, 96, 700, noise=0.01, seed=5, zero_every=zero_every)
     exact = build_audio_oracle(X, threshold=threshold, metric=metric, search="exact")
     approx = build_audio_oracle(X, threshold=threshold, metric=metric, search="approximate")
     assert exact.search == {"mode": "exact", "requested": "exact"}
@@ -803,7 +785,7 @@ def test_approximate_search_equals_exact_on_structured_frames(metric, threshold,
 
 
 def test_auto_search_switches_to_the_index_above_its_threshold_and_equals_exact(monkeypatch):
-    X = motif_frames(5000, 768, 400, noise=0.01, seed=8)
+    X, _ = motif_frames(5000, 768, 400, noise=0.01, seed=8)
     exact = build_audio_oracle(X, threshold=0.3, search="exact")
     auto_small = build_audio_oracle(X, threshold=0.3)  # 400 root children x 768: below the threshold
     assert auto_small.search == {"mode": "exact", "requested": "auto"}
@@ -856,7 +838,7 @@ def test_approximate_oracle_on_noise_keeps_every_invariant_and_is_deterministic(
 
 
 def test_search_option_validation_and_threshold_sweep():
-    X = motif_frames(400, 16, 6, noise=0.01, seed=1)
+    X, _ = motif_frames(400, 16, 6, noise=0.01, seed=1)
     with pytest.raises(OracleError, match="search"):
         build_audio_oracle(X, threshold=0.3, search="fast")
     exact = ir_threshold_sweep(X, thresholds=[0.1, 0.3], search="exact")
@@ -867,7 +849,7 @@ def test_search_option_validation_and_threshold_sweep():
 
 
 def test_search_record_survives_meta_and_drops_junk():
-    X = motif_frames(3000, 32, 700, noise=0.01, seed=2)
+    X, _ = motif_frames(3000, 32, 700, noise=0.01, seed=2)
     o = build_audio_oracle(X, threshold=0.3, search="approximate")
     meta = json.loads(json.dumps(o.to_meta()))
     back = Oracle.from_arrays(meta, o.to_arrays())
@@ -884,7 +866,7 @@ def test_small_checks_run_interpreted_with_the_compiled_results(monkeypatch):
     # start-up for `chandra inspect`); they must decide exactly as compiled.
     rng = np.random.default_rng(12)
     sym = rng.integers(0, 3, 700)
-    X = motif_frames(600, 24, 9, noise=0.05, seed=12)
+    X, _ = motif_frames(600, 24, 9, noise=0.05, seed=12)
     fo = build_factor_oracle(sym)
     ao = build_audio_oracle(X, threshold=0.2)
     broken = Oracle(kind="tokens", sfx=fo.sfx, lrs=fo.lrs + (np.arange(fo.n_states) % 7 == 3), trn_ptr=fo.trn_ptr,
