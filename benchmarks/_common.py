@@ -7,8 +7,11 @@ folder is on ``sys.path``).
 from __future__ import annotations
 
 import os
+import statistics
 import sys
+import time
 from pathlib import Path
+from typing import Any, Callable, NamedTuple
 
 REPO = Path(__file__).resolve().parents[1]
 VIEWPORT = {"width": 1400, "height": 1000}
@@ -45,3 +48,25 @@ def goto_home(page, base: str) -> None:
     """Open the dashboard's Home page and wait for its title."""
     page.goto(base + "/", wait_until="domcontentloaded")
     page.get_by_role("heading", name="chandra", exact=False).first.wait_for()
+
+
+class Timing(NamedTuple):
+    """Wall seconds of repeated calls: the median, the fastest, every one, and the last call's result."""
+
+    median: float
+    best: float
+    times: list[float]
+    result: Any
+
+
+def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True) -> Timing:
+    """Call ``fn`` ``repeats`` times (after one untimed call with ``warm_up``: numba compilation, caches,
+    allocator) and time each call with ``time.perf_counter``."""
+    if warm_up:
+        fn()
+    times, result = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - t0)
+    return Timing(statistics.median(times), min(times), times, result)

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,6 +50,7 @@ from chandra.oracle import (  # noqa: E402
     check_oracle,
     information_rate,
 )
+from _common import timed  # noqa: E402
 from helpers_oracle import motif_frames  # noqa: E402
 
 PLOTS = ROOT / "benchmarks" / "plots"
@@ -105,16 +105,6 @@ def tail_threshold(X: np.ndarray, share: float, *, sample: int = 2000, seed: int
 # --------------------------------------------------------------------------- timing
 
 
-def timed(fn, repeat: int):
-    fn()  # warm-up: numba compilation / disk cache, allocator
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def slope(ns, ts) -> float:
     """Least-squares slope of log t against log n."""
     x, y = np.log(np.asarray(ns, float)), np.log(np.asarray(ts, float))
@@ -129,7 +119,7 @@ def growth(sizes: dict, repeat: int) -> dict:
         for n in ns:
             data = make(n)
             r = repeat if repeat_for is None else repeat_for(n)
-            med, runs = timed(lambda: build(data), r)
+            med, _, runs, _ = timed(lambda: build(data), r)
             rows.append({"n": n, "median_s": med, "runs_s": runs})
             print(f"  {name:44s} n={n:>9,}  {med:9.4f} s  (runs {', '.join(f'{t:.3f}' for t in runs)})", flush=True)
         series[name] = {"rows": rows, "slope": slope([r["n"] for r in rows], [r["median_s"] for r in rows])}
