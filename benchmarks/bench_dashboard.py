@@ -47,17 +47,14 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, goto_home, offline, open_page  # noqa: E402
+
 SAMPLE = REPO / "sample_audio" / "tabla_safari_loops.flac"
 PORTS = range(8800, 8900)
 K = 64
 PIPELINE_TIMEOUT_S = 150
 
-ENV = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
-           NUMBA_CACHE_DIR=str(REPO / ".numba_cache"), PYTHONDONTWRITEBYTECODE="1")
-os.environ.update({k: ENV[k] for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "NUMBA_CACHE_DIR")})
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+offline()
 
 from dashboard.serve import (  # noqa: E402
     CHROMIUM,
@@ -116,12 +113,9 @@ def library_times(n: int) -> list[float]:
 
 def home_run_all(browser, base: str, runs: Path, exclude: set[str]) -> dict:
     """New session on the home page: pick the sample, K=64, click Run all, time completion."""
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx, page = open_page(browser, timeout_ms=60_000)
     try:
-        page = ctx.new_page()
-        page.set_default_timeout(60_000)
-        page.goto(base + "/", wait_until="domcontentloaded")
-        page.get_by_role("heading", name="chandra", exact=False).first.wait_for()
+        goto_home(page, base)
         wait_idle(page)
         # Sample selectbox (the "current run" selectbox is also there: pick by its label).
         box = page.get_by_role("combobox", name="sample", exact=True)
@@ -196,12 +190,9 @@ def one_run(browser, i: int, tmp: Path) -> dict:
     try:
         wait_health(base, proc, log)
         ready = time.monotonic() - t0
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        ctx, page = open_page(browser, timeout_ms=60_000)
         try:
-            page = ctx.new_page()
-            page.set_default_timeout(60_000)
-            page.goto(base + "/", wait_until="domcontentloaded")
-            page.get_by_role("heading", name="chandra", exact=False).first.wait_for()
+            goto_home(page, base)
             home = time.monotonic() - t0
             page.goto(f"{base}/Audio_and_segments?run={prepared}", wait_until="domcontentloaded")
             wait_chart(page)
@@ -210,10 +201,8 @@ def one_run(browser, i: int, tmp: Path) -> dict:
             ctx.close()
         # The same chart page again in a new session of the now-warm server:
         # separates the first-visit cost (imports, caches) from rendering.
-        ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+        ctx, page = open_page(browser, timeout_ms=60_000)
         try:
-            page = ctx.new_page()
-            page.set_default_timeout(60_000)
             t1 = time.monotonic()
             page.goto(f"{base}/Audio_and_segments?run={prepared}", wait_until="domcontentloaded")
             wait_chart(page)

@@ -51,15 +51,13 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _common import REPO, goto_home, offline, open_page  # noqa: E402
+
 SAMPLE = REPO / "sample_audio" / "bach_prelude_c.flac"
 PORTS = range(8900, 9000)
 TIMEOUT_S = 1800
 
-os.environ.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-                   "NUMBA_CACHE_DIR": str(REPO / ".numba_cache")})
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+offline()
 
 from dashboard.serve import (  # noqa: E402
     CHROMIUM,
@@ -91,16 +89,15 @@ def failed(meta: dict) -> list:
     return [(s, i.get("error")) for s, i in meta["stages"].items() if i.get("status") == "failed"]
 
 
-def open_home(ctx, base: str):
-    page = ctx.new_page()
-    page.set_default_timeout(120_000)
-    page.goto(base + "/", wait_until="domcontentloaded")
-    page.get_by_role("heading", name="chandra", exact=False).first.wait_for()
+def open_home(browser, base: str):
+    """A new session on the Home page, the default sample checked; returns ``(context, page)``."""
+    ctx, page = open_page(browser, timeout_ms=120_000)
+    goto_home(page, base)
     wait_idle(page, 120_000)
     box = page.get_by_role("combobox", name="sample", exact=True)
     if box.input_value() != SAMPLE.name:
         raise RuntimeError(f"the default sample is {box.input_value()!r}, not {SAMPLE.name}")
-    return page
+    return ctx, page
 
 
 def timed_load(browser, url: str, first, ready, expect: str | None = None) -> dict:
@@ -132,11 +129,9 @@ def timed_load(browser, url: str, first, ready, expect: str | None = None) -> di
             marks["ws"] = time.monotonic()
             ws.on("framereceived", on_frame)
 
-    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    ctx, page = open_page(browser, timeout_ms=120_000)
     try:
-        page = ctx.new_page()
         page.on("websocket", on_websocket)
-        page.set_default_timeout(120_000)
         t0 = time.monotonic()
         page.goto(url, wait_until="domcontentloaded")
         t_dom = time.monotonic() - t0
@@ -202,8 +197,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 # ------------------------------------------------ 1. alone: warm-up, then T1
                 def solo(exclude: set[str]) -> tuple[str, float]:
-                    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
-                    page = open_home(ctx, base)
+                    ctx, page = open_home(browser, base)
                     t0 = time.monotonic()
                     page.get_by_role("button", name=re.compile("Run all")).click()
                     while time.monotonic() - t0 < 600:
@@ -254,9 +248,9 @@ def main(argv: list[str] | None = None) -> int:
                 # ------------------------------------------------ 2. sessions press Run all
                 contexts, pages = [], []
                 for _ in range(args.sessions):
-                    c = browser.new_context(viewport={"width": 1400, "height": 1000})
+                    c, page = open_home(browser, base)
                     contexts.append(c)
-                    pages.append(open_home(c, base))
+                    pages.append(page)
                 buttons = [p.get_by_role("button", name=re.compile("Run all")) for p in pages]
                 t_start = time.monotonic()
                 for b in buttons:

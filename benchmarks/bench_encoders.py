@@ -30,10 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -44,6 +42,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chandra.encoders import DSPEncoder, Wav2Vec2Encoder  # noqa: E402
+from _common import timed  # noqa: E402
 
 
 def synthetic_music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
@@ -62,15 +61,6 @@ def synthetic_music(seconds: float, sr: int, seed: int = 0) -> np.ndarray:
         t0 += dur
     y += 0.005 * rng.standard_normal(n)
     return (y / np.max(np.abs(y)) * 0.8).astype(np.float32)
-
-
-def median_time(fn, repeats: int) -> tuple[float, list[float]]:
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), times
 
 
 def main(argv=None) -> int:
@@ -116,7 +106,7 @@ def main(argv=None) -> int:
 
     dsp = DSPEncoder()
     dsp.encode(y[: sr * 2], sr, SimpleNamespace(start=np.array([0.0]), end=np.array([1.0])))  # numba warm-up
-    t_dsp, all_dsp = median_time(lambda: dsp.encode(y, sr, segments), args.repeats)
+    t_dsp, _, all_dsp, _ = timed(lambda: dsp.encode(y, sr, segments), args.repeats, warm_up=False)
     results["dsp_encode_s"] = t_dsp
     results["dsp_encode_rtf"] = t_dsp / args.seconds
     results["dsp_runs_s"] = all_dsp
@@ -165,15 +155,15 @@ def main(argv=None) -> int:
             sync()
 
         forward_only()  # warm-up (allocator, kernels)
-        t_fwd, all_fwd = median_time(forward_only, args.repeats)
-        t_one, all_one = median_time(forward_one_pass, args.repeats)
+        t_fwd, _, all_fwd, _ = timed(forward_only, args.repeats, warm_up=False)
+        t_one, _, all_one, _ = timed(forward_one_pass, args.repeats, warm_up=False)
         X = None
 
         def full_encode():
             nonlocal X
             X = enc.encode(y, sr, segments)
 
-        t_enc, all_enc = median_time(full_encode, args.repeats)
+        t_enc, _, all_enc, _ = timed(full_encode, args.repeats, warm_up=False)
         results.update(
             forward_only_s=t_fwd,
             forward_only_rtf=t_fwd / args.seconds,

@@ -22,13 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 from pathlib import Path
 
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(__file__).resolve().parents[1] / ".numba_cache"))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -40,32 +39,13 @@ from chandra.oracle import (  # noqa: E402
     ir_threshold_sweep,
     oracle_health,
 )
+from _common import timed  # noqa: E402
+from helpers_oracle import motif_frames  # noqa: E402
 
 
 def motif_features(n: int, d: int, *, n_proto: int = 8, noise: float = 0.01, seed: int = 0):
     """Frames drawn from a few unit prototypes that recur as motifs; float32 (n, d) and labels (n,)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(4, 12)) for _ in range(6)]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    lab = np.asarray(labels[:n])
-    X = protos[lab] + noise * rng.standard_normal((n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32), lab
-
-
-def timed(fn, repeat: int):
-    fn()  # warm-up: numba compilation / disk cache load
-    times = []
-    result = None
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), min(times), result
+    return motif_frames(n, d, n_proto, noise=noise, seed=seed, motif_len=(4, 12), n_motifs=6, normalise=True)
 
 
 def main(argv=None) -> int:
@@ -77,11 +57,11 @@ def main(argv=None) -> int:
     rows = []
 
     tokens = np.random.default_rng(0).integers(0, 64, 100_000)
-    med, best, fo = timed(lambda: build_factor_oracle(tokens), r)
+    med, best, _, fo = timed(lambda: build_factor_oracle(tokens), r)
     rows.append(("factor oracle 100k tokens K=64", med, best, f"{fo.n_transitions} transitions"))
 
     Xs, _ = motif_features(10_000, 768)
-    med, best, ao = timed(lambda: build_audio_oracle(Xs, threshold=0.3), r)
+    med, best, _, ao = timed(lambda: build_audio_oracle(Xs, threshold=0.3), r)
     h = oracle_health(ao)
     rows.append(
         ("audio oracle 10k x 768 structured", med, best, f"root out-degree {h['root_out_degree']}, lrs mean {h['lrs_mean']:.1f}")
@@ -89,25 +69,25 @@ def main(argv=None) -> int:
 
     n_u = 5_000 if args.quick else 10_000
     Xu = np.random.default_rng(1).standard_normal((n_u, 768)).astype(np.float32)
-    med, best, au = timed(lambda: build_audio_oracle(Xu, threshold=0.05), max(3, r // 2))
+    med, best, _, au = timed(lambda: build_audio_oracle(Xu, threshold=0.05), max(3, r // 2))
     rows.append(
         (f"audio oracle {n_u // 1000}k x 768 unstructured", med, best,
          f"root out-degree {au.transitions(0).size}, {n_u * (n_u - 1) // 2} distances")
     )
 
     Xsw, _ = motif_features(2_000, 20, n_proto=6, noise=0.02, seed=2)
-    med, best, sweep = timed(lambda: ir_threshold_sweep(Xsw), r)
+    med, best, _, sweep = timed(lambda: ir_threshold_sweep(Xsw), r)
     rows.append(
         ("IR sweep 2k x 20, 20 thresholds", med, best,
          f"best threshold {sweep['best_threshold']:.3f}, IR {sweep['best_ir']:.2f} bits")
     )
 
-    med, best, found = timed(lambda: check_oracle(fo, symbols=tokens), r)
+    med, best, _, found = timed(lambda: check_oracle(fo, symbols=tokens), r)
     rows.append(("check_oracle 100k factor oracle", med, best, f"{len(found)} violations"))
-    med, best, found = timed(lambda: check_oracle(ao, features=Xs), r)
+    med, best, _, found = timed(lambda: check_oracle(ao, features=Xs), r)
     rows.append(("check_oracle 10k x 768 audio oracle", med, best, f"{len(found)} violations"))
 
-    med, best, ir = timed(lambda: information_rate(fo), r)
+    med, best, _, ir = timed(lambda: information_rate(fo), r)
     rows.append(("information_rate 100k factor oracle", med, best, f"{ir:.3f} bits/frame"))
 
     width = max(len(name) for name, *_ in rows)

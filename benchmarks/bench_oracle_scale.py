@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 os.environ.setdefault("NUMBA_CACHE_DIR", str(ROOT / ".numba_cache"))
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
 import numpy as np  # noqa: E402
 
@@ -50,6 +50,8 @@ from chandra.oracle import (  # noqa: E402
     check_oracle,
     information_rate,
 )
+from _common import timed  # noqa: E402
+from helpers_oracle import motif_frames  # noqa: E402
 
 PLOTS = ROOT / "benchmarks" / "plots"
 APPROX = "audio oracle, unstructured, approximate (auto: index from 4,096 root children)"
@@ -65,16 +67,8 @@ def tokens(n: int, seed: int = 0) -> np.ndarray:
 
 def motif_features(n: int, d: int = 768, *, n_proto: int = 8, noise: float = 0.01, seed: int = 0) -> np.ndarray:
     """Unit prototypes recurring as motifs of 4-11 frames, per-dimension noise, L2-normalised; float32 (n, d)."""
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(4, 12)) for _ in range(max(6, n_proto // 4))]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    X = protos[np.asarray(labels[:n])] + noise * rng.standard_normal((n, d))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    return X.astype(np.float32)
+    return motif_frames(n, d, n_proto, noise=noise, seed=seed, motif_len=(4, 12), n_motifs=max(6, n_proto // 4),
+                        normalise=True)[0]
 
 
 def noise(n: int, d: int = 768, seed: int = 1) -> np.ndarray:
@@ -111,16 +105,6 @@ def tail_threshold(X: np.ndarray, share: float, *, sample: int = 2000, seed: int
 # --------------------------------------------------------------------------- timing
 
 
-def timed(fn, repeat: int):
-    fn()  # warm-up: numba compilation / disk cache, allocator
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), times
-
-
 def slope(ns, ts) -> float:
     """Least-squares slope of log t against log n."""
     x, y = np.log(np.asarray(ns, float)), np.log(np.asarray(ts, float))
@@ -135,7 +119,7 @@ def growth(sizes: dict, repeat: int) -> dict:
         for n in ns:
             data = make(n)
             r = repeat if repeat_for is None else repeat_for(n)
-            med, runs = timed(lambda: build(data), r)
+            med, _, runs, _ = timed(lambda: build(data), r)
             rows.append({"n": n, "median_s": med, "runs_s": runs})
             print(f"  {name:44s} n={n:>9,}  {med:9.4f} s  (runs {', '.join(f'{t:.3f}' for t in runs)})", flush=True)
         series[name] = {"rows": rows, "slope": slope([r["n"] for r in rows], [r["median_s"] for r in rows])}

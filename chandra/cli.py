@@ -31,7 +31,7 @@ import re
 import signal
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from chandra import __version__
 from chandra.errors import ChandraError
@@ -464,16 +464,25 @@ def _cmd_cache(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_json(doc: Any) -> None:
+    """``--json`` output: the document, indented, numpy values as plain JSON."""
+    from chandra.io_utils import json_default
+
+    print(json.dumps(doc, indent=1, default=json_default))
+
+
+def _print_report(doc: Any, *, as_json: bool, text: Any) -> None:
+    """A report as JSON (``--json``) or as the text ``text(doc)``."""
+    if as_json:
+        _print_json(doc)
+    else:
+        print(text(doc))
+
+
 def _cmd_inspect(args: argparse.Namespace) -> int:
     from chandra.inspect import format_report, inspect_model
 
-    report = inspect_model(args.model)
-    if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(report, indent=1, default=json_default))
-    else:
-        print(format_report(report))
+    _print_report(inspect_model(args.model), as_json=args.json, text=format_report)
     return 0
 
 
@@ -531,9 +540,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
             write_generation_record(generation_record(model, generation, wav_path=output,
                                                       model_path=Path(args.model).resolve()), record_path)
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps({**summary, "fallbacks": generation.fallbacks}, indent=1, default=json_default))
+        _print_json({**summary, "fallbacks": generation.fallbacks})
     else:
         shown = {k: (f"{v:.3g}" if isinstance(v, float) else v) for k, v in summary.items()}
         print(f"wrote {args.output}: " + ", ".join(f"{k} {v}" for k, v in shown.items()))
@@ -569,9 +576,7 @@ def _cmd_respond(args: argparse.Namespace) -> int:
                                   trust_remote_code=args.trust_remote_code)
     summary = response.summary()
     if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(summary, indent=1, default=json_default))
+        _print_json(summary)
         return 0
     phrase, match, gen = summary["phrase"], summary["match"], summary["generation"]
     cov = phrase["coverage"]
@@ -594,12 +599,7 @@ def _cmd_respond(args: argparse.Namespace) -> int:
 def _print_comparison(doc: dict, *, as_json: bool, all_fields: bool = False, fail: bool = False) -> int:
     from chandra.compare import format_comparison
 
-    if as_json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(doc, indent=1, default=json_default))
-    else:
-        print(format_comparison(doc, all_fields=all_fields))
+    _print_report(doc, as_json=as_json, text=lambda d: format_comparison(d, all_fields=all_fields))
     return 1 if fail and doc["regression"]["regressed"] else 0
 
 
@@ -620,13 +620,7 @@ def _cmd_trace_report(args: argparse.Namespace) -> int:
         return _print_comparison(doc, as_json=args.json, fail=args.fail_on_regression)
     if args.fail_on_regression:
         raise ChandraError("--fail-on-regression needs --against DIR_B")
-    report = trace_report(args.directory)
-    if args.json:
-        from chandra.io_utils import json_default
-
-        print(json.dumps(report, indent=1, default=json_default))
-    else:
-        print(format_trace_report(report))
+    _print_report(trace_report(args.directory), as_json=args.json, text=format_trace_report)
     return 0
 
 

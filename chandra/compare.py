@@ -926,22 +926,15 @@ def format_comparison(doc: Mapping, *, max_differences: int = 12, all_fields: bo
                 f"top {_pct(ta.get('top_share'))} -> {_pct(tb.get('top_share'))}; "
                 f"JS {'-' if js is None else f'{js:.3f}'} / {'-' if jr is None else f'{jr:.3f}'}")
 
-    feats = [x for x in doc.get("features") or [] if x.get("changed") and x["stage"] not in one_sided_names]
-    if feats:
-        lines.append("")
-        lines.append("feature health (changed figures):")
-        for x in feats:
-            changed = [r for r in x["rows"] if r["changed"]]
-            lines.append(f"  {x['stage']}: " + ", ".join(f"{r['key']} {_num(r['a'])} -> {_num(r['b'])}"
-                                                         for r in changed))
-    times = [x for x in doc.get("time") or [] if x.get("changed") and x["stage"] not in one_sided_names]
-    if times:
-        lines.append("")
-        lines.append("time axis (changed figures):")
-        for x in times:
-            changed = [r for r in x["rows"] if r["changed"]]
-            lines.append(f"  {x['stage']}: " + ", ".join(f"{r['key']} {_num(r['a'])} -> {_num(r['b'])}"
-                                                         for r in changed))
+    for key, title in (("features", "feature health"), ("time", "time axis")):
+        blocks = [x for x in doc.get(key) or [] if x.get("changed") and x["stage"] not in one_sided_names]
+        if blocks:
+            lines.append("")
+            lines.append(f"{title} (changed figures):")
+            for x in blocks:
+                changed = [r for r in x["rows"] if r["changed"]]
+                lines.append(f"  {x['stage']}: " + ", ".join(f"{r['key']} {_num(r['a'])} -> {_num(r['b'])}"
+                                                             for r in changed))
     for title, key in (("oracle", "oracle"), ("vocabulary", "vocabulary"), ("generation", "generation")):
         block = doc.get(key)
         if block and block.get("rows"):

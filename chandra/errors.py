@@ -14,6 +14,9 @@ scikit-learn callers expect.
 
 from __future__ import annotations
 
+import contextlib
+from typing import Iterator
+
 __all__ = [
     "first_line",
     "ChandraError",
@@ -30,7 +33,7 @@ __all__ = [
     "ConstraintError",
     "TraceError",
     "OutputError",
-    "first_line",
+    "reading",
 ]
 
 
@@ -127,3 +130,18 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+@contextlib.contextmanager
+def reading(name: str, *, expected: str) -> Iterator[None]:
+    """Open and read ``name`` inside the block: a missing file, a directory or
+    an OS error becomes a one-line :class:`ModelFormatError` (``expected``
+    says what the file should have been, e.g. ``"a JSON file"``)."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise ModelFormatError(f"{name}: no such file") from None
+    except IsADirectoryError:
+        raise ModelFormatError(f"{name}: is a directory, not {expected}") from None
+    except OSError as exc:
+        raise ModelFormatError(f"{name}: cannot be read ({first_line(exc)})") from None

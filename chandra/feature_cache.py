@@ -88,18 +88,6 @@ def default_cache_dir() -> Path:
     return Path(user_cache_dir("chandra", appauthor=False)) / "features"
 
 
-def _versions(names: tuple[str, ...]) -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
-
-
 def _model_fingerprint(model: Any) -> dict | None:
     """What identifies a neural model's weights without reading them.
 
@@ -142,13 +130,14 @@ def encoder_identity(encoder_name: str, encoder_options: dict) -> dict:
     params = encoder.get_params() if hasattr(encoder, "get_params") else dict(encoder_options)
     neural = str(encoder_name).lower() != "dsp"
     from chandra import __version__
+    from chandra.io_utils import installed_versions
 
     identity = {
         "encoder": str(encoder_name).lower(),
         "class": type(encoder).__name__,
         "params": params,
         "versions": {"chandra": __version__,
-                     **_versions(("numpy", "librosa") + (("torch", "transformers") if neural else ()))},
+                     **installed_versions(("numpy", "librosa") + (("torch", "transformers") if neural else ()))},
     }
     if neural:
         identity["model_fingerprint"] = _model_fingerprint(params.get("model"))

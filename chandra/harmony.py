@@ -340,6 +340,14 @@ def simplest_fraction(x: float, *, tolerance: float = RATIO_TOLERANCE) -> tuple[
     return p1, max(q1, 1)
 
 
+def _as_pitches(pitches_hz: Sequence[float]) -> np.ndarray:
+    """Pitches as float64 (n,), or :class:`ChandraError` unless all are positive and finite."""
+    f = np.asarray(pitches_hz, dtype=np.float64).reshape(-1)
+    if not np.isfinite(f).all() or (f <= 0).any():
+        raise ChandraError("pitches must be positive finite frequencies (Hz)")
+    return f
+
+
 def relative_periodicity(pitches_hz: Sequence[float], *, tolerance: float = RATIO_TOLERANCE) -> int:
     """Stolzenburg's relative periodicity ``L`` of a set of pitches.
 
@@ -360,9 +368,7 @@ def relative_periodicity(pitches_hz: Sequence[float], *, tolerance: float = RATI
         ``L >= 1``; 1 for no pitch, one pitch, unisons and octaves. May be a
         very large Python int for unrelated frequencies (noise).
     """
-    f = np.asarray(pitches_hz, dtype=np.float64).reshape(-1)
-    if not np.isfinite(f).all() or (f <= 0).any():
-        raise ChandraError("pitches must be positive finite frequencies (Hz)")
+    f = _as_pitches(pitches_hz)
     if f.size < 2:
         return 1
     f = np.sort(f)
@@ -447,21 +453,14 @@ def pairwise_periodicity(pitches_hz: Sequence[float], *, tolerance: float = RATI
     tritone, 17/12) weighs as one interval and not as a factor of the whole
     chord's common period.
 
-    Parameters
-    ----------
-    pitches_hz : array_like, shape (n,)
-        Fundamental frequencies in Hz (> 0, any order).
-    tolerance : float
-        Relative tolerance of the fraction approximation.
+    Parameters and errors are those of :func:`relative_periodicity`.
 
     Returns
     -------
     float
         ``>= 1``; 1.0 for fewer than two pitches, unisons and octaves.
     """
-    f = np.asarray(pitches_hz, dtype=np.float64).reshape(-1)
-    if not np.isfinite(f).all() or (f <= 0).any():
-        raise ChandraError("pitches must be positive finite frequencies (Hz)")
+    f = _as_pitches(pitches_hz)
     return float(math.exp(_mean_log_periodicity(f, tolerance)))
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "atomic_write",
     "atomic_path",
     "sha256_file",
+    "installed_versions",
     "json_default",
     "dump_json_atomic",
     "remove_stale_temp_files",
@@ -319,6 +320,19 @@ def exclusive_output(path: str | os.PathLike) -> Iterator[Path]:
 
 # ---------------------------------------------------------------------------
 # hashing and JSON
+
+
+def installed_versions(names: Iterable[str], *, missing: Any = "not installed") -> dict[str, Any]:
+    """Installed version of each distribution in ``names`` (``missing`` for those not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, Any] = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = missing
+    return out
 
 
 def sha256_file(path: str | os.PathLike, *, chunk_size: int = 1 << 20) -> str:

@@ -316,16 +316,10 @@ def stringified_container(value: Any) -> str | None:
 
 
 def _key_kind(key: Any) -> str:
-    """Coarse type of a mapping key; decimal-integer strings are told apart from other text."""
-    if isinstance(key, (bool, np.bool_)):
-        return "bool"
-    if isinstance(key, (int, np.integer)):
-        return "int"
-    if isinstance(key, (float, np.floating)):
-        return "float"
-    if isinstance(key, str):
-        return "int-str" if _DECIMAL_INT.match(key) else "str"
-    return type(key).__name__
+    """Coarse type of a mapping key (:func:`_type_name`); decimal-integer strings are told apart from other text."""
+    if isinstance(key, str) and _DECIMAL_INT.match(key):
+        return "int-str"
+    return _type_name(key)
 
 
 class _TextStats:
@@ -1398,41 +1392,52 @@ def model_ledger_entry(model: Any, *, stage: str = "saved", with_oracle: bool = 
     return entry
 
 
-def field_matrix(ledger: Sequence[Mapping]) -> tuple[list[str], list[str], np.ndarray, np.ndarray]:
+def field_matrix(ledger: Sequence[Mapping], *, listed: bool = False) -> tuple:
     """Stage x field presence matrices for the dashboard.
 
     Parameters
     ----------
     ledger : sequence of ledger entries, in stage order
+    listed : bool
+        Also return which fields each stage lists.
 
     Returns
     -------
     stages : list of str
+        Each entry's ``stage`` (``"stage i"`` when it has none).
     fields : list of str
         Union of fields over stages, in first-seen order.
     present : int64 array (n_stages, n_fields)
         Records carrying the field (0 where the stage does not list it).
     fraction : float64 array (n_stages, n_fields)
-        ``present / n_records``; NaN where the stage has no records.
+        ``present / n_records`` (0.0 where the stage does not list the
+        field); NaN where the stage has no records.
+    listed : bool array (n_stages, n_fields)
+        Only with ``listed=True``: the stage's entry lists the field.
     """
-    stages = [str(e.get("stage")) for e in ledger]
+    stages = [str(e.get("stage", f"stage {i}")) for i, e in enumerate(ledger)]
     fields: list[str] = []
     seen: set[str] = set()
     for e in ledger:
         for name in (e.get("fields") or {}):
             if name not in seen:
                 seen.add(name)
-                fields.append(name)
-    present = np.zeros((len(stages), len(fields)), dtype=np.int64)
-    fraction = np.full((len(stages), len(fields)), np.nan)
+                fields.append(str(name))
+    shape = (len(stages), len(fields))
+    present = np.zeros(shape, dtype=np.int64)
+    fraction = np.full(shape, np.nan)
+    is_listed = np.zeros(shape, dtype=bool)
     for i, e in enumerate(ledger):
-        n = int(e.get("n_records", 0) or 0)
-        info = (e.get("fields") or {})
+        n = int(e.get("n_records") or 0)
+        info = e.get("fields") or {}
         for j, name in enumerate(fields):
-            count = int(info.get(name, {}).get("present", 0))
+            is_listed[i, j] = name in info
+            count = int((info.get(name) or {}).get("present", 0) or 0)
             present[i, j] = count
             if n:
                 fraction[i, j] = count / n
+    if listed:
+        return stages, fields, present, fraction, is_listed
     return stages, fields, present, fraction
 
 

@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 import numpy as np
 
 from chandra import safejson
-from chandra.errors import ChandraError, ModelFormatError, first_line
+from chandra.errors import ChandraError, ModelFormatError, first_line, reading
 from chandra.safejson import MAX_NUMBER_CHARS, brief as _brief
 from chandra.io_utils import atomic_path
 from chandra.progress import report
@@ -916,15 +916,8 @@ def save_model(model: Model, path: str | Path, *, progress: Callable[[str, int, 
 
 
 def _sniff(path: Path) -> str:
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(4096)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFormatError(f"{path}: is a directory, not a model file") from None
-    except OSError as exc:
-        raise ModelFormatError(f"{path}: cannot be read ({first_line(exc)})") from None
+    with reading(str(path), expected="a model file"), open(path, "rb") as fh:
+        head = fh.read(4096)
     if not head:
         raise ModelFormatError(f"{path}: file is empty; expected a chandra model (zip) or a MusicHal JSON file")
     if head.startswith(b"PK"):

@@ -579,6 +579,17 @@ def _int_key(key: Any) -> int | None:
     return int(key)
 
 
+def _numbered(entries: dict, container: str, what: str, p: "_Problems"):
+    """``(id, value, where)`` for each entry of a MusicHal object keyed by decimal ids; other keys are problems."""
+    for key, value in entries.items():
+        number = _int_key(key)
+        where = f"{what} {key!r}"
+        if number is None or number < 0:
+            p.add(f"{container} keys must be decimal {what} ids", where)
+            continue
+        yield number, value, where
+
+
 class _Problems:
     """Problems aggregated per rule: a count and the first few places."""
 
@@ -712,12 +723,7 @@ def check_musichal_conformance(doc: Any, *, examples: int = 3) -> list[str]:
 
     frame_ids: set[int] = set()
     if frames is not None:
-        for key, frame in frames.items():
-            fid = _int_key(key)
-            where = f"frame {key!r}"
-            if fid is None or fid < 0:
-                p.add("audio_frames keys must be decimal frame ids", where)
-                continue
+        for fid, frame, where in _numbered(frames, "audio_frames", "frame", p):
             frame_ids.add(fid)
             if not isinstance(frame, dict):
                 p.add("an audio frame must be an object", where)
@@ -751,12 +757,7 @@ def check_musichal_conformance(doc: Any, *, examples: int = 3) -> list[str]:
     state_ids: set[int] = set()
     edges: set[tuple[int, int, int]] = set()
     if states is not None:
-        for key, state in states.items():
-            sid = _int_key(key)
-            where = f"state {key!r}"
-            if sid is None or sid < 0:
-                p.add("states keys must be decimal state ids", where)
-                continue
+        for sid, state, where in _numbered(states, "states", "state", p):
             state_ids.add(sid)
             if not isinstance(state, dict) or not all(k in state for k in ("len", "link", "next")):
                 p.add("a state must be an object with 'len', 'link' and 'next'", where)

@@ -24,7 +24,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -187,12 +187,13 @@ class TrainConfig:
         def whole(value: Any) -> bool:
             return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
 
-        if self.encoder not in ENCODER_NAMES:
-            raise bad("encoder", f"must be one of {', '.join(ENCODER_NAMES)}, got {self.encoder!r}")
-        if self.device not in DEVICES:
-            raise bad("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if self.quantize not in QUANTIZE_MODES:
-            raise bad("quantize", f"must be one of {', '.join(QUANTIZE_MODES)}, got {self.quantize!r}")
+        def one_of(*checks: tuple[str, Sequence[str]]) -> None:
+            for name, choices in checks:
+                value = getattr(self, name)
+                if value not in choices:
+                    raise bad(name, f"must be one of {', '.join(choices)}, got {value!r}")
+
+        one_of(("encoder", ENCODER_NAMES), ("device", DEVICES), ("quantize", QUANTIZE_MODES))
         if self.encoder == "dsp" and self.quantize != "none":
             raise bad("quantize", f"applies to neural encoders, not to encoder 'dsp' (got {self.quantize!r})")
         if self.encoder == "dsp" and self.device == "cuda":
@@ -207,14 +208,8 @@ class TrainConfig:
             raise bad("pca_components", f"must be a positive integer or None, got {self.pca_components!r}")
         if not whole(self.seed):
             raise bad("seed", f"must be an integer, got {self.seed!r}")
-        if self.oracle not in KINDS:
-            raise bad("oracle", f"must be one of {', '.join(KINDS)}, got {self.oracle!r}")
-        if self.normalisation not in NORMALISATIONS:
-            raise bad("normalisation", f"must be one of {', '.join(NORMALISATIONS)}, got {self.normalisation!r}")
-        if self.metric not in METRICS:
-            raise bad("metric", f"must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.oracle_search not in SEARCH_MODES:
-            raise bad("oracle_search", f"must be one of {', '.join(SEARCH_MODES)}, got {self.oracle_search!r}")
+        one_of(("oracle", KINDS), ("normalisation", NORMALISATIONS), ("metric", METRICS),
+               ("oracle_search", SEARCH_MODES))
         if isinstance(self.threshold, str) and self.threshold != "auto":
             raise bad("threshold", f"must be a number or 'auto', got {self.threshold!r}")
         if isinstance(self.threshold, (int, float)) and not (self.threshold > 0 and math.isfinite(self.threshold)):
@@ -251,18 +246,12 @@ def stage_hash(config: TrainConfig, stage: str, *, audio_sha256: str = "") -> st
 
 def package_versions(*, neural: bool = False) -> dict[str, str]:
     """Versions of the packages whose behaviour shapes a model."""
-    from importlib.metadata import PackageNotFoundError, version
+    from chandra.io_utils import installed_versions
 
     names = ["chandra", "numpy", "scipy", "librosa", "scikit-learn", "soundfile", "numba"]
     if neural:
         names += ["torch", "transformers"]
-    out = {}
-    for name in names:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+    return installed_versions(names)
 
 
 @dataclass

@@ -46,7 +46,7 @@ from typing import IO, Any, Callable, Iterator
 
 import numpy as np
 
-from chandra.errors import ModelFormatError, first_line
+from chandra.errors import ModelFormatError, reading
 
 __all__ = [
     "MAX_DEPTH",
@@ -429,19 +429,12 @@ def load(path: str | os.PathLike, *, name: str | None = None, object_hook: Calla
     """
     path = Path(path)
     name = str(path) if name is None else name
-    try:
-        with open(path, "rb") as fh:
-            size = os.fstat(fh.fileno()).st_size
-            if size > max_bytes:
-                raise JSONLimitError(f"{name}: JSON file of {size} bytes exceeds the {max_bytes}-byte limit",
-                                     limit="size", offset=max_bytes)
-            data = fh.read(max_bytes + 1)
-    except FileNotFoundError:
-        raise ModelFormatError(f"{name}: no such file") from None
-    except IsADirectoryError:
-        raise ModelFormatError(f"{name}: is a directory, not a JSON file") from None
-    except OSError as exc:
-        raise ModelFormatError(f"{name}: cannot be read ({first_line(exc)})") from None
+    with reading(name, expected="a JSON file"), open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        if size > max_bytes:
+            raise JSONLimitError(f"{name}: JSON file of {size} bytes exceeds the {max_bytes}-byte limit",
+                                 limit="size", offset=max_bytes)
+        data = fh.read(max_bytes + 1)
     return loads(data, name, object_hook=object_hook, max_bytes=max_bytes, max_depth=max_depth,
                  max_number_chars=max_number_chars)
 

@@ -51,7 +51,7 @@ ALL_KEYS = ("segment", "encode:dsp", "harmony", "oracle:tokens", "oracle:feature
 # Packages whose numba functions chandra calls, and packages that decide how they compile.
 _VERSIONED = ("numba", "llvmlite", "numpy", "librosa", "umap-learn", "pynndescent", "scikit-learn")
 # chandra's own modules with numba kernels (numba's cache is invalidated when their source changes).
-_KERNEL_MODULES = ("oracle.py",)
+_KERNEL_MODULES = ("oracle/_kernels.py",)
 
 
 def numba_cache_dir() -> Path:
@@ -65,14 +65,9 @@ def numba_cache_dir() -> Path:
 def cache_key() -> dict:
     """Everything that, changed, makes numba recompile: versions, where the
     packages live, and chandra's kernel sources (path and mtime)."""
-    from importlib.metadata import PackageNotFoundError, version
+    from chandra.io_utils import installed_versions
 
-    versions = {}
-    for name in _VERSIONED:
-        try:
-            versions[name] = version(name)
-        except PackageNotFoundError:
-            versions[name] = None
+    versions = installed_versions(_VERSIONED, missing=None)
     here = Path(__file__).resolve().parent
     sources = {}
     for name in _KERNEL_MODULES:

@@ -78,27 +78,19 @@ def _synthetic_clip(path: Path, *, seconds: float = 10.0, sr: int = 22050) -> Pa
 def runs_root(tmp_path_factory):
     """Temporary runs root; ``CHANDRA_RUNS_DIR`` points at it for the session."""
     root = tmp_path_factory.mktemp("runs")
-    old = os.environ.get("CHANDRA_RUNS_DIR")
-    os.environ["CHANDRA_RUNS_DIR"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("CHANDRA_RUNS_DIR", None)
-    else:
-        os.environ["CHANDRA_RUNS_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHANDRA_RUNS_DIR", str(root))
+        yield root
 
 
 @pytest.fixture(scope="session", autouse=True)
 def feature_cache_root(tmp_path_factory):
     """``CHANDRA_CACHE_DIR`` for the session: the CLI's default feature cache
     (``chandra train``) lands in a temporary folder, never in the user's home."""
-    old = os.environ.get("CHANDRA_CACHE_DIR")
     root = tmp_path_factory.mktemp("chandra-cache")
-    os.environ["CHANDRA_CACHE_DIR"] = str(root)
-    yield root
-    if old is None:
-        os.environ.pop("CHANDRA_CACHE_DIR", None)
-    else:
-        os.environ["CHANDRA_CACHE_DIR"] = old
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CHANDRA_CACHE_DIR", str(root))
+        yield root
 
 
 @pytest.fixture(scope="session")

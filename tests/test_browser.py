@@ -17,12 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
+from dashboard.serve import launch_chromium, wait_idle
+from helpers_browser import REPO, SCREENSHOTS, browser_port, full_page_shot, running_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
 REFERENCE = REPO.parent / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
 PIPELINE_TIMEOUT_S = 150
 PAGES = [  # (url path, title, screenshot name)
@@ -39,22 +38,12 @@ PAGES = [  # (url path, title, screenshot name)
 
 @pytest.fixture
 def server(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed")
-    pytest.importorskip("playwright.sync_api")
-    port = free_port(range(8700, 8800))
-    if port is None:
-        pytest.skip("no free port in 8700-8799")
+    port = browser_port(range(8700, 8800))
     runs = tmp_path / "runs"
     runs.mkdir()
     log = tmp_path / "streamlit.log"
-    proc = start_server(runs, port, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_health(base, proc, log, poll=0.5)
+    with running_dashboard(runs, port, log) as base:
         yield {"base": base, "runs": runs, "log": log}
-    finally:
-        stop_server(proc)
 
 
 def _open(page, url: str, title: str) -> None:
@@ -69,20 +58,7 @@ def _no_exception(page, where: str) -> None:
 
 
 def _shot(page, name: str) -> None:
-    """Screenshot the whole page. Streamlit scrolls inside its main container,
-    not the document, so the viewport is stretched to the content first."""
-    page.mouse.move(5, 5)  # no tooltip in the picture
-    height = page.evaluate(
-        """() => {
-            const m = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
-            return m ? m.scrollHeight : document.body.scrollHeight;
-        }""")
-    viewport = page.viewport_size
-    page.set_viewport_size({"width": viewport["width"], "height": int(min(max(height + 40, viewport["height"]), 7000))})
-    page.wait_for_timeout(800)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
-    page.set_viewport_size(viewport)
-    page.wait_for_timeout(200)
+    full_page_shot(page, SCREENSHOTS / f"{name}.png")
 
 
 def _finished_run(runs: Path) -> tuple[str | None, dict | None]:

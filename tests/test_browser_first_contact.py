@@ -17,23 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
+from dashboard.serve import launch_chromium, wait_idle
+from helpers_browser import REPO, SCREENSHOTS, browser_port, full_page_shot, running_dashboard
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
 PIPELINE_TIMEOUT_S = 240
 
 
 @pytest.fixture
 def server(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed")
-    pytest.importorskip("playwright.sync_api")
-    port = free_port(range(8800, 8900))
-    if port is None:
-        pytest.skip("no free port in 8800-8899")
+    port = browser_port(range(8800, 8900))
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     from scripts.long_track import write_track
@@ -44,30 +38,12 @@ def server(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     log = tmp_path / "streamlit.log"
-    proc = start_server(runs, port, log, app_args=["--data-dir", str(data)])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_health(base, proc, log, poll=0.5)
+    with running_dashboard(runs, port, log, app_args=["--data-dir", str(data)]) as base:
         yield {"base": base, "runs": runs, "log": log, "track": track}
-    finally:
-        stop_server(proc)
 
 
 def _shot(page, name: str) -> Path:
-    page.mouse.move(5, 5)
-    height = page.evaluate(
-        """() => {
-            const m = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
-            return m ? m.scrollHeight : document.body.scrollHeight;
-        }""")
-    viewport = page.viewport_size
-    page.set_viewport_size({"width": viewport["width"], "height": int(min(max(height + 40, viewport["height"]), 7000))})
-    page.wait_for_timeout(800)
-    path = SCREENSHOTS / f"first_contact_{name}.png"
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(viewport)
-    page.wait_for_timeout(200)
-    return path
+    return full_page_shot(page, SCREENSHOTS / f"first_contact_{name}.png")
 
 
 def _no_exception(page, where: str) -> None:

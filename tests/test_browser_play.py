@@ -12,32 +12,25 @@ waits for the answer's audio player; the pair must be kept in the run's
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-from dashboard.serve import CHROMIUM, CHROMIUM_ARGS, free_port, start_server, stop_server, wait_health, wait_idle
+from dashboard.serve import CHROMIUM, CHROMIUM_ARGS, wait_idle
 
 from helpers_audio import SR
+from helpers_browser import SCREENSHOTS, browser_port, full_page_shot, running_dashboard
 from helpers_respond import cut, random_melody, write_random_melody
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(300)]
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
 RECORD_SECONDS = 4.0
 
 
 @pytest.fixture
 def play_server(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed")
-    pytest.importorskip("playwright.sync_api")
-    port = free_port(range(8800, 8900))
-    if port is None:
-        pytest.skip("no free port in 8800-8899")
+    port = browser_port(range(8800, 8900))
     from chandra.pipeline import TrainConfig
     from chandra.rundir import RunDirectory
 
@@ -58,26 +51,8 @@ def play_server(tmp_path):
     floor = 1e-4 * np.random.default_rng(3).standard_normal(3 * SR).astype(np.float32)  # the source's noise floor
     sf.write(str(mic), np.concatenate([phrase, floor]), SR, subtype="PCM_16")
     log = tmp_path / "streamlit.log"
-    proc = start_server(runs, port, log)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_health(base, proc, log, poll=0.5)
+    with running_dashboard(runs, port, log) as base:
         yield {"base": base, "run": run, "mic": mic, "log": log}
-    finally:
-        stop_server(proc)
-
-
-def _shot(page, path: Path) -> None:
-    """The whole page: Streamlit scrolls inside its main container, so the viewport is stretched first."""
-    page.mouse.move(5, 5)
-    height = page.evaluate("""() => {
-        const m = document.querySelector('[data-testid="stMain"]') || document.querySelector('section.main');
-        return m ? m.scrollHeight : document.body.scrollHeight; }""")
-    viewport = page.viewport_size
-    page.set_viewport_size({"width": viewport["width"], "height": int(min(max(height + 40, viewport["height"]), 7000))})
-    page.wait_for_timeout(2000)
-    page.screenshot(path=str(path), full_page=True)
-    page.set_viewport_size(viewport)
 
 
 def test_play_page_records_from_the_microphone_and_plays_the_answer(play_server):
@@ -117,7 +92,7 @@ def test_play_page_records_from_the_microphone_and_plays_the_answer(play_server)
             assert page.locator('[data-testid="stException"]').count() == 0
             assert page.locator('[data-testid="stAlertContentError"]').count() == 0
             page.locator(".js-plotly-plot .main-svg").first.wait_for()
-            _shot(page, SCREENSHOTS / "10_play.png")
+            full_page_shot(page, SCREENSHOTS / "10_play.png", settle_ms=2000)
         finally:
             browser.close()
     from chandra.respond import list_responses

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import zipfile
 from pathlib import Path
 
@@ -16,19 +15,7 @@ from hypothesis import strategies as st
 from chandra.errors import ChandraError, ModelFormatError
 from chandra.model import FORMAT_VERSION, Model, load_model, save_model
 from chandra.oracle import build_factor_oracle
-
-
-def same(a, b) -> bool:
-    """Equality that also holds for NaN and tells 0.0 from -0.0 and 1 from 1.0 / True."""
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
-    return a == b
+from helpers_values import same
 
 
 keys = st.one_of(st.text(max_size=8), st.sampled_from(["$float", "$int", "$$x", "$", "t", "ünï€ode", "a.b"]))

@@ -18,6 +18,7 @@ from chandra.musichal import export_musichal, load_musichal
 from chandra.musichal_conformance import restore_audio_data
 from chandra.oracle import build_factor_oracle
 from helpers_musichal import write_musichal_file
+from helpers_values import same
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "musichal_base_model_test_error_fix.json"
 if not REFERENCE.exists():
@@ -202,18 +203,6 @@ values = st.recursive(
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(keys, inner, max_size=3)), max_leaves=8)
 
 
-def _same(a, b) -> bool:
-    if type(a) is not type(b):
-        return False
-    if isinstance(a, float):
-        return (math.isnan(a) and math.isnan(b)) or (a == b and math.copysign(1, a) == math.copysign(1, b))
-    if isinstance(a, dict):
-        return list(a) == list(b) and all(_same(a[k], b[k]) for k in a)
-    if isinstance(a, list):
-        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
-    return a == b
-
-
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(extras=st.lists(st.dictionaries(keys, values, max_size=4), min_size=1, max_size=10),
        seed=st.integers(0, 10_000), audio_oracle=st.booleans())
@@ -233,18 +222,18 @@ def test_export_import_round_trip_is_lossless(tmp_path, extras, seed, audio_orac
     path = export_musichal(model, tmp_path / "out.json")
     back = load_musichal(path)
     assert back.source_format == "musichal-v2"
-    assert _same(back.events, model.events)
+    assert same(back.events, model.events)
     assert np.array_equal(back.features, model.features)
     for key, value in model.oracle.to_arrays().items():
         assert np.array_equal(back.oracle.to_arrays()[key], value), key
     assert back.oracle.to_meta() == model.oracle.to_meta()
-    assert _same({k: v for k, v in back.provenance.items() if k in model.provenance}, model.provenance)
+    assert same({k: v for k, v in back.provenance.items() if k in model.provenance}, model.provenance)
     assert back.vocabulary == model.vocabulary and back.ledger == model.ledger
     assert np.array_equal(back.centers, model.centers) and back.sample_rate == 22050
     assert back.extra_arrays["frame_timestamps"].tolist() == [e["t"] for e in events]
     # and the chandra round trip of the imported model keeps it all
     again = load_model(save_model(back, tmp_path / "again.chandra"))
-    assert _same(again.events, back.events) and _same(again.provenance, back.provenance)
+    assert same(again.events, back.events) and same(again.provenance, back.provenance)
 
 
 def test_export_writes_the_v2_keys(tmp_path):

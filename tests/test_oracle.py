@@ -11,6 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import chandra.oracle as oracle_mod
+from chandra.oracle import _kernels
+from chandra.oracle import audio as audio_mod
+from helpers_oracle import motif_frames
 from chandra.errors import ModelFormatError, OracleError
 from chandra.oracle import (
     CHECK_CODES,
@@ -349,7 +352,7 @@ def reference_audio_oracle(X: np.ndarray, threshold: float, metric: str) -> Orac
 def test_audio_oracle_matches_reference(monkeypatch, metric, threshold, block):
     # block=8 forces several kernel calls so the Gram-matrix path is exercised
     # (it switches on once most comparisons reach the root).
-    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", block)
+    monkeypatch.setattr(audio_mod, "_AO_BLOCK", block)
     rng = np.random.default_rng(11)
     protos = rng.standard_normal((4, 6))
     labels = rng.integers(0, 4, 90)
@@ -360,17 +363,17 @@ def test_audio_oracle_matches_reference(monkeypatch, metric, threshold, block):
 
 
 def test_audio_oracle_unstructured_input_puts_everything_on_the_root(monkeypatch):
-    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", 16)
+    monkeypatch.setattr(audio_mod, "_AO_BLOCK", 16)
     X = np.random.default_rng(0).standard_normal((200, 32)).astype(np.float32)
     build_audio_oracle(X[:2], threshold=0.01)  # compile, so the kernel can be wrapped
-    original = oracle_mod._ao_kernel
+    original = _kernels._ao_kernel
     gram_rows = []
 
     def spy(*args):
         gram_rows.append(args[6].shape[0])
         return original(*args)
 
-    monkeypatch.setattr(oracle_mod, "_ao_kernel", spy)
+    monkeypatch.setattr(_kernels, "_ao_kernel", spy)
     o = build_audio_oracle(X, threshold=0.01)
     assert gram_rows[0] == 0 and max(gram_rows) == 16  # the blocked product path ran
     assert_same_oracle(o, reference_audio_oracle(X, 0.01, "cosine"))
@@ -757,25 +760,6 @@ def test_importing_the_module_does_not_import_numba():
 # ---------------------------------------------------------------------------
 
 
-def motif_frames(n: int, d: int, n_proto: int, *, noise: float, seed: int, zero_every: int = 0) -> np.ndarray:
-    """Unit prototypes recurring as motifs, with per-dimension noise (float32 (n, d)).
-
-    Many prototypes make the root's out-degree large (each prototype's first
-    occurrence is a root child), which is where the index takes over.
-    """
-    rng = np.random.default_rng(seed)
-    protos = rng.standard_normal((n_proto, d))
-    protos /= np.linalg.norm(protos, axis=1, keepdims=True)
-    motifs = [rng.integers(0, n_proto, rng.integers(3, 9)) for _ in range(max(4, n_proto // 3))]
-    labels: list[int] = []
-    while len(labels) < n:
-        labels.extend(motifs[rng.integers(len(motifs))].tolist())
-    X = protos[np.asarray(labels[:n])] + noise * rng.standard_normal((n, d))
-    if zero_every:
-        X[::zero_every] = 0.0  # silences: cosine distance 0 between two, 1 to anything else
-    return X.astype(np.float32)
-
-
 def assert_same_audio_oracle(a: Oracle, b: Oracle) -> None:
     for name in ("sfx", "lrs", "trn_ptr", "trn_dst", "rep"):
         np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
@@ -788,7 +772,7 @@ def test_approximate_search_equals_exact_on_structured_frames(metric, threshold,
     # 700 prototypes in 96-D: the root grows well past APPROX_MIN_ROOT, so
     # thousands of root searches go through the index, and every one must
     # find the same closest match as the exact scan.
-    X = motif_frames(6000, 96, 700, noise=0.01, seed=5, zero_every=zero_every)
+    X, _ = motif_frames(6000, 96, 700, noise=0.01, seed=5, zero_every=zero_every)
     exact = build_audio_oracle(X, threshold=threshold, metric=metric, search="exact")
     approx = build_audio_oracle(X, threshold=threshold, metric=metric, search="approximate")
     assert exact.search == {"mode": "exact", "requested": "exact"}
@@ -801,12 +785,12 @@ def test_approximate_search_equals_exact_on_structured_frames(metric, threshold,
 
 
 def test_auto_search_switches_to_the_index_above_its_threshold_and_equals_exact(monkeypatch):
-    X = motif_frames(5000, 768, 400, noise=0.01, seed=8)
+    X, _ = motif_frames(5000, 768, 400, noise=0.01, seed=8)
     exact = build_audio_oracle(X, threshold=0.3, search="exact")
     auto_small = build_audio_oracle(X, threshold=0.3)  # 400 root children x 768: below the threshold
     assert auto_small.search == {"mode": "exact", "requested": "auto"}
     assert_same_audio_oracle(auto_small, exact)
-    monkeypatch.setattr(oracle_mod, "APPROX_MIN_WORK", 300 * 768)
+    monkeypatch.setattr(audio_mod, "APPROX_MIN_WORK", 300 * 768)
     auto = build_audio_oracle(X, threshold=0.3)
     assert auto.search["mode"] == "approximate" and auto.search["requested"] == "auto"
     assert auto.search["indexed_from_frame"] > 0 and auto.search["projected_dim"] == 64
@@ -816,7 +800,7 @@ def test_auto_search_switches_to_the_index_above_its_threshold_and_equals_exact(
 def test_approximate_search_on_low_rank_frames_equals_exact(monkeypatch):
     # Frames in a 3-D subspace of 100-D: the projection has fewer axes than
     # it asks for, which must not change a single decision.
-    monkeypatch.setattr(oracle_mod, "_AO_BLOCK", 64)
+    monkeypatch.setattr(audio_mod, "_AO_BLOCK", 64)
     rng = np.random.default_rng(3)
     protos = rng.standard_normal((600, 3)) @ rng.standard_normal((3, 100))
     labels = rng.integers(0, 600, 3000)
@@ -854,7 +838,7 @@ def test_approximate_oracle_on_noise_keeps_every_invariant_and_is_deterministic(
 
 
 def test_search_option_validation_and_threshold_sweep():
-    X = motif_frames(400, 16, 6, noise=0.01, seed=1)
+    X, _ = motif_frames(400, 16, 6, noise=0.01, seed=1)
     with pytest.raises(OracleError, match="search"):
         build_audio_oracle(X, threshold=0.3, search="fast")
     exact = ir_threshold_sweep(X, thresholds=[0.1, 0.3], search="exact")
@@ -865,7 +849,7 @@ def test_search_option_validation_and_threshold_sweep():
 
 
 def test_search_record_survives_meta_and_drops_junk():
-    X = motif_frames(3000, 32, 700, noise=0.01, seed=2)
+    X, _ = motif_frames(3000, 32, 700, noise=0.01, seed=2)
     o = build_audio_oracle(X, threshold=0.3, search="approximate")
     meta = json.loads(json.dumps(o.to_meta()))
     back = Oracle.from_arrays(meta, o.to_arrays())
@@ -882,7 +866,7 @@ def test_small_checks_run_interpreted_with_the_compiled_results(monkeypatch):
     # start-up for `chandra inspect`); they must decide exactly as compiled.
     rng = np.random.default_rng(12)
     sym = rng.integers(0, 3, 700)
-    X = motif_frames(600, 24, 9, noise=0.05, seed=12)
+    X, _ = motif_frames(600, 24, 9, noise=0.05, seed=12)
     fo = build_factor_oracle(sym)
     ao = build_audio_oracle(X, threshold=0.2)
     broken = Oracle(kind="tokens", sfx=fo.sfx, lrs=fo.lrs + (np.arange(fo.n_states) % 7 == 3), trn_ptr=fo.trn_ptr,
@@ -898,15 +882,15 @@ def test_small_checks_run_interpreted_with_the_compiled_results(monkeypatch):
                 decisions(check_oracle(ao, features=X)), decisions(check_oracle(far, features=X)),
                 information_rate(fo), information_rate_profile(ao).tolist(), oracle_health(ao))
 
-    oracle_mod._materialise_kernels()  # whatever ran before, compile now
+    _kernels._materialise_kernels()  # whatever ran before, compile now
     compiled = results()
-    assert oracle_mod._INTERPRETABLE == {"_sam_kernel", "_row_sqnorms", "_pair_dist_kernel", "_context_check",
-                                         "_ir_profile"}
-    for name in oracle_mod._INTERPRETABLE:  # what a fresh process runs for small inputs
-        monkeypatch.setattr(oracle_mod, name, oracle_mod._interpreted(name))
+    assert _kernels._INTERPRETABLE == {"_sam_kernel", "_row_sqnorms", "_pair_dist_kernel", "_context_check",
+                                      "_ir_profile"}
+    for name in _kernels._INTERPRETABLE:  # what a fresh process runs for small inputs
+        monkeypatch.setattr(_kernels, name, _kernels._interpreted(name))
     with np.errstate(over="raise"):  # the interpreted hashing must not warn (it wraps on purpose)
         interpreted = results()
-    assert not hasattr(oracle_mod._context_check, "py_func")  # really the interpreter this time
+    assert not hasattr(_kernels._context_check, "py_func")  # really the interpreter this time
     np.testing.assert_array_equal(interpreted[0][0], compiled[0][0])
     np.testing.assert_array_equal(interpreted[0][1], compiled[0][1])
     assert interpreted[1:] == compiled[1:]

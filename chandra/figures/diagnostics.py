@@ -97,36 +97,6 @@ def _finite(x: Any) -> float | None:
 # --------------------------------------------------------------------------- field matrix
 
 
-def _matrix(ledger: Sequence[Mapping]) -> tuple[list[str], list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """stages, fields, present (int), fraction (float, NaN without records), listed (bool)."""
-    stages = [str(e.get("stage", f"stage {i}")) for i, e in enumerate(ledger)]
-    fields: list[str] = []
-    seen: set[str] = set()
-    for e in ledger:
-        for name in (e.get("fields") or {}):
-            if name not in seen:
-                seen.add(name)
-                fields.append(str(name))
-    shape = (len(stages), len(fields))
-    present = np.zeros(shape, dtype=np.int64)
-    fraction = np.full(shape, np.nan)
-    listed = np.zeros(shape, dtype=bool)
-    for i, e in enumerate(ledger):
-        n = int(e.get("n_records") or 0)
-        info = e.get("fields") or {}
-        for j, name in enumerate(fields):
-            if name not in info:
-                if n:
-                    fraction[i, j] = 0.0
-                continue
-            listed[i, j] = True
-            count = int((info.get(name) or {}).get("present", 0) or 0)
-            present[i, j] = count
-            if n:
-                fraction[i, j] = count / n
-    return stages, fields, present, fraction, listed
-
-
 def _finding_cells(findings: Sequence[Any] | None, stages: list[str], fields: list[str]) -> set[tuple[int, int]]:
     """(stage row, field column) cells that an error/warning finding names."""
     cells: set[tuple[int, int]] = set()
@@ -191,7 +161,9 @@ def field_status(ledger: Sequence[Mapping], *, findings: Sequence[Any] | None = 
     fraction : float64 (n_stages, n_fields), NaN where a stage has no records
     status : int64 (n_stages, n_fields) of ``CELL_*``
     """
-    stages, fields, present, fraction, listed = _matrix(ledger)
+    from chandra.ledger import field_matrix
+
+    stages, fields, present, fraction, listed = field_matrix(ledger, listed=True)
     status = np.full(present.shape, CELL_ABSENT, dtype=np.int64)
     frac0 = np.nan_to_num(fraction, nan=0.0)
     for i in range(len(stages)):
