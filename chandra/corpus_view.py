@@ -20,7 +20,7 @@ import numpy as np
 
 from chandra.errors import ChandraError
 
-__all__ = ["TakeView", "take_options", "take_label", "take_view", "take_ledger", "take_ledgers", "passages",
+__all__ = ["TakeView", "describe_takes", "take_options", "take_label", "take_view", "take_ledger", "take_ledgers", "passages",
            "generation_takes"]
 
 
@@ -220,3 +220,41 @@ def passages(generation: Any, model: Any) -> list[dict]:
                     "source_start_s": round(float(t[a]), 3), "source_end_s": round(float(t[b - 1] + d[b - 1]), 3),
                     "first_frame": int(frames[a]), "last_frame": int(frames[b - 1])})
     return out
+
+
+def describe_takes(paths: Sequence[Any]) -> list[dict]:
+    """What a page shows about chosen takes before training: one row per
+    file, ``take``, ``name``, ``duration (s)``, ``sample rate (Hz)``,
+    ``channels`` and ``problem`` (None, or why the file cannot be read; the
+    header is read, not the audio, where the format allows).
+
+    Parameters
+    ----------
+    paths : sequence of path
+        Files already checked against the allowed folders.
+    """
+    from pathlib import Path
+
+    rows = []
+    for k, path in enumerate(paths):
+        row = {"take": k, "name": Path(path).name, "duration (s)": None, "sample rate (Hz)": None,
+               "channels": None, "problem": None}
+        try:
+            import soundfile as sf
+
+            info = sf.info(str(path))
+            row.update({"duration (s)": round(float(info.frames) / float(info.samplerate), 2),
+                        "sample rate (Hz)": int(info.samplerate), "channels": int(info.channels)})
+        except Exception:  # noqa: BLE001 - not a format libsndfile knows: decode it
+            try:
+                from chandra.audio import decode_audio
+
+                decoded = decode_audio(path)
+                row.update({"duration (s)": round(len(decoded.y) / float(decoded.sr), 2),
+                            "sample rate (Hz)": int(decoded.file_sample_rate or decoded.sr), "channels": None})
+            except Exception as exc:  # noqa: BLE001 - reported in the row
+                from chandra.errors import first_line
+
+                row["problem"] = first_line(exc) if isinstance(exc, ChandraError) else f"{type(exc).__name__}: {exc}"
+        rows.append(row)
+    return rows

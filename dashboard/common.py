@@ -457,6 +457,45 @@ def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: s
     return clip
 
 
+def field_matrix_section(ledger: list, *, findings: list | None = None, files: list | None = None,
+                         key: str) -> bool:
+    """The ledger's stage x field matrix; for a corpus (two or more takes and
+    per-file ledger sections) a "split per file" toggle draws one matrix per
+    take, in tabs. Returns True when split."""
+    from chandra.figures.diagnostics import field_matrix_figure
+
+    files = list(files or [])
+    split = False
+    if len(files) > 1 and any(isinstance(e, dict) and isinstance(e.get("per_file"), list) for e in ledger or []):
+        split = st.toggle("split per file", key=f"{key}_split",
+                          help="One matrix per take, from the ledger's per-file counts: a field lost in one take "
+                               "shows in that take's matrix.")
+    if not split:
+        st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key=key)
+        return False
+    from chandra.figures.corpus import take_field_matrices
+
+    matrices = take_field_matrices(ledger, files, findings=findings)
+    for k, (tab, (name, fig)) in enumerate(zip(st.tabs([name for name, _ in matrices]), matrices)):
+        with tab:
+            st.plotly_chart(fig, width="stretch", key=f"{key}_take{k}")
+    return True
+
+
+def take_picker(files: list, *, key: str = "take", label: str = "take") -> int:
+    """A selectbox of a corpus's takes (index · name · duration); the choice
+    is kept in ``session_state[key]`` across pages."""
+    from chandra.corpus_view import take_label
+
+    options = list(range(len(files)))
+    current = st.session_state.get(key)
+    if current not in options:
+        st.session_state[key] = 0
+    return int(st.selectbox(label, options, key=key, format_func=lambda k: take_label({**files[k], "take": k}),
+                            help="The corpus's takes in training order; the page shows the chosen take as it "
+                                 "shows a one-file run."))
+
+
 # ---------------------------------------------------------------------------
 # background jobs
 # ---------------------------------------------------------------------------

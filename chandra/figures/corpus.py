@@ -117,13 +117,24 @@ def token_usage_rows(usage: Mapping, files: Sequence[Mapping]) -> list[dict]:
 def take_field_matrices(ledger: Sequence[Mapping], files: Sequence[Mapping], *,
                         findings: Sequence[Any] | None = None) -> list[tuple[str, go.Figure]]:
     """The field matrix drawn once per take from the ledger's per-file
-    sections: ``[(take name, figure), ...]`` in take order."""
+    sections: ``[(take name, figure), ...]`` in take order.
+
+    A finding whose evidence names ``takes`` marks cells only in those
+    takes' matrices; one that names none applies to every take.
+    """
     from chandra.corpus_view import take_ledger
     from chandra.figures.diagnostics import field_matrix_figure
 
+    def applies(finding: Any, take: int) -> bool:
+        evidence = (finding.get("evidence") if isinstance(finding, Mapping)
+                    else getattr(finding, "evidence", None)) or {}
+        takes = evidence.get("takes") if isinstance(evidence, Mapping) else None
+        return not isinstance(takes, list) or take in takes
+
     out = []
     for k, name in enumerate(take_names(files)):
-        out.append((name, field_matrix_figure(take_ledger(ledger, k), findings=findings,
+        mine = [f for f in (findings or []) if applies(f, k)]
+        out.append((name, field_matrix_figure(take_ledger(ledger, k), findings=mine,
                                               title=f"Fields surviving each stage: take {name}")))
     return out
 
