@@ -208,20 +208,7 @@ def _corpus_uploads() -> tuple[list[Path], list[str]]:
                                type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS], accept_multiple_files=True,
                                key="corpus_upload", help="Each file is decoded when it arrives; one that is not "
                                "readable audio is refused here and left out.")
-    saved: dict = st.session_state.setdefault("_corpus_uploads", {})
-    paths, errors = [], []
-    for upload in uploads or []:
-        outcome = saved.get(upload.file_id)
-        if outcome is None:
-            try:
-                outcome = {"path": str(common.save_upload(upload.name, upload.getvalue()))}
-            except ChandraError as exc:
-                outcome = {"error": f"{upload.name}: {exc}"}
-            saved[upload.file_id] = outcome
-        if "error" in outcome:
-            errors.append(outcome["error"])
-        else:
-            paths.append(Path(outcome["path"]))
+    paths, errors = common.save_uploads(uploads, st.session_state.setdefault("_corpus_uploads", {}))
     return paths, errors
 
 
@@ -676,7 +663,7 @@ st.subheader("At a glance")
 if not ledger:
     st.caption("The ledger fills in as stages run.")
 else:
-    from chandra.figures.diagnostics import field_matrix_figure, token_strip_figure
+    from chandra.figures.diagnostics import token_strip_figure
 
     configured_k = run.config().n_tokens
     n_tokens = (meta.get("summaries", {}).get("vocabulary", {}) or {}).get("n_tokens") \

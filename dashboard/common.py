@@ -187,6 +187,33 @@ def save_upload(name: str, data: bytes, *, kind: str = "audio") -> Path:
                         max_bytes=int(limit) * 1024 * 1024 if limit else None)
 
 
+def save_uploads(uploads: Iterable[Any], outcomes: dict) -> tuple[list[Path], list[str]]:
+    """Several uploads (e.g. the takes of a corpus), each checked and stored
+    by :func:`save_upload`; the outcome of each is kept in ``outcomes`` by
+    the upload's ``file_id``, so a rerun neither hashes nor decodes it again.
+
+    Returns
+    -------
+    (paths, errors)
+        The stored files in upload order, and one line per refused upload
+        ("name: why"); a refused upload leaves nothing and does not stop the others.
+    """
+    paths, errors = [], []
+    for upload in uploads or []:
+        outcome = outcomes.get(upload.file_id)
+        if outcome is None:
+            try:
+                outcome = {"path": str(save_upload(upload.name, upload.getvalue()))}
+            except ChandraError as exc:
+                outcome = {"error": f"{upload.name}: {exc}"}
+            outcomes[upload.file_id] = outcome
+        if "error" in outcome:
+            errors.append(outcome["error"])
+        else:
+            paths.append(Path(outcome["path"]))
+    return paths, errors
+
+
 # ---------------------------------------------------------------------------
 # the current run
 # ---------------------------------------------------------------------------
