@@ -301,3 +301,26 @@ def test_generate_shows_the_take_of_each_passage(corpus_run):
     assert passages["steps"].sum() == len(frames)
     band = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if "gen_take_band" in c.proto.id)
     assert {t["meta"] for t in band["data"]} == {f"take {k}" for k in set(passages["take"])}
+
+
+# --------------------------------------------------------------------------- one file stays as it was
+
+
+def test_a_one_file_run_is_unchanged_and_its_pages_show_no_take(prepared_run):
+    meta = prepared_run.meta()
+    assert set(meta) == {"run_id", "created", "audio_path", "audio_name", "audio_sha256", "config", "stages",
+                         "ledger", "summaries", "findings", "job"}
+    assert not prepared_run.is_corpus and prepared_run.corpus_files() == [] and prepared_run.segment_takes() is None
+    assert [r["sha256"] for r in prepared_run.inputs()] == [meta["audio_sha256"]]
+    assert not (prepared_run.path / "files.json").exists() and not (prepared_run.path / "takes.npy").exists()
+    at = _page(prepared_run, "pages/1_Audio_and_segments.py")
+    assert not [s for s in at.selectbox if s.key == "audio_take"]
+    assert at.number_input(key="play_segment") is not None  # the one-file widget keys
+    at = _page(prepared_run, "pages/3_Vocabulary.py")
+    assert not [c for c in at.get("plotly_chart") if "take_token_heatmap" in c.proto.id]
+    at = _page(prepared_run, "pages/4_Events_and_fields.py")
+    assert not [t for t in at.toggle if t.key == "field_matrix_split"]
+    at = _app(prepared_run)
+    at.run()
+    assert not [t for t in at.toggle if t.key == "home_field_matrix_split"]
+    assert not [r for r in at.radio if r.key == "corpus_source"]  # one file is the default mode
