@@ -469,6 +469,13 @@ def pipeline_panel(run, *, was_running: bool) -> None:
     if recorded.get("status") in ("queued", "running") and common.job_for(run) is None:
         st.warning(f"This run's last job was {recorded['status']} in another server process "
                    f"(pid {recorded.get('pid', '?')}); if that server has stopped, run the stages again.")
+    failed = [s for s in STAGES if status[s].get("status") == "failed"]
+    if meta.get("kind") == "corpus" and len(failed) > 1 \
+            and len({status[s].get("error") for s in failed}) == 1:
+        # A corpus trains as one job: one error, said once.
+        st.error(f"The corpus failed ({len(failed)} stages): {status[failed[0]].get('error') or 'unknown error'}",
+                 icon=":material/block:")
+        status = {s: (info if s not in failed else {**info, "status": "failed-shown"}) for s, info in status.items()}
     for stage in STAGES:
         info = status[stage]
         if info.get("status") == "failed":

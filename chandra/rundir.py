@@ -397,7 +397,21 @@ class RunDirectory:
         (:data:`STAGE_FAILED`) per failed stage with its error message, one
         warning (:data:`STAGE_CANCELLED`) per cancelled stage."""
         out: list[dict] = []
-        for stage, info in self.status().items():
+        status = self.status()
+        if self.is_corpus:
+            # A corpus trains as one job: its stages fail (or stop) together, with one error; said once.
+            for code, wanted, severity, verb in ((STAGE_FAILED, STATUS_FAILED, "error", "failed"),
+                                                 (STAGE_CANCELLED, STATUS_CANCELLED, "warning", "was cancelled")):
+                stages = [s for s, info in status.items() if info.get("status") == wanted]
+                for error in dict.fromkeys(status[s].get("error") for s in stages):
+                    mine = [s for s in stages if status[s].get("error") == error]
+                    text = f": {error or 'unknown error'}" if wanted == STATUS_FAILED else ""
+                    out.append({"severity": severity, "code": code, "stage": mine[0],
+                                "message": f"the corpus training {verb} ({', '.join(mine)}){text}",
+                                "evidence": {"error": error, "stages": mine,
+                                             "finished": status[mine[0]].get("finished")}})
+            return out
+        for stage, info in status.items():
             if info.get("status") == STATUS_FAILED:
                 out.append({"severity": "error", "code": STAGE_FAILED, "stage": stage,
                             "message": f"the {stage} stage failed: {info.get('error') or 'unknown error'}",

@@ -324,3 +324,29 @@ def test_a_one_file_run_is_unchanged_and_its_pages_show_no_take(prepared_run):
     at.run()
     assert not [t for t in at.toggle if t.key == "home_field_matrix_split"]
     assert not [r for r in at.radio if r.key == "corpus_source"]  # one file is the default mode
+
+
+@pytest.mark.parametrize("page", ["pages/2_Features.py", "pages/5_Oracle.py", "pages/6_Model_inspector.py",
+                                  "pages/7_Traces.py", "pages/10_Play.py"])
+def test_every_other_page_opens_a_corpus_run(corpus_run, page):
+    at = _page(corpus_run, page)
+    assert not at.error or all("Traceback" not in e for e in _texts(at.error))
+
+
+def test_home_shows_a_failed_corpus_once_with_the_takes_name(runs_root, corpus_takes, tmp_path):
+    from chandra.errors import ChandraError
+    from chandra.rundir import RunDirectory
+
+    bad = tmp_path / "silence_of_nothing.wav"
+    bad.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt not audio" * 4)
+    run = RunDirectory.create_corpus(runs_root, [corpus_takes[0], bad], run_id="corpus-failed-home")
+    with pytest.raises(ChandraError):
+        run.execute("all")
+    at = _app(run)
+    at.run()
+    assert not at.exception, at.exception
+    errors = [e for e in _texts(at.error) if "silence_of_nothing.wav" in e]
+    # once in the pipeline strip, once as the findings box's STAGE_FAILED (not once per stage)
+    assert len(errors) == 2 and errors[0].startswith("The corpus failed (8 stages)"), _texts(at.error)
+    assert "STAGE_FAILED" in errors[1] and "the corpus training failed (load, segment" in errors[1]
+    assert _metrics(at)["errors"] == "1"

@@ -15,11 +15,11 @@ import pytest
 from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
 from helpers_audio import SR, melody, write
 
-pytestmark = [pytest.mark.browser, pytest.mark.timeout(360)]
+pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
-PIPELINE_TIMEOUT_S = 180
+PIPELINE_TIMEOUT_S = 300  # 3 takes train in ~10 s; a loaded machine (nice-10 workers) is slower
 PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
 
 
