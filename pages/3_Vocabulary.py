@@ -131,7 +131,14 @@ with l2:
         bounds = [(float(state.segments.start[i]), float(state.segments.end[i])) for i in idx]
         clip, n_heard = figs.concat_segments(state.signal, state.sample_rate, bounds, return_count=True)
         st.audio(clip, sample_rate=int(state.sample_rate))
-        st.caption("segments " + ", ".join(f"{int(i)} ({a:.2f}–{b:.2f} s)"
+        where = {}
+        if run.is_corpus:  # name each segment's take and its time in that take, not in the corpus
+            files, seg_takes = run.corpus_files(), run.segment_takes()
+            if files and seg_takes is not None and len(seg_takes) == len(state.segments):
+                for i, (a, b) in zip(idx, bounds):
+                    row = files[int(seg_takes[i])]
+                    where[int(i)] = f"{row['name']} {a - row['offset_s']:.2f}–{b - row['offset_s']:.2f} s"
+        st.caption("segments " + ", ".join(f"{int(i)} ({where.get(int(i)) or f'{a:.2f}–{b:.2f} s'})"
                                            for i, (a, b) in zip(idx[:n_heard], bounds[:n_heard]))
                    + ", joined with short silences"
                    + (f" ({len(idx) - n_heard} more left out to stay under 10 s)" if n_heard < len(idx) else ""))

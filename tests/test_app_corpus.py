@@ -5,6 +5,7 @@ passage on Generate. One 3-take corpus is trained once for the session."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -265,6 +266,8 @@ def test_vocabulary_page_heatmap_is_the_token_usage(corpus_run):
     assert usage_trace["y"] == [f"{k} · {f['name']}" for k, f in enumerate(model.files())]
     table = _frame(at, "tokens used", "owned")
     assert list(table["tokens used"]) == usage["unique"]
+    heard = [c for c in _texts(at.caption) if c.startswith("segments ")]
+    assert heard and re.search(r"\d+ \(take\d\.wav \d+\.\d\d–\d+\.\d\d s\)", heard[0]), heard
     at.radio(key="take_heatmap_value").set_value("share of the take").run()
     assert not at.exception
 
