@@ -193,6 +193,89 @@ def audio_chooser() -> tuple[Path | None, ChandraError | None]:
     return path, None
 
 
+# --------------------------------------------------------------------------- a corpus of takes
+
+TRAIN_MODES = ("one file", "several files or a folder")
+
+
+def _corpus_uploads() -> tuple[list[Path], list[str]]:
+    """Uploaded takes: each checked and stored by the one upload saver, once
+    per upload (the outcome is kept by file id across reruns)."""
+    from chandra.audio import SUPPORTED_EXTENSIONS
+
+    cap = st.get_option("server.maxUploadSize")
+    uploads = st.file_uploader(f"upload takes (several files; at most {cap} MB each)",
+                               type=[e.lstrip(".") for e in SUPPORTED_EXTENSIONS], accept_multiple_files=True,
+                               key="corpus_upload", help="Each file is decoded when it arrives; one that is not "
+                               "readable audio is refused here and left out.")
+    paths, errors = common.save_uploads(uploads, st.session_state.setdefault("_corpus_uploads", {}))
+    return paths, errors
+
+
+def _expand_checked(items: list[Path]) -> list[Path]:
+    """Files and folders (searched recursively, :func:`chandra.corpus.collect_inputs`)
+    as files, each found file checked against the allowed folders again (a
+    symlink inside a folder cannot lead outside)."""
+    from chandra.corpus import collect_inputs
+
+    found = collect_inputs(items)
+    return [common.resolve_user_path(f.path) for f in found]
+
+
+def corpus_chooser() -> tuple[list[Path], ChandraError | None]:
+    """The chosen takes (files in order, folders expanded), or ([], why not)."""
+    source = st.radio("takes from", ("samples", "server paths", "uploads"), horizontal=True, key="corpus_source")
+    try:
+        if source == "samples":
+            samples = common.sample_files()
+            if not samples:
+                st.warning("No files in sample_audio/.")
+                return [], None
+            names = st.multiselect("samples", [p.name for p in samples], key="corpus_samples",
+                                   help="The takes of the corpus, in the order picked")
+            return _expand_checked([common.resolve_user_path(str(common.SAMPLE_DIR / n)) for n in names]), None
+        if source == "server paths":
+            text = st.text_area("files or folders on the server, one per line (folders are searched recursively)",
+                                key="corpus_paths", placeholder="/data/session1/\n/data/extra/take7.wav",
+                                help=common.roots_hint())
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            items = [common.resolve_user_path(line, kind=None) for line in lines]
+            return _expand_checked(items), None
+        paths, errors = _corpus_uploads()
+        for message in errors:
+            st.error(message, icon=":material/block:")
+        return paths, None
+    except ChandraError as exc:
+        common.show_error(exc)
+        return [], exc
+
+
+@st.cache_data(max_entries=32, show_spinner="Reading the takes…")
+def _describe(paths: tuple[str, ...], stamps: tuple[float, ...]) -> list[dict]:
+    from chandra.corpus_view import describe_takes
+
+    return describe_takes(list(paths))
+
+
+def takes_preview(paths: list[Path]) -> None:
+    """The takes found, before training: name, duration, sample rate."""
+    if not paths:
+        st.caption("No takes chosen yet.")
+        return
+    try:
+        rows = _describe(tuple(str(p) for p in paths), tuple(p.stat().st_mtime for p in paths))
+    except OSError as exc:
+        common.show_error(exc)
+        return
+    total = sum(r["duration (s)"] or 0.0 for r in rows)
+    st.markdown(f"**{len(rows)} take(s) found**, {total:.1f} s in all"
+                + (" · one take trains as a one-file run" if len(rows) == 1 else ""))
+    st.dataframe(rows, hide_index=True, width="stretch", key="takes_found")
+    bad = [r for r in rows if r["problem"]]
+    for r in bad:
+        st.warning(f"{r['name']}: {r['problem']}", icon=":material/warning:")
+
+
 # --------------------------------------------------------------------------- segments and K before training
 
 
@@ -370,6 +453,9 @@ def pipeline_panel(run, *, was_running: bool) -> None:
         done, total = int(prog.get("done", 0) or 0), int(prog.get("total", 0) or 0)
         frac = done / total if total else 0.0
         label = f"running **{current}**" + (f" — {prog.get('stage')} {done}/{total}" if total else "")
+        if prog.get("corpus"):  # a corpus trains as one job: say which phase it is in
+            label = f"training the corpus of {prog.get('n_files', '?')} takes — **{prog.get('stage', '…')}**" \
+                + (f" {done}/{total}" if total else "")
         if prog.get("note"):
             label += f" · {prog['note']}"  # e.g. compiling (first run only)
         pc1, pc2 = st.columns([5, 1])
@@ -383,6 +469,13 @@ def pipeline_panel(run, *, was_running: bool) -> None:
     if recorded.get("status") in ("queued", "running") and common.job_for(run) is None:
         st.warning(f"This run's last job was {recorded['status']} in another server process "
                    f"(pid {recorded.get('pid', '?')}); if that server has stopped, run the stages again.")
+    failed = [s for s in STAGES if status[s].get("status") == "failed"]
+    if meta.get("kind") == "corpus" and len(failed) > 1 \
+            and len({status[s].get("error") for s in failed}) == 1:
+        # A corpus trains as one job: one error, said once.
+        st.error(f"The corpus failed ({len(failed)} stages): {status[failed[0]].get('error') or 'unknown error'}",
+                 icon=":material/block:")
+        status = {s: (info if s not in failed else {**info, "status": "failed-shown"}) for s, info in status.items()}
     for stage in STAGES:
         info = status[stage]
         if info.get("status") == "failed":
@@ -433,9 +526,18 @@ if runs:
 _sync_params(run)
 
 with st.expander("Audio and parameters", expanded=run is None):
-    audio, audio_error = audio_chooser()
-    if audio_error is None:
-        k_preview(audio)
+    mode = st.radio("train on", TRAIN_MODES, horizontal=True, key="train_mode",
+                    help="Several files or a folder make one corpus: one vocabulary and one oracle over every take.")
+    corpus_paths: list[Path] = []
+    audio, audio_error = None, None
+    if mode == TRAIN_MODES[0]:
+        audio, audio_error = audio_chooser()
+        if audio_error is None:
+            k_preview(audio)
+    else:
+        corpus_paths, audio_error = corpus_chooser()
+        if audio_error is None:
+            takes_preview(corpus_paths)
     st.divider()
     parameters_form()
     b1, b2, b3 = st.columns([2, 2, 2])
@@ -449,7 +551,28 @@ with st.expander("Audio and parameters", expanded=run is None):
         run_stale = st.button("Run stale / missing stages", key="run_stale", disabled=run is None
                               or common.job_running(run), width="stretch")
 
-if start_new:
+if start_new and mode != TRAIN_MODES[0]:
+    try:
+        if audio_error is not None:
+            raise audio_error
+        if not corpus_paths:
+            raise ChandraError("choose the takes first (samples, files or folders on the server, or uploads)")
+        checked = [common.resolve_user_path(str(p)) for p in corpus_paths]  # checked again before a run is made
+        config = _config_from_widgets()
+        from chandra.rundir import RunDirectory
+
+        if len(checked) == 1:
+            new_run = RunDirectory.create(common.runs_root(), checked[0], config)
+        else:
+            new_run = RunDirectory.create_corpus(common.runs_root(), checked, config)
+        common.set_current_run(new_run.run_id)
+        st.session_state["_params_for"] = new_run.run_id
+        common.start_job(new_run, "all")
+        st.rerun()
+    except ChandraError as exc:
+        if exc is not audio_error:
+            common.show_error(exc)
+elif start_new:
     try:
         if audio_error is not None:
             raise audio_error
@@ -518,6 +641,16 @@ for col, (stage, page) in zip(links, STAGE_PAGES.items()):
         except Exception:  # noqa: BLE001 - page registry absent (tests running app.py alone)
             pass
 
+if meta.get("kind") == "corpus":
+    corpus_summary = (meta.get("summaries") or {}).get("corpus") or {}
+    st.subheader("Takes")
+    if corpus_summary.get("files"):
+        st.dataframe(corpus_summary["files"], hide_index=True, width="stretch", key="corpus_takes")
+    else:
+        st.dataframe([{k: r.get(k) for k in ("name", "path", "sha256")} for r in run.inputs()], hide_index=True,
+                     width="stretch", key="corpus_takes")
+        st.caption("The corpus trains as one job: every stage shows running until the model is saved.")
+
 ledger = meta.get("ledger", [])
 findings = common.run_findings(run, ledger)
 st.subheader("Findings")
@@ -537,11 +670,11 @@ st.subheader("At a glance")
 if not ledger:
     st.caption("The ledger fills in as stages run.")
 else:
-    from chandra.figures.diagnostics import field_matrix_figure, token_strip_figure
+    from chandra.figures.diagnostics import token_strip_figure
 
     configured_k = run.config().n_tokens
     n_tokens = (meta.get("summaries", {}).get("vocabulary", {}) or {}).get("n_tokens") \
         or (configured_k if configured_k != "auto" else None)
-    st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key="home_field_matrix")
+    common.field_matrix_section(ledger, findings=findings, files=run.corpus_files(), key="home_field_matrix")
     st.plotly_chart(token_strip_figure(ledger, n_tokens=int(n_tokens) if n_tokens else None), width="stretch",
                     key="home_token_strip")

@@ -13,7 +13,9 @@ one can be read by the other::
       "summary": {...},                   # Generation.summary(model)
       "fallbacks": [...],                 # Generation.fallbacks
       "generation": {...},                # Generation.to_dict(): frames, steps, jumps, ...
-      "ledger_entry": {...}               # the "generated" ledger stage
+      "ledger_entry": {...},              # the "generated" ledger stage
+      "takes": [...]                      # a corpus model only: its file table (take, name, path,
+                                          # sha256, duration); generation["takes"] gives each frame's take
     }
 
 The summary and fallbacks are the same keys ``chandra generate --json``
@@ -43,7 +45,7 @@ def generation_record(model: Any, generation: Any, *, wav_path: str | os.PathLik
     made from ``model`` and written to ``wav_path``)."""
     from chandra.ledger import json_safe
 
-    return json_safe({
+    record = {
         "format": RECORD_FORMAT,
         "version": RECORD_VERSION,
         "model_path": None if model_path is None else str(model_path),
@@ -54,7 +56,12 @@ def generation_record(model: Any, generation: Any, *, wav_path: str | os.PathLik
         "fallbacks": list(generation.fallbacks),
         "generation": generation.to_dict(),
         "ledger_entry": generation.ledger_entry(model),
-    })
+    }
+    if getattr(model, "is_corpus", False):
+        record["takes"] = [{"take": k, "name": row.get("name"), "path": row.get("path"), "sha256": row.get("sha256"),
+                            "duration": row.get("duration"), "label": row.get("label")}
+                           for k, row in enumerate(model.files())]
+    return json_safe(record)
 
 
 def write_generation_record(record: dict, path: str | os.PathLike) -> Path:

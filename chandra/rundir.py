@@ -23,6 +23,19 @@ every stage's output is persisted under ``<root>/<run_id>/``::
     model.chandra       the saved model (after "save")
     cancel              present while a cancel is requested
 
+A *corpus run* (:meth:`RunDirectory.create_corpus`) holds several takes:
+``run.json`` has ``kind: "corpus"`` and ``inputs`` (one row per take: path,
+name, sha256, label) and ``audio_sha256`` is the corpus hash (SHA-256 of the
+takes' hashes in order, as in the model's ``provenance["input"]``). It is
+trained as one job (:func:`chandra.corpus.train_corpus`); its results are
+stored in the same files as a one-file run's, laid end to end, with times in
+*corpus* seconds (a take's offset added) in ``segments.npz`` and ``signal.npy``
+holding the takes one after another (the model's audio), plus::
+
+    takes.npy           int64 (n_segments,): take of every segment
+    files.json          the model's file table (``Model.files()``), with
+                        ``offset_s`` and ``offset_samples`` of each take
+
 Nothing here is pickled; arrays are ``.npy``/``.npz`` loaded with
 ``allow_pickle=False``, and every write is atomic.
 
@@ -208,6 +221,88 @@ class RunDirectory:
         dump_json_atomic(meta, path / "run.json")
         return cls(path)
 
+    @classmethod
+    def create_corpus(cls, root: str | os.PathLike, inputs, config: TrainConfig | None = None,
+                      *, run_id: str | None = None) -> "RunDirectory":
+        """Make a new run for a corpus of takes under ``root``.
+
+        Parameters
+        ----------
+        root : path
+        inputs : sequence of path or chandra.corpus.CorpusFile
+            The takes in order (e.g. from :func:`chandra.corpus.collect_inputs`);
+            each must be an existing file. Recorded in ``run.json`` with its
+            SHA-256.
+        config : TrainConfig, optional
+        run_id : str, optional
+        """
+        import hashlib
+
+        from chandra.corpus import CorpusFile
+
+        files = [item if isinstance(item, CorpusFile) else CorpusFile(path=os.fspath(item)) for item in inputs]
+        if not files:
+            raise ChandraError("no audio given: choose files or a folder with audio files in it")
+        rows = []
+        for item in files:
+            path = Path(item.path).resolve()
+            if not path.is_file():
+                raise ChandraError(f"{item.path}: no such audio file")
+            rows.append({"path": str(path), "name": path.name, "sha256": sha256_file(path), "label": item.label})
+        config = config or TrainConfig()
+        config.validate()
+        corpus_sha = hashlib.sha256("\n".join(r["sha256"] for r in rows).encode()).hexdigest()
+        run_id = run_id or (_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
+        path = Path(root) / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        names = ", ".join(r["name"] for r in rows[:3]) + (", …" if len(rows) > 3 else "")
+        meta = {
+            "run_id": run_id,
+            "created": _now(),
+            "kind": "corpus",
+            "inputs": rows,
+            "audio_path": rows[0]["path"],
+            "audio_name": f"corpus of {len(rows)} takes ({names})",
+            "audio_sha256": corpus_sha,
+            "config": config.to_dict(),
+            "stages": {name: {"status": STATUS_NOT_RUN} for name in STAGES},
+            "ledger": [],
+            "summaries": {},
+            "findings": [],
+            "job": None,
+        }
+        dump_json_atomic(meta, path / "run.json")
+        return cls(path)
+
+    @property
+    def is_corpus(self) -> bool:
+        """True for a run of several takes (:meth:`create_corpus`)."""
+        return self.meta().get("kind") == "corpus"
+
+    def inputs(self) -> list[dict]:
+        """The takes of a corpus run as recorded at creation (path, name, sha256, label);
+        a one-file run gives its one file."""
+        meta = self.meta()
+        if meta.get("kind") == "corpus":
+            return [dict(row) for row in meta.get("inputs") or []]
+        return [{"path": meta.get("audio_path"), "name": meta.get("audio_name"), "sha256": meta.get("audio_sha256"),
+                 "label": None}]
+
+    def corpus_files(self) -> list[dict]:
+        """The trained corpus's file table (``files.json``: the model's
+        ``provenance["files"]`` rows with ``offset_s`` and ``offset_samples``),
+        or ``[]`` before training (and for a one-file run)."""
+        target = self.path / "files.json"
+        if not target.is_file():
+            return []
+        value = json.loads(target.read_text(encoding="utf-8"))
+        return value if isinstance(value, list) else []
+
+    def segment_takes(self) -> np.ndarray | None:
+        """Take of every segment of a trained corpus run (int64), else None."""
+        target = self.path / "takes.npy"
+        return _load_npy(target) if target.is_file() else None
+
     # ------------------------------------------------------------------ metadata
 
     @property
@@ -302,7 +397,21 @@ class RunDirectory:
         (:data:`STAGE_FAILED`) per failed stage with its error message, one
         warning (:data:`STAGE_CANCELLED`) per cancelled stage."""
         out: list[dict] = []
-        for stage, info in self.status().items():
+        status = self.status()
+        if self.is_corpus:
+            # A corpus trains as one job: its stages fail (or stop) together, with one error; said once.
+            for code, wanted, severity, verb in ((STAGE_FAILED, STATUS_FAILED, "error", "failed"),
+                                                 (STAGE_CANCELLED, STATUS_CANCELLED, "warning", "was cancelled")):
+                stages = [s for s, info in status.items() if info.get("status") == wanted]
+                for error in dict.fromkeys(status[s].get("error") for s in stages):
+                    mine = [s for s in stages if status[s].get("error") == error]
+                    text = f": {error or 'unknown error'}" if wanted == STATUS_FAILED else ""
+                    out.append({"severity": severity, "code": code, "stage": mine[0],
+                                "message": f"the corpus training {verb} ({', '.join(mine)}){text}",
+                                "evidence": {"error": error, "stages": mine,
+                                             "finished": status[mine[0]].get("finished")}})
+            return out
+        for stage, info in status.items():
             if info.get("status") == STATUS_FAILED:
                 out.append({"severity": "error", "code": STAGE_FAILED, "stage": stage,
                             "message": f"the {stage} stage failed: {info.get('error') or 'unknown error'}",
@@ -460,6 +569,10 @@ class RunDirectory:
         with options that changed while it ran is recorded under the
         options it ran with, and so shows as stale.
         """
+        if self.is_corpus:
+            # A corpus trains as one unit (the feature cache makes a re-run
+            # cheap): whatever stages were asked for, all of them run.
+            return self._execute_corpus(progress=progress, should_cancel=should_cancel)
         if stages == "all":
             todo = list(STAGES)
         elif stages == "stale":
@@ -562,6 +675,165 @@ class RunDirectory:
             meta["summaries"] = {**meta.get("summaries", {}), **summaries}
             if findings is not None:
                 meta["findings"] = findings
+
+        self.update_meta(change)
+
+    # ------------------------------------------------------------------ corpus runs
+
+    def _execute_corpus(self, *, progress=None, should_cancel: Callable[[], bool] | None = None) -> dict:
+        """Train a corpus run as one job (:func:`chandra.corpus.train_corpus`).
+
+        Every stage shows "running" while the corpus trains (none has a result
+        of its own until the corpus is built); ``progress.json`` carries the
+        phase ("files" done/total, then "vocabulary", "events", "oracle",
+        "save"). At the end the results are stored in the run's files (see the
+        module notes) and every stage is done; an error fails every stage
+        with its message (naming the file when one take is at fault), a
+        cancel request stops at the next progress report.
+        """
+        from chandra.corpus import CorpusFile, train_corpus
+        from chandra.feature_cache import FeatureCache
+
+        cancel_file = self.path / "cancel"
+        cancel_file.unlink(missing_ok=True)
+        meta = self.meta()
+        config = TrainConfig.from_dict(meta["config"])
+        corpus_sha = meta["audio_sha256"]
+        rows = list(meta.get("inputs") or [])
+        files = [CorpusFile(path=row["path"], label=row.get("label")) for row in rows]
+        started = _now()
+
+        def start(meta: dict) -> None:
+            for stage in STAGES:
+                meta["stages"][stage] = {**meta["stages"].get(stage, {}), "status": STATUS_RUNNING,
+                                         "started": started, "error": None}
+
+        self.update_meta(start)
+        self._state = None
+        last_write = [0.0]
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if cancel_file.exists() or (should_cancel is not None and should_cancel()):
+                raise Cancelled(f"cancelled during {stage}")
+            now = time.monotonic()
+            if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
+                last_write[0] = now
+                self.write_progress({"stage": stage, "done": int(done), "total": int(total), "time": time.time(),
+                                     "corpus": True, "n_files": len(files)})
+            if progress is not None:
+                progress(stage, done, total)
+
+        def finish(status: str, error: str) -> None:
+            def change(meta: dict) -> None:
+                for stage in STAGES:
+                    if meta["stages"].get(stage, {}).get("status") == STATUS_RUNNING:
+                        meta["stages"][stage] = {**meta["stages"][stage], "status": status, "error": error,
+                                                 "finished": _now()}
+
+            self.update_meta(change)
+
+        try:
+            if not files:
+                raise ChandraError("this corpus run names no takes")
+            cache = FeatureCache.default()
+            result = train_corpus(files, config, output=self.path / "model.chandra", cache=cache,
+                                  progress=on_progress)
+            for row, trained in zip(rows, result.model.files()):
+                if trained.get("sha256") != row.get("sha256"):
+                    raise ChandraError(f"{row['path']}: the file changed since this run was made "
+                                       "(its content hash differs); start a new run")
+            self._persist_corpus(result, config, corpus_sha)
+        except Cancelled as exc:
+            finish(STATUS_CANCELLED, str(exc))
+            cancel_file.unlink(missing_ok=True)
+            raise
+        except Exception as exc:
+            finish(STATUS_FAILED, str(exc) if isinstance(exc, ChandraError) else f"{type(exc).__name__}: {exc}")
+            raise
+        finally:
+            self.write_progress(None)
+            self._state = None
+        return self.status()
+
+    def _persist_corpus(self, result, config: TrainConfig, corpus_sha: str) -> None:
+        """Store a trained corpus in the run's files and mark every stage done."""
+        from chandra.pipeline import RunState
+        from chandra.segment import Segments
+
+        cs, model = result.state, result.model
+        analyses = list(cs.analyses)
+        sample_rate = int(analyses[0].sample_rate)
+        offsets = np.concatenate(([0], np.cumsum([a.n_samples for a in analyses]))).astype(np.int64)
+        parts = {name: [] for name in ("id", "start", "end", "rms", "f0", "centroid")}
+        for k, a in enumerate(analyses):
+            arrays = a.segments.to_arrays()
+            shift = float(offsets[k]) / sample_rate
+            for name in parts:
+                values = np.asarray(arrays[name])
+                parts[name].append(values + shift if name in ("start", "end") else values)
+        joined = {name: np.concatenate(values) if values else np.zeros(0) for name, values in parts.items()}
+        joined["id"] = np.arange(len(joined["start"]), dtype=np.int64)
+        signal = model.audio
+        if signal is None and all(a.signal is not None for a in analyses):
+            signal = np.concatenate([a.signal for a in analyses])
+        state = RunState(audio_path=str(analyses[0].path), config=config, audio_sha256=corpus_sha)
+        state.signal = None if signal is None else np.asarray(signal, dtype=np.float32)
+        state.sample_rate = sample_rate
+        state.duration = float(offsets[-1]) / sample_rate
+        state.segments = Segments.from_arrays(joined, params=dict(analyses[0].segments.params))
+        state.raw_features = cs.raw_features
+        state.encoder_provenance = dict(analyses[0].encoder_provenance or {})
+        state.vocabulary = cs.vocabulary
+        state.features = cs.features
+        state.tokens = cs.tokens
+        state.harmony = [row for a in analyses for row in a.harmony]
+        state.events = model.events
+        state.oracle = cs.oracle
+        state.threshold_curve = cs.threshold_curve
+        for stage in STAGES:
+            if stage == "save" or (stage == "load" and state.signal is None):
+                continue
+            self._persist(state, stage)
+        if state.signal is None:
+            (self.path / "signal.npy").unlink(missing_ok=True)
+        _save_npy(self.path / "takes.npy", np.asarray(cs.takes, dtype=np.int64))
+        table = []
+        for k, row in enumerate(model.files()):
+            table.append({**row, "take": k, "offset_samples": int(offsets[k]),
+                          "offset_s": float(offsets[k]) / sample_rate})
+        dump_json_atomic(table, self.path / "files.json")
+
+        cons = np.asarray([float(h.get("consonance") or 0.0) for h in state.harmony], dtype=np.float64)
+        cache_counts: dict[str, int] = {}
+        for a in analyses:
+            cache_counts[a.feature_cache] = cache_counts.get(a.feature_cache, 0) + 1
+        summaries = {
+            "load": {"duration": state.duration, "sample_rate": sample_rate, "n_files": len(analyses)},
+            "segment": {"n_segments": int(len(state.segments))},
+            "encode": {"dim": int(cs.raw_features.shape[1]), "encoder": config.encoder,
+                       "feature_cache": cache_counts},
+            "vocabulary": dict(cs.summaries.get("vocabulary") or {}),
+            "harmony": {"consonance_mean": float(cons.mean()) if cons.size else 0.0,
+                        "consonance_std": float(cons.std()) if cons.size else 0.0},
+            "events": {"n_events": len(model.events)},
+            "oracle": dict(cs.summaries.get("oracle") or {}),
+            "corpus": result.summary(),
+        }
+        seconds: dict[str, float] = {}
+        for a in analyses:
+            for name, value in (a.timings or {}).items():
+                seconds[name] = seconds.get(name, 0.0) + float(value)
+        seconds.update({k: float(v) for k, v in cs.timings.items()})
+        finished = _now()
+
+        def change(meta: dict) -> None:
+            for stage in STAGES:
+                meta["stages"][stage] = {"status": STATUS_DONE, "seconds": seconds.get(stage),
+                                         "hash": stage_hash(config, stage, audio_sha256=corpus_sha),
+                                         "finished": finished, "error": None}
+            meta["ledger"] = _merge_ledger([], list(cs.ledger))
+            meta["summaries"] = summaries
+            meta["findings"] = list(result.findings)
 
         self.update_meta(change)
 

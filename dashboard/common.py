@@ -187,6 +187,33 @@ def save_upload(name: str, data: bytes, *, kind: str = "audio") -> Path:
                         max_bytes=int(limit) * 1024 * 1024 if limit else None)
 
 
+def save_uploads(uploads: Iterable[Any], outcomes: dict) -> tuple[list[Path], list[str]]:
+    """Several uploads (e.g. the takes of a corpus), each checked and stored
+    by :func:`save_upload`; the outcome of each is kept in ``outcomes`` by
+    the upload's ``file_id``, so a rerun neither hashes nor decodes it again.
+
+    Returns
+    -------
+    (paths, errors)
+        The stored files in upload order, and one line per refused upload
+        ("name: why"); a refused upload leaves nothing and does not stop the others.
+    """
+    paths, errors = [], []
+    for upload in uploads or []:
+        outcome = outcomes.get(upload.file_id)
+        if outcome is None:
+            try:
+                outcome = {"path": str(save_upload(upload.name, upload.getvalue()))}
+            except ChandraError as exc:
+                outcome = {"error": f"{upload.name}: {exc}"}
+            outcomes[upload.file_id] = outcome
+        if "error" in outcome:
+            errors.append(outcome["error"])
+        else:
+            paths.append(Path(outcome["path"]))
+    return paths, errors
+
+
 # ---------------------------------------------------------------------------
 # the current run
 # ---------------------------------------------------------------------------
@@ -455,6 +482,45 @@ def audio_player(y: np.ndarray, sr: int, start: float, end: float, *, caption: s
     else:
         st.audio(clip, sample_rate=int(sr), autoplay=bool(autoplay))
     return clip
+
+
+def field_matrix_section(ledger: list, *, findings: list | None = None, files: list | None = None,
+                         key: str) -> bool:
+    """The ledger's stage x field matrix; for a corpus (two or more takes and
+    per-file ledger sections) a "split per file" toggle draws one matrix per
+    take, in tabs. Returns True when split."""
+    from chandra.figures.diagnostics import field_matrix_figure
+
+    files = list(files or [])
+    split = False
+    if len(files) > 1 and any(isinstance(e, dict) and isinstance(e.get("per_file"), list) for e in ledger or []):
+        split = st.toggle("split per file", key=f"{key}_split",
+                          help="One matrix per take, from the ledger's per-file counts: a field lost in one take "
+                               "shows in that take's matrix.")
+    if not split:
+        st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key=key)
+        return False
+    from chandra.figures.corpus import take_field_matrices
+
+    matrices = take_field_matrices(ledger, files, findings=findings)
+    for k, (tab, (name, fig)) in enumerate(zip(st.tabs([name for name, _ in matrices]), matrices)):
+        with tab:
+            st.plotly_chart(fig, width="stretch", key=f"{key}_take{k}")
+    return True
+
+
+def take_picker(files: list, *, key: str = "take", label: str = "take") -> int:
+    """A selectbox of a corpus's takes (index · name · duration); the choice
+    is kept in ``session_state[key]`` across pages."""
+    from chandra.corpus_view import take_label
+
+    options = list(range(len(files)))
+    current = st.session_state.get(key)
+    if current not in options:
+        st.session_state[key] = 0
+    return int(st.selectbox(label, options, key=key, format_func=lambda k: take_label({**files[k], "take": k}),
+                            help="The corpus's takes in training order; the page shows the chosen take as it "
+                                 "shows a one-file run."))
 
 
 # ---------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """Audio and segments: the whole recording in a player (waveform, onset rug
 and log-mel spectrogram on one time axis, a playhead that follows playback,
 click to play from anywhere, zoom with a minimap), the segment table
-(click a row to hear it) and an onset click track."""
+(click a row to hear it) and an onset click track. A corpus run picks one
+take and shows it exactly as a one-file run (its own audio, its own seconds)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,24 @@ st.title("Audio and segments")
 run = common.require_run()
 
 
-@st.cache_data(max_entries=4, show_spinner="Computing the spectrogram…")
-def _mel(run_path: str, stamp: str, n_mels: int, max_frames: int):
+@st.cache_resource(max_entries=8, show_spinner=False)
+def _source(run_path: str, stamp: str, take: int | None):
+    """What the page draws: the run's state, or one take of a corpus run
+    (:func:`chandra.corpus_view.take_view`: signal, segments and tokens of
+    that take, times from its start)."""
     state = common._cached_state(run_path, stamp)
+    if take is None:
+        return state
+    from chandra.corpus_view import take_view
+    from chandra.rundir import RunDirectory
+
+    run_dir = RunDirectory(run_path)
+    return take_view(state, run_dir.corpus_files(), run_dir.segment_takes(), int(take))
+
+
+@st.cache_data(max_entries=4, show_spinner="Computing the spectrogram…")
+def _mel(run_path: str, stamp: str, n_mels: int, max_frames: int, take: int | None = None):
+    state = _source(run_path, stamp, take)
     return figs.log_mel(state.signal, state.sample_rate, n_mels=n_mels, max_frames=max_frames)
 
 
@@ -37,42 +53,65 @@ def _segment_arrays(state, with_segments: bool):
 # are built once per setting and shared, never copied per rerun; the audio and
 # the zoom detail do not change with the highlight or the drawing bounds.
 @st.cache_resource(max_entries=4, show_spinner="Encoding the audio for the player…")
-def _audio(run_path: str, stamp: str, audio_start: float):
-    state = common._cached_state(run_path, stamp)
+def _audio(run_path: str, stamp: str, audio_start: float, take: int | None = None):
+    state = _source(run_path, stamp, take)
     return encode_audio(state.signal, state.sample_rate, start=audio_start)
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing the zoom detail…")
-def _detail(run_path: str, stamp: str, with_segments: bool):
-    state = common._cached_state(run_path, stamp)
-    return recording_detail(state.signal, state.sample_rate, mel=_mel(run_path, stamp, 48, FINE_FRAMES),
+def _detail(run_path: str, stamp: str, with_segments: bool, take: int | None = None):
+    state = _source(run_path, stamp, take)
+    return recording_detail(state.signal, state.sample_rate, mel=_mel(run_path, stamp, 48, FINE_FRAMES, take),
                             **_segment_arrays(state, with_segments))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Drawing the recording…")
 def _view(run_path: str, stamp: str, n_columns: int, max_frames: int, max_markers: int, highlight: int | None,
-          audio_start: float, with_segments: bool):
-    state = common._cached_state(run_path, stamp)
+          audio_start: float, with_segments: bool, take: int | None = None):
+    state = _source(run_path, stamp, take)
     return recording_view(state.signal, state.sample_rate, highlight_token=highlight,
-                          mel=_mel(run_path, stamp, 48, FINE_FRAMES), n_columns=n_columns, max_frames=max_frames,
-                          max_markers=max_markers, audio=_audio(run_path, stamp, audio_start),
-                          detail=_detail(run_path, stamp, with_segments), **_segment_arrays(state, with_segments))
+                          mel=_mel(run_path, stamp, 48, FINE_FRAMES, take), n_columns=n_columns,
+                          max_frames=max_frames, max_markers=max_markers,
+                          audio=_audio(run_path, stamp, audio_start, take),
+                          detail=_detail(run_path, stamp, with_segments, take), **_segment_arrays(state, with_segments))
 
 
 @st.cache_data(max_entries=4, show_spinner="Mixing clicks…")
-def _clicks(run_path: str, stamp: str):
-    state = common._cached_state(run_path, stamp)
+def _clicks(run_path: str, stamp: str, take: int | None = None):
+    state = _source(run_path, stamp, take)
     return figs.click_track(state.signal, state.sample_rate, state.segments.start)
 
 
-state = common.page_state(run)
+run_state = common.page_state(run)
 
 if not common.require_stage(run, "load", label="loading the audio"):
     st.stop()
 
+stamp = common.run_stamp(run)
+take = None
+if run.is_corpus:
+    files = run.corpus_files()
+    if not files:
+        st.warning("This corpus run has no file table yet; run it on the Home page.")
+        common.home_link()
+        st.stop()
+    take = common.take_picker(files, key="audio_take", label=f"take (of {len(files)})")
+try:
+    state = _source(str(run.path), stamp, take)
+except ChandraError as exc:
+    common.show_error(exc)
+    st.stop()
+if state.signal is None:
+    st.info("This corpus keeps no audio (trained without embedding it), so there is nothing to draw or play.")
+    st.stop()
+if take is not None:
+    st.caption(f"Take **{take}** · {state.name} · starts at {state.offset_s:.2f} s of the corpus; times below are "
+               "seconds from the start of this take.")
+
 y, sr = state.signal, state.sample_rate
 has_segments = state.segments is not None
-stamp = common.run_stamp(run)
+# Per-take widget keys: a segment picked in one take is not carried to another of another length.
+sfx = "" if take is None else f"_take{take}"
 tokens = state.tokens if has_segments and state.tokens is not None and len(state.tokens) == len(state.segments) \
     else None
 
@@ -111,7 +150,7 @@ if state.duration > PLAYER_MAX_SECONDS:
 
 try:
     view = _view(str(run.path), stamp, int(n_columns), int(max_frames), int(max_markers), highlight,
-                 audio_start, has_segments)
+                 audio_start, has_segments, take)
     st.iframe(view.html, height=view.height)
     parts = ["Click the waveform, the onset rug or the spectrogram to play from there (space bar: play/pause); "
              "drag across it to zoom in time, double-click to zoom out; the strip under the time axis is the "
@@ -136,21 +175,21 @@ def _segments_section() -> None:
     recording player above is not sent again)."""
     st.subheader("Segments")
     table = figs.segment_table(state.segments, tokens=tokens)
-    event = st.dataframe(table, width="stretch", hide_index=True, height=300, key="segment_table",
+    event = st.dataframe(table, width="stretch", hide_index=True, height=300, key=f"segment_table{sfx}",
                          on_select="rerun", selection_mode="single-row",
                          column_config={"f0": st.column_config.NumberColumn("f0 (Hz)", help="empty = unpitched"),
                                         "centroid": st.column_config.NumberColumn("centroid (Hz)"),
                                         "rms_db": st.column_config.NumberColumn("rms (dB)")})
     rows = list(getattr(getattr(event, "selection", None), "rows", []) or [])
     picked = int(rows[0]) if rows else None
-    if picked is not None and st.session_state.get("_segment_row") != picked:
-        st.session_state["play_segment"] = picked  # a clicked row plays at once
-    st.session_state["_segment_row"] = picked
+    if picked is not None and st.session_state.get(f"_segment_row{sfx}") != picked:
+        st.session_state[f"play_segment{sfx}"] = picked  # a clicked row plays at once
+    st.session_state[f"_segment_row{sfx}"] = picked
 
     p1, p2 = st.columns([1, 2])
     with p1:
         seg_id = st.number_input("play segment id", min_value=0, max_value=max(0, len(state.segments) - 1),
-                                 value=0, step=1, key="play_segment", help="Or click a row of the table.")
+                                 value=0, step=1, key=f"play_segment{sfx}", help="Or click a row of the table.")
         margin = st.slider("context either side (s)", 0.0, 1.0, 0.0, step=0.05)
     with p2:
         if len(state.segments):
@@ -169,7 +208,7 @@ _segments_section()
 st.subheader("Onsets as clicks")
 if st.toggle("mix a click at every onset over the recording", key="click_track"):
     try:
-        mixed = _clicks(str(run.path), stamp)
+        mixed = _clicks(str(run.path), stamp, take)
         window = 120.0  # seconds per player: a whole long recording would be a huge WAV
         start = 0.0
         if state.duration > window:

@@ -67,6 +67,37 @@ st.plotly_chart(figs.token_histogram_figure(counts, order="frequency" if order =
                 width="stretch", key="token_hist", on_select="rerun", selection_mode="points")
 st.caption("Click a bar to pick its token.")
 
+if run.is_corpus:
+    from chandra.corpus import token_usage
+    from chandra.figures.corpus import take_names, take_token_heatmap, token_usage_rows
+
+    files = run.corpus_files()
+    segment_takes = run.segment_takes()
+    st.subheader("Tokens per take")
+    if not files or segment_takes is None or len(segment_takes) != len(state.tokens):
+        st.warning("This corpus run has no file table for its tokens yet; run it on the Home page.")
+    else:
+        usage = token_usage(state.tokens, segment_takes, n_tokens=K, n_takes=len(files))
+        common.render_findings([f for f in common.run_findings(run, state.ledger)
+                                if f.get("code") in ("VOCAB_TAKE_DOMINANCE", "TAKES_SHARE_NO_TOKENS")])
+        value = st.radio("colour by", ("counts", "share of the take"), horizontal=True, key="take_heatmap_value",
+                         help="Frames of each take with each token, or each take's share of its own frames "
+                              "(rows sum to 100%). The hover gives both.")
+        st.plotly_chart(take_token_heatmap(usage, names=take_names(files),
+                                           value="counts" if value == "counts" else "share"),
+                        width="stretch", key="take_token_heatmap")
+        st.caption(f"{usage['active_tokens']} active tokens, {usage['shared_tokens']} used by two takes or more. "
+                   "Columns are token ids in palette order (the strip on top is each token's colour).")
+        st.dataframe(token_usage_rows(usage, files), hide_index=True, width="stretch", key="token_usage_table",
+                     column_config={"frame share": st.column_config.NumberColumn(format="percent"),
+                                    "token share": st.column_config.NumberColumn(
+                                        format="percent", help="Share of the active tokens this take owns "
+                                                               "(has the most frames of)"),
+                                    "only this take": st.column_config.NumberColumn(
+                                        help="Tokens no other take uses"),
+                                    "owned": st.column_config.NumberColumn(
+                                        help="Tokens for which this take has the most frames")})
+
 st.subheader("Tokens at each stage")
 st.caption("One cell per token; red-outlined cells are empty. The fit set is what K-means saw; the later grids "
            "are what actually reached each stage.")
@@ -100,7 +131,14 @@ with l2:
         bounds = [(float(state.segments.start[i]), float(state.segments.end[i])) for i in idx]
         clip, n_heard = figs.concat_segments(state.signal, state.sample_rate, bounds, return_count=True)
         st.audio(clip, sample_rate=int(state.sample_rate))
-        st.caption("segments " + ", ".join(f"{int(i)} ({a:.2f}–{b:.2f} s)"
+        where = {}
+        if run.is_corpus:  # name each segment's take and its time in that take, not in the corpus
+            files, seg_takes = run.corpus_files(), run.segment_takes()
+            if files and seg_takes is not None and len(seg_takes) == len(state.segments):
+                for i, (a, b) in zip(idx, bounds):
+                    row = files[int(seg_takes[i])]
+                    where[int(i)] = f"{row['name']} {a - row['offset_s']:.2f}–{b - row['offset_s']:.2f} s"
+        st.caption("segments " + ", ".join(f"{int(i)} ({where.get(int(i)) or f'{a:.2f}–{b:.2f} s'})"
                                            for i, (a, b) in zip(idx[:n_heard], bounds[:n_heard]))
                    + ", joined with short silences"
                    + (f" ({len(idx) - n_heard} more left out to stay under 10 s)" if n_heard < len(idx) else ""))

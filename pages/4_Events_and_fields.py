@@ -33,9 +33,8 @@ st.subheader("Field survival")
 lost = [f for f in findings if f.get("code") in FIELD_CODES]
 common.render_findings(lost, empty="No field is lost between stages." if ledger else None)
 if ledger:
-    from chandra.figures.diagnostics import field_matrix_figure
-
-    st.plotly_chart(field_matrix_figure(ledger, findings=findings), width="stretch", key="field_matrix")
+    common.field_matrix_section(ledger, findings=findings, files=run.corpus_files() if run.is_corpus else [],
+                                key="field_matrix")
     with st.expander("stage × field counts and percentages", expanded=bool(lost)):
         st.dataframe(figs.field_matrix_table(ledger), width="stretch")
 else:
@@ -72,7 +71,44 @@ st.caption("Times must be seconds from the start of the file (never wall-clock),
            "non-decreasing; events are joined to segments by id, never by nearest time.")
 t = np.array([float(e["t"]) for e in events if isinstance(e.get("t"), (int, float))], dtype=np.float64)
 duration = float(state.duration or 0.0)
-if t.size == 0:
+corpus_files = run.corpus_files() if run.is_corpus else []
+if corpus_files and t.size:
+    # A corpus: every take's t counts from that take's start; judge each event against its own take.
+    from chandra.figures.corpus import take_names
+
+    timed = [e for e in events if isinstance(e.get("t"), (int, float))]
+    takes = np.array([int(e.get("take", -1)) for e in timed], dtype=np.int64)
+    lengths = np.array([float(r.get("duration") or 0.0) for r in corpus_files])
+    known = (takes >= 0) & (takes < len(corpus_files))
+    own = np.where(known, lengths[np.clip(takes, 0, len(corpus_files) - 1)], np.nan)
+    back = (np.diff(t) < 0) & (np.diff(takes) == 0)
+    rows = []
+    for k, name in enumerate(take_names(corpus_files)):
+        mine = t[takes == k]
+        rows.append({"take": name, "events": int(mine.size),
+                     "t min (s)": round(float(mine.min()), 3) if mine.size else None,
+                     "t max (s)": round(float(mine.max()), 3) if mine.size else None,
+                     "take duration (s)": round(float(lengths[k]), 3),
+                     "steps backwards": int(np.count_nonzero(back & (takes[1:] == k)))})
+    c = st.columns(4)
+    c[0].metric("takes", len(corpus_files))
+    c[1].metric("t max in its take", f"{float(np.nanmax(t)):.3f} s")
+    c[2].metric("longest take", f"{float(lengths.max()):.3f} s")
+    c[3].metric("steps backwards within takes", int(np.count_nonzero(back)))
+    problems = []
+    if t.max() > 1e9:
+        problems.append(f"t reaches {t.max():.6g} s: that is wall-clock epoch time, not seconds from file start")
+    outside = int(np.count_nonzero(~known | (t < -0.05) | (t > own + 0.05)))
+    if outside and t.max() <= 1e9:
+        problems.append(f"{outside} event time(s) fall outside their own take's audio (or name no take)")
+    if np.count_nonzero(back):
+        problems.append(f"t goes backwards {int(np.count_nonzero(back))} time(s) within a take")
+    for p in problems:
+        st.error(p, icon=":material/schedule:")
+    if not problems:
+        st.success(f"Time axis OK: {t.size} event times, each inside its own take and non-decreasing within it.")
+    st.dataframe(rows, hide_index=True, width="stretch", key="time_per_take")
+elif t.size == 0:
     st.error("No event carries a numeric time 't'.")
 else:
     c = st.columns(4)

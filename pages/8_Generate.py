@@ -22,7 +22,6 @@ from dashboard import common
 from chandra.errors import ChandraError, ConstraintError
 from chandra.generate import DEFAULT_TABOO
 from chandra.figures.diagnostics import (
-    field_matrix_figure,
     generation_timeline_figure,
     token_histogram_comparison,
     token_strip_figure,
@@ -214,6 +213,20 @@ def show_result(model, record_path: Path) -> None:
         st.warning(f"{wav_path} is missing; generate again.")
 
     st.plotly_chart(generation_timeline_figure(gen, model), width="stretch", key="gen_timeline")
+    if getattr(model, "is_corpus", False):
+        from chandra.corpus_view import passages
+        from chandra.figures.corpus import generation_take_band
+
+        st.plotly_chart(generation_take_band(gen, model), width="stretch", key="gen_take_band")
+        rows = passages(gen, model)
+        takes_played = sorted({r["take"] for r in rows})
+        st.caption(f"{len(rows)} passages from {len(takes_played)} of {len(model.files())} takes; "
+                   f"{summary.get('take_changes', 0)} step(s) move to another take.")
+        with st.expander("Passages and their takes", expanded=True):
+            st.dataframe(rows, hide_index=True, width="stretch", key="gen_passages",
+                         column_order=("passage", "take", "take_name", "output_start_s", "output_end_s",
+                                       "source_start_s", "source_end_s", "steps", "first_step", "first_frame",
+                                       "last_frame"))
     tokens = model.tokens()
     frames = np.asarray(gen["frames"], dtype=np.int64)
     played = tokens[frames] if frames.size and frames.max() < tokens.size else np.zeros(0, np.int64)
@@ -223,7 +236,8 @@ def show_result(model, record_path: Path) -> None:
 
     st.subheader("Ledger: training stages and the generated stage")
     ledger = [e for e in (model.ledger or []) if isinstance(e, dict)] + [record["ledger_entry"]]
-    st.plotly_chart(field_matrix_figure(ledger), width="stretch", key="gen_matrix")
+    common.field_matrix_section(ledger, files=model.files() if getattr(model, "is_corpus", False) else [],
+                                key="gen_matrix")
     st.plotly_chart(token_strip_figure(ledger, n_tokens=k), width="stretch", key="gen_strip")
     with st.expander("Steps (first 500)"):
         import pandas as pd
