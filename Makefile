@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,cluster,test]"
 	touch $(STAMP)
 
 # DATA_DIR="dir1 dir2": folders whose files the dashboard may open (see README, Security).
