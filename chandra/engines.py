@@ -10,8 +10,9 @@ order the files finish in, so the model does not depend on the engine:
 ``"sequential"``
     One file after another in this process (the baseline; easiest to debug).
 ``"local"`` (the default for corpora)
-    A process pool over files (``spawn`` start method: workers import
-    chandra afresh and never inherit a loaded model or its threads). For the
+    A process pool over files (workers forked from a clean ``forkserver``
+    process that has chandra and librosa imported, ``spawn`` where there is
+    no fork server: they never inherit a loaded model or its threads). For the
     dsp encoder a worker does all of a file's work. For a neural encoder
     workers decode, segment and analyse harmony, and the encoder -- one model,
     loaded once -- runs here in the main process on each file as it arrives
@@ -273,10 +274,28 @@ def _worker_init() -> None:
         pass
 
 
+#: Imported once by the fork server, so each pool worker starts with them loaded.
+_PRELOAD = ["chandra.corpus", "chandra.pipeline", "chandra.audio", "chandra.segment", "chandra.encoders",
+            "chandra.harmony", "chandra.feature_cache", "librosa", "scipy.signal", "threadpoolctl",
+            "chandra._warm_pool"]
+
+
+def _pool_context() -> Any:
+    """``forkserver`` where there is one (workers forked from a clean server process that has chandra
+    and librosa imported: no threads or loaded model inherited, no import cost per worker), else ``spawn``."""
+    import multiprocessing as mp
+
+    if "forkserver" in mp.get_all_start_methods():
+        ctx = mp.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)  # takes effect when this process's fork server starts
+        return ctx
+    return mp.get_context("spawn")  # pragma: no cover - Windows
+
+
 def _stop_pool(executor: Any) -> None:
     """Stop a process pool now: queued work cancelled, running workers terminated and reaped."""
+    processes = list((getattr(executor, "_processes", None) or {}).values())  # shutdown forgets them
     executor.shutdown(wait=False, cancel_futures=True)
-    processes = list((getattr(executor, "_processes", None) or {}).values())
     for proc in processes:
         if proc.is_alive():
             proc.terminate()
@@ -294,7 +313,7 @@ def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> li
 
     holder = EncoderHolder(config) if neural else None
     collect = _Collector(files, progress)
-    executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"),
+    executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
                                       initializer=_worker_init)
     pending: dict[Any, int] = {}
     # Files in flight at most: enough to keep every worker busy while results are consumed,
