@@ -447,14 +447,27 @@ def _stop_ray(ray: Any, pending: dict, actors: list, started_here: bool) -> None
         ray.shutdown()
 
 
-def start_local_ray(*, num_cpus: int | None = None) -> Any:
+def _warm_worker() -> int:
+    import chandra._warm_pool  # noqa: F401  (compiles librosa's numba functions in this worker)
+
+    return os.getpid()
+
+
+def start_local_ray(*, num_cpus: int | None = None, warm: bool = True) -> Any:
     """Start a local Ray instance for chandra (``num_cpus``, no dashboard, quiet); returns ``ray``.
 
-    Its workers import chandra from the same place as this process.
+    Its workers import chandra from the same place as this process. With
+    ``warm``, one warm-up task per CPU runs the per-file stages on a second of
+    synthetic sound (:mod:`chandra._warm_pool`), so the one-off cost of a
+    fresh worker (imports, numba compilation) is part of the start, not of
+    the first files.
     """
     ray = import_ray()
+    cpus = num_cpus or default_workers()
     path = [_package_root()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-    ray.init(num_cpus=num_cpus or default_workers(), include_dashboard=False, logging_level="ERROR",
+    ray.init(num_cpus=cpus, include_dashboard=False, logging_level="ERROR",
              log_to_driver=False, runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(path)}})
+    if warm:
+        ray.get([ray.remote(_warm_worker).remote() for _ in range(cpus)])
     return ray
 
