@@ -264,8 +264,41 @@ def _sequential(files, config, *, cache, keep_signal, neural, progress) -> list[
     return out
 
 
-def _worker_init() -> None:
-    """Pool workers: one BLAS/OpenMP thread each (the pool already fills the CPUs)."""
+def _process_start(pid: int) -> str | None:
+    """The start time of ``pid`` (Linux ``/proc``), None when it is gone or a zombie; "" elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return None
+    except OSError:  # pragma: no cover - no /proc: fall back on the pid alone
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return ""
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+
+def _exit_with_owner(owner: int, started: str | None) -> None:
+    import time
+
+    while _process_start(owner) == started:
+        time.sleep(1.0)
+    os._exit(1)  # the process that owns the pool is gone (killed without a chance to stop it)
+
+
+def _worker_init(owner: int) -> None:
+    """Pool workers: one BLAS/OpenMP thread each (the pool already fills the CPUs), and no life after
+    the pool's owner: a worker whose owner was killed (SIGKILL, no chance to stop the pool) exits
+    within a second instead of waiting forever for work (the fork server then exits too: it lives
+    as long as any of its children)."""
+    import threading
+
+    threading.Thread(target=_exit_with_owner, args=(owner, _process_start(owner)), daemon=True,
+                     name="chandra-owner-watch").start()
     try:
         from threadpoolctl import threadpool_limits
 
@@ -314,7 +347,7 @@ def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> li
     holder = EncoderHolder(config) if neural else None
     collect = _Collector(files, progress)
     executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
-                                      initializer=_worker_init)
+                                      initializer=_worker_init, initargs=(os.getpid(),))
     pending: dict[Any, int] = {}
     # Files in flight at most: enough to keep every worker busy while results are consumed,
     # few enough that decoded signals waiting for the encoder do not pile up.

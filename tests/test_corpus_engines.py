@@ -203,3 +203,61 @@ def test_cli_engines_and_their_options(tmp_path, engine_takes, sequential_dsp, c
     assert err == ["chandra train: error: --ray-address needs --engine ray"]
     with pytest.raises(SystemExit):
         main(["train", *names, "-o", str(tmp_path / "y.chandra"), "--workers", "0"])
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGKILL"])
+def test_a_killed_training_leaves_no_worker_running(tmp_path, signal_name):
+    import signal
+    import subprocess
+    import time
+
+    takes = [str(write(tmp_path / f"t{k}.wav", melody(400, seed=k))) for k in range(6)]
+    proc = subprocess.Popen([sys.executable, "-m", "chandra.cli", "train", *takes, "-o", str(tmp_path / "m.chandra"),
+                             "--engine", "local", "--workers", "2", "--audio", "none"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=str(Path(__file__).resolve().parents[1]))
+    seen: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        seen |= _descendants(proc.pid)
+        if len(seen) >= 3:  # the fork server and two workers
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None and len(seen) >= 3, (seen, proc.poll())
+    time.sleep(1.0)
+    seen |= _descendants(proc.pid)
+    proc.send_signal(getattr(signal, signal_name))
+    _, err = proc.communicate(timeout=60)
+    if signal_name == "SIGTERM":
+        assert proc.returncode == 143 and err.strip().splitlines()[-1] == "chandra train: terminated"
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline and any(_alive(pid) for pid in seen):
+        time.sleep(0.2)
+    assert not [pid for pid in seen if _alive(pid)]
+    assert not (tmp_path / "m.chandra").exists()
