@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import threading
 from typing import Any, Sequence
 
 from chandra.errors import ChandraError, ParameterError, first_line
@@ -245,7 +246,8 @@ def analyse_files(files: Sequence[Any], config: Any, *, engine: str = "local", w
         return _sequential(files, config, cache=cache, keep_signal=keep_signal, neural=neural, progress=progress)
     out = _pool(files, config, workers=n_pool, cache=cache, keep_signal=keep_signal, neural=neural,
                 progress=progress)
-    _tally_cache(cache, out)
+    if not neural:  # a neural encoder's cache lookups happened here, on this very object
+        _tally_cache(cache, out)
     return out
 
 
@@ -295,8 +297,6 @@ def _worker_init(owner: int) -> None:
     the pool's owner: a worker whose owner was killed (SIGKILL, no chance to stop the pool) exits
     within a second instead of waiting forever for work (the fork server then exits too: it lives
     as long as any of its children)."""
-    import threading
-
     threading.Thread(target=_exit_with_owner, args=(owner, _process_start(owner)), daemon=True,
                      name="chandra-owner-watch").start()
     try:
@@ -311,6 +311,47 @@ def _worker_init(owner: int) -> None:
 _PRELOAD = ["chandra.corpus", "chandra.pipeline", "chandra.audio", "chandra.segment", "chandra.encoders",
             "chandra.harmony", "chandra.feature_cache", "librosa", "scipy.signal", "threadpoolctl",
             "chandra._warm_pool"]
+
+
+_SUBMITTING = threading.local()
+
+
+def _guard_main_module() -> None:
+    """Keep pool workers from running the parent's ``__main__`` script (once per process).
+
+    ``spawn`` and ``forkserver`` children re-import the parent's main module
+    before they run anything. For chandra's workers that is never needed
+    (they run functions of :mod:`chandra.engines`), and it can be harmful: a
+    Streamlit page or any script without an ``if __name__ == "__main__"``
+    guard would run again in every worker. While this module starts workers
+    (:func:`_starting_workers`), the preparation data sent to the child
+    leaves the main module out; everyone else's processes are untouched.
+    """
+    from multiprocessing import spawn
+
+    if getattr(spawn.get_preparation_data, "_chandra_guard", False):
+        return
+    original = spawn.get_preparation_data
+
+    def get_preparation_data(name: str) -> dict:
+        data = original(name)
+        if getattr(_SUBMITTING, "active", False):
+            data.pop("init_main_from_path", None)
+            data.pop("init_main_from_name", None)
+        return data
+
+    get_preparation_data._chandra_guard = True  # type: ignore[attr-defined]
+    spawn.get_preparation_data = get_preparation_data
+
+
+class _starting_workers:
+    """Context in which processes the pool starts skip the parent's main module."""
+
+    def __enter__(self) -> None:
+        _SUBMITTING.active = True
+
+    def __exit__(self, *exc_info: Any) -> None:
+        _SUBMITTING.active = False
 
 
 def _pool_context() -> Any:
@@ -344,6 +385,7 @@ def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> li
     import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
+    _guard_main_module()
     holder = EncoderHolder(config) if neural else None
     collect = _Collector(files, progress)
     executor = cf.ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(),
@@ -358,8 +400,9 @@ def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> li
             stop = collect.first_error is not None
             while not stop and submitted < len(files) and len(pending) < window:
                 item = files[submitted]
-                future = executor.submit(_file_task, item.path, config, item.label,
-                                         None if neural else cache, keep_signal, not neural)
+                with _starting_workers():  # a submit may start a worker process
+                    future = executor.submit(_file_task, item.path, config, item.label,
+                                             None if neural else cache, keep_signal, not neural)
                 pending[future] = submitted
                 submitted += 1
             if not pending:
@@ -372,7 +415,8 @@ def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> li
                 except BrokenProcessPool:
                     outcome = ("error", _error_record(ChandraError(
                         f"{files[k].path}: the worker process analysing it died (out of memory, or killed)")))
-                if holder is not None and collect.first_error is None:
+                first = collect.first_error
+                if holder is not None and (first is None or k < first):  # an earlier file's error comes first
                     outcome = holder.encode(outcome, files[k].label, cache, keep_signal)
                 collect.add(k, outcome)
             first = collect.first_error

@@ -261,3 +261,18 @@ def test_a_killed_training_leaves_no_worker_running(tmp_path, signal_name):
         time.sleep(0.2)
     assert not [pid for pid in seen if _alive(pid)]
     assert not (tmp_path / "m.chandra").exists()
+
+
+def test_pool_workers_never_run_the_parents_main_script(tmp_path, engine_takes, sequential_dsp, monkeypatch):
+    # Streamlit runs a page as sys.modules["__main__"] with the page's __file__; spawned and
+    # fork-server children would run it again before their first task
+    import types
+
+    script = tmp_path / "page.py"
+    script.write_text("raise SystemExit('a worker ran the parent script')\n")
+    page = types.ModuleType("__main__")
+    page.__file__ = str(script)
+    page.__spec__ = None
+    monkeypatch.setitem(sys.modules, "__main__", page)
+    result = train_corpus(engine_takes, TrainConfig(n_tokens=8), engine="local", workers=2)
+    _assert_same_model(sequential_dsp, result.model)
