@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[neural,dashboard,cluster,test]"
 	$(BIN)/python -m chandra.warmup
 	touch $(STAMP)
 

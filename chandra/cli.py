@@ -161,7 +161,15 @@ def _train_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
     from chandra.corpus import ENGINES
 
-    p.add_argument("--engine", default="sequential", choices=ENGINES, help="how the files are analysed")
+    p.add_argument("--engine", default="local", choices=ENGINES,
+                   help="corpus: how the files are analysed -- 'local' (default): a process pool here, one "
+                        "neural model; 'sequential': one after another; 'ray': Ray tasks and actors "
+                        "(pip install chandra[cluster])")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="corpus: pool processes (local) or CPUs of a local Ray instance (ray); default: the CPUs")
+    p.add_argument("--ray-address", default=None, metavar="ADDR",
+                   help="corpus, --engine ray: a running Ray cluster (e.g. ray://head:10001 or auto); without "
+                        "it a local Ray instance is started")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the closing summary as JSON")
 
@@ -396,6 +404,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         files = collect_inputs(args.audio)
     else:
         raise ChandraError("give audio files or folders to train on, or --manifest CSV")
+    if args.ray_address and args.engine != "ray":
+        raise ChandraError("--ray-address needs --engine ray")
     cache = _feature_cache(args)
     bars = _Bars(enabled=not args.quiet and not args.json)
     # One file, no label, audio kept as before: exactly the one-file training.
@@ -407,7 +417,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             from chandra.corpus import train_corpus
 
             result = train_corpus(files, config, output=output, audio=storage, cache=cache, engine=args.engine,
-                                  progress=bars)
+                                  workers=args.workers, ray_address=args.ray_address, progress=bars)
     finally:
         bars.close()
     summary = training_summary(result.state, result.findings) if single else result.summary()

@@ -65,8 +65,7 @@ __all__ = [
     "corpus_summary",
 ]
 
-#: Engines that map :func:`analyse_file` over the files.
-ENGINES = ("sequential",)
+from chandra.engines import ENGINES  # noqa: E402  (engines that map analyse_file over the files)
 #: How a corpus model keeps its audio.
 AUDIO_STORAGE = ("embed", "reference", "none")
 #: Largest manifest read, in bytes.
@@ -350,21 +349,54 @@ def analyse_file(path: str | os.PathLike, config: Any, *, label: str | None = No
     ChandraError
         The stage's own error, its message starting with the file's path.
     """
+    state = run_file_stages(path, config, ("load", "segment", "encode", "harmony"), cache=cache, encoder=encoder,
+                            progress=progress)
+    return file_analysis(state, label=label, keep_signal=keep_signal)
+
+
+def named_error(exc: ChandraError, path: str | os.PathLike) -> ChandraError:
+    """``exc`` as one line that starts with ``path`` (``exc`` itself when it already names it)."""
+    message = first_line(exc)
+    if str(path) in message:
+        return exc
+    try:
+        return type(exc)(f"{path}: {message}", parameter=getattr(exc, "parameter", None))
+    except TypeError:  # a subclass with its own constructor
+        return ChandraError(f"{path}: {message}", parameter=getattr(exc, "parameter", None))
+
+
+def run_file_stages(path: str | os.PathLike, config: Any, stages: Sequence[str], *, state: Any = None,
+                    cache: Any = None, encoder: Any = None,
+                    progress: ProgressCallback | None = None) -> Any:
+    """Run per-file ``stages`` on one take (a new run state, or ``state`` continued).
+
+    Engines split :func:`analyse_file` with it: ``load``, ``segment`` and
+    ``harmony`` in a worker process, ``encode`` where a neural model is
+    loaded. Returns the :class:`chandra.pipeline.RunState`; a stage's
+    :class:`~chandra.errors.ChandraError` is raised with the file's path
+    first (see :func:`named_error`).
+    """
     from chandra.pipeline import RunState, run_stage
 
-    state = RunState(audio_path=os.fspath(path), config=config, feature_cache=cache, encoder=encoder)
+    if state is None:
+        state = RunState(audio_path=os.fspath(path), config=config)
+    state.feature_cache, state.encoder = cache, encoder
     try:
-        for stage in ("load", "segment", "encode", "harmony"):
+        for stage in stages:
             run_stage(state, stage, progress=progress)
     except ChandraError as exc:
-        message = first_line(exc)
-        if str(path) in message:
+        named = named_error(exc, path)
+        if named is exc:
             raise
-        try:
-            named = type(exc)(f"{path}: {message}", parameter=getattr(exc, "parameter", None))
-        except TypeError:  # a subclass with its own constructor
-            named = ChandraError(f"{path}: {message}", parameter=getattr(exc, "parameter", None))
         raise named from exc
+    finally:
+        state.feature_cache, state.encoder = None, None  # never carried between processes
+    return state
+
+
+def file_analysis(state: Any, *, label: str | None = None, keep_signal: bool = True) -> FileAnalysis:
+    """The :class:`FileAnalysis` of a run state that has been through load, segment, encode and harmony."""
+    path = state.audio_path
     return FileAnalysis(
         path=os.fspath(path), label=label, sha256=state.audio_sha256, sample_rate=int(state.sample_rate),
         duration=float(state.duration), n_samples=int(len(state.signal)),
@@ -373,7 +405,8 @@ def analyse_file(path: str | os.PathLike, config: Any, *, label: str | None = No
         segments=state.segments, raw_features=np.asarray(state.raw_features, dtype=np.float32),
         encoder_provenance=dict(state.encoder_provenance or {}), harmony=list(state.harmony),
         summaries={k: state.summaries[k] for k in ("load", "segment", "encode", "harmony") if k in state.summaries},
-        timings=dict(state.timings), feature_cache=state.feature_cache_status or "off")
+        timings=dict(state.timings),
+        feature_cache=state.feature_cache_status or "off")
 
 
 # --------------------------------------------------------------------------- corpus
@@ -697,20 +730,18 @@ def _save_corpus(state: CorpusState, output: str | os.PathLike | None,
 
 
 def _analyse_all(files: Sequence[CorpusFile], config: Any, *, engine: str, cache: Any, keep_signal: bool,
-                 progress: ProgressCallback | None) -> list[FileAnalysis]:
-    if engine not in ENGINES:
-        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")
-    out = []
-    report(progress, "files", 0, len(files))
-    for k, item in enumerate(files):
-        out.append(analyse_file(item.path, config, label=item.label, cache=cache, keep_signal=keep_signal))
-        report(progress, "files", k + 1, len(files))
-    return out
+                 progress: ProgressCallback | None, workers: int | None = None,
+                 ray_address: str | None = None) -> list[FileAnalysis]:
+    from chandra.engines import analyse_files
+
+    return analyse_files(files, config, engine=engine, workers=workers, ray_address=ray_address, cache=cache,
+                         keep_signal=keep_signal, progress=progress)
 
 
 def train_corpus(inputs: Iterable[CorpusFile | str | os.PathLike], config: Any = None, *,
                  output: str | os.PathLike | None = None, audio: str | None = None, cache: Any = None,
-                 engine: str = "sequential", progress: ProgressCallback | None = None) -> CorpusResult:
+                 engine: str = "local", workers: int | None = None, ray_address: str | None = None,
+                 progress: ProgressCallback | None = None) -> CorpusResult:
     """Train one model from a corpus of takes.
 
     Parameters
@@ -725,9 +756,17 @@ def train_corpus(inputs: Iterable[CorpusFile | str | os.PathLike], config: Any =
         Default: ``"embed"`` when ``config.embed_audio``, else ``"none"``.
     cache : chandra.feature_cache.FeatureCache, optional
         Encoder outputs cache; the model is the same with or without it.
-    engine : str
-        How :func:`analyse_file` is mapped over the files
-        (:data:`ENGINES`; ``"sequential"``: one after another here).
+    engine : {"local", "sequential", "ray"}
+        How :func:`analyse_file` is mapped over the files (see
+        :mod:`chandra.engines`): a process pool here (``"local"``, the
+        default), one file after another in this process
+        (``"sequential"``), or Ray tasks and actors (``"ray"``). The model
+        is the same on every engine.
+    workers : int, optional
+        Pool processes (``local``) or CPUs of a local Ray instance
+        (``ray``); default: the CPUs.
+    ray_address : str, optional
+        A running Ray cluster to use (``engine="ray"``).
     progress : callable, optional
         ``"files"`` (done / total files), then ``"vocabulary"``,
         ``"events"``, ``"oracle"``, ``"save"``.
@@ -756,6 +795,8 @@ def train_corpus(inputs: Iterable[CorpusFile | str | os.PathLike], config: Any =
         raise ParameterError(f"audio must be one of {', '.join(AUDIO_STORAGE)}, got {audio!r}", parameter="audio")
     if audio == "embed" and not config.embed_audio:
         raise ParameterError("audio='embed' contradicts embed_audio=False", parameter="audio")
+    if engine not in ENGINES:
+        raise ParameterError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}", parameter="engine")
     files = _as_files(inputs)
     if audio == "embed":
         from chandra.model import MAX_EMBEDDED_TAKES
@@ -766,7 +807,7 @@ def train_corpus(inputs: Iterable[CorpusFile | str | os.PathLike], config: Any =
 
     def run() -> CorpusState:
         analyses = _analyse_all(files, config, engine=engine, cache=cache, keep_signal=audio == "embed",
-                                progress=progress)
+                                progress=progress, workers=workers, ray_address=ray_address)
         state = build_corpus(analyses, config, audio=audio, progress=progress)
         _save_corpus(state, output, progress)
         return state

@@ -38,11 +38,12 @@ def clips(tmp_path):
 def test_a_second_corpus_training_with_another_k_does_not_encode(clips, tmp_path, counted):
     cache = FeatureCache(tmp_path / "cache")
     files = collect_inputs(clips)
-    first = train_corpus(files, TrainConfig(n_tokens=8), cache=cache, audio="none")
+    # sequential: the counting encoder lives in this process (pool workers would not see it)
+    first = train_corpus(files, TrainConfig(n_tokens=8), cache=cache, audio="none", engine="sequential")
     assert len(counted) == 3 and [a.feature_cache for a in first.state.analyses] == ["miss"] * 3
     for config in (TrainConfig(n_tokens=5), TrainConfig(n_tokens=6, normalisation="standard"),
                    TrainConfig(n_tokens=8, oracle="features", threshold=0.1)):
-        again = train_corpus(files, config, cache=cache, audio="none")
+        again = train_corpus(files, config, cache=cache, audio="none", engine="sequential")
         assert len(counted) == 3, config  # the encoder was not called
         assert [a.feature_cache for a in again.state.analyses] == ["hit"] * 3
         np.testing.assert_array_equal(again.state.raw_features, first.state.raw_features)
