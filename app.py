@@ -11,14 +11,16 @@ from pathlib import Path
 
 import streamlit as st
 
+from chandra.encoders import ENCODER_NAMES
 from chandra.errors import ChandraError
+from chandra.findings import count_by_severity
+from chandra.normalisation import NORMALISATIONS
+from chandra.oracle import KINDS as ORACLE_KINDS
 from chandra.pipeline import STAGES, STAGE_DEPENDENCIES, TrainConfig
 from dashboard import common
 
 common.page_setup("Home", icon="🎛️")
 
-ENCODERS = ("dsp", "wav2vec2", "hubert", "wavlm", "mert")
-NORMALISATIONS = ("l2", "standard", "none")
 STAGE_PAGES = {
     "segment": "pages/1_Audio_and_segments.py",
     "encode": "pages/2_Features.py",
@@ -34,7 +36,7 @@ STAGE_PAGES = {
 def _params_from_config(cfg: TrainConfig) -> dict:
     thr = cfg.threshold
     return {
-        "p_encoder": cfg.encoder if cfg.encoder in ENCODERS else "dsp",
+        "p_encoder": cfg.encoder if cfg.encoder in ENCODER_NAMES else "dsp",
         "p_model": cfg.model or "",
         "p_layer": int(cfg.layer),
         "p_trust": bool(cfg.trust_remote_code),
@@ -106,7 +108,7 @@ def parameters_form() -> None:
     c1, c2, c3, c4 = st.columns(4)
     with c1:
         st.markdown("**Encoder**")
-        st.selectbox("encoder", ENCODERS, key="p_encoder",
+        st.selectbox("encoder", ENCODER_NAMES, key="p_encoder",
                      help="dsp = librosa descriptors (offline). The others are transformer models.")
         st.text_input("model name or local directory", key="p_model",
                       help="Blank = the encoder's default. Hub names resolve from the local cache only.",
@@ -132,7 +134,7 @@ def parameters_form() -> None:
                         key="p_max_dur")
     with c4:
         st.markdown("**Oracle**")
-        st.radio("oracle over", ("tokens", "features"), key="p_oracle", horizontal=True,
+        st.radio("oracle over", ORACLE_KINDS, key="p_oracle", horizontal=True,
                  help="tokens = factor oracle over gesture tokens; features = audio oracle with a threshold")
         features = st.session_state["p_oracle"] == "features"
         st.radio("threshold", ("auto", "number"), key="p_thr_mode", horizontal=True, disabled=not features,
@@ -654,7 +656,7 @@ if meta.get("kind") == "corpus":
 ledger = meta.get("ledger", [])
 findings = common.run_findings(run, ledger)
 st.subheader("Findings")
-counts = {s: sum(1 for f in findings if f.get("severity") == s) for s in ("error", "warning", "info")}
+counts = count_by_severity(findings)
 m1, m2, m3 = st.columns(3)
 m1.metric("errors", counts["error"])
 m2.metric("warnings", counts["warning"])

@@ -413,8 +413,9 @@ def run_findings(run, ledger: list | None = None) -> list[dict]:
         if key not in seen:
             seen.add(key)
             found.append(f)
-    order = {"error": 0, "warning": 1, "info": 2}
-    return sorted(found, key=lambda f: order.get(f.get("severity"), 3))
+    from chandra.findings import sort_findings
+
+    return sort_findings(found)
 
 
 def _finding_text(f: dict) -> str:
