@@ -42,7 +42,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from chandra.errors import ChandraError, ParameterError, first_line
+from chandra.errors import ChandraError, ParameterError, first_line, reading
 from chandra.progress import ProgressCallback, report
 
 __all__ = [
@@ -176,18 +176,12 @@ def read_manifest(path: str | os.PathLike) -> list[CorpusFile]:
         quoting more than a short piece of the file).
     """
     path = Path(os.fspath(path))
-    try:
+    with reading(str(path), expected="a manifest (a CSV file of path[,label] lines)", error=ChandraError):
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             if size > MANIFEST_MAX_BYTES:
                 raise ChandraError(f"{path}: manifest of {size} bytes exceeds the {MANIFEST_MAX_BYTES}-byte limit")
             data = fh.read(MANIFEST_MAX_BYTES + 1)
-    except FileNotFoundError:
-        raise ChandraError(f"{path}: no such manifest") from None
-    except IsADirectoryError:
-        raise ChandraError(f"{path}: is a directory; a manifest is a CSV file of path[,label] lines") from None
-    except OSError as exc:
-        raise ChandraError(f"{path}: cannot read the manifest ({first_line(exc)})") from None
     if len(data) > MANIFEST_MAX_BYTES:
         raise ChandraError(f"{path}: manifest exceeds the {MANIFEST_MAX_BYTES}-byte limit")
     if b"\0" in data:
@@ -526,9 +520,7 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
     """
     from chandra.events import build_events, validate_events
     from chandra.model import Model, quantize_audio
-    from chandra.oracle import build_audio_oracle, build_factor_oracle, check_oracle, ir_threshold_sweep
-    from chandra.errors import OracleError
-    from chandra.pipeline import fitted_on, package_versions
+    from chandra.pipeline import build_checked_oracle, choose_k, fitted_on, package_versions
     from chandra.vocabulary import GestureVocabulary, token_metrics
 
     if audio not in AUDIO_STORAGE:
@@ -565,14 +557,7 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
 
     # one vocabulary over all segments
     started = time.perf_counter()
-    recommendation, n_tokens = None, cfg.n_tokens
-    if n_tokens == "auto":  # the one-file rule, over all takes' segments
-        from chandra.vocabulary import recommend_k
-
-        recommendation = recommend_k(int(state.raw_features.shape[0]), features=state.raw_features,
-                                     normalisation=cfg.normalisation, pca_components=cfg.pca_components,
-                                     random_state=cfg.seed, progress=progress)
-        n_tokens = recommendation["k"]
+    n_tokens, recommendation = choose_k(state.raw_features, cfg, progress=progress)  # the one-file rule
     report(progress, "vocabulary", 0, 2)
     vocab = GestureVocabulary(n_tokens=n_tokens, normalisation=cfg.normalisation,
                               pca_components=cfg.pca_components, random_state=cfg.seed, reduce_k=cfg.reduce_k)
@@ -621,23 +606,10 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
     # one oracle; a take never continues into the next
     started = time.perf_counter()
     take_starts = starts if len(analyses) > 1 else None
-    if cfg.oracle == "tokens":
-        oracle = build_factor_oracle(state.tokens, take_starts=take_starts, progress=progress)
-        violations = check_oracle(oracle, symbols=state.tokens)
-    else:
-        threshold = cfg.threshold
-        if threshold is None or threshold == "auto":
-            curve = ir_threshold_sweep(state.features, metric=cfg.metric, search=cfg.oracle_search,
-                                       progress=progress)
-            state.threshold_curve = curve
-            threshold = float(curve["best_threshold"])
-        oracle = build_audio_oracle(state.features, threshold=float(threshold), metric=cfg.metric,
-                                    search=cfg.oracle_search, progress=progress, take_starts=take_starts)
-        violations = check_oracle(oracle, features=state.features)
-    errors = [v for v in violations if v.get("severity", "error") == "error"]
-    if errors:
-        first = errors[0]
-        raise OracleError(f"oracle invariant violated ({first['code']} at state {first['state']}): {first['message']}")
+    oracle, curve = build_checked_oracle(state.tokens, state.features, cfg, take_starts=take_starts,
+                                         progress=progress)
+    if curve is not None:
+        state.threshold_curve = curve
     state.oracle = oracle
     _set_entry(state, _corpus_entry("oracle", events, state, features=state.features, n_tokens=k_eff,
                                     oracle=oracle, symbols=state.tokens if oracle.kind == "tokens" else None,

@@ -133,15 +133,17 @@ def first_line(exc: BaseException) -> str:
 
 
 @contextlib.contextmanager
-def reading(name: str, *, expected: str) -> Iterator[None]:
+def reading(name: str, *, expected: str, error: type[ChandraError] | None = None) -> Iterator[None]:
     """Open and read ``name`` inside the block: a missing file, a directory or
-    an OS error becomes a one-line :class:`ModelFormatError` (``expected``
-    says what the file should have been, e.g. ``"a JSON file"``)."""
+    an OS error becomes a one-line ``error`` (default
+    :class:`ModelFormatError`; ``expected`` says what the file should have
+    been, e.g. ``"a JSON file"``)."""
+    cls = ModelFormatError if error is None else error
     try:
         yield
     except FileNotFoundError:
-        raise ModelFormatError(f"{name}: no such file") from None
+        raise cls(f"{name}: no such file") from None
     except IsADirectoryError:
-        raise ModelFormatError(f"{name}: is a directory, not {expected}") from None
+        raise cls(f"{name}: is a directory, not {expected}") from None
     except OSError as exc:
-        raise ModelFormatError(f"{name}: cannot be read ({first_line(exc)})") from None
+        raise cls(f"{name}: cannot be read ({first_line(exc)})") from None

@@ -388,15 +388,7 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     from chandra.vocabulary import GestureVocabulary, token_metrics
 
     cfg = state.config
-    recommendation = None
-    n_tokens = cfg.n_tokens
-    if n_tokens == "auto":
-        from chandra.vocabulary import recommend_k
-
-        recommendation = recommend_k(int(state.raw_features.shape[0]), features=state.raw_features,
-                                     normalisation=cfg.normalisation, pca_components=cfg.pca_components,
-                                     random_state=cfg.seed, progress=progress)
-        n_tokens = recommendation["k"]
+    n_tokens, recommendation = choose_k(state.raw_features, cfg, progress=progress)
     report(progress, "vocabulary", 0, 2)
     vocab = GestureVocabulary(n_tokens=n_tokens, normalisation=cfg.normalisation,
                               pca_components=cfg.pca_components, random_state=cfg.seed,
@@ -425,6 +417,24 @@ def _stage_vocabulary(state: RunState, progress: ProgressCallback | None) -> Non
     report(progress, "vocabulary", 2, 2)
 
 
+def choose_k(raw_features: np.ndarray, config: "TrainConfig", *,
+             progress: ProgressCallback | None = None) -> tuple[int, dict | None]:
+    """The vocabulary size to fit: ``config.n_tokens``, or for ``"auto"`` the
+    K of :func:`chandra.vocabulary.recommend_k` on these (raw) features.
+
+    Returns ``(k, recommendation)``; ``recommendation`` is None unless K was
+    chosen (it goes into the summary and the provenance).
+    """
+    if config.n_tokens != "auto":
+        return config.n_tokens, None
+    from chandra.vocabulary import recommend_k
+
+    recommendation = recommend_k(int(raw_features.shape[0]), features=raw_features,
+                                 normalisation=config.normalisation, pca_components=config.pca_components,
+                                 random_state=config.seed, progress=progress)
+    return recommendation["k"], recommendation
+
+
 def _stage_harmony(state: RunState, progress: ProgressCallback | None) -> None:
     from chandra.harmony import analyse_harmony
 
@@ -449,30 +459,64 @@ def _stage_events(state: RunState, progress: ProgressCallback | None) -> None:
     report(progress, "events", 1, 1)
 
 
-def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
-    from chandra.ledger import ledger_entry
+def build_checked_oracle(tokens: np.ndarray, features: np.ndarray, config: "TrainConfig", *,
+                         take_starts: Any = None, progress: ProgressCallback | None = None) -> tuple[Any, Any]:
+    """The oracle training builds, with its invariants checked (one file or a corpus).
+
+    Parameters
+    ----------
+    tokens : int64 (n,)
+        Gesture tokens (the factor oracle's symbols).
+    features : float32 (n, d)
+        Normalised features (the audio oracle's frames).
+    config : TrainConfig
+        ``oracle``, ``threshold`` (None or "auto": chosen by information
+        rate), ``metric`` and ``oracle_search``.
+    take_starts : array_like of int, optional
+        Frame where each take begins, for a corpus (see
+        :func:`chandra.oracle.build_factor_oracle`).
+
+    Returns
+    -------
+    oracle : chandra.oracle.Oracle
+    curve : dict or None
+        The information-rate sweep when the threshold was chosen by it.
+
+    Raises
+    ------
+    OracleError
+        An invariant does not hold (a bug, never the user's input). Threshold
+        matching is not transitive, so on audio oracles a context mismatch is
+        a warning (reported by the findings), not a broken oracle.
+    """
     from chandra.oracle import build_audio_oracle, build_factor_oracle, check_oracle, ir_threshold_sweep
 
-    cfg = state.config
-    if cfg.oracle == "tokens":
-        oracle = build_factor_oracle(state.tokens, progress=progress)
-        violations = check_oracle(oracle, symbols=state.tokens)
+    curve = None
+    if config.oracle == "tokens":
+        oracle = build_factor_oracle(tokens, take_starts=take_starts, progress=progress)
+        violations = check_oracle(oracle, symbols=tokens)
     else:
-        threshold = cfg.threshold
+        threshold = config.threshold
         if threshold is None or threshold == "auto":
-            curve = ir_threshold_sweep(state.features, metric=cfg.metric, search=cfg.oracle_search,
+            curve = ir_threshold_sweep(features, metric=config.metric, search=config.oracle_search,
                                        progress=progress)
-            state.threshold_curve = curve
             threshold = float(curve["best_threshold"])
-        oracle = build_audio_oracle(state.features, threshold=float(threshold), metric=cfg.metric,
-                                    search=cfg.oracle_search, progress=progress)
-        violations = check_oracle(oracle, features=state.features)
-    # Threshold matching is not transitive, so on audio oracles a context
-    # mismatch is a warning (reported by the findings), not a broken oracle.
+        oracle = build_audio_oracle(features, threshold=float(threshold), metric=config.metric,
+                                    search=config.oracle_search, progress=progress, take_starts=take_starts)
+        violations = check_oracle(oracle, features=features)
     errors = [v for v in violations if v.get("severity", "error") == "error"]
     if errors:
         first = errors[0]
         raise OracleError(f"oracle invariant violated ({first['code']} at state {first['state']}): {first['message']}")
+    return oracle, curve
+
+
+def _stage_oracle(state: RunState, progress: ProgressCallback | None) -> None:
+    from chandra.ledger import ledger_entry
+
+    oracle, curve = build_checked_oracle(state.tokens, state.features, state.config, progress=progress)
+    if curve is not None:
+        state.threshold_curve = curve
     state.oracle = oracle
     n = oracle.n_frames
     records = state.events[:n]
