@@ -769,3 +769,56 @@ def token_picker(counts, *, key: str, label: str = "highlight token", allow_none
     where = container if container is not None else st
     return where.selectbox(label, options, key=key, help=help, on_change=_share,
                            format_func=lambda k: "none" if k is None else f"token {k} · {int(counts[k])} segments")
+
+
+# --------------------------------------------------------------------------- a model file to work on (Generate, Play)
+
+
+def run_of_model(model_path: Path):
+    """The run whose ``model.chandra`` ``model_path`` is (a resolved path
+    directly inside the runs folder), else None."""
+    from chandra.rundir import RunDirectory
+
+    root = Path(os.path.realpath(runs_root()))
+    folder = model_path.parent
+    if model_path.name != "model.chandra" or folder.parent != root or folder.is_symlink() \
+            or not (folder / "run.json").is_file():
+        return None
+    try:
+        return RunDirectory(folder)
+    except ChandraError:
+        return None
+
+
+def outputs_dir(model_path: Path, name: str) -> Path:
+    """``<runs>/<run>/<name>`` for a run's model, else ``<runs>/_<name>``
+    (never next to a model elsewhere)."""
+    run = run_of_model(model_path)
+    if run is not None:
+        return run.path / name
+    return Path(os.path.realpath(runs_root())) / f"_{name}"
+
+
+def choose_model_path(*, model_key: str, input_key: str) -> str | None:
+    """The "Model file" box with a button for the current run's model; the
+    typed path (stripped) or None, with a hint and a Home link when empty."""
+    run = current_run()
+    run_model = run.model_path() if run is not None else None
+    if input_key not in st.session_state:
+        start = st.session_state.get(model_key) or ""
+        if not start and run_model is not None and run_model.exists():
+            start = str(run_model)
+        st.session_state[input_key] = start
+    if run_model is not None and run_model.exists() and st.session_state[input_key] != str(run_model):
+        if st.button("Use the current run's model", help=str(run_model)):
+            st.session_state[input_key] = str(run_model)
+    typed = st.text_input("Model file", key=input_key, placeholder="model.chandra of a run, or any model file",
+                          help=roots_hint())
+    st.session_state[model_key] = typed.strip()
+    if not typed.strip():
+        if run is None:
+            st.info("No current run. Train one on the Home page, or type the path of a model file.")
+        else:
+            st.info("The current run has no saved model yet: run all stages (including 'save') on the Home page.")
+        home_link()
+    return typed.strip() or None

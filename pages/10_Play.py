@@ -10,7 +10,6 @@ can be replayed; session state keeps only the path of the pair's record.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import streamlit as st
@@ -48,50 +47,7 @@ def listener_cached(path: str, mtime: float, size: int, encoder_model: str | Non
                         trust_remote_code=trust_remote_code)
 
 
-def run_of_model(model_path: Path):
-    """The run whose ``model.chandra`` ``model_path`` is (directly inside the runs folder), else None."""
-    from chandra.rundir import RunDirectory
 
-    root = Path(os.path.realpath(common.runs_root()))
-    folder = model_path.parent
-    if model_path.name != "model.chandra" or folder.parent != root or folder.is_symlink() \
-            or not (folder / "run.json").is_file():
-        return None
-    try:
-        return RunDirectory(folder)
-    except ChandraError:
-        return None
-
-
-def responses_dir(model_path: Path) -> Path:
-    """``<runs>/<run>/responses`` for a run's model, else ``<runs>/_responses``."""
-    run = run_of_model(model_path)
-    if run is not None:
-        return run.path / "responses"
-    return Path(os.path.realpath(common.runs_root())) / "_responses"
-
-
-def choose_model_path() -> str | None:
-    run = common.current_run()
-    run_model = run.model_path() if run is not None else None
-    if INPUT_KEY not in st.session_state:
-        start = st.session_state.get(MODEL_KEY) or ""
-        if not start and run_model is not None and run_model.exists():
-            start = str(run_model)
-        st.session_state[INPUT_KEY] = start
-    if run_model is not None and run_model.exists() and st.session_state[INPUT_KEY] != str(run_model):
-        if st.button("Use the current run's model", help=str(run_model)):
-            st.session_state[INPUT_KEY] = str(run_model)
-    typed = st.text_input("Model file", key=INPUT_KEY, placeholder="model.chandra of a run, or any model file",
-                          help=common.roots_hint())
-    st.session_state[MODEL_KEY] = typed.strip()
-    if not typed.strip():
-        if run is None:
-            st.info("No current run. Train one on the Home page, or type the path of a model file.")
-        else:
-            st.info("The current run has no saved model yet: run all stages (including 'save') on the Home page.")
-        common.home_link()
-    return typed.strip() or None
 
 
 def encoder_source(model) -> str | None:
@@ -135,7 +91,7 @@ def answer(model, model_path: Path, listener, phrase_bytes: bytes, phrase_name: 
     """The record of this phrase's answer: found when it was made before, else made and kept."""
     from chandra.respond import respond, response_id, store_response
 
-    folder = responses_dir(model_path)
+    folder = common.outputs_dir(model_path, "responses")
     rid = response_id(phrase_bytes, model_path=model_path, options=options)
     record = folder / f"{rid}.json"
     if record.exists():
@@ -193,7 +149,7 @@ st.caption("Play a phrase to the model: it segments and tokenises it the way it 
            "finds where the phrase's ending sits in that recording (query matching on the oracle), and answers "
            "from there. Each phrase and answer are kept with the run so a demo can be replayed.")
 
-path_text = choose_model_path()
+path_text = common.choose_model_path(model_key=MODEL_KEY, input_key=INPUT_KEY)
 if path_text:
     try:
         model_path = common.resolve_user_path(path_text)
@@ -244,7 +200,7 @@ if path_text:
             common.show_error(exc, context="The phrase")
 
     record_path = st.session_state.get(RESULT_KEY)
-    if record_path and Path(record_path).exists() and Path(record_path).parent == responses_dir(model_path):
+    if record_path and Path(record_path).exists() and Path(record_path).parent == common.outputs_dir(model_path, "responses"):
         st.subheader("The answer")
         try:
             show_pair(model, Path(record_path), key="current")
@@ -253,7 +209,7 @@ if path_text:
 
     from chandra.respond import list_responses
 
-    earlier = [d for d in list_responses(responses_dir(model_path))
+    earlier = [d for d in list_responses(common.outputs_dir(model_path, "responses"))
                if d.get("model_path") == str(model_path) and d["path"] != record_path]
     if earlier:
         st.subheader(f"Earlier phrases ({len(earlier)})")

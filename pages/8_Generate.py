@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -63,52 +62,7 @@ def n_tokens_of(model) -> int | None:
     return int(value) if value else None
 
 
-def run_of_model(model_path: Path):
-    """The run whose ``model.chandra`` ``model_path`` is (a resolved path
-    directly inside the runs folder), else None."""
-    from chandra.rundir import RunDirectory
 
-    root = Path(os.path.realpath(common.runs_root()))
-    folder = model_path.parent
-    if model_path.name != "model.chandra" or folder.parent != root or folder.is_symlink() \
-            or not (folder / "run.json").is_file():
-        return None
-    try:
-        return RunDirectory(folder)
-    except ChandraError:
-        return None
-
-
-def output_dir(model_path: Path) -> Path:
-    """``<runs>/<run>/generations`` for a run's model, else ``<runs>/_generations``
-    (never next to a model elsewhere)."""
-    run = run_of_model(model_path)
-    if run is not None:
-        return run.path / "generations"
-    return Path(os.path.realpath(common.runs_root())) / "_generations"
-
-
-def choose_model_path() -> str | None:
-    run = common.current_run()
-    run_model = run.model_path() if run is not None else None
-    if INPUT_KEY not in st.session_state:
-        start = st.session_state.get(MODEL_KEY) or ""
-        if not start and run_model is not None and run_model.exists():
-            start = str(run_model)
-        st.session_state[INPUT_KEY] = start
-    if run_model is not None and run_model.exists() and st.session_state[INPUT_KEY] != str(run_model):
-        if st.button("Use the current run's model", help=str(run_model)):
-            st.session_state[INPUT_KEY] = str(run_model)
-    typed = st.text_input("Model file", key=INPUT_KEY, placeholder="model.chandra of a run, or any model file",
-                          help=common.roots_hint())
-    st.session_state[MODEL_KEY] = typed.strip()
-    if run is None and not typed.strip():
-        st.info("No current run. Train one on the Home page, or type the path of a model file.")
-        common.home_link()
-    elif run is not None and not typed.strip():
-        st.info("The current run has no saved model yet: run all stages (including 'save') on the Home page.")
-        common.home_link()
-    return typed.strip() or None
 
 
 def where_check(model, text: str) -> tuple[bool, str]:
@@ -135,7 +89,7 @@ def generate(model, model_path: Path, params: dict) -> Path:
     stat = model_path.stat()
     key = json.dumps({"model": str(model_path), "mtime": stat.st_mtime, "params": params}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:12]
-    folder = output_dir(model_path)
+    folder = common.outputs_dir(model_path, "generations")
     record_path = folder / f"gen_{digest}.json"
     if record_path.exists():
         return record_path
@@ -148,7 +102,7 @@ def generate(model, model_path: Path, params: dict) -> Path:
                           crossfade_ms=params["crossfade_ms"])
     record = generation_record(model, gen, wav_path=wav_path, model_path=model_path)
     write_generation_record(record, record_path)
-    run = run_of_model(model_path)
+    run = common.run_of_model(model_path)
     if run is not None:
         # The output joins the run's own ledger as the "generated" stage, so
         # the home page and the Events page show it beside training.
@@ -253,7 +207,7 @@ st.caption("Improvise from the model's oracle: forward steps continue the source
            "to places sharing at least 'min LRS' frames of context, and no frame plays again within the taboo "
            "window. The result is spliced from the source audio.")
 
-path_text = choose_model_path()
+path_text = common.choose_model_path(model_key=MODEL_KEY, input_key=INPUT_KEY)
 if path_text:
     try:
         model_path = common.resolve_user_path(path_text)
