@@ -328,10 +328,19 @@ def main(argv=None) -> int:
     if args.exact_100k:
         sizes["unstructured_exact"].append(100_000)
     result: dict = {"load_average_start": os.getloadavg(), "sizes": sizes}
+
+    def save() -> None:  # after every part, so a long run that is stopped keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1, default=float))
+
     series = growth(sizes, args.repeat) if args.growth else {}
     result["growth"] = series
+    result["load_average_after_growth"] = os.getloadavg()
+    save()
     if args.agreement:
         result["agreement"] = agreement(args.agreement_n)
+        result["load_average_after_agreement"] = os.getloadavg()
+        save()
     vmo: dict = {}
     if args.vmo:
         with tempfile.TemporaryDirectory() as tmp:
@@ -351,8 +360,7 @@ def main(argv=None) -> int:
         plot(series, vmo, ["audio oracle, structured, 768-D", "audio oracle, unstructured, exact",
                            APPROX], PLOTS / "oracle_audio.png",
              "Audio oracle, 768-D: time against n (log-log)")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1, default=float))
+    save()
     return 0
 
 
