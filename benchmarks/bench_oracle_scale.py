@@ -111,27 +111,32 @@ def slope(ns, ts) -> float:
     return float(np.polyfit(x, y, 1)[0])
 
 
-def growth(sizes: dict, repeat: int) -> dict:
+def growth(sizes: dict, repeat: int, *, warm_up_all: bool = True) -> dict:
     series: dict = {}
 
     def run(name, ns, make, build, repeat_for=None):
         rows = []
-        for n in ns:
+        for k, n in enumerate(ns):
             data = make(n)
             r = repeat if repeat_for is None else repeat_for(n)
-            med, _, runs, _ = timed(lambda: build(data), r)
+            med, _, runs, _ = timed(lambda: build(data), r, warm_up=warm_up_all or k == 0)
             rows.append({"n": n, "median_s": med, "runs_s": runs})
             print(f"  {name:44s} n={n:>9,}  {med:9.4f} s  (runs {', '.join(f'{t:.3f}' for t in runs)})", flush=True)
         series[name] = {"rows": rows, "slope": slope([r["n"] for r in rows], [r["median_s"] for r in rows])}
 
     print("growth:", flush=True)
-    run("factor oracle (exact LRS), iid tokens K=64", sizes["factor"], tokens, build_factor_oracle)
-    run("audio oracle, structured, 768-D", sizes["structured"], motif_features,
-        lambda X: build_audio_oracle(X, threshold=0.3, search="exact"))
-    run("audio oracle, unstructured, exact", sizes["unstructured_exact"], noise,
-        lambda X: build_audio_oracle(X, threshold=0.05, search="exact"),
-        repeat_for=lambda n: repeat if n <= 20_000 else 1)
-    run(APPROX, sizes["unstructured_approx"], noise, lambda X: build_audio_oracle(X, threshold=0.05, search="auto"))
+    if sizes.get("factor"):
+        run("factor oracle (exact LRS), iid tokens K=64", sizes["factor"], tokens, build_factor_oracle)
+    if sizes.get("structured"):
+        run("audio oracle, structured, 768-D", sizes["structured"], motif_features,
+            lambda X: build_audio_oracle(X, threshold=0.3, search="exact"))
+    if sizes.get("unstructured_exact"):
+        run("audio oracle, unstructured, exact", sizes["unstructured_exact"], noise,
+            lambda X: build_audio_oracle(X, threshold=0.05, search="exact"),
+            repeat_for=lambda n: repeat if n <= 20_000 else 1)
+    if sizes.get("unstructured_approx"):
+        run(APPROX, sizes["unstructured_approx"], noise,
+            lambda X: build_audio_oracle(X, threshold=0.05, search="auto"))
     return series
 
 
@@ -293,6 +298,11 @@ def main(argv=None) -> int:
     ap.add_argument("--vmo-timeout", type=float, default=600.0)
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--sizes", type=json.loads, default=None, help="JSON object overriding growth sizes per "
+                    "series (keys factor, structured, unstructured_exact, unstructured_approx; [] skips one)")
+    ap.add_argument("--warm-up-first-only", action="store_true", help="one warm-up call per series (at its "
+                    "first size) instead of one per size: numba is compiled once per process; saves a full "
+                    "build at the largest sizes on a slow or loaded machine")
     ap.add_argument("--exact-100k", action="store_true", help="also time the exact unstructured oracle at 100k "
                     "(about a minute on an idle machine)")
     args = ap.parse_args(argv)
@@ -311,11 +321,22 @@ def main(argv=None) -> int:
                      "unstructured": [1_000, 2_500, 5_000]}
     if args.exact_100k:
         sizes["unstructured_exact"].append(100_000)
+    if args.sizes:
+        sizes.update(args.sizes)
     result: dict = {"load_average_start": os.getloadavg(), "sizes": sizes}
-    series = growth(sizes, args.repeat) if args.growth else {}
+
+    def save() -> None:  # after every part, so a long run that is stopped keeps what it measured
+        if args.json:
+            args.json.write_text(json.dumps(result, indent=1, default=float))
+
+    series = growth(sizes, args.repeat, warm_up_all=not args.warm_up_first_only) if args.growth else {}
     result["growth"] = series
+    result["load_average_after_growth"] = os.getloadavg()
+    save()
     if args.agreement:
         result["agreement"] = agreement(args.agreement_n)
+        result["load_average_after_agreement"] = os.getloadavg()
+        save()
     vmo: dict = {}
     if args.vmo:
         with tempfile.TemporaryDirectory() as tmp:
@@ -335,8 +356,7 @@ def main(argv=None) -> int:
         plot(series, vmo, ["audio oracle, structured, 768-D", "audio oracle, unstructured, exact",
                            APPROX], PLOTS / "oracle_audio.png",
              "Audio oracle, 768-D: time against n (log-log)")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1, default=float))
+    save()
     return 0
 
 
