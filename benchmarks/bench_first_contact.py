@@ -201,6 +201,9 @@ def versions() -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--skip-dashboard", action="store_true")
+    parser.add_argument("--skip-cli", action="store_true", help="only the dashboard scenarios")
+    parser.add_argument("--skip-no-warmup", action="store_true",
+                        help="only the scenarios after the install-time warm-up (what `make run` gives)")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="chandra-first-contact-") as name:
@@ -208,11 +211,14 @@ def main() -> int:
         root = clone(tmp)
         results = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
                                "platform": platform.platform()}, "versions": versions(), "sample": SAMPLE}
-        results["cli"] = cli_scenarios(root, tmp)
-        print(json.dumps(results["cli"], indent=1), flush=True)
+        if not args.skip_cli:
+            results["cli"] = cli_scenarios(root, tmp)
+            print(json.dumps(results["cli"], indent=1), flush=True)
         if not args.skip_dashboard:
-            results["dashboard"] = {"no_warmup": dashboard_scenario(root, tmp, "cold", warm_up=False),
-                                    "after_warmup": dashboard_scenario(root, tmp, "warm", warm_up=True)}
+            results["dashboard"] = {}
+            if not args.skip_no_warmup:
+                results["dashboard"]["no_warmup"] = dashboard_scenario(root, tmp, "cold", warm_up=False)
+            results["dashboard"]["after_warmup"] = dashboard_scenario(root, tmp, "warm", warm_up=True)
             print(json.dumps(results["dashboard"], indent=1), flush=True)
         shutil.rmtree(root, ignore_errors=True)
     for where in ("cli", "dashboard"):
