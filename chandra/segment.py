@@ -21,6 +21,7 @@ __all__ = [
     "spectral_frames",
     "bound_durations",
     "estimate_f0",
+    "segment_rms",
     "validate_segments",
     "summarize_segments",
 ]
@@ -121,7 +122,8 @@ def spectral_frames(y: np.ndarray, sr: int, *, n_fft: int = 2048, hop_length: in
     return mel, centroid
 
 
-def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_frames: int):
+def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_frames: int,
+                           float64: bool = False):
     """``|librosa.stft(y, n_fft=n_fft, hop_length=hop_length)|`` (``center=True``,
     zero padding, Hann window), transposed, in blocks of at most
     ``block_frames`` frames.
@@ -134,12 +136,21 @@ def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_
     mag : float32 (k1 - k0, 1 + n_fft // 2)
         Magnitudes of the windowed frames; frame k is centred on sample
         ``k * hop_length``, with zeros beyond both ends of ``y``.
+
+    With ``float64=True`` the windowing and FFT run in float64 and the
+    spectrum is rounded to complex64 before the magnitude, as
+    ``librosa.stft`` does for a float32 signal: the magnitudes are then
+    librosa's exactly (the dsp encoder's descriptors need this; near-silent
+    bins are otherwise only float32-accurate, a dB or so in the valleys of
+    spectral contrast).
     """
     import scipy.signal
 
     n_frames = 1 + len(y) // hop_length
     pad = n_fft // 2
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True)
+    if not float64:
+        window = window.astype(np.float32)
     for k0 in range(0, n_frames, block_frames):
         k1 = min(n_frames, k0 + block_frames)
         a, b = k0 * hop_length - pad, (k1 - 1) * hop_length + pad + (n_fft % 2)
@@ -148,7 +159,10 @@ def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_
         if hi > lo:
             chunk[lo - a: hi - a] = y[lo:hi]
         frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop_length][: k1 - k0]
-        yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+        if float64:
+            yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1).astype(np.complex64))
+        else:
+            yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
 
 
 def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: bool = True,
@@ -215,6 +229,44 @@ def bound_durations(boundaries: np.ndarray, *, duration: float, min_duration: fl
     return np.asarray(out, dtype=np.float64)
 
 
+#: Samples per block of :func:`segment_rms` (bounds its float64 temporaries).
+_RMS_BLOCK = 1 << 21
+#: Segments per batch of :func:`estimate_f0` (bounds its FFT buffers).
+_F0_BATCH = 1024
+
+
+def segment_rms(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Root mean square of the samples of each segment.
+
+    Sample bounds are ``round(start * sr)`` and ``round(end * sr)`` (at least
+    one sample). Sums of squares are float64 over runs of whole segments of at
+    most ``_RMS_BLOCK`` samples (a longer segment is its own run), so memory
+    is bounded by the run, not the file (a float64 prefix sum over an hour at
+    22 050 Hz would be 635 MB, with its temporaries about 2 GB).
+
+    Returns
+    -------
+    float64 (n,)
+    """
+    n = len(starts)
+    a = np.clip(np.round(np.asarray(starts) * sr).astype(np.int64), 0, len(y))
+    b = np.clip(np.round(np.asarray(ends) * sr).astype(np.int64), 0, len(y))
+    b = np.maximum(b, a + 1)
+    bb = np.minimum(b, len(y))
+    out = np.zeros(n, dtype=np.float64)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and bb[j] - a[i] <= _RMS_BLOCK:
+            j += 1
+        lo, hi = int(a[i]), int(max(bb[i:j].max(), a[i]))
+        x = y[lo:hi].astype(np.float64)
+        csum = np.concatenate([[0.0], np.cumsum(x * x)])
+        out[i:j] = np.maximum(csum[bb[i:j] - lo] - csum[a[i:j] - lo], 0.0)
+        i = j
+    return np.sqrt(out / np.maximum(bb - a, 1))
+
+
 def estimate_f0(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray, *, fmin: float = 50.0,
                 fmax: float = 1000.0, window: int = 2048, threshold: float = 0.2) -> np.ndarray:
     """YIN fundamental frequency (de Cheveigné & Kawahara 2002), one per segment.
@@ -235,6 +287,13 @@ def estimate_f0(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray, *,
     tau_max = min(int(sr / fmin), window // 2)
     tau_min = max(int(sr / fmax), 2)
     if n == 0 or tau_max <= tau_min + 2:
+        return f0
+    if n > _F0_BATCH:
+        # Each segment's analysis is independent; batches bound the FFT buffers
+        # ((n, 2 * window) complex: 0.5 GB for an hour's 16,000 segments).
+        for k in range(0, n, _F0_BATCH):
+            f0[k:k + _F0_BATCH] = estimate_f0(y, sr, starts[k:k + _F0_BATCH], ends[k:k + _F0_BATCH], fmin=fmin,
+                                              fmax=fmax, window=window, threshold=threshold)
         return f0
     frames = np.zeros((n, window), dtype=np.float64)
     for i, (s, e) in enumerate(zip(starts, ends)):
@@ -314,12 +373,7 @@ def segment_audio(y: np.ndarray, sr: int, *, min_duration: float = 0.1, max_dura
     n = len(starts)
     report(progress, "segment", 1, 3)
 
-    a = np.clip(np.round(starts * sr).astype(np.int64), 0, len(y))
-    b = np.clip(np.round(ends * sr).astype(np.int64), 0, len(y))
-    b = np.maximum(b, a + 1)
-    sq = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-    bb = np.minimum(b, len(y))
-    rms = np.sqrt(np.maximum(sq[bb] - sq[a], 0.0) / np.maximum(bb - a, 1))
+    rms = segment_rms(y, sr, starts, ends)
 
     frame_times = librosa.frames_to_time(np.arange(len(centroid_frames)), sr=sr, hop_length=hop_length)
     # Mean centroid of the frames starting inside each segment, via cumulative

@@ -39,6 +39,9 @@ class DSPEncoder:
         STFT hop in samples at ``sr`` (512 at 22050 Hz ≈ 23.2 ms).
     n_fft : int
         STFT window in samples at ``sr``.
+    block_frames : int
+        STFT frames analysed at a time (memory only: the features are those
+        of the whole-file analysis, within float32 rounding of the FFT).
 
     Notes
     -----
@@ -66,12 +69,15 @@ class DSPEncoder:
 
     name = "dsp"
 
-    def __init__(self, *, sr: int = 22050, n_mfcc: int = 20, hop_length: int = 512, n_fft: int = 2048):
+    def __init__(self, *, sr: int = 22050, n_mfcc: int = 20, hop_length: int = 512, n_fft: int = 2048,
+                 block_frames: int = 4096):
         self.sr = sr
+        self.block_frames = block_frames
         self.n_mfcc = n_mfcc
         self.hop_length = hop_length
         self.n_fft = n_fft
-        for label, value in (("sr", sr), ("n_mfcc", n_mfcc), ("hop_length", hop_length), ("n_fft", n_fft)):
+        for label, value in (("sr", sr), ("n_mfcc", n_mfcc), ("hop_length", hop_length), ("n_fft", n_fft),
+                             ("block_frames", block_frames)):
             if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value <= 0:
                 raise EncoderError(f"DSPEncoder {label} must be a positive integer, got {value!r}")
         if 0.5 * sr <= _CONTRAST_FMIN:
@@ -144,34 +150,55 @@ class DSPEncoder:
         """
         import librosa
 
+        from chandra.segment import _stft_magnitude_blocks
+
         y, sr = _check_signal(y, sr)
         y = resample(y, sr, self.sr)
         sr = self.sr
-        mag = np.abs(librosa.stft(y, n_fft=self.n_fft, hop_length=self.hop_length, center=True))
-        power = mag.astype(np.float64) ** 2
-        n_frames = mag.shape[1]
-
-        mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=self.n_fft, n_mels=_N_MELS)
-        # absolute dB (no top_db) so a segment's MFCCs do not depend on the loudest moment elsewhere
-        mfcc = librosa.feature.mfcc(S=librosa.power_to_db(mel, ref=1.0, top_db=None), n_mfcc=self.n_mfcc)
+        m = self.n_mfcc
+        n_frames = 1 + len(y) // self.hop_length
+        width = 3 * m + _N_CHROMA + self.n_contrast_bands + 1 + 3
+        frames = np.empty((n_frames, width), dtype=np.float64)
+        # One STFT in blocks of frames (librosa.stft(center=True) frames; see
+        # chandra.segment._stft_magnitude_blocks): every descriptor but the MFCC
+        # deltas is a function of one frame, so the complex spectrogram of the
+        # file (1.3 GB an hour) and its float64 power (another 1.3 GB) are never
+        # held whole; the deltas run over the whole (M, n_frames) MFCC matrix.
+        c = 3 * m
+        n_bands = self.n_contrast_bands + 1
+        bands = _contrast_bands(sr, self.n_fft, self.n_contrast_bands)
+        peaks = np.empty((n_bands, n_frames), dtype=np.float64)
+        valleys = np.empty((n_bands, n_frames), dtype=np.float64)
+        for k0, k1, mag_t in _stft_magnitude_blocks(y, n_fft=self.n_fft, hop_length=self.hop_length,
+                                                    block_frames=self.block_frames, float64=True):
+            mag = mag_t.T
+            power = mag.astype(np.float64) ** 2
+            mel = librosa.feature.melspectrogram(S=power, sr=sr, n_fft=self.n_fft, n_mels=_N_MELS)
+            # absolute dB (no top_db) so a segment's MFCCs do not depend on the loudest moment elsewhere
+            frames[k0:k1, :m] = librosa.feature.mfcc(S=librosa.power_to_db(mel, ref=1.0, top_db=None),
+                                                     n_mfcc=m).T
+            # tuning=0 skips pitch-tuning estimation, which warns on silence and varies with the file
+            chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=self.n_fft, tuning=0.0, n_chroma=_N_CHROMA)
+            peaks[:, k0:k1], valleys[:, k0:k1] = _contrast_peaks_valleys(mag, bands)
+            rms = librosa.feature.rms(S=mag, frame_length=self.n_fft)
+            rms_db = 20.0 * np.log10(rms + _EPS_RMS)
+            flatness = librosa.feature.spectral_flatness(S=mag)
+            centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=self.n_fft) / (0.5 * sr)
+            frames[k0:k1, c:c + _N_CHROMA] = chroma.T
+            frames[k0:k1, c + _N_CHROMA + n_bands:] = np.vstack([rms_db, flatness, centroid]).T
+        # librosa's spectral_contrast converts peaks and valleys to dB with a
+        # floor 80 dB below the loudest of the whole file, so the conversion
+        # waits for the last block: the result is librosa's whole-file contrast.
+        frames[:, c + _N_CHROMA:c + _N_CHROMA + n_bands] = (
+            librosa.power_to_db(peaks) - librosa.power_to_db(valleys)).T
+        del peaks, valleys
+        mfcc = frames[:, :m].T
         if n_frames >= 3:
             width = min(9, n_frames if n_frames % 2 else n_frames - 1)
-            d1 = librosa.feature.delta(mfcc, width=width, order=1)
-            d2 = librosa.feature.delta(mfcc, width=width, order=2)
+            frames[:, m:2 * m] = librosa.feature.delta(mfcc, width=width, order=1).T
+            frames[:, 2 * m:3 * m] = librosa.feature.delta(mfcc, width=width, order=2).T
         else:
-            d1 = np.zeros_like(mfcc)
-            d2 = np.zeros_like(mfcc)
-        # tuning=0 skips pitch-tuning estimation, which warns on silence and varies with the file
-        chroma = librosa.feature.chroma_stft(S=power, sr=sr, n_fft=self.n_fft, tuning=0.0, n_chroma=_N_CHROMA)
-        contrast = librosa.feature.spectral_contrast(
-            S=mag, sr=sr, n_fft=self.n_fft, fmin=_CONTRAST_FMIN, n_bands=self.n_contrast_bands
-        )
-        rms = librosa.feature.rms(S=mag, frame_length=self.n_fft)
-        rms_db = 20.0 * np.log10(rms + _EPS_RMS)
-        flatness = librosa.feature.spectral_flatness(S=mag)
-        centroid = librosa.feature.spectral_centroid(S=mag, sr=sr, n_fft=self.n_fft) / (0.5 * sr)
-
-        frames = np.vstack([mfcc, d1, d2, chroma, contrast, rms_db, flatness, centroid]).T
+            frames[:, m:3 * m] = 0.0
         if not np.all(np.isfinite(frames)):
             # librosa keeps silence finite (amin floors); a non-finite value here is a bug, not data
             bad = np.argwhere(~np.isfinite(frames))[0]
@@ -236,3 +263,44 @@ class DSPEncoder:
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.get_params().items())
         return f"DSPEncoder({params})"
+
+
+#: Share of a band's bins averaged as its peak (top) and valley (bottom), librosa's default.
+_CONTRAST_QUANTILE = 0.02
+
+
+def _contrast_bands(sr: int, n_fft: int, n_bands: int) -> list[tuple[np.ndarray, int]]:
+    """Bin mask and quantile count of each spectral-contrast octave band.
+
+    The bands of ``librosa.feature.spectral_contrast(fmin=_CONTRAST_FMIN)``:
+    band 0 is [0, fmin], band k [fmin 2^(k-1), fmin 2^k] plus the bin just
+    below, the last runs to Nyquist; every band but the last drops its top bin.
+    """
+    freq = np.fft.rfftfreq(n_fft, 1.0 / sr)
+    octa = np.zeros(n_bands + 2)
+    octa[1:] = _CONTRAST_FMIN * (2.0 ** np.arange(0, n_bands + 1))
+    out = []
+    for k, (f_low, f_high) in enumerate(zip(octa[:-1], octa[1:])):
+        band = (freq >= f_low) & (freq <= f_high)
+        idx = np.flatnonzero(band)
+        if k > 0:
+            band[idx[0] - 1] = True
+        if k == n_bands:
+            band[idx[-1] + 1:] = True
+        count = int(max(np.rint(_CONTRAST_QUANTILE * np.sum(band)), 1))
+        rows = np.flatnonzero(band)
+        if k < n_bands:
+            rows = rows[:-1]
+        out.append((rows, count))
+    return out
+
+
+def _contrast_peaks_valleys(mag: np.ndarray, bands: list) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of the top and of the bottom quantile of magnitudes per band and frame, ``(n_bands + 1, n)`` each."""
+    peaks = np.empty((len(bands), mag.shape[1]), dtype=np.float64)
+    valleys = np.empty_like(peaks)
+    for k, (rows, count) in enumerate(bands):
+        ordered = np.sort(mag[rows], axis=0)
+        valleys[k] = np.mean(ordered[:count], axis=0)
+        peaks[k] = np.mean(ordered[-count:], axis=0)
+    return peaks, valleys
