@@ -31,7 +31,8 @@ Modules (one thing each):
 * :mod:`chandra.encoders.neural` — :class:`Wav2Vec2Encoder` (loading, chunking, stitching);
 * :mod:`chandra.encoders.devices` — :data:`DEVICES`, :data:`QUANTIZE_MODES`, :func:`resolve_device`;
 * :mod:`chandra.encoders.quantize` — int8 dynamic quantisation;
-* :mod:`chandra.encoders.registry` — :data:`ENCODER_NAMES`, :func:`make_encoder`.
+* :mod:`chandra.encoders.registry` — :data:`ENCODER_NAMES`, :func:`make_encoder`;
+* :mod:`chandra.encoders.overlap` — forward passes beside other work (a producer thread), precomputed frames.
 
 Everything public (and the private helpers tests use) is re-exported here, so
 ``from chandra.encoders import X`` keeps working.

@@ -25,8 +25,10 @@ class DSPEncoder:
     """librosa descriptors pooled per segment; works offline, the default.
 
     All descriptors come from one STFT of the whole signal (resampled to
-    ``sr`` first when needed); frame ``t`` is centred at ``t * hop_length / sr``
-    seconds (librosa ``center=True``). Per segment the frames are pooled as
+    ``sr`` first when needed), computed ``block_frames`` frames at a time so
+    memory does not grow with the file beyond the (n_frames, 82) descriptor
+    matrix; frame ``t`` is centred at ``t * hop_length / sr`` seconds (librosa
+    ``center=True``). Per segment the frames are pooled as
     described in the module docstring.
 
     Parameters
