@@ -50,7 +50,7 @@ def make_wav2vec2_dir(path: Path) -> Path:
     return path
 
 
-def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overlap: bool) -> None:
+def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overlap: bool, device: str) -> None:
     """One timed training run, in its own process."""
     import resource
 
@@ -59,7 +59,7 @@ def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overl
 
     load_before = os.getloadavg()
     config = TrainConfig(encoder=encoder, model=None if model_dir == "-" else model_dir, n_tokens=64,
-                         embed_audio=embed)
+                         embed_audio=embed, **({"device": device} if encoder != "dsp" else {}))
     forward = {"seconds": 0.0, "calls": 0}
     if encoder != "dsp":
         import transformers
@@ -80,7 +80,8 @@ def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overl
     run_all(state, output=Path(out).with_suffix(".chandra"), overlap=overlap)
     total = time.perf_counter() - t0
     record = {
-        "encoder": encoder, "embed_audio": embed, "overlap": overlap,
+        "encoder": encoder, "embed_audio": embed, "overlap": overlap, "device": device,
+        "torch_threads": _torch_threads() if encoder != "dsp" else None,
         "audio_minutes": state.duration / 60.0, "segments": len(state.segments),
         "total_seconds": total, "stage_seconds": state.timings,
         "forward_seconds": forward["seconds"] if encoder != "dsp" else None,
@@ -90,6 +91,12 @@ def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overl
         "load_before": load_before, "load_after": os.getloadavg(),
     }
     Path(out).write_text(json.dumps(record))
+
+
+def _torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
 
 
 def versions() -> dict:
@@ -123,11 +130,11 @@ def run(args) -> None:
                 out = tmp / "record.json"
                 cmd = [sys.executable, __file__, "--child", str(audio), args.encoder,
                        str(model_dir) if model_dir else "-", str(out), "1" if args.embed else "0",
-                       "0" if args.sequential else "1"]
+                       "0" if args.sequential else "1", args.device]
                 subprocess.run(cmd, check=True)
                 record = {**json.loads(out.read_text()), "versions": versions(),
                           "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
-                with RECORDS.open("a") as fh:
+                with Path(args.records).open("a") as fh:
                     fh.write(json.dumps(record) + "\n")
                 line = (f"{record['encoder']:8} {record['audio_minutes']:6.1f} min  embed={int(record['embed_audio'])}"
                         f"  overlap={int(record['overlap'])}  total {record['total_seconds']:8.1f} s  "
@@ -140,10 +147,10 @@ def run(args) -> None:
             audio.unlink()
 
 
-def plot() -> None:
+def plot(path: Path) -> None:
     import numpy as np
 
-    records = [json.loads(line) for line in RECORDS.read_text().splitlines() if line.strip()]
+    records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     series: dict[str, list] = {}
     for r in records:
         key = (f"{r['encoder']}, {'overlapped' if r['overlap'] else 'sequential'}"
@@ -195,14 +202,16 @@ def main() -> int:
                         help="train with embed_audio=False (the model keeps no copy of the signal)")
     parser.add_argument("--sequential", action="store_true", help="run_all(overlap=False)")
     parser.add_argument("--plot", action="store_true")
-    parser.add_argument("--child", nargs=6, metavar=("AUDIO", "ENCODER", "MODEL", "OUT", "EMBED", "OVERLAP"))
+    parser.add_argument("--device", default="cpu", help="neural encoder device (cpu, auto, cuda)")
+    parser.add_argument("--records", default=str(RECORDS), help="JSON-lines file the records are appended to")
+    parser.add_argument("--child", nargs=7, metavar=("AUDIO", "ENCODER", "MODEL", "OUT", "EMBED", "OVERLAP", "DEVICE"))
     args = parser.parse_args()
     if args.child:
-        audio, encoder, model_dir, out, embed, overlap = args.child
-        child(audio, encoder, model_dir, out, embed == "1", overlap == "1")
+        audio, encoder, model_dir, out, embed, overlap, device = args.child
+        child(audio, encoder, model_dir, out, embed == "1", overlap == "1", device)
         return 0
     if args.plot:
-        plot()
+        plot(Path(args.records))
         return 0
     run(args)
     return 0
