@@ -204,10 +204,10 @@ def main() -> int:
     parser.add_argument("--plot", action="store_true")
     parser.add_argument("--device", default="cpu", help="neural encoder device (cpu, auto, cuda)")
     parser.add_argument("--records", default=str(RECORDS), help="JSON-lines file the records are appended to")
-    parser.add_argument("--child", nargs=7, metavar=("AUDIO", "ENCODER", "MODEL", "OUT", "EMBED", "OVERLAP", "DEVICE"))
+    parser.add_argument("--child", nargs="+", help="AUDIO ENCODER MODEL OUT EMBED OVERLAP [DEVICE] (internal)")
     args = parser.parse_args()
     if args.child:
-        audio, encoder, model_dir, out, embed, overlap, device = args.child
+        audio, encoder, model_dir, out, embed, overlap, device = (args.child + ["cpu"])[:7]
         child(audio, encoder, model_dir, out, embed == "1", overlap == "1", device)
         return 0
     if args.plot:
