@@ -19,6 +19,7 @@ __all__ = [
     "segment_audio",
     "detect_onsets",
     "spectral_frames",
+    "onset_envelope",
     "bound_durations",
     "estimate_f0",
     "segment_rms",
@@ -165,6 +166,54 @@ def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_
             yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
 
 
+#: Frames per block of :func:`onset_envelope`.
+_ENVELOPE_BLOCK = 8192
+
+
+def onset_envelope(mel_power: np.ndarray, *, hop_length: int = 512, n_fft: int = 2048,
+                   block_frames: int | None = None) -> np.ndarray:
+    """librosa's spectral-flux onset strength of a mel power spectrogram, in blocks of frames.
+
+    The same values as ``librosa.onset.onset_strength(S=librosa.power_to_db(mel_power),
+    hop_length=hop_length, n_fft=n_fft)`` (tested): dB with ``ref=1``, ``amin=1e-10`` and
+    a floor 80 dB below the loudest bin of the whole file (found in a first pass), the mean
+    over mel bands of the positive difference from the previous frame, delayed by
+    ``1 + n_fft // (2 * hop_length)`` frames. Each block carries the last frame of the one
+    before, so no difference is lost or counted twice at a block edge, and the whole-file dB
+    matrix and its difference (four copies of the mel matrix, some float64) are never held.
+
+    Returns
+    -------
+    float32 (n_frames,)
+    """
+    # at least 2 frames a block: numpy sums a single column in another order (1 ulp apart)
+    block = max(int(block_frames or _ENVELOPE_BLOCK), 2)
+    n = mel_power.shape[1]
+    amin = 1e-10
+
+    def to_db(part: np.ndarray) -> np.ndarray:
+        out = 10.0 * np.log10(np.maximum(amin, part))
+        out -= 10.0 * np.log10(np.maximum(amin, 1.0))  # ref=1.0, as power_to_db computes it
+        return out
+
+    peak = max(float(to_db(mel_power[:, k:k + block]).max()) for k in range(0, n, block))
+    floor = peak - 80.0
+    flux = np.zeros(max(n - 1, 0), dtype=np.float32)
+    k0 = 1
+    while k0 < n:
+        k1 = min(n, k0 + block)
+        if n - k1 == 1:
+            k1 = n  # no block of one frame (see above)
+        db = np.maximum(to_db(mel_power[:, k0 - 1:k1]), floor)
+        flux[k0 - 1:k1 - 1] = np.mean(np.maximum(0.0, db[:, 1:] - db[:, :-1]), axis=0)
+        k0 = k1
+    delay = 1 + n_fft // (2 * hop_length)
+    envelope = np.zeros(n, dtype=flux.dtype)
+    if n > delay:
+        envelope[delay:] = flux[: n - delay]
+    return envelope
+
+
 def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: bool = True,
                   delta: float = 0.07, wait: int = 2, mel_power: np.ndarray | None = None) -> np.ndarray:
     """Onset times in seconds (float64, sorted), from librosa's spectral-flux
@@ -175,7 +224,7 @@ def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: b
 
     if mel_power is None:
         mel_power, _ = spectral_frames(y, sr, hop_length=hop_length)
-    envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel_power), sr=sr, hop_length=hop_length)
+    envelope = onset_envelope(mel_power, hop_length=hop_length)
     # Backtracking (on the onset-strength curve, librosa's default) moves each
     # onset to the preceding local minimum of spectral flux, so a segment
     # starts just before its attack rather than in it.

@@ -283,3 +283,16 @@ def test_producer_relays_and_reraises():
             producer.relay("encode", 1, 2)  # raises the producer's error here
     assert seen == [("segment", "MainThread"), ("encode", "MainThread")]
     assert _chandra_threads() == []
+
+
+def test_onset_envelope_in_blocks_is_librosas(music):
+    import librosa
+
+    from chandra.segment import onset_envelope, spectral_frames
+
+    y = music.copy()
+    y[: len(y) // 3] *= 1e-5  # a passage 100 dB down: the whole-file 80 dB floor decides its envelope
+    mel, _ = spectral_frames(y, SR)
+    reference = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SR, hop_length=HOP)
+    for block in (None, 100, 7, 2, 1):  # (1 is raised to 2)
+        np.testing.assert_array_equal(onset_envelope(mel, hop_length=HOP, block_frames=block), reference)
