@@ -156,6 +156,7 @@ def plot(path: Path) -> None:
         key = (f"{r['encoder']}, {'overlapped' if r['overlap'] else 'sequential'}"
                f"{'' if r['embed_audio'] else ', no embedded audio'}") if r["encoder"] != "dsp" else \
             f"dsp{'' if r['embed_audio'] else ', no embedded audio'}"
+        key = r.get("label") or key  # a record may name its series (e.g. an earlier version of the code)
         series.setdefault(key, []).append(r)
     import matplotlib
 
