@@ -86,11 +86,22 @@ def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overl
         "total_seconds": total, "stage_seconds": state.timings,
         "forward_seconds": forward["seconds"] if encoder != "dsp" else None,
         "forward_calls": forward["calls"] if encoder != "dsp" else None,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        # VmHWM is this process's own high-water mark: ru_maxrss would also carry the
+        # parent's (Linux copies it into the child at exec when spawning by vfork)
+        "peak_rss_mb": _vm_hwm_mb(),
+        "ru_maxrss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "signal_mb": state.signal.nbytes / 2**20,
         "load_before": load_before, "load_after": os.getloadavg(),
     }
     Path(out).write_text(json.dumps(record))
+
+
+def _vm_hwm_mb() -> float:
+    """Peak resident memory of this process (``VmHWM`` of /proc/self/status), MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmHWM in /proc/self/status")
 
 
 def _torch_threads() -> int:
@@ -115,16 +126,15 @@ def run(args) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("NUMBA_CACHE_DIR", str(REPO / ".numba_cache"))
-    sys.path.insert(0, str(REPO / "scripts"))
-    from long_track import write_track
-
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model_dir = make_wav2vec2_dir(tmp / "w2v") if args.encoder != "dsp" else None
         for minutes in args.minutes:
             audio = tmp / f"track-{minutes:g}.wav"
             t0 = time.perf_counter()
-            write_track(audio, minutes, seed=0)
+            # in a separate process, so this one never holds the track
+            subprocess.run([sys.executable, str(REPO / "scripts" / "long_track.py"), str(minutes), str(audio),
+                            "--seed", "0"], check=True, stdout=subprocess.DEVNULL)
             print(f"built {minutes:g} min of music in {time.perf_counter() - t0:.1f} s", flush=True)
             for _ in range(args.runs):
                 out = tmp / "record.json"
