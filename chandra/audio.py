@@ -147,6 +147,74 @@ def _read_blocks(path: Path) -> tuple[np.ndarray, str | None]:
     return np.concatenate(blocks), error
 
 
+#: Samples per block when checking or summarising a signal.
+_CHECK_BLOCK = 1 << 20
+
+#: Frames per block of the streamed decoder (about 6 s at 44.1 kHz).
+_STREAM_FRAMES = 1 << 18
+
+
+def _resampled_length(n: int, orig_sr: int, target_sr: int) -> int:
+    """Samples ``librosa.resample(..., fix=True)`` returns for ``n`` input samples."""
+    return int(np.ceil(n * (float(target_sr) / orig_sr)))
+
+
+def _decode_mono_stream(f, declared: int, file_sr: int, sr: int | None) -> tuple[np.ndarray, int]:
+    """Read an open ``soundfile.SoundFile`` block by block into one mono float32 array.
+
+    Channels are averaged per block (the same arithmetic as a whole-file
+    ``data.mean(axis=1)``, so the samples are identical), and when ``sr``
+    differs from ``file_sr`` each block goes through one streaming soxr
+    resampler at the quality librosa's ``"soxr_hq"`` uses: the output equals
+    ``librosa.resample(y, res_type="soxr_hq")`` of the whole mono signal
+    sample for sample (streamed soxr is exact, tested), including librosa's
+    length ``ceil(n * sr / file_sr)``.
+
+    Returns the signal and the number of frames read at the file's rate;
+    raises what the decoder raises (the caller falls back to small blocks).
+    """
+    resampler = None
+    if sr is not None and int(sr) != int(file_sr):
+        import soxr
+
+        resampler = soxr.ResampleStream(float(file_sr), float(sr), 1, dtype="float32", quality="HQ")
+        capacity = _resampled_length(declared, file_sr, int(sr)) + 64
+    else:
+        capacity = declared
+    out = np.zeros(max(capacity, 1), dtype=np.float32)
+    written = frames_read = 0
+
+    def put(piece: np.ndarray) -> None:
+        nonlocal out, written
+        if written + piece.size > out.size:  # the header undercounted: grow
+            grown = np.zeros(max(2 * out.size, written + piece.size), dtype=np.float32)
+            grown[:written] = out[:written]
+            out = grown
+        out[written:written + piece.size] = piece
+        written += piece.size
+
+    while True:
+        block = f.read(frames=_STREAM_FRAMES, dtype="float32", always_2d=True)
+        n = len(block)
+        last = n < _STREAM_FRAMES
+        if n:
+            frames_read += n
+            mono = block.mean(axis=1) if block.shape[1] > 1 else block[:, 0]
+            put(mono if resampler is None else resampler.resample_chunk(mono, last=last))
+        elif resampler is not None:
+            put(resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True))
+        if last:
+            break
+    length = frames_read if resampler is None else _resampled_length(frames_read, file_sr, int(sr))
+    if length > out.size:
+        put(np.zeros(length - written, dtype=np.float32))
+    # librosa pads a short soxr output with zeros and cuts a long one (fix_length)
+    out[min(written, length):length] = 0.0
+    if out.size - length > (1 << 20):
+        return out[:length].copy(), frames_read  # a header that overcounted by a lot: give the memory back
+    return out[:length], frames_read
+
+
 def decode_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool = True) -> DecodedAudio:
     """Decode an audio file, noting how much of it the decoder delivered.
 
@@ -177,39 +245,50 @@ def decode_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool =
             f"{path}: unsupported extension '{ext or '(none)'}'; "
             f"use one of {', '.join(SUPPORTED_EXTENSIONS)}"
         )
-    decode_error = data = None
+    decode_error = data = y = None
     try:
         f = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError) as exc:
         raise AudioError(f"{path}: cannot decode as audio ({first_line(exc)})") from exc
     with f:
         file_sr, channels, decoder_frames = int(f.samplerate), int(f.channels), int(f.frames)
-        # One read of the whole file, unless the header's frame count could not
-        # come from a file this size (the read would allocate that many frames).
-        if 0 <= decoder_frames * channels * 4 <= _MAX_EXPANSION * size + (1 << 20):
+        # Trust the header's frame count for allocation only when it could come
+        # from a file this size (otherwise the allocation itself is the attack).
+        plausible = 0 <= decoder_frames * channels * 4 <= _MAX_EXPANSION * size + (1 << 20)
+        if plausible and mono:
+            # Streamed: blocks are mixed down (and resampled) as they are read, so
+            # neither the multichannel file nor the signal at the file's rate is
+            # ever held whole (a 2-hour 44.1 kHz stereo file would be 2.5 GB).
+            try:
+                y, frames_read = _decode_mono_stream(f, decoder_frames, file_sr, sr)
+            except (sf.LibsndfileError, RuntimeError) as exc:
+                decode_error = first_line(exc)
+        elif plausible:
             try:
                 data = f.read(dtype="float32", always_2d=True)
             except (sf.LibsndfileError, RuntimeError) as exc:
                 decode_error = first_line(exc)
-    if data is None:
-        data, block_error = _read_blocks(path)
-        decode_error = decode_error or block_error
-    if data.shape[0] == 0:
-        reason = f" ({decode_error})" if decode_error else ""
-        raise AudioError(f"{path}: the file decodes to 0 samples{reason}")
+    if y is None:
+        if data is None:
+            data, block_error = _read_blocks(path)
+            decode_error = decode_error or block_error
+        if data.shape[0] == 0:
+            reason = f" ({decode_error})" if decode_error else ""
+            raise AudioError(f"{path}: the file decodes to 0 samples{reason}")
+        frames_read = int(data.shape[0])
+        y = data.mean(axis=1) if mono else data.T
+        del data
+        y = np.ascontiguousarray(y, dtype=np.float32)
+        if sr is not None and int(sr) != int(file_sr):
+            import librosa
+
+            y = librosa.resample(y, orig_sr=int(file_sr), target_sr=int(sr), res_type="soxr_hq").astype(np.float32)
+    elif frames_read == 0:
+        raise AudioError(f"{path}: the file decodes to 0 samples")
     declared = _header_frames(path)
     if declared is None and decoder_frames > 0:
         declared = decoder_frames
-    frames_read = int(data.shape[0])
-    y = data.mean(axis=1) if mono else data.T
-    del data
-    y = np.ascontiguousarray(y, dtype=np.float32)
-    out_sr = file_sr
-    if sr is not None and int(sr) != int(file_sr):
-        import librosa
-
-        y = librosa.resample(y, orig_sr=int(file_sr), target_sr=int(sr), res_type="soxr_hq").astype(np.float32)
-        out_sr = int(sr)
+    out_sr = int(sr) if sr is not None else file_sr
     return DecodedAudio(y=y, sr=out_sr, file_sample_rate=file_sr, frames_declared=declared,
                         frames_read=frames_read, decode_error=decode_error)
 
@@ -255,28 +334,42 @@ def validate_signal(y: np.ndarray, sr: int, *, min_duration: float = 0.5, name: 
     y = np.asarray(y)
     if y.size == 0:
         raise AudioError(f"{name}: no samples")
-    bad = ~np.isfinite(y)
-    if bad.any():
-        first = int(np.flatnonzero(bad.reshape(-1))[0])
-        raise AudioError(
-            f"{name}: {int(bad.sum())} non-finite samples (NaN or inf), first at {first / sr:.3f} s"
-        )
+    flat = y.reshape(-1)
+    # In blocks: an hour's bool mask or |y| copy would cost as much as the signal.
+    n_bad, first, peak = 0, None, 0.0
+    for a in range(0, flat.size, _CHECK_BLOCK):
+        block = flat[a:a + _CHECK_BLOCK]
+        bad = ~np.isfinite(block)
+        if bad.any():
+            n_bad += int(bad.sum())
+            if first is None:
+                first = a + int(np.flatnonzero(bad)[0])
+        elif not n_bad:
+            peak = max(peak, float(block.max()), -float(block.min()))
+    if n_bad:
+        raise AudioError(f"{name}: {n_bad} non-finite samples (NaN or inf), first at {first / sr:.3f} s")
     duration = y.shape[-1] / float(sr)
     if duration < min_duration:
         raise AudioError(f"{name}: only {duration:.2f} s of audio; at least {min_duration:.2f} s is needed")
-    peak = float(np.max(np.abs(y)))
     if peak < SILENCE_PEAK:
         raise AudioError(f"{name}: the signal is silent (peak {peak:.2g}, below {SILENCE_PEAK:g})")
 
 
 def summarize_signal(y: np.ndarray, sr: int) -> dict:
     """Scalars describing a signal: duration (s), sample rate, peak, RMS (dBFS)."""
-    y = np.asarray(y, dtype=np.float64)
-    rms = float(np.sqrt(np.mean(y**2))) if y.size else 0.0
+    y = np.asarray(y)
+    flat = y.reshape(-1)
+    # float64 sums in blocks (the whole signal in float64 would be twice its size)
+    sq, peak = 0.0, 0.0
+    for a in range(0, flat.size, _CHECK_BLOCK):
+        block = flat[a:a + _CHECK_BLOCK].astype(np.float64)
+        sq += float(np.dot(block, block))
+        peak = max(peak, float(np.max(np.abs(block))))
+    rms = float(np.sqrt(sq / flat.size)) if flat.size else 0.0
     return {
         "duration": y.shape[-1] / float(sr),
         "sample_rate": int(sr),
         "n_samples": int(y.shape[-1]),
-        "peak": float(np.max(np.abs(y))) if y.size else 0.0,
+        "peak": peak,
         "rms_db": float(20 * np.log10(max(rms, 1e-10))),
     }

@@ -696,12 +696,55 @@ def run_stage(state: RunState, stage: str, *, progress: ProgressCallback | None 
 
 
 def run_all(state: RunState, *, progress: ProgressCallback | None = None,
-            output: str | os.PathLike | None = None) -> RunState:
-    """Run every stage in order."""
+            output: str | os.PathLike | None = None, overlap: bool = True) -> RunState:
+    """Run every stage in order.
+
+    With a neural encoder (and no feature cache) and ``overlap=True``, the
+    segment and harmony stages run in a producer thread while the calling
+    thread runs the encoder's forward passes over the whole file (they need
+    the signal, not the segments); the encode stage then pools the frames
+    computed (:mod:`chandra.encoders.overlap`). The results are those of the
+    sequential order; ``overlap=False`` forces it.
+    """
     state.config.validate()
+    done: set[str] = set()
+    if overlap and state.config.encoder != "dsp" and state.feature_cache is None:
+        done = _run_overlapped(state, progress)
     for stage in STAGES:
-        run_stage(state, stage, progress=progress, output=output)
+        if stage not in done:
+            run_stage(state, stage, progress=progress, output=output)
     return state
+
+
+def _run_overlapped(state: RunState, progress: ProgressCallback | None) -> set[str]:
+    """load; then the forward passes here beside segment + harmony in a producer thread; then encode (pooling)."""
+    from chandra.encoders import make_encoder
+    from chandra.encoders.overlap import PrecomputedFrames, Producer
+
+    run_stage(state, "load", progress=progress)
+    cfg = state.config
+    given = state.encoder
+    encoder = given if given is not None else make_encoder(cfg.encoder, **encoder_options(cfg))
+    encoder.load()  # a missing model fails here, before any thread starts
+
+    def segment_and_harmony(queued: ProgressCallback) -> None:
+        run_stage(state, "segment", progress=queued)
+        run_stage(state, "harmony", progress=queued)
+
+    started = time.perf_counter()
+    with Producer(segment_and_harmony, progress=progress, name="chandra-segment-harmony") as producer:
+        frames, times = encoder.encode_frames(state.signal, state.sample_rate, progress=producer.relay)
+    forward = time.perf_counter() - started
+    state.encoder = PrecomputedFrames(encoder, frames, times)
+    try:
+        run_stage(state, "encode", progress=progress)
+    finally:
+        state.encoder = given  # a model built here is not kept in the state (nor its weights in memory)
+    del frames, times
+    # the encode stage's time includes the forward passes (segment and harmony ran beside them)
+    state.timings["encode"] += forward
+    state.summaries["encode"]["overlapped_with"] = ["segment", "harmony"]
+    return {"load", "segment", "harmony", "encode"}
 
 
 def train(audio_path: str | os.PathLike, config: TrainConfig | None = None, *,

@@ -19,8 +19,10 @@ __all__ = [
     "segment_audio",
     "detect_onsets",
     "spectral_frames",
+    "onset_envelope",
     "bound_durations",
     "estimate_f0",
+    "segment_rms",
     "validate_segments",
     "summarize_segments",
 ]
@@ -121,7 +123,8 @@ def spectral_frames(y: np.ndarray, sr: int, *, n_fft: int = 2048, hop_length: in
     return mel, centroid
 
 
-def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_frames: int):
+def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_frames: int,
+                           float64: bool = False):
     """``|librosa.stft(y, n_fft=n_fft, hop_length=hop_length)|`` (``center=True``,
     zero padding, Hann window), transposed, in blocks of at most
     ``block_frames`` frames.
@@ -134,12 +137,21 @@ def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_
     mag : float32 (k1 - k0, 1 + n_fft // 2)
         Magnitudes of the windowed frames; frame k is centred on sample
         ``k * hop_length``, with zeros beyond both ends of ``y``.
+
+    With ``float64=True`` the windowing and FFT run in float64 and the
+    spectrum is rounded to complex64 before the magnitude, as
+    ``librosa.stft`` does for a float32 signal: the magnitudes are then
+    librosa's exactly (the dsp encoder's descriptors need this; near-silent
+    bins are otherwise only float32-accurate, a dB or so in the valleys of
+    spectral contrast).
     """
     import scipy.signal
 
     n_frames = 1 + len(y) // hop_length
     pad = n_fft // 2
-    window = scipy.signal.get_window("hann", n_fft, fftbins=True).astype(np.float32)
+    window = scipy.signal.get_window("hann", n_fft, fftbins=True)
+    if not float64:
+        window = window.astype(np.float32)
     for k0 in range(0, n_frames, block_frames):
         k1 = min(n_frames, k0 + block_frames)
         a, b = k0 * hop_length - pad, (k1 - 1) * hop_length + pad + (n_fft % 2)
@@ -148,7 +160,58 @@ def _stft_magnitude_blocks(y: np.ndarray, *, n_fft: int, hop_length: int, block_
         if hi > lo:
             chunk[lo - a: hi - a] = y[lo:hi]
         frames = np.lib.stride_tricks.sliding_window_view(chunk, n_fft)[::hop_length][: k1 - k0]
-        yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+        if float64:
+            yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1).astype(np.complex64))
+        else:
+            yield k0, k1, np.abs(np.fft.rfft(frames * window, axis=1)).astype(np.float32)
+
+
+#: Frames per block of :func:`onset_envelope`.
+_ENVELOPE_BLOCK = 8192
+
+
+def onset_envelope(mel_power: np.ndarray, *, hop_length: int = 512, n_fft: int = 2048,
+                   block_frames: int | None = None) -> np.ndarray:
+    """librosa's spectral-flux onset strength of a mel power spectrogram, in blocks of frames.
+
+    The same values as ``librosa.onset.onset_strength(S=librosa.power_to_db(mel_power),
+    hop_length=hop_length, n_fft=n_fft)`` (tested): dB with ``ref=1``, ``amin=1e-10`` and
+    a floor 80 dB below the loudest bin of the whole file (found in a first pass), the mean
+    over mel bands of the positive difference from the previous frame, delayed by
+    ``1 + n_fft // (2 * hop_length)`` frames. Each block carries the last frame of the one
+    before, so no difference is lost or counted twice at a block edge, and the whole-file dB
+    matrix and its difference (four copies of the mel matrix, some float64) are never held.
+
+    Returns
+    -------
+    float32 (n_frames,)
+    """
+    # at least 2 frames a block: numpy sums a single column in another order (1 ulp apart)
+    block = max(int(block_frames or _ENVELOPE_BLOCK), 2)
+    n = mel_power.shape[1]
+    amin = 1e-10
+
+    def to_db(part: np.ndarray) -> np.ndarray:
+        out = 10.0 * np.log10(np.maximum(amin, part))
+        out -= 10.0 * np.log10(np.maximum(amin, 1.0))  # ref=1.0, as power_to_db computes it
+        return out
+
+    peak = max(float(to_db(mel_power[:, k:k + block]).max()) for k in range(0, n, block))
+    floor = peak - 80.0
+    flux = np.zeros(max(n - 1, 0), dtype=np.float32)
+    k0 = 1
+    while k0 < n:
+        k1 = min(n, k0 + block)
+        if n - k1 == 1:
+            k1 = n  # no block of one frame (see above)
+        db = np.maximum(to_db(mel_power[:, k0 - 1:k1]), floor)
+        flux[k0 - 1:k1 - 1] = np.mean(np.maximum(0.0, db[:, 1:] - db[:, :-1]), axis=0)
+        k0 = k1
+    delay = 1 + n_fft // (2 * hop_length)
+    envelope = np.zeros(n, dtype=flux.dtype)
+    if n > delay:
+        envelope[delay:] = flux[: n - delay]
+    return envelope
 
 
 def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: bool = True,
@@ -161,7 +224,7 @@ def detect_onsets(y: np.ndarray, sr: int, *, hop_length: int = 512, backtrack: b
 
     if mel_power is None:
         mel_power, _ = spectral_frames(y, sr, hop_length=hop_length)
-    envelope = librosa.onset.onset_strength(S=librosa.power_to_db(mel_power), sr=sr, hop_length=hop_length)
+    envelope = onset_envelope(mel_power, hop_length=hop_length)
     # Backtracking (on the onset-strength curve, librosa's default) moves each
     # onset to the preceding local minimum of spectral flux, so a segment
     # starts just before its attack rather than in it.
@@ -215,6 +278,44 @@ def bound_durations(boundaries: np.ndarray, *, duration: float, min_duration: fl
     return np.asarray(out, dtype=np.float64)
 
 
+#: Samples per block of :func:`segment_rms` (bounds its float64 temporaries).
+_RMS_BLOCK = 1 << 21
+#: Segments per batch of :func:`estimate_f0` (bounds its FFT buffers).
+_F0_BATCH = 1024
+
+
+def segment_rms(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Root mean square of the samples of each segment.
+
+    Sample bounds are ``round(start * sr)`` and ``round(end * sr)`` (at least
+    one sample). Sums of squares are float64 over runs of whole segments of at
+    most ``_RMS_BLOCK`` samples (a longer segment is its own run), so memory
+    is bounded by the run, not the file (a float64 prefix sum over an hour at
+    22 050 Hz would be 635 MB, with its temporaries about 2 GB).
+
+    Returns
+    -------
+    float64 (n,)
+    """
+    n = len(starts)
+    a = np.clip(np.round(np.asarray(starts) * sr).astype(np.int64), 0, len(y))
+    b = np.clip(np.round(np.asarray(ends) * sr).astype(np.int64), 0, len(y))
+    b = np.maximum(b, a + 1)
+    bb = np.minimum(b, len(y))
+    out = np.zeros(n, dtype=np.float64)
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and bb[j] - a[i] <= _RMS_BLOCK:
+            j += 1
+        lo, hi = int(a[i]), int(max(bb[i:j].max(), a[i]))
+        x = y[lo:hi].astype(np.float64)
+        csum = np.concatenate([[0.0], np.cumsum(x * x)])
+        out[i:j] = np.maximum(csum[bb[i:j] - lo] - csum[a[i:j] - lo], 0.0)
+        i = j
+    return np.sqrt(out / np.maximum(bb - a, 1))
+
+
 def estimate_f0(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray, *, fmin: float = 50.0,
                 fmax: float = 1000.0, window: int = 2048, threshold: float = 0.2) -> np.ndarray:
     """YIN fundamental frequency (de Cheveigné & Kawahara 2002), one per segment.
@@ -235,6 +336,13 @@ def estimate_f0(y: np.ndarray, sr: int, starts: np.ndarray, ends: np.ndarray, *,
     tau_max = min(int(sr / fmin), window // 2)
     tau_min = max(int(sr / fmax), 2)
     if n == 0 or tau_max <= tau_min + 2:
+        return f0
+    if n > _F0_BATCH:
+        # Each segment's analysis is independent; batches bound the FFT buffers
+        # ((n, 2 * window) complex: 0.5 GB for an hour's 16,000 segments).
+        for k in range(0, n, _F0_BATCH):
+            f0[k:k + _F0_BATCH] = estimate_f0(y, sr, starts[k:k + _F0_BATCH], ends[k:k + _F0_BATCH], fmin=fmin,
+                                              fmax=fmax, window=window, threshold=threshold)
         return f0
     frames = np.zeros((n, window), dtype=np.float64)
     for i, (s, e) in enumerate(zip(starts, ends)):
@@ -314,12 +422,7 @@ def segment_audio(y: np.ndarray, sr: int, *, min_duration: float = 0.1, max_dura
     n = len(starts)
     report(progress, "segment", 1, 3)
 
-    a = np.clip(np.round(starts * sr).astype(np.int64), 0, len(y))
-    b = np.clip(np.round(ends * sr).astype(np.int64), 0, len(y))
-    b = np.maximum(b, a + 1)
-    sq = np.concatenate([[0.0], np.cumsum(y.astype(np.float64) ** 2)])
-    bb = np.minimum(b, len(y))
-    rms = np.sqrt(np.maximum(sq[bb] - sq[a], 0.0) / np.maximum(bb - a, 1))
+    rms = segment_rms(y, sr, starts, ends)
 
     frame_times = librosa.frames_to_time(np.arange(len(centroid_frames)), sr=sr, hop_length=hop_length)
     # Mean centroid of the frames starting inside each segment, via cumulative

@@ -551,6 +551,7 @@ def test_import_is_cheap():
 
 def test_pool_frames_blocks_do_not_change_results(monkeypatch):
     import chandra.encoders as enc
+    import chandra.encoders.pooling as pooling
     from types import SimpleNamespace
 
     rng = np.random.default_rng(3)
@@ -559,7 +560,7 @@ def test_pool_frames_blocks_do_not_change_results(monkeypatch):
     edges = np.sort(rng.uniform(0, times[-1], 120))
     segs = SimpleNamespace(start=np.concatenate([[0.0], edges]), end=np.concatenate([edges, [times[-1] + 0.01]]))
     whole_mean, whole_std = enc.pool_frames(frames, times, segs, with_std=True)
-    monkeypatch.setattr(enc, "_POOL_BLOCK", 13)  # many small blocks, some segments longer than a block
+    monkeypatch.setattr(pooling, "_POOL_BLOCK", 13)  # many small blocks, some segments longer than a block
     mean, std = enc.pool_frames(frames, times, segs, with_std=True)
     np.testing.assert_allclose(mean, whole_mean, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(std, whole_std, rtol=1e-9, atol=1e-9)
