@@ -106,6 +106,11 @@ def _folder_files(folder: Path) -> list[Path]:
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
+def corpus_sha256(file_hashes: Sequence[str]) -> str:
+    """The corpus's content hash: SHA-256 of its files' SHA-256 hex digests, one per line, in take order."""
+    return hashlib.sha256("\n".join(file_hashes).encode()).hexdigest()
+
+
 def collect_inputs(paths: Iterable[str | os.PathLike], *, label: str | None = None) -> list[CorpusFile]:
     """The takes named by files and folders, in order.
 
@@ -627,7 +632,7 @@ def build_corpus(analyses: Sequence[FileAnalysis], config: Any, *, audio: str = 
                       "decode": a.decode})
     effective = {key: (value["effective"] if isinstance(value, dict) and "effective" in value else value)
                  for key, value in (getattr(vocab, "effective_params_", {}) or {}).items()}
-    corpus_hash = hashlib.sha256("\n".join(a.sha256 for a in analyses).encode()).hexdigest()
+    corpus_hash = corpus_sha256([a.sha256 for a in analyses])
     encoder_provenance = analyses[0].encoder_provenance
     provenance = {
         "created_by": "chandra train (corpus)",

@@ -202,22 +202,25 @@ class RunDirectory:
             raise ChandraError(f"{audio_path}: no such audio file")
         config = config or TrainConfig()
         config.validate()
+        return cls._new(root, run_id, config, audio_path=str(audio_path), audio_name=audio_path.name,
+                        audio_sha256=sha256_file(audio_path))
+
+    @classmethod
+    def _new(cls, root: str | os.PathLike, run_id: str | None, config: TrainConfig, **fields: Any) -> "RunDirectory":
+        """Create the run folder and its first ``run.json`` (``fields`` describe the input)."""
         run_id = run_id or (_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
         path = Path(root) / run_id
         path.mkdir(parents=True, exist_ok=False)
-        meta = {
-            "run_id": run_id,
-            "created": _now(),
-            "audio_path": str(audio_path),
-            "audio_name": audio_path.name,
-            "audio_sha256": sha256_file(audio_path),
+        meta = {"run_id": run_id, "created": _now()}
+        meta.update(fields)
+        meta.update({
             "config": config.to_dict(),
             "stages": {name: {"status": STATUS_NOT_RUN} for name in STAGES},
             "ledger": [],
             "summaries": {},
             "findings": [],
             "job": None,
-        }
+        })
         dump_json_atomic(meta, path / "run.json")
         return cls(path)
 
@@ -236,9 +239,7 @@ class RunDirectory:
         config : TrainConfig, optional
         run_id : str, optional
         """
-        import hashlib
-
-        from chandra.corpus import CorpusFile
+        from chandra.corpus import CorpusFile, corpus_sha256
 
         files = [item if isinstance(item, CorpusFile) else CorpusFile(path=os.fspath(item)) for item in inputs]
         if not files:
@@ -251,28 +252,10 @@ class RunDirectory:
             rows.append({"path": str(path), "name": path.name, "sha256": sha256_file(path), "label": item.label})
         config = config or TrainConfig()
         config.validate()
-        corpus_sha = hashlib.sha256("\n".join(r["sha256"] for r in rows).encode()).hexdigest()
-        run_id = run_id or (_dt.datetime.now().strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:6])
-        path = Path(root) / run_id
-        path.mkdir(parents=True, exist_ok=False)
         names = ", ".join(r["name"] for r in rows[:3]) + (", …" if len(rows) > 3 else "")
-        meta = {
-            "run_id": run_id,
-            "created": _now(),
-            "kind": "corpus",
-            "inputs": rows,
-            "audio_path": rows[0]["path"],
-            "audio_name": f"corpus of {len(rows)} takes ({names})",
-            "audio_sha256": corpus_sha,
-            "config": config.to_dict(),
-            "stages": {name: {"status": STATUS_NOT_RUN} for name in STAGES},
-            "ledger": [],
-            "summaries": {},
-            "findings": [],
-            "job": None,
-        }
-        dump_json_atomic(meta, path / "run.json")
-        return cls(path)
+        return cls._new(root, run_id, config, kind="corpus", inputs=rows, audio_path=rows[0]["path"],
+                        audio_name=f"corpus of {len(rows)} takes ({names})",
+                        audio_sha256=corpus_sha256([r["sha256"] for r in rows]))
 
     @property
     def is_corpus(self) -> bool:

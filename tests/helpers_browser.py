@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import json
+import time
 from pathlib import Path
 from typing import Iterator
 
@@ -54,3 +56,28 @@ def full_page_shot(page, path: Path, *, settle_ms: int = 800) -> Path:
     page.set_viewport_size(viewport)
     page.wait_for_timeout(200)
     return path
+
+
+def no_exception(page, where: str) -> None:
+    """Fail with the page's first exception box, if it shows one."""
+    n = page.locator('[data-testid="stException"]').count()
+    assert n == 0, f"{where}: " + page.locator('[data-testid="stException"]').first.inner_text()
+
+
+def wait_for_run(runs: Path, log: Path, timeout_s: float) -> tuple[str, dict]:
+    """Wait until a run under ``runs`` has every stage done; ``(run id, run.json)``. A failed stage fails at once."""
+    deadline = time.monotonic() + timeout_s
+    statuses: dict = {}
+    while time.monotonic() < deadline:
+        for meta_path in runs.glob("*/run.json"):
+            try:
+                meta = json.loads(meta_path.read_text())
+            except (OSError, ValueError):
+                continue
+            statuses = {s: i.get("status") for s, i in meta["stages"].items()}
+            failed = [s for s, v in statuses.items() if v == "failed"]
+            assert not failed, [(s, meta["stages"][s].get("error")) for s in failed]
+            if all(v == "done" for v in statuses.values()):
+                return meta_path.parent.name, meta
+        time.sleep(1.0)
+    raise AssertionError(f"the run did not finish in {timeout_s} s: {statuses}\n{log.read_text()[-2000:]}")

@@ -4,33 +4,24 @@ Screenshots go to ``artifacts/screenshots/corpus_*.png``."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dashboard.serve import CHROMIUM, free_port, launch_chromium, start_server, stop_server, wait_health, wait_idle
+from dashboard.serve import launch_chromium, wait_idle
 from helpers_audio import SR, melody, write
+from helpers_browser import SCREENSHOTS, browser_port, no_exception, running_dashboard, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
-REPO = Path(__file__).resolve().parents[1]
-SCREENSHOTS = REPO / "artifacts" / "screenshots"
 PIPELINE_TIMEOUT_S = 300  # 3 takes train in ~10 s; a loaded machine (nice-10 workers) is slower
 PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
 
 
 @pytest.fixture
 def server(tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is not installed")
-    pytest.importorskip("playwright.sync_api")
-    port = free_port(range(8900, 9000))
-    if port is None:
-        pytest.skip("no free port in 8900-8999")
+    port = browser_port(range(8900, 9000))
     data = tmp_path / "data"
     folder = data / "session"
     folder.mkdir(parents=True)
@@ -39,36 +30,8 @@ def server(tmp_path):
     runs = tmp_path / "runs"
     runs.mkdir()
     log = tmp_path / "streamlit.log"
-    proc = start_server(runs, port, log, app_args=["--data-dir", str(data)])
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_health(base, proc, log, poll=0.5)
+    with running_dashboard(runs, port, log, app_args=["--data-dir", str(data)]) as base:
         yield {"base": base, "runs": runs, "log": log, "folder": folder}
-    finally:
-        stop_server(proc)
-
-
-def _no_exception(page, where: str) -> None:
-    n = page.locator('[data-testid="stException"]').count()
-    assert n == 0, f"{where}: " + page.locator('[data-testid="stException"]').first.inner_text()
-
-
-def _wait_for_run(runs: Path, log: Path) -> tuple[str, dict]:
-    deadline = time.monotonic() + PIPELINE_TIMEOUT_S
-    statuses: dict = {}
-    while time.monotonic() < deadline:
-        for meta_path in runs.glob("*/run.json"):
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                continue
-            statuses = {s: i.get("status") for s, i in meta["stages"].items()}
-            failed = [s for s, v in statuses.items() if v == "failed"]
-            assert not failed, [(s, meta["stages"][s].get("error")) for s in failed]
-            if all(v == "done" for v in statuses.values()):
-                return meta_path.parent.name, meta
-        time.sleep(1.0)
-    raise AssertionError(f"the corpus did not finish in {PIPELINE_TIMEOUT_S} s: {statuses}\n{log.read_text()[-2000:]}")
 
 
 def test_a_folder_of_three_takes_trains_and_shows_take_picker_and_heatmap(server):
@@ -95,10 +58,10 @@ def test_a_folder_of_three_takes_trains_and_shows_take_picker_and_heatmap(server
             box.press("Control+Enter")
             page.get_by_text("3 take(s) found").first.wait_for(timeout=60_000)
             wait_idle(page)
-            _no_exception(page, "home")
+            no_exception(page, "home")
             page.screenshot(path=str(SCREENSHOTS / "corpus_home_takes.png"), full_page=True)
             page.get_by_role("button", name=re.compile("Run all")).click()
-            run_id, meta = _wait_for_run(runs, server["log"])
+            run_id, meta = wait_for_run(runs, server["log"], PIPELINE_TIMEOUT_S)
             assert meta["kind"] == "corpus" and [r["name"] for r in meta["inputs"]] == \
                 ["take0.wav", "take1.wav", "take2.wav"]
 
@@ -116,7 +79,7 @@ def test_a_folder_of_three_takes_trains_and_shows_take_picker_and_heatmap(server
             page.get_by_text(re.compile(r"Take 1 · take1\.wav · starts at 3\.70 s")).first.wait_for()
             page.get_by_text("18 onsets: all drawn", exact=False).first.wait_for()
             assert page.locator("iframe").count() >= 1
-            _no_exception(page, "audio")
+            no_exception(page, "audio")
             page.screenshot(path=str(SCREENSHOTS / "corpus_audio_take.png"), full_page=True)
 
             # ------------------------------------------------ Vocabulary: files x tokens heatmap
@@ -125,7 +88,7 @@ def test_a_folder_of_three_takes_trains_and_shows_take_picker_and_heatmap(server
             chart = page.locator(".st-key-take_token_heatmap .js-plotly-plot").first
             chart.wait_for(timeout=60_000)
             wait_idle(page)
-            _no_exception(page, "vocabulary")
+            no_exception(page, "vocabulary")
             heat = chart.evaluate("""el => { const t = el._fullData.find(d => d.meta === 'usage');
                                              return {z: t.z.map(r => Array.from(r)), y: Array.from(t.y)}; }""")
             assert heat["y"] == ["0 · take0.wav", "1 · take1.wav", "2 · take2.wav"]

@@ -8,17 +8,15 @@ Screenshots go to ``artifacts/screenshots/first_contact_*.png``.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from dashboard.serve import launch_chromium, wait_idle
-from helpers_browser import REPO, SCREENSHOTS, browser_port, full_page_shot, running_dashboard
+from helpers_browser import REPO, SCREENSHOTS, browser_port, full_page_shot, no_exception, running_dashboard, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(420)]
 
@@ -44,29 +42,6 @@ def server(tmp_path):
 
 def _shot(page, name: str) -> Path:
     return full_page_shot(page, SCREENSHOTS / f"first_contact_{name}.png")
-
-
-def _no_exception(page, where: str) -> None:
-    n = page.locator('[data-testid="stException"]').count()
-    assert n == 0, f"{where}: " + page.locator('[data-testid="stException"]').first.inner_text()
-
-
-def _wait_for_run(runs: Path, log: Path) -> tuple[str, dict]:
-    deadline = time.monotonic() + PIPELINE_TIMEOUT_S
-    statuses: dict = {}
-    while time.monotonic() < deadline:
-        for meta_path in runs.glob("*/run.json"):
-            try:
-                meta = json.loads(meta_path.read_text())
-            except (OSError, ValueError):
-                continue
-            statuses = {s: i.get("status") for s, i in meta["stages"].items()}
-            failed = [s for s, v in statuses.items() if v == "failed"]
-            assert not failed, [(s, meta["stages"][s].get("error")) for s in failed]
-            if all(v == "done" for v in statuses.values()):
-                return meta_path.parent.name, meta
-        time.sleep(1.0)
-    raise AssertionError(f"pipeline did not finish in {PIPELINE_TIMEOUT_S} s: {statuses}\n{log.read_text()[-2000:]}")
 
 
 def test_five_minute_track_first_contact(server):
@@ -100,18 +75,18 @@ def test_five_minute_track_first_contact(server):
             n_segments = int(re.search(r"(\d+) segments", text).group(1))
             recommended = int(re.search(r"recommended K = (\d+)", text).group(1))
             assert n_segments > 1000 and recommended == 64, text  # 5 minutes: the rule's ceiling
-            _no_exception(page, "home")
+            no_exception(page, "home")
             _shot(page, "home_preview")
 
             page.get_by_role("button", name=re.compile("Run all")).click()
-            run_id, meta = _wait_for_run(runs, server["log"])
+            run_id, meta = wait_for_run(runs, server["log"], PIPELINE_TIMEOUT_S)
             rec = meta["summaries"]["vocabulary"]["recommendation"]
             assert meta["config"]["n_tokens"] == "auto" and 8 <= rec["k"] <= 64
             assert meta["summaries"]["vocabulary"]["n_tokens"] == rec["k"]
             page.goto(f"{base}/?run={run_id}", wait_until="domcontentloaded")
             page.get_by_text("At a glance").wait_for(timeout=60_000)
             wait_idle(page)
-            _no_exception(page, "home")
+            no_exception(page, "home")
             _shot(page, "home_run")
 
             # ------------------------------------------------ Oracle: information rate over K
@@ -122,7 +97,7 @@ def test_five_minute_track_first_contact(server):
             chart = page.locator(".st-key-ir_k .js-plotly-plot").first
             chart.wait_for(timeout=180_000)
             wait_idle(page)
-            _no_exception(page, "oracle")
+            no_exception(page, "oracle")
             layout = chart.evaluate("""el => ({
                 range: el._fullLayout.xaxis.range, type: el._fullLayout.xaxis.type,
                 tickvals: Array.from(el._fullLayout.xaxis.tickvals), ks: Array.from(el._fullData[0].x),
@@ -147,7 +122,7 @@ def test_five_minute_track_first_contact(server):
             page.get_by_role("button", name="Current run's model").click()
             page.get_by_text(re.compile(r"^Findings — ")).first.wait_for()
             wait_idle(page)
-            _no_exception(page, "model inspector")
+            no_exception(page, "model inspector")
             _shot(page, "model_inspector")
         finally:
             browser.close()
