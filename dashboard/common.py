@@ -822,3 +822,20 @@ def choose_model_path(*, model_key: str, input_key: str) -> str | None:
             st.info("The current run has no saved model yet: run all stages (including 'save') on the Home page.")
         home_link()
     return typed.strip() or None
+
+
+def open_chosen_model(path_text: str, load: Any) -> tuple[Path, Any]:
+    """Resolve a typed model path inside the allowed roots and load it with
+    ``load(path, mtime, size)`` (the page's cached loader); on failure show
+    the message in place and stop the page."""
+    try:
+        model_path = resolve_user_path(path_text)
+        stat = model_path.stat()
+        return model_path, load(str(model_path), stat.st_mtime, stat.st_size)
+    except FileNotFoundError:
+        st.error(f"{path_text}: no such file")
+        st.stop()
+    except (ChandraError, OSError, ValueError) as exc:
+        show_error(exc)
+        st.stop()
+    raise AssertionError("unreachable")  # st.stop() raises

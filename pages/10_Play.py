@@ -151,16 +151,7 @@ st.caption("Play a phrase to the model: it segments and tokenises it the way it 
 
 path_text = common.choose_model_path(model_key=MODEL_KEY, input_key=INPUT_KEY)
 if path_text:
-    try:
-        model_path = common.resolve_user_path(path_text)
-        stat = model_path.stat()
-        model = load_model_cached(str(model_path), stat.st_mtime, stat.st_size)
-    except FileNotFoundError:
-        st.error(f"{path_text}: no such file")
-        st.stop()
-    except (ChandraError, OSError, ValueError) as exc:
-        common.show_error(exc)
-        st.stop()
+    model_path, model = common.open_chosen_model(path_text, load_model_cached)
     if model.oracle is None:
         st.error("This model has no oracle; there is nothing to answer from.")
         st.stop()
@@ -173,6 +164,7 @@ if path_text:
         needs_code = bool((model.provenance.get("encoder") or {}).get("trust_remote_code"))
         trust = needs_code and st.checkbox("Run the encoder's own code (its model directory ships it, as MERT's "
                                            "does)", key="play_trust_remote_code")
+        stat = model_path.stat()
         listener = listener_cached(str(model_path), stat.st_mtime, stat.st_size, encoder_model, trust)
     except (ChandraError, OSError, ValueError) as exc:
         common.show_error(exc, context="This model cannot listen")

@@ -209,16 +209,7 @@ st.caption("Improvise from the model's oracle: forward steps continue the source
 
 path_text = common.choose_model_path(model_key=MODEL_KEY, input_key=INPUT_KEY)
 if path_text:
-    try:
-        model_path = common.resolve_user_path(path_text)
-        stat = model_path.stat()
-        model = load_model_cached(str(model_path), stat.st_mtime, stat.st_size)
-    except FileNotFoundError:
-        st.error(f"{path_text}: no such file")
-        st.stop()
-    except (ChandraError, OSError, ValueError) as exc:
-        common.show_error(exc)
-        st.stop()
+    model_path, model = common.open_chosen_model(path_text, load_model_cached)
     st.caption(f"{len(model.events)} frames · oracle: "
                f"{model.oracle.kind if model.oracle is not None else 'none'} · "
                f"source audio: {'yes' if model.audio is not None else 'no'}")
