@@ -70,3 +70,26 @@ def timed(fn: Callable[[], Any], repeats: int, *, warm_up: bool = True) -> Timin
         result = fn()
         times.append(time.perf_counter() - t0)
     return Timing(statistics.median(times), min(times), times, result)
+
+
+def time_forward_passes() -> dict:
+    """Wrap ``transformers.Wav2Vec2Model.forward`` (every wav2vec2-family
+    model chandra loads) so each call adds its wall time to the returned
+    dict's ``"seconds"`` and counts in ``"calls"``: the encoder's forward
+    passes alone, to compare with the whole pipeline. For a benchmark
+    process that measures one run (the wrapper stays)."""
+    import transformers
+
+    forward = {"seconds": 0.0, "calls": 0}
+    original = transformers.Wav2Vec2Model.forward
+
+    def timed_forward(self, *args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            forward["seconds"] += time.perf_counter() - t0
+            forward["calls"] += 1
+
+    transformers.Wav2Vec2Model.forward = timed_forward
+    return forward

@@ -60,21 +60,10 @@ def child(audio: str, encoder: str, model_dir: str, out: str, embed: bool, overl
     load_before = os.getloadavg()
     config = TrainConfig(encoder=encoder, model=None if model_dir == "-" else model_dir, n_tokens=64,
                          embed_audio=embed, **({"device": device} if encoder != "dsp" else {}))
-    forward = {"seconds": 0.0, "calls": 0}
-    if encoder != "dsp":
-        import transformers
+    from _common import time_forward_passes
 
-        original = transformers.Wav2Vec2Model.forward
-
-        def timed(self, *args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                forward["seconds"] += time.perf_counter() - t0
-                forward["calls"] += 1
-
-        transformers.Wav2Vec2Model.forward = timed
+    # the encoder's forward passes alone, to compare with the whole pipeline
+    forward = time_forward_passes() if encoder != "dsp" else {"seconds": 0.0, "calls": 0}
     state = RunState(audio_path=audio, config=config)
     t0 = time.perf_counter()
     run_all(state, output=Path(out).with_suffix(".chandra"), overlap=overlap)

@@ -61,21 +61,10 @@ def child(audio: str, encoder: str, model_dir: str | None, out: str) -> None:
     from chandra.pipeline import TrainConfig, train
 
     config = TrainConfig(encoder=encoder, model=model_dir, n_tokens=64)
-    forward = {"seconds": 0.0}
-    if encoder != "dsp":
-        # Time the encoder's forward passes alone, to compare with the whole pipeline.
-        import transformers
+    from _common import time_forward_passes
 
-        original = transformers.Wav2Vec2Model.forward
-
-        def timed(self, *args, **kwargs):
-            t0 = time.perf_counter()
-            try:
-                return original(self, *args, **kwargs)
-            finally:
-                forward["seconds"] += time.perf_counter() - t0
-
-        transformers.Wav2Vec2Model.forward = timed
+    # the encoder's forward passes alone, to compare with the whole pipeline
+    forward = time_forward_passes() if encoder != "dsp" else {"seconds": 0.0, "calls": 0}
     t0 = time.perf_counter()
     result = train(audio, config, output=Path(out).with_suffix(".chandra"))
     total = time.perf_counter() - t0

@@ -534,6 +534,27 @@ class RunDirectory:
     def request_cancel(self) -> None:
         (self.path / "cancel").touch()
 
+    def _progress_writer(self, cancel_file: Path, should_cancel: Callable[[], bool] | None,
+                         progress: Callable[[str, int, int], None] | None, *,
+                         extra: Callable[[], dict]) -> Callable[[str, int, int], None]:
+        """The progress callback of a run: stops it when cancelled (``Cancelled``),
+        writes ``progress.json`` at most every :data:`PROGRESS_INTERVAL_S` and at
+        the end of each stage (with ``extra()``'s keys), and forwards to ``progress``."""
+        last_write = [0.0]
+
+        def on_progress(stage: str, done: int, total: int) -> None:
+            if cancel_file.exists() or (should_cancel is not None and should_cancel()):
+                raise Cancelled(f"cancelled during {stage}")
+            now = time.monotonic()
+            if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
+                last_write[0] = now
+                self.write_progress({"stage": stage, "done": int(done), "total": int(total), "time": time.time(),
+                                     **extra()})
+            if progress is not None:
+                progress(stage, done, total)
+
+        return on_progress
+
     def execute(self, stages: str | list[str] = "all", *, progress=None,
                 should_cancel: Callable[[], bool] | None = None) -> dict:
         """Run ``stages`` ("all", "stale" — every stage not done — or a list)
@@ -571,21 +592,10 @@ class RunDirectory:
         self._state = None
         state = self.load_state()
         state.config = config
-        last_write = [0.0]
         current_note: dict[str, str | None] = {"note": None}
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if cancel_file.exists() or (should_cancel is not None and should_cancel()):
-                raise Cancelled(f"cancelled during {stage}")
-            now = time.monotonic()
-            if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
-                last_write[0] = now
-                record = {"stage": stage, "done": int(done), "total": int(total), "time": time.time()}
-                if current_note["note"]:
-                    record["note"] = current_note["note"]
-                self.write_progress(record)
-            if progress is not None:
-                progress(stage, done, total)
+        on_progress = self._progress_writer(cancel_file, should_cancel, progress,
+                                            extra=lambda: {"note": current_note["note"]} if current_note["note"]
+                                            else {})
 
         def on_note(stage: str, text: str) -> None:
             # Shown beside the running stage until it ends (e.g. "compiling (first run only)").
@@ -693,18 +703,8 @@ class RunDirectory:
 
         self.update_meta(start)
         self._state = None
-        last_write = [0.0]
-
-        def on_progress(stage: str, done: int, total: int) -> None:
-            if cancel_file.exists() or (should_cancel is not None and should_cancel()):
-                raise Cancelled(f"cancelled during {stage}")
-            now = time.monotonic()
-            if now - last_write[0] > PROGRESS_INTERVAL_S or done >= total:
-                last_write[0] = now
-                self.write_progress({"stage": stage, "done": int(done), "total": int(total), "time": time.time(),
-                                     "corpus": True, "n_files": len(files)})
-            if progress is not None:
-                progress(stage, done, total)
+        on_progress = self._progress_writer(cancel_file, should_cancel, progress,
+                                            extra=lambda: {"corpus": True, "n_files": len(files)})
 
         def finish(status: str, error: str) -> None:
             def change(meta: dict) -> None:
