@@ -490,6 +490,7 @@ def pipeline_panel(run, *, was_running: bool) -> None:
 
 # --------------------------------------------------------------------------- page
 
+common.job_queue()  # once per server: sizes the queue and starts a warmed-up job process
 st.title("chandra · trainer dashboard")
 st.caption("Audio → onset segments → features → L2 → K-means gesture tokens → events → oracle → model. "
            "Every stage is persisted in a run directory; every page shows the same run.")

@@ -429,7 +429,7 @@ class WorkerDied(ChandraError):
 
 
 class _Worker:
-    def __init__(self) -> None:
+    def __init__(self, *, warm: bool = False) -> None:
         import subprocess
         import sys
 
@@ -441,7 +441,8 @@ class _Worker:
         env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        self.proc = subprocess.Popen([sys.executable, "-m", "chandra.jobs", "--worker", str(_job_nice())],
+        self.proc = subprocess.Popen([sys.executable, "-m", "chandra.jobs", "--worker", str(_job_nice())]
+                                     + (["--warm"] if warm else []),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, text=True,
                                      encoding="utf-8", bufsize=1)
 
@@ -493,6 +494,55 @@ def _checkin(worker: _Worker, keep: int) -> None:
             return
         _all_workers.discard(worker)
     worker.stop()
+
+
+def prestart_workers(n: int = 1) -> int:
+    """Start up to ``n`` idle job processes now, each warming itself up
+    (:func:`_warm_worker`) before it takes work, so the first Run all after a
+    server start does not pay for importing and loading the pipeline.
+
+    Returns how many were started. Off when ``$CHANDRA_PRESTART_WORKERS`` is
+    "0" (the test suite sets it so AppTest sessions start no processes).
+    """
+    if os.environ.get("CHANDRA_PRESTART_WORKERS", "").strip() == "0":
+        return 0
+    started = 0
+    with _workers_guard:
+        missing = max(0, n - len(_idle))
+    for _ in range(missing):
+        worker = _Worker(warm=True)
+        with _workers_guard:
+            _all_workers.add(worker)
+            _idle.append(worker)
+        started += 1
+    return started
+
+
+def _warm_worker() -> None:
+    """Train a 2-second synthetic take once (dsp, K = 2, into a temporary
+    folder), so this process has imported and loaded everything a run needs
+    (librosa, scikit-learn, numba kernels from their cache). Never fails: a
+    problem here shows up, with its real message, in the first real run."""
+    import tempfile
+
+    try:
+        import numpy as np
+        import soundfile as sf
+
+        from chandra.pipeline import TrainConfig, train
+
+        sr = 22050
+        t = np.arange(2 * sr) / sr
+        y = np.zeros_like(t)
+        for k, start in enumerate((0.1, 0.6, 1.1, 1.6)):
+            on = (t >= start) & (t < start + 0.35)
+            y[on] += 0.4 * np.sin(2 * np.pi * (220 + 110 * k) * t[on]) * np.exp(-6 * (t[on] - start))
+        with tempfile.TemporaryDirectory(prefix="chandra-worker-warm-") as folder:
+            path = os.path.join(folder, "warm.wav")
+            sf.write(path, y.astype(np.float32), sr)
+            train(path, TrainConfig(n_tokens=2), output=os.path.join(folder, "warm.chandra"))
+    except Exception:  # noqa: BLE001 - warming is best effort
+        pass
 
 
 def shutdown_worker_pool() -> None:
@@ -549,7 +599,7 @@ def _run_isolated(job: Job, queue: JobQueue, path: str, stages: Any, *, call: st
     raise ChandraError(message)
 
 
-def _worker_main(nice: int) -> int:  # python -m chandra.jobs --worker NICE
+def _worker_main(nice: int, *, warm: bool = False) -> int:  # python -m chandra.jobs --worker NICE [--warm]
     import importlib
     import json
     import sys
@@ -563,6 +613,8 @@ def _worker_main(nice: int) -> int:  # python -m chandra.jobs --worker NICE
             pass
     from chandra.progress import Cancelled
 
+    if warm:  # before the first request is read: a job sent meanwhile waits for a ready process
+        _warm_worker()
     for line in sys.stdin:
         if not line.strip():
             continue
@@ -638,5 +690,7 @@ if __name__ == "__main__":
     import sys
 
     if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
-        sys.exit(_worker_main(int(sys.argv[2]) if len(sys.argv) > 2 else JOB_NICE))
-    sys.exit("usage: python -m chandra.jobs --worker [NICE]  (a job worker, started by the dashboard)")
+        words = sys.argv[2:]
+        numbers = [w for w in words if w != "--warm"]
+        sys.exit(_worker_main(int(numbers[0]) if numbers else JOB_NICE, warm="--warm" in words))
+    sys.exit("usage: python -m chandra.jobs --worker [NICE] [--warm]  (a job worker, started by the dashboard)")

@@ -543,6 +543,9 @@ def job_queue():
         wanted = server_args().max_jobs
         if wanted is not None:
             jobs.configure(wanted)
+        # One job process started and warmed up now, while the user picks a file: the first
+        # Run all after a server start then runs at the speed of the next ones.
+        jobs.prestart_workers(1)
     return queue
 
 

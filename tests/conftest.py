@@ -43,6 +43,9 @@ from ci_skips import pytest_make_collect_report, pytest_runtest_makereport  # no
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# AppTest sessions and test servers start job processes only when a job needs one
+# (tests/test_jobs.py covers the warmed prestart itself).
+os.environ.setdefault("CHANDRA_PRESTART_WORKERS", "0")
 import chandra  # noqa: E402,F401  (sets NUMBA_CACHE_DIR before numba is imported)
 
 PREPARED_RUN_ID = "prepared-k16"

@@ -38,3 +38,11 @@ if __name__ == "__main__":
     import sys
 
     append_many(sys.argv[1], sys.argv[2], int(sys.argv[3]))
+
+
+def loaded_modules(path: str, stages) -> list:
+    """Which of the pipeline's heavy modules this worker process has loaded, and its pid."""
+    import sys
+
+    return [os.getpid(), sorted(m for m in ("librosa", "sklearn.cluster", "chandra.pipeline", "soundfile")
+                                if m in sys.modules)]

@@ -252,3 +252,29 @@ def test_a_dead_worker_fails_its_job_and_the_next_job_runs(tmp_path):
     job = jobs.submit_run(run, ["load"], queue=q)
     assert job.wait(120) and job.status == DONE, job.error
     assert run.status()["load"]["status"] == "done"
+
+
+def test_a_prestarted_worker_warms_up_before_its_first_job(monkeypatch):
+    """The dashboard starts one job process when the server starts; it trains a tiny
+    synthetic take before reading work, so the first real Run all pays for no imports."""
+    monkeypatch.delenv("CHANDRA_PRESTART_WORKERS", raising=False)
+    jobs.shutdown_worker_pool()
+    assert jobs.prestart_workers(1) == 1
+    assert jobs.prestart_workers(1) == 0  # one idle process is enough
+    q = JobQueue(1)
+    pid, loaded = jobs._run_isolated(jobs.Job(key="w", fn=None), q, "unused", None,
+                                     call="helpers_jobs:loaded_modules")
+    assert pid != os.getpid()
+    assert loaded == ["chandra.pipeline", "librosa", "sklearn.cluster", "soundfile"]  # warmed by training
+    monkeypatch.setenv("CHANDRA_PRESTART_WORKERS", "0")
+    assert jobs.prestart_workers(1) == 0
+    jobs.shutdown_worker_pool()
+
+
+def test_an_unwarmed_worker_has_not_loaded_the_pipeline():
+    jobs.shutdown_worker_pool()
+    q = JobQueue(1)
+    _, loaded = jobs._run_isolated(jobs.Job(key="u", fn=None), q, "unused", None,
+                                   call="helpers_jobs:loaded_modules")
+    assert "librosa" not in loaded and "sklearn.cluster" not in loaded
+    jobs.shutdown_worker_pool()
