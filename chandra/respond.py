@@ -671,10 +671,18 @@ class Listener:
         self.metric = model.oracle.metric
         self.threshold = model.oracle.threshold
         self.clusters = _suffix_clusters(model.oracle)
-        levels = np.array([float(e["rms_db"]) for e in model.events if _number(e.get("rms_db")) is not None])
-        levels = levels[levels > _LEVEL_FLOOR_DB]
+        rows = [(float(e["rms_db"]), e.get("take", 0)) for e in model.events if _number(e.get("rms_db")) is not None]
+        levels = np.array([level for level, _ in rows], dtype=np.float64)
+        takes = np.array([take if isinstance(take, (int, np.integer)) and not isinstance(take, bool) else 0
+                          for _, take in rows], dtype=np.int64)
+        audible = levels > _LEVEL_FLOOR_DB
+        levels, takes = levels[audible], takes[audible]
         #: Median segment level of the training recording (dB re full scale), None when unknown.
         self.reference_level_db = float(np.median(levels)) if levels.size else None
+        #: The same per take of a corpus (one value for one file): a phrase is brought to the
+        #: level of the take whose level is nearest its own, not to the corpus's median, which
+        #: may lie between a quiet and a loud take and fit neither.
+        self.reference_levels_db = [float(np.median(levels[takes == t])) for t in np.unique(takes)]
         # What answering needs (audio, event times inside it) is judged once
         # here, not once per phrase (Model.validate walks every event and sample).
         try:
@@ -742,7 +750,9 @@ class Listener:
             levels = 20.0 * np.log10(np.maximum(segments.rms, 1e-10))
             levels = levels[levels > _LEVEL_FLOOR_DB]
             if levels.size:
-                gain_db = float(np.clip(self.reference_level_db - np.median(levels), -MAX_GAIN_DB, MAX_GAIN_DB))
+                own = float(np.median(levels))
+                target = min(self.reference_levels_db, key=lambda level: abs(level - own))
+                gain_db = float(np.clip(target - own, -MAX_GAIN_DB, MAX_GAIN_DB))
                 gain = np.float32(10.0 ** (gain_db / 20.0))
                 y = y * gain
                 segments.rms = segments.rms * float(gain)

@@ -634,3 +634,23 @@ def test_respond_hears_a_phrase_from_one_take_and_answers_without_crossing_takes
         crossing = np.flatnonzero((np.diff(frames) == 1) & np.isin(frames[1:], list(ends)))
         assert crossing.size == 0, mode
         assert response.y.size > 0 and np.all(np.isfinite(response.y))
+
+
+def test_a_phrase_from_a_quiet_take_is_heard_at_that_take_level(takes, tmp_path):
+    # The corpus median level lies between a loud and a quiet take; a phrase from the quiet
+    # take must keep its own level (the nearest take's), or every dsp descriptor would move.
+    from chandra.respond import Listener
+
+    loud, _ = sf.read(str(takes[0]), dtype="float32")
+    quiet, sr = sf.read(str(takes[2]), dtype="float32")
+    folder = tmp_path / "levels"
+    folder.mkdir()
+    write(folder / "a_loud.wav", loud, sr=sr)
+    write(folder / "b_quiet.wav", (quiet * 0.05).astype(np.float32), sr=sr)  # -26 dB
+    train_corpus(collect_inputs([folder]), TrainConfig(n_tokens=8), output=tmp_path / "levels.chandra", cache=None)
+    listener = Listener(load_model(tmp_path / "levels.chandra"))
+    assert len(listener.reference_levels_db) == 2
+    assert listener.reference_levels_db[0] - listener.reference_levels_db[1] > 20
+    heard = listener.hear((quiet * 0.05)[: int(3.0 * sr)], sr)
+    assert abs(heard.gain_db) < 3.0  # brought to the quiet take's level, not to the corpus median
+    assert heard.coverage.count("never") <= len(heard.coverage) // 4
