@@ -24,5 +24,7 @@ def _warm() -> None:
 
 try:
     _warm()
-except Exception:  # a warm-up only: a worker that starts cold is slower, never wrong
-    pass
+except Exception as _exc:  # a warm-up only: a worker that starts cold is slower, never wrong
+    import sys as _sys
+
+    print(f"chandra pool worker: warm-up skipped ({type(_exc).__name__}: {_exc})", file=_sys.stderr)

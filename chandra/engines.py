@@ -382,7 +382,6 @@ def _stop_pool(executor: Any) -> None:
 
 def _pool(files, config, *, workers, cache, keep_signal, neural, progress) -> list[Any]:
     import concurrent.futures as cf
-    import multiprocessing as mp
     from concurrent.futures.process import BrokenProcessPool
 
     _guard_main_module()
@@ -508,20 +507,30 @@ def _ray_outcome(ray: Any, ref: Any, path: str) -> tuple[str, Any]:
 
 
 def _stop_ray(ray: Any, pending: dict, actors: list, started_here: bool) -> None:
+    """Cancel what is still running and kill the encoder actors; anything that
+    could not be stopped is said (a warning), never passed over."""
+    left: list[str] = []
     for ref in list(pending):
         try:
             ray.cancel(ref, force=True)
-        except Exception:  # actor tasks cannot be force-cancelled; the actors are killed below
-            pass
+        except Exception as exc:  # noqa: BLE001 - Ray raises several kinds here
+            if not actors:  # an actor's tasks cannot be force-cancelled: they end with the actor, below
+                left.append(f"the task for file {pending[ref] + 1}: {first_line(exc)}")
     pending.clear()
     for actor in actors:
         try:
             ray.kill(actor)
-        except Exception:
-            pass
+        except Exception as exc:  # noqa: BLE001
+            left.append(f"encoder actor: {first_line(exc)}")
     actors.clear()
     if started_here and ray.is_initialized():
         ray.shutdown()
+        left = []  # this process's own Ray instance is gone, and everything in it
+    if left:
+        import warnings
+
+        warnings.warn(f"Ray work could not be stopped and may still run on the cluster: {'; '.join(left[:3])}"
+                      + (f" (and {len(left) - 3} more)" if len(left) > 3 else ""), RuntimeWarning, stacklevel=2)
 
 
 def _warm_worker() -> int:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import datetime as _dt
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ from typing import Any, Callable
 
 from pathlib import Path
 
-from chandra.errors import ChandraError
+from chandra.errors import ChandraError, first_line
 
 __all__ = [
     "Job",
@@ -346,8 +347,9 @@ class JobQueue:
             if job.on_change is not None:
                 try:
                     job.on_change(job, snapshot)
-                except Exception:  # noqa: BLE001 - a display hook must not stop the queue
-                    pass
+                except Exception as exc:  # noqa: BLE001 - a display hook must not stop the queue
+                    print(f"chandra jobs: the progress display of job {job.key!r} failed "
+                          f"({type(exc).__name__}: {first_line(exc)})", file=sys.stderr)
 
     def _work(self) -> None:
         while True:
@@ -431,7 +433,6 @@ class WorkerDied(ChandraError):
 class _Worker:
     def __init__(self, *, warm: bool = False) -> None:
         import subprocess
-        import sys
 
         # The worker imports what this process imports (chandra from the
         # same checkout first), as a spawned multiprocessing child would.
@@ -541,8 +542,8 @@ def _warm_worker() -> None:
             path = os.path.join(folder, "warm.wav")
             sf.write(path, y.astype(np.float32), sr)
             train(path, TrainConfig(n_tokens=2), output=os.path.join(folder, "warm.chandra"))
-    except Exception:  # noqa: BLE001 - warming is best effort
-        pass
+    except Exception as exc:  # noqa: BLE001 - warming is best effort; the first real run shows the real error
+        print(f"chandra job worker: warm-up skipped ({type(exc).__name__}: {first_line(exc)})", file=sys.stderr)
 
 
 def shutdown_worker_pool() -> None:
@@ -602,7 +603,6 @@ def _run_isolated(job: Job, queue: JobQueue, path: str, stages: Any, *, call: st
 def _worker_main(nice: int, *, warm: bool = False) -> int:  # python -m chandra.jobs --worker NICE [--warm]
     import importlib
     import json
-    import sys
 
     proto = os.fdopen(os.dup(sys.stdout.fileno()), "w", encoding="utf-8", buffering=1)
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())  # stray prints go to stderr
@@ -687,7 +687,6 @@ def submit_run(run: Any, stages: str | list[str] = "all", *, queue: JobQueue | N
 
 
 if __name__ == "__main__":
-    import sys
 
     if len(sys.argv) >= 2 and sys.argv[1] == "--worker":
         words = sys.argv[2:]

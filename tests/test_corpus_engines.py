@@ -276,3 +276,35 @@ def test_pool_workers_never_run_the_parents_main_script(tmp_path, engine_takes, 
     monkeypatch.setitem(sys.modules, "__main__", page)
     result = train_corpus(engine_takes, TrainConfig(n_tokens=8), engine="local", workers=2)
     _assert_same_model(sequential_dsp, result.model)
+
+
+def test_ray_work_that_cannot_be_stopped_is_said_not_passed_over():
+    import warnings
+
+    from chandra.engines import _stop_ray
+
+    class FakeRay:
+        def __init__(self, initialized):
+            self.initialized, self.shut = initialized, False
+
+        def cancel(self, ref, force):
+            raise ValueError("force=True is not supported for actor tasks")
+
+        def kill(self, actor):
+            raise RuntimeError("actor handle not found")
+
+        def is_initialized(self):
+            return self.initialized
+
+        def shutdown(self):
+            self.shut = True
+
+    with pytest.warns(RuntimeWarning, match="encoder actor: actor handle not found"):
+        _stop_ray(FakeRay(True), {"ref": 2}, ["actor"], False)  # a cluster we did not start
+    with pytest.warns(RuntimeWarning, match="the task for file 3: force=True"):
+        _stop_ray(FakeRay(True), {"ref": 2}, [], False)
+    ray = FakeRay(True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _stop_ray(ray, {"ref": 2}, ["actor"], True)  # our own instance: shut down, nothing left behind
+    assert ray.shut
