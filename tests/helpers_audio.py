@@ -47,3 +47,19 @@ def melody(n_notes: int = 48, *, note_seconds: float = 0.25, sr: int = SR, seed:
 def write(path: Path, y: np.ndarray, *, sr: int = SR, subtype: str = "PCM_16", fmt: str | None = None) -> Path:
     sf.write(str(path), y, sr, subtype=subtype, format=fmt)
     return Path(path)
+
+
+#: Melodic patterns (semitones) of the three synthetic corpus takes: different melodies over a shared scale.
+TAKE_PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
+
+
+def write_takes(folder: Path, *, mixed_rates: bool = True, nested: bool = False) -> list[Path]:
+    """Three short takes (14, 18, 16 notes) as WAV files in ``folder``; with ``mixed_rates`` the second
+    is at 44.1 kHz, with ``nested`` the third lies in a subfolder (``z_later``, so it still sorts last)."""
+    paths = []
+    for k, (notes, pattern) in enumerate(zip((14, 18, 16), TAKE_PATTERNS)):
+        sr = 44100 if (k == 1 and mixed_rates) else SR
+        target = folder / ("z_later" if (k == 2 and nested) else "") / f"take{k}.wav"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        paths.append(write(target, melody(notes, seed=k, pattern=pattern, sr=sr), sr=sr))
+    return paths

@@ -14,28 +14,16 @@ import pytest
 pytest.importorskip("streamlit")
 from streamlit.testing.v1 import AppTest  # noqa: E402
 
-from helpers_audio import SR, melody, write  # noqa: E402
+from helpers_audio import SR, write_takes  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 APP = str(REPO / "app.py")
 TIMEOUT = 120
-PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
-
-
-def write_takes(folder: Path) -> list[Path]:
-    """Three short takes in a folder tree (one in a subfolder, one at 44.1 kHz)."""
-    paths = []
-    for k, (notes, pattern) in enumerate(zip((14, 18, 16), PATTERNS)):
-        sr = 44100 if k == 1 else SR
-        target = folder / ("z_later" if k == 2 else "") / f"take{k}.wav"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        paths.append(write(target, melody(notes, seed=k, pattern=pattern, sr=sr), sr=sr))
-    return paths
 
 
 @pytest.fixture(scope="session")
 def corpus_takes(tmp_path_factory) -> list[Path]:
-    return write_takes(tmp_path_factory.mktemp("corpus_takes") / "session")
+    return write_takes(tmp_path_factory.mktemp("corpus_takes") / "session", nested=True)
 
 
 @pytest.fixture(scope="session")

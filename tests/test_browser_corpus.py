@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 
 from dashboard.serve import launch_chromium, wait_idle
-from helpers_audio import SR, melody, write
+from helpers_audio import write_takes
 from helpers_browser import SCREENSHOTS, browser_port, no_exception, running_dashboard, wait_for_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(480)]
 
 PIPELINE_TIMEOUT_S = 300  # 3 takes train in ~10 s; a loaded machine (nice-10 workers) is slower
-PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
 
 
 @pytest.fixture
@@ -25,8 +24,7 @@ def server(tmp_path):
     data = tmp_path / "data"
     folder = data / "session"
     folder.mkdir(parents=True)
-    for k, (notes, pattern) in enumerate(zip((14, 18, 16), PATTERNS)):
-        write(folder / f"take{k}.wav", melody(notes, seed=k, pattern=pattern), sr=SR)
+    write_takes(folder, mixed_rates=False)
     runs = tmp_path / "runs"
     runs.mkdir()
     log = tmp_path / "streamlit.log"

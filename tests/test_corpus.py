@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from helpers_audio import SR, melody, tone_bursts, write
+from helpers_audio import SR, melody, tone_bursts, write, write_takes
 
 from chandra.corpus import (
     CorpusFile,
@@ -30,17 +30,11 @@ from chandra.model import Model, load_model, save_model
 from chandra.pipeline import TrainConfig, train
 
 DATA = Path(__file__).parent / "data"
-PATTERNS = ((0, 4, 7, 12, 7, 4, 2, 5, 9, 11), (0, 3, 7, 10, 7, 3, 5, 8), (0, 5, 9, 12, 9, 5, 2, 7, 11))
 
 
 def _write_takes(folder: Path) -> list[Path]:
     """Three short takes: different melodies over a shared scale, one of them at 44.1 kHz."""
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for k, (notes, pattern) in enumerate(zip((14, 18, 16), PATTERNS)):
-        sr = 44100 if k == 1 else SR
-        paths.append(write(folder / f"take{k}.wav", melody(notes, seed=k, pattern=pattern, sr=sr), sr=sr))
-    return paths
+    return write_takes(folder)
 
 
 @pytest.fixture(scope="session")
