@@ -220,6 +220,8 @@ def _expand_checked(items: list[Path]) -> list[Path]:
     symlink inside a folder cannot lead outside)."""
     from chandra.corpus import collect_inputs
 
+    if not items:  # nothing chosen yet: no takes, not an error ("No takes chosen yet." below)
+        return []
     found = collect_inputs(items)
     return [common.resolve_user_path(f.path) for f in found]
 

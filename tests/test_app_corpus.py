@@ -196,6 +196,17 @@ def test_home_trains_a_folder_of_takes_as_a_corpus(runs_root, corpus_takes, monk
     assert at.toggle(key="home_field_matrix_split") is not None
 
 
+def test_choosing_several_files_before_choosing_any_is_not_an_error(runs_root):
+    at = _app()
+    at.run()
+    at.radio(key="train_mode").set_value("several files or a folder").run()
+    for source in ("samples", "server paths"):
+        at.radio(key="corpus_source").set_value(source).run()
+        assert not at.exception, at.exception
+        assert not at.error, [e.value for e in at.error]
+        assert any("No takes chosen yet." in t for t in _texts(at.caption)), source
+
+
 def test_home_refuses_a_corpus_folder_outside_the_allowed_folders(runs_root, corpus_takes):
     before = {p.name for p in runs_root.iterdir()}
     at = _app()
