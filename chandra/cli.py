@@ -593,9 +593,11 @@ def _cmd_respond(args: argparse.Namespace) -> int:
     print(f"phrase      {phrase['name']}: {phrase['duration_s']:.2f} s, {phrase['n_segments']} segments, "
           f"tokens {' '.join(str(r['token']) for r in phrase['segments'])}")
     print(f"coverage    often {cov['often']:.0%}, rarely {cov['rarely']:.0%}, never {cov['never']:.0%}")
-    end = model.events[match["end_frame"]]
+    from chandra.respond import source_place
+
     q = len(match["frames"])
-    print(f"matched     frame {match['end_frame']} (source {float(end['t']):.2f} s), state {match['state']}: "
+    print(f"matched     frame {match['end_frame']} ({source_place(model, match['end_frame'])}), "
+          f"state {match['state']}: "
           f"context {match['context']} of {q} segments, token context {match['token_context']}, "
           f"mean cost {match['mean_cost']:.2f}")
     follow = summary["follow"]

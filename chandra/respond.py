@@ -155,6 +155,8 @@ from chandra.errors import ChandraError, ModelFormatError, ParameterError, Vocab
     first_line
 
 __all__ = [
+    "source_place",
+    "take_name",
     "MODES",
     "COVERAGE_LEVELS",
     "ListenerError",
@@ -815,6 +817,27 @@ class Listener:
         else:
             scale = self.median_spread
         return np.minimum(D / max(scale, 1e-12), COST_CAP)
+
+
+def take_name(model: Any, frame: int) -> str | None:
+    """The file name of frame ``frame``'s take in a corpus model; None for one file."""
+    if not getattr(model, "is_corpus", False):
+        return None
+    events = getattr(model, "events", None) or []
+    take = events[frame].get("take") if 0 <= frame < len(events) else None
+    files = model.files()
+    return str(files[take].get("name")) if isinstance(take, int) and 0 <= take < len(files) else None
+
+
+def source_place(model: Any, frame: int) -> str:
+    """Where frame ``frame`` is in the training audio, in words: "12.34 s", or for a corpus
+    "take.wav 12.34 s" (seconds from the start of that take's file)."""
+    events = getattr(model, "events", None) or []
+    t = events[frame].get("t") if 0 <= frame < len(events) else None
+    if not isinstance(t, (int, float)) or isinstance(t, bool):
+        return "?"
+    name = take_name(model, frame)
+    return f"{name} {float(t):.2f} s" if name else f"{float(t):.2f} s"
 
 
 def _trim_silence(y: np.ndarray, sr: int) -> tuple[np.ndarray, tuple[float, float]]:

@@ -18,6 +18,7 @@ from dashboard import common
 
 from chandra.errors import ChandraError
 from chandra.figures.respond import phrase_match_figure, phrase_table
+from chandra.respond import source_place
 from chandra.respond import MODES
 
 MODEL_KEY = "play_model_path"
@@ -115,8 +116,7 @@ def show_pair(model, record_path: Path, *, key: str) -> None:
     cols[1].metric("heard often", f"{cov['often']:.0%}", help="Segments close to gestures the model knows well")
     cols[2].metric("rarely / never", f"{cov['rarely']:.0%} / {cov['never']:.0%}",
                    help="Segments the model heard rarely, or nothing like")
-    end = model.events[match["end_frame"]] if 0 <= match["end_frame"] < len(model.events) else {}
-    cols[3].metric("matched at", f"{float(end.get('t', 0.0)):.2f} s",
+    cols[3].metric("matched at", source_place(model, match["end_frame"]),
                    help=f"Source frame {match['end_frame']}; the answer starts in state {match['state']}")
     n_aligned = len(match["frames"])
     cols[4].metric("context", f"{match['context']} of {n_aligned}",

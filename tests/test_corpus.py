@@ -648,3 +648,20 @@ def test_a_phrase_from_a_quiet_take_is_heard_at_that_take_level(takes, tmp_path)
     heard = listener.hear((quiet * 0.05)[: int(3.0 * sr)], sr)
     assert abs(heard.gain_db) < 3.0  # brought to the quiet take's level, not to the corpus median
     assert heard.coverage.count("never") <= len(heard.coverage) // 4
+
+
+def test_play_places_a_corpus_frame_in_its_own_take(corpus):
+    from chandra.figures.respond import _event_bounds
+    from chandra.respond import source_place
+
+    _, path, _ = corpus
+    model = load_model(path)
+    frame = int(model.take_starts()[2]) + 3  # the fourth frame of the third take
+    event = model.events[frame]
+    offset_s = model.take_offsets()[2] / model.sample_rate
+    start, end = _event_bounds(model, [frame])  # on the waveform of the whole corpus
+    assert start[0] == pytest.approx(event["t"] + offset_s) and end[0] == pytest.approx(
+        event["t"] + event["duration"] + offset_s)
+    own, _ = _event_bounds(model, [frame], on_audio=False)  # in its own file
+    assert own[0] == pytest.approx(event["t"])
+    assert source_place(model, frame) == f"take2.wav {event['t']:.2f} s"

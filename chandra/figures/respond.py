@@ -23,6 +23,7 @@ from plotly.subplots import make_subplots
 
 from chandra.figures.palette import token_color
 from chandra.figures.stages import envelope
+from chandra.respond import take_name
 
 __all__ = ["COVERAGE_OPACITY", "phrase_match_figure", "phrase_table"]
 
@@ -32,16 +33,32 @@ _OUTLINE = "#1f2430"
 _ANSWER = "#3b6fb6"
 
 
-def _event_bounds(model: Any, frames: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def _take_offsets_s(model: Any) -> np.ndarray | None:
+    """Start of each take in ``model.audio`` in seconds (a corpus holds its takes end to end), or None."""
+    sr = getattr(model, "sample_rate", None)
+    offsets = model.take_offsets() if callable(getattr(model, "take_offsets", None)) else None
+    if offsets is None or not sr or len(offsets) <= 2:
+        return None
+    return np.asarray(offsets[:-1], dtype=np.float64) / float(sr)
+
+
+def _event_bounds(model: Any, frames: Sequence[int], *, on_audio: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Start and end (s) of each frame's event: on ``model.audio``'s time axis (a corpus take's events
+    shifted by the take's start), or with ``on_audio=False`` in the event's own file."""
     events = getattr(model, "events", None) or []
+    shift = _take_offsets_s(model) if on_audio else None
     starts, ends = [], []
     for f in frames:
         ev = events[int(f)] if 0 <= int(f) < len(events) else {}
         t = ev.get("t") if isinstance(ev, Mapping) else None
         d = ev.get("duration") if isinstance(ev, Mapping) else None
         ok = isinstance(t, (int, float)) and isinstance(d, (int, float)) and not isinstance(t, bool)
-        starts.append(float(t) if ok else np.nan)
-        ends.append(float(t) + float(d) if ok else np.nan)
+        offset = 0.0
+        if ok and shift is not None:
+            take = ev.get("take")
+            offset = float(shift[take]) if isinstance(take, int) and 0 <= take < len(shift) else np.nan
+        starts.append(float(t) + offset if ok else np.nan)
+        ends.append(float(t) + float(d) + offset if ok else np.nan)
     return np.asarray(starts), np.asarray(ends)
 
 
@@ -160,12 +177,15 @@ def phrase_table(summary: Mapping, model: Any = None) -> pd.DataFrame:
         i = int(r["index"])
         frame = aligned.get(i)
         src = None
+        take = None
         if frame is not None and model is not None:
-            a, _ = _event_bounds(model, [frame])
+            a, _ = _event_bounds(model, [frame], on_audio=False)
             src = None if not np.isfinite(a[0]) else round(float(a[0]), 3)
+            take = take_name(model, frame)
         out.append({"segment": i, "start (s)": round(float(r["start"]), 3), "end (s)": round(float(r["end"]), 3),
                     "token": int(r["token"]), "coverage": r.get("coverage"),
                     "distance ratio": round(float(r.get("distance_ratio", np.nan)), 2),
                     "frames with token": int(r.get("token_count", 0)),
-                    "matched frame": frame, "source time (s)": src, "move": moves.get(i)})
+                    "matched frame": frame, **({"take": take} if getattr(model, "is_corpus", False) else {}),
+                    "source time (s)": src, "move": moves.get(i)})
     return pd.DataFrame(out)
