@@ -18,7 +18,7 @@ from dashboard import common
 
 from chandra.errors import ChandraError
 from chandra.figures.respond import phrase_match_figure, phrase_table
-from chandra.respond import source_place
+from chandra.respond import source_place, take_name
 from chandra.respond import MODES
 
 MODEL_KEY = "play_model_path"
@@ -116,14 +116,19 @@ def show_pair(model, record_path: Path, *, key: str) -> None:
     cols[1].metric("heard often", f"{cov['often']:.0%}", help="Segments close to gestures the model knows well")
     cols[2].metric("rarely / never", f"{cov['rarely']:.0%} / {cov['never']:.0%}",
                    help="Segments the model heard rarely, or nothing like")
-    cols[3].metric("matched at", source_place(model, match["end_frame"]),
-                   help=f"Source frame {match['end_frame']}; the answer starts in state {match['state']}")
+    take = take_name(model, match["end_frame"])  # None for one file
+    place = source_place(model, match["end_frame"])  # "12.34 s", or "take.wav 12.34 s" in a corpus
+    when = place[len(take) + 1:] if take else place
+    cols[3].metric("matched at", when, help=f"Source frame {match['end_frame']}" + (f", in {take}" if take else "")
+                   + f"; the answer starts in state {match['state']}")
     n_aligned = len(match["frames"])
     cols[4].metric("context", f"{match['context']} of {n_aligned}",
                    help="Trailing phrase segments that match the training recording right before that point "
                         f"(exact token agreement: {match['token_context']})")
     cols[5].metric("answer", f"{summary['answer']['duration_s']:.1f} s",
                    help=f"{gen['n_frames']} frames, {gen['n_jumps']} jumps, mode {summary['mode']}")
+    if take:
+        st.caption(f"Matched in **{take}**, {when} from its start.")
     if cov["never"] >= 0.5:
         st.info("Most of this phrase is unlike anything in the training recording: the match is loose, and the "
                 "answer comes from the closest material the model has.")
