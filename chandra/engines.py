@@ -441,11 +441,36 @@ def _package_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(chandra.__file__)))
 
 
+#: Seconds to wait for a TCP connection to a Ray cluster's address before saying it cannot be reached
+#: (``ray.init`` itself retries an unreachable head node for minutes, silently).
+RAY_CONNECT_TIMEOUT_S = 5.0
+
+
+def _check_reachable(address: str) -> None:
+    """A clear error, within :data:`RAY_CONNECT_TIMEOUT_S`, when ``host:port`` (or ``ray://host:port``)
+    accepts no connection; other forms ("auto", "local") are left to Ray."""
+    import re
+    import socket
+
+    found = re.fullmatch(r"(?:ray://)?\[?([^\]/\s]+?)\]?:(\d{1,5})/?", address.strip())
+    if found is None:
+        return
+    host, port = found.group(1), int(found.group(2))
+    try:
+        with socket.create_connection((host, port), timeout=RAY_CONNECT_TIMEOUT_S):
+            pass
+    except OSError as exc:
+        raise ChandraError(f"cannot reach the Ray cluster at {address!r} ({first_line(exc) or type(exc).__name__}; "
+                           f"waited up to {RAY_CONNECT_TIMEOUT_S:g} s); check --ray-address and that the head node "
+                           "is running ('ray status' on it)") from None
+
+
 def _ray(files, config, *, address, workers, cache, keep_signal, neural, progress) -> list[Any]:
     ray = import_ray()
     started_here = False
     if not ray.is_initialized():
         if address:
+            _check_reachable(address)
             try:
                 ray.init(address=address, logging_level="ERROR", log_to_driver=False)
             except Exception as exc:  # ConnectionError, RuntimeError, ValueError from Ray

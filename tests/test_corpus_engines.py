@@ -308,3 +308,23 @@ def test_ray_work_that_cannot_be_stopped_is_said_not_passed_over():
         warnings.simplefilter("error")
         _stop_ray(ray, {"ref": 2}, ["actor"], True)  # our own instance: shut down, nothing left behind
     assert ray.shut
+
+
+@pytest.mark.parametrize("form", ["127.0.0.1:{port}", "ray://127.0.0.1:{port}"])
+def test_an_unreachable_ray_address_is_a_clear_error_at_once(form):
+    # ray.init itself retries an unreachable head node for minutes without a word
+    import socket
+
+    from chandra.engines import _check_reachable
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    address = form.format(port=port)
+    with pytest.raises(ChandraError, match=r"cannot reach the Ray cluster at .*check --ray-address"):
+        _check_reachable(address)
+    with socket.socket() as server:  # and one that does: no error
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        _check_reachable(form.format(port=server.getsockname()[1]))
+    _check_reachable("auto")  # Ray's own forms are left to Ray
