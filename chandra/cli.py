@@ -649,8 +649,9 @@ _COMMANDS = {
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
+    from chandra.errors import shown
+
+    return shown(exc)
 
 
 # Library parameters whose command-line option has another name.

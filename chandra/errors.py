@@ -19,6 +19,8 @@ from typing import Iterator
 
 __all__ = [
     "first_line",
+    "shown",
+    "MAX_SHOWN_CHARS",
     "ChandraError",
     "ParameterError",
     "AudioError",
@@ -130,6 +132,20 @@ def first_line(exc: BaseException) -> str:
         if line.strip():
             return line.strip()
     return type(exc).__name__
+
+
+#: Longest error text shown to a user (CLI line, dashboard box): a 5,000-character path quoted
+#: by the operating system stays readable.
+MAX_SHOWN_CHARS = 1000
+
+
+def shown(exc: BaseException | str, *, limit: int = MAX_SHOWN_CHARS) -> str:
+    """An error as one readable line for a user: white space folded, at most ``limit`` characters
+    (the cut says how much was left out); the exception's type name when it has no text."""
+    text = " ".join(str(exc).split()) or (type(exc).__name__ if isinstance(exc, BaseException) else "")
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}… ({len(text) - limit} more characters)"
 
 
 @contextlib.contextmanager

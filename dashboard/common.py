@@ -372,11 +372,13 @@ def show_error(exc: BaseException, *, context: str | None = None) -> None:
     A :class:`ChandraError` is a readable one-liner; anything else also
     shows its type and traceback in an expander.
     """
+    from chandra.errors import shown
+
     prefix = f"{context}: " if context else ""
     if isinstance(exc, ChandraError):
-        st.error(f"{prefix}{exc}", icon=":material/block:")
+        st.error(f"{prefix}{shown(exc)}", icon=":material/block:")
     else:
-        st.error(f"{prefix}{type(exc).__name__}: {exc}", icon=":material/block:")
+        st.error(f"{prefix}{type(exc).__name__}: {shown(exc)}", icon=":material/block:")
         with st.expander("details"):
             st.exception(exc)
 

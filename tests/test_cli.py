@@ -376,3 +376,14 @@ def test_help_and_inspect_import_only_what_they_need(trained_samples):
     assert "gesture_token" in out
     imported, _ = _imported_by(["train", "--help"], root)
     assert "numpy" in imported  # the train options' choices come from the library
+
+
+def test_an_error_quoting_a_huge_path_stays_one_readable_line(tmp_path, capsys):
+    from chandra.errors import MAX_SHOWN_CHARS
+
+    manifest = tmp_path / "long.csv"
+    manifest.write_text("a" * 5000 + ".wav\n")  # the operating system quotes the whole name back
+    assert main(["train", "--manifest", str(manifest), "-o", str(tmp_path / "m.chandra")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "more characters)" in err
+    assert len(err) < MAX_SHOWN_CHARS + 200
