@@ -31,6 +31,7 @@ from chandra.encoders import (  # noqa: E402
     available_encoders,
     make_encoder,
     pool_frames,
+    resample,
 )
 from chandra.errors import ChandraError, EncoderError, WeightsNotFoundError  # noqa: E402
 
@@ -647,3 +648,32 @@ def test_cuda_batches_are_sized_by_free_memory(tiny_dirs, audio16):
     cpu = Wav2Vec2Encoder(model=tiny_dirs["wav2vec2"], device="cpu").encode(y, sr, even_segments(3.0, 0.1))
     gpu = enc.encode(y, sr, even_segments(3.0, 0.1))
     assert np.allclose(cpu, gpu, atol=1e-3)
+
+
+@pytest.mark.parametrize("orig_sr, target_sr", [(22050, 16000), (44100, 16000), (8000, 16000), (48000, 24000),
+                                                (16000, 22050), (96000, 16000)])
+@pytest.mark.parametrize("n", [1, 7, 1001, 123457])
+def test_resample_equals_librosa_sample_for_sample(orig_sr, target_sr, n):
+    """resample calls soxr directly (no librosa import before the first forward
+    pass) and must give librosa.resample's samples and length exactly."""
+    import librosa
+
+    y = np.random.default_rng(n).standard_normal(n).astype(np.float32)
+    expected = librosa.resample(y, orig_sr=orig_sr, target_sr=target_sr).astype(np.float32)
+    got = resample(y, orig_sr, target_sr)
+    assert got.dtype == np.float32
+    assert got.shape == expected.shape
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_neural_encoder_resamples_without_importing_librosa(tiny_dirs):
+    """The neural path reaches its forward passes without librosa (a two-second import)."""
+    code = ("import sys, numpy as np\n"
+            "from chandra.encoders import Wav2Vec2Encoder\n"
+            f"enc = Wav2Vec2Encoder(model={str(tiny_dirs['wav2vec2'])!r}).load()\n"
+            "enc.encode_frames(np.sin(np.arange(22050 * 2) / 20.0).astype(np.float32), 22050)\n"
+            "print('librosa' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "False"
