@@ -716,26 +716,59 @@ def run_all(state: RunState, *, progress: ProgressCallback | None = None,
     return state
 
 
+#: Modules the stages after the encoder import: loaded by the producer thread
+#: while the forward passes run (scikit-learn alone takes about a second).
+_LATER_STAGE_MODULES = ("chandra.vocabulary", "chandra.events", "chandra.oracle", "chandra.findings",
+                        "chandra.model", "chandra.io_utils")
+
+
 def _run_overlapped(state: RunState, progress: ProgressCallback | None) -> set[str]:
-    """load; then the forward passes here beside segment + harmony in a producer thread; then encode (pooling)."""
+    """load; then the forward passes here, beside segment + harmony + pooling in a producer thread; then encode.
+
+    The producer segments, analyses harmony, imports the modules of the
+    later stages, then pools segment means from the frames already final
+    (:class:`chandra.encoders.overlap.FrameFeed`) until the forward passes
+    end; the encode stage pools what is left. Nothing waits on the producer
+    but the end of the forward passes.
+    """
+    import importlib
+    import inspect
+
     from chandra.encoders import make_encoder
-    from chandra.encoders.overlap import PrecomputedFrames, Producer
+    from chandra.encoders.overlap import FrameFeed, PrecomputedFrames, Producer
 
     run_stage(state, "load", progress=progress)
     cfg = state.config
     given = state.encoder
     encoder = given if given is not None else make_encoder(cfg.encoder, **encoder_options(cfg))
     encoder.load()  # a missing model fails here, before any thread starts
+    feed = FrameFeed()
+    try:
+        feeds = "on_frames" in inspect.signature(encoder.encode_frames).parameters
+    except (TypeError, ValueError):
+        feeds = False
+    result: dict[str, Any] = {}
 
-    def segment_and_harmony(queued: ProgressCallback) -> None:
+    def beside_forward(queued: ProgressCallback) -> None:
         run_stage(state, "segment", progress=queued)
         run_stage(state, "harmony", progress=queued)
+        for name in _LATER_STAGE_MODULES:
+            importlib.import_module(name)
+        if feeds:
+            result["pooler"] = feed.pool(state.segments, queued)
 
     started = time.perf_counter()
-    with Producer(segment_and_harmony, progress=progress, name="chandra-segment-harmony") as producer:
-        frames, times = encoder.encode_frames(state.signal, state.sample_rate, progress=producer.relay)
+    with Producer(beside_forward, progress=progress, name="chandra-beside-forward") as producer:
+        try:
+            if feeds:
+                frames, times = encoder.encode_frames(state.signal, state.sample_rate, progress=producer.relay,
+                                                      on_frames=feed.publish)
+            else:
+                frames, times = encoder.encode_frames(state.signal, state.sample_rate, progress=producer.relay)
+        finally:
+            feed.close()
     forward = time.perf_counter() - started
-    state.encoder = PrecomputedFrames(encoder, frames, times)
+    state.encoder = PrecomputedFrames(encoder, frames, times, pooler=result.get("pooler"))
     try:
         run_stage(state, "encode", progress=progress)
     finally:

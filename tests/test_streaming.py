@@ -296,3 +296,112 @@ def test_onset_envelope_in_blocks_is_librosas(music):
     reference = librosa.onset.onset_strength(S=librosa.power_to_db(mel), sr=SR, hop_length=HOP)
     for block in (None, 100, 7, 2, 1):  # (1 is raised to 2)
         np.testing.assert_array_equal(onset_envelope(mel, hop_length=HOP, block_frames=block), reference)
+
+
+# ---------------------------------------------------------------------------
+# item 2: pooling beside the forward passes
+
+
+def _random_segments(rng, n_frames, hop_s, n_seg):
+    from types import SimpleNamespace
+
+    edges = np.sort(rng.uniform(0.0, n_frames * hop_s, size=2 * n_seg))
+    start, end = edges[0::2], edges[1::2]
+    end[::7] = start[::7]  # some segments shorter than a frame hop take the nearest frame
+    return SimpleNamespace(start=start, end=end)
+
+
+@pytest.mark.parametrize("block", [1, 3, 64, 4096])
+def test_incremental_pooler_is_pool_frames_bit_for_bit(monkeypatch, block):
+    import chandra.encoders.pooling as pooling
+
+    monkeypatch.setattr(pooling, "_POOL_BLOCK", block)
+    rng = np.random.default_rng(block)
+    n_frames, dim, hop_s = 3000, 5, 0.02
+    frames = rng.standard_normal((n_frames, dim)).astype(np.float32)
+    times = (np.arange(n_frames) + 0.5) * hop_s
+    segments = _random_segments(rng, n_frames, hop_s, 400)
+    expected, _ = pooling.pool_frames(frames, times, segments)
+    pooler = pooling.IncrementalPooler(times, segments, dim)
+    ready, pooled = 0, 0
+    for step in rng.integers(1, 400, size=40):  # frames becoming final in uneven steps
+        ready = min(n_frames, ready + int(step))
+        partial = frames.copy()
+        partial[ready:] = np.nan  # rows not final yet: never read
+        pooled += pooler.advance(partial, ready)
+    pooled += pooler.advance(frames, n_frames)
+    assert pooler.done and pooled > 0
+    np.testing.assert_array_equal(pooler.mean, expected)
+    assert pooler.planned_for(segments, n_frames)
+    assert not pooler.planned_for(segments, n_frames + 1)
+
+
+def test_frame_feed_pools_while_frames_arrive():
+    from chandra.encoders.overlap import FrameFeed
+    from chandra.encoders.pooling import pool_frames
+
+    rng = np.random.default_rng(3)
+    n_frames, dim, hop_s = 20000, 4, 0.02
+    frames = np.full((n_frames, dim), np.nan, dtype=np.float32)
+    final = rng.standard_normal((n_frames, dim)).astype(np.float32)
+    times = (np.arange(n_frames) + 0.5) * hop_s
+    segments = _random_segments(rng, n_frames, hop_s, 900)
+    feed = FrameFeed()
+    out = {}
+    worker = threading.Thread(target=lambda: out.update(pooler=feed.pool(segments, None)), name="chandra-test-pool")
+    worker.start()
+    feed.publish(frames, times, 0)
+    for ready in range(1000, n_frames + 1, 1000):
+        frames[ready - 1000:ready] = final[ready - 1000:ready]
+        feed.publish(frames, times, ready)
+    feed.close()
+    worker.join(10)
+    assert not worker.is_alive()
+    pooler = out["pooler"]
+    pooler.advance(frames, n_frames)
+    np.testing.assert_array_equal(pooler.mean, pool_frames(final, times, segments)[0])
+
+
+def test_overlapped_run_pools_in_the_producer(tiny_model, synthetic_audio, monkeypatch):
+    """The encode stage gets segment means the producer pooled while the forward passes ran
+    (many pooling groups, so most are pooled before the last batch), equal to the sequential run's."""
+    import chandra.encoders.pooling as pooling
+    from chandra.encoders import overlap
+    from chandra.pipeline import RunState, run_all
+
+    monkeypatch.setattr(pooling, "_POOL_BLOCK", 8)
+    seen = {}
+    original = overlap.PrecomputedFrames.encode
+
+    def encode(self, y, sr, segments, *, progress=None):
+        seen["pooler"] = self.pooler
+        seen["pooled_before_encode"] = getattr(self.pooler, "_next", 0)
+        return original(self, y, sr, segments, progress=progress)
+
+    monkeypatch.setattr(overlap.PrecomputedFrames, "encode", encode)
+    cfg = _neural_config(tiny_model)
+    over = run_all(RunState(audio_path=str(synthetic_audio), config=cfg))
+    seq = run_all(RunState(audio_path=str(synthetic_audio), config=cfg), overlap=False)
+    assert seen["pooler"] is not None and seen["pooled_before_encode"] > 0
+    np.testing.assert_array_equal(over.raw_features, seq.raw_features)
+    assert _chandra_threads() == []
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+def test_producer_thread_runs_at_lower_priority(monkeypatch):
+    """The producer lowers its own thread's priority (not the process's: the forward passes keep theirs)."""
+    from chandra.encoders.overlap import Producer
+
+    seen = {}
+
+    def work(progress):
+        seen["producer"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    for env, steps in (("", 10), ("3", 3), ("0", 0), ("junk", 10)):
+        monkeypatch.setenv("CHANDRA_PRODUCER_NICE", env)
+        before = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+        with Producer(work):
+            pass
+        assert seen["producer"] == min(19, before + steps)
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+    assert _chandra_threads() == []

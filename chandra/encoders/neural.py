@@ -7,7 +7,7 @@ import math
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -417,7 +417,8 @@ class Wav2Vec2Encoder:
     # -- computation --------------------------------------------------------
 
     def encode_frames(
-        self, y: np.ndarray, sr: int, *, progress: Optional[ProgressCallback] = None
+        self, y: np.ndarray, sr: int, *, progress: Optional[ProgressCallback] = None,
+        on_frames: Optional[Callable[[np.ndarray, np.ndarray, int], None]] = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Hidden states of the chosen layer for the whole signal.
 
@@ -429,6 +430,13 @@ class Wav2Vec2Encoder:
             Its sample rate in Hz (resampled to :attr:`sample_rate`).
         progress : callable, optional
             ``progress("encode", done, total)`` once per batch of chunks.
+        on_frames : callable, optional
+            ``on_frames(frames, frame_times, ready)``: called (in this thread)
+            before the first batch with ``ready=0`` and after every batch;
+            rows ``frames[:ready]`` are final (the same arrays are
+            returned), the rows after them are still being written. Lets
+            other work use the frames while the forward passes go on
+            (:class:`chandra.encoders.pooling.IncrementalPooler`).
 
         Returns
         -------
@@ -468,9 +476,12 @@ class Wav2Vec2Encoder:
 
         out = np.empty((total_frames, self.dim), dtype=np.float32)
         covered = np.zeros(total_frames, dtype=bool)
+        times = (np.arange(total_frames, dtype=np.float64) * hop + 0.5 * self._rf) / self._sampling_rate
         size = self.batch_size_
         batches = [list(range(i, min(i + size, len(starts)))) for i in range(0, len(starts), size)]
         report(progress, "encode", 0, len(batches))
+        if on_frames is not None:
+            on_frames(out, times, 0)
         with torch.inference_mode():
             for b, idx in enumerate(batches):
                 batch = np.zeros((len(idx), chunk), dtype=np.float32)
@@ -491,6 +502,9 @@ class Wav2Vec2Encoder:
                     rows = hidden[row, lo - first[k] : hi - first[k]]
                     out[lo:hi] = rows
                     covered[lo:hi] = np.isfinite(rows).all(axis=1)
+                if on_frames is not None:
+                    k = idx[-1]
+                    on_frames(out, times, min(keep_hi[k], first[k] + per_chunk))
                 report(progress, "encode", b + 1, len(batches))
         if not covered.all():
             missing = np.flatnonzero(~covered)
@@ -498,7 +512,6 @@ class Wav2Vec2Encoder:
                 f"{missing.size} of {total_frames} frames are missing or non-finite after stitching "
                 f"(first at frame {missing[0]}); model '{self.model}', chunks {len(starts)}"
             )
-        times = (np.arange(total_frames, dtype=np.float64) * hop + 0.5 * self._rf) / self._sampling_rate
         return out, times
 
     def encode(

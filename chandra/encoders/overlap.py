@@ -7,6 +7,11 @@ calling thread keeps torch (and torch keeps its own intra-op threads);
 :class:`PrecomputedFrames` then pools the frames already computed as if it
 were the encoder. :func:`chandra.pipeline.run_all` uses both.
 
+The producer thread runs at a lower scheduling priority than the forward
+passes (:data:`PRODUCER_NICE`): on a machine whose cores torch already
+fills, equal priority would make the forward passes wait for the work beside
+them; lowered, that work fills what the forward passes leave.
+
 Rules the producer keeps:
 
 * progress is never reported from the background thread: its reports are
@@ -23,16 +28,49 @@ Rules the producer keeps:
 
 from __future__ import annotations
 
+import os
 import queue
+import sys
 import threading
 from typing import Any, Callable, Optional
 
 import numpy as np
 
-from chandra.encoders.pooling import pool_frames, segment_bounds
+from chandra.encoders.pooling import IncrementalPooler, pool_frames, segment_bounds
 from chandra.progress import ProgressCallback, report
 
-__all__ = ["Producer", "PrecomputedFrames"]
+__all__ = ["Producer", "PrecomputedFrames", "FrameFeed"]
+
+
+#: How much lower than its process the producer thread runs (Linux ``nice``
+#: steps; ``$CHANDRA_PRODUCER_NICE``, 0 = the same priority). The forward
+#: passes keep every core torch asked for and the producer takes what they
+#: leave: on 2 cores at equal priority the producer's 12 CPU-seconds per
+#: 10 minutes of audio cost the forward passes 10.6 s (torch's threads
+#: wait for the one that shared its core); at nice 10 they cost 1.5 s and
+#: the producer still finished half-way through the forward passes
+#: (benchmarks/RESULTS.md, section 15).
+PRODUCER_NICE = 10
+
+
+def _producer_nice() -> int:
+    text = os.environ.get("CHANDRA_PRODUCER_NICE", "").strip()
+    try:
+        return max(0, int(text)) if text else PRODUCER_NICE
+    except ValueError:
+        return PRODUCER_NICE
+
+
+def _lower_this_threads_priority(steps: int) -> None:
+    """Raise the calling thread's nice value by ``steps`` (Linux only: elsewhere a
+    thread id is no process id, and ``setpriority`` would aim at a process)."""
+    if steps <= 0 or not sys.platform.startswith("linux"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + steps))
+    except (AttributeError, OSError):
+        pass  # a priority is an optimisation, never a reason to fail
 
 
 class _Stopped(BaseException):
@@ -52,6 +90,11 @@ class _QueuedProgress:
 
     def note(self, stage: str, text: str) -> None:
         self._owner._events.put(("note", stage, text, None))
+
+    def check(self) -> None:
+        """Raise (stopping the work) if the calling thread has failed."""
+        if self._owner._stop.is_set():
+            raise _Stopped()
 
 
 class Producer:
@@ -86,6 +129,7 @@ class Producer:
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def _run(self) -> None:
+        _lower_this_threads_priority(_producer_nice())
         try:
             self._work(_QueuedProgress(self))
         except _Stopped:
@@ -148,6 +192,63 @@ class Producer:
         return False
 
 
+class FrameFeed:
+    """Frames handed from the forward passes (calling thread) to the producer as they become final.
+
+    The calling thread passes :meth:`publish` as ``on_frames`` to
+    ``encode_frames`` and calls :meth:`close` when the forward passes end
+    (or fail); the producer calls :meth:`pool` to pool segment means while
+    the rest of the frames are computed. Only rows already final are read,
+    so the two threads never touch the same rows.
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._frames: Optional[np.ndarray] = None
+        self._times: Optional[np.ndarray] = None
+        self._ready = 0
+        self._closed = False
+
+    def publish(self, frames: np.ndarray, frame_times: np.ndarray, ready: int) -> None:
+        """``frames[:ready]`` are final (the ``on_frames`` callback of ``encode_frames``)."""
+        with self._cond:
+            self._frames, self._times, self._ready = frames, frame_times, int(ready)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """No more frames will come (the forward passes ended or failed)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def pool(self, segments: Any, progress: Any) -> Optional[IncrementalPooler]:
+        """Pool segment means as frames become final, until every segment is pooled or the feed closes.
+
+        ``progress`` is the producer's callback: its ``check()`` stops the
+        work when the calling thread has failed. Returns the pooler (None if
+        no frame was ever published); the caller finishes what is left
+        with :meth:`IncrementalPooler.advance` on the final frames.
+        """
+        pooler = None
+        seen = -1
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._ready > seen or self._closed, timeout=0.25)
+                frames, times, ready, closed = self._frames, self._times, self._ready, self._closed
+            check = getattr(progress, "check", None)
+            if callable(check):
+                check()
+            if frames is not None and ready > seen:
+                if pooler is None:
+                    pooler = IncrementalPooler(times, segments, frames.shape[1])
+                pooler.advance(frames, ready)
+                seen = ready
+                if pooler.done:
+                    return pooler
+            if closed:
+                return pooler
+
+
 class PrecomputedFrames:
     """An encoder whose frames are already computed: :meth:`encode` pools them.
 
@@ -160,16 +261,22 @@ class PrecomputedFrames:
     frame_times : np.ndarray, float64 (n_frames,)
         Frame centres in seconds from file start.
 
+    pooler : IncrementalPooler, optional
+        Segment means already pooled (some or all) while the frames were
+        computed; the rest are pooled here with the same arithmetic.
+
     The result of :meth:`encode` is the same as ``encoder.encode`` on the
     signal the frames came from (the neural encoder's ``encode`` is
     ``encode_frames`` then the mean of :func:`pool_frames`).
     """
 
-    def __init__(self, encoder: Any, frames: np.ndarray, frame_times: np.ndarray):
+    def __init__(self, encoder: Any, frames: np.ndarray, frame_times: np.ndarray,
+                 pooler: Optional[IncrementalPooler] = None):
         self.encoder = encoder
         self.name = encoder.name
         self.frames = frames
         self.frame_times = frame_times
+        self.pooler = pooler
 
     def encode(self, y: np.ndarray, sr: int, segments: Any, *,
                progress: Optional[ProgressCallback] = None) -> np.ndarray:
@@ -178,6 +285,9 @@ class PrecomputedFrames:
         report(progress, "encode", 0, 1)
         if start.size == 0:
             out = np.zeros((0, self.frames.shape[1]), dtype=np.float32)
+        elif self.pooler is not None and self.pooler.planned_for(segments, self.frames.shape[0]):
+            self.pooler.advance(self.frames, self.frames.shape[0])
+            out = self.pooler.mean.astype(np.float32)
         else:
             mean, _ = pool_frames(self.frames, self.frame_times, segments)
             out = mean.astype(np.float32)

@@ -14,7 +14,7 @@ import numpy as np
 
 from chandra.errors import EncoderError
 
-__all__ = ["segment_bounds", "pool_frames"]
+__all__ = ["segment_bounds", "pool_frames", "IncrementalPooler"]
 
 
 def segment_bounds(segments: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -87,8 +87,9 @@ def _frame_ranges(
     return lo, hi
 
 
-#: Frames per prefix-sum block in :func:`pool_frames` (bounds its memory).
-_POOL_BLOCK = 16384
+#: Frames per prefix-sum block in :func:`pool_frames` (bounds its memory and
+#: the span of each float64 prefix sum; at wav2vec2's 50 frames/s, 82 s).
+_POOL_BLOCK = 4096
 
 
 def pool_frames(
@@ -142,26 +143,103 @@ def pool_frames(
     n_seg = start.size
     mean = np.empty((n_seg, dim), dtype=np.float64)
     std = np.empty((n_seg, dim), dtype=np.float64) if with_std else None
-    # Prefix sums over groups of segments spanning at most _POOL_BLOCK frames:
-    # float64 sums of a whole hour of 768-D frames would need 2 x 1.1 GB.
+    for group in _pool_groups(lo, hi):
+        _pool_group(frames, lo, hi, group, mean, std)
+    return mean, std
+
+
+def _pool_groups(lo: np.ndarray, hi: np.ndarray):
+    """Runs ``(i, j, a, b)`` of consecutive segments ``i..j-1`` whose frames ``[a, b)`` span at most
+    :data:`_POOL_BLOCK` (or one segment's own frames, if longer)."""
+    n_seg = lo.size
     i = 0
     while i < n_seg:
         a, b, j = int(lo[i]), int(hi[i]), i + 1
         while j < n_seg and max(b, int(hi[j])) - min(a, int(lo[j])) <= _POOL_BLOCK:
             a, b, j = min(a, int(lo[j])), max(b, int(hi[j])), j + 1
-        x = frames[a:b].astype(np.float64)
-        csum = np.zeros((x.shape[0] + 1, dim), dtype=np.float64)
-        np.cumsum(x, axis=0, out=csum[1:])
-        l, h = lo[i:j] - a, hi[i:j] - a
-        count = (h - l).astype(np.float64)[:, None]
-        mean[i:j] = (csum[h] - csum[l]) / count
-        if with_std:
-            csq = np.zeros_like(csum)
-            np.cumsum(x * x, axis=0, out=csq[1:])
-            var = (csq[h] - csq[l]) / count - mean[i:j] * mean[i:j]
-            # prefix-sum variance can dip slightly below zero by cancellation
-            block_std = np.sqrt(np.maximum(var, 0.0))
-            block_std[(h - l) == 1] = 0.0  # exact, rather than the rounding residue of the prefix sums
-            std[i:j] = block_std
+        yield i, j, a, b
         i = j
-    return mean, std
+
+
+def _pool_group(frames: np.ndarray, lo: np.ndarray, hi: np.ndarray, group: tuple[int, int, int, int],
+                mean: np.ndarray, std: Optional[np.ndarray]) -> None:
+    """Means (and standard deviations) of segments ``i..j-1`` from prefix sums over frames ``[a, b)``.
+
+    float64 prefix sums over a block, not the file: a whole hour of 768-D
+    frames would need 2 x 1.1 GB.
+    """
+    i, j, a, b = group
+    dim = frames.shape[1]
+    x = frames[a:b].astype(np.float64)
+    csum = np.zeros((x.shape[0] + 1, dim), dtype=np.float64)
+    np.cumsum(x, axis=0, out=csum[1:])
+    l, h = lo[i:j] - a, hi[i:j] - a
+    count = (h - l).astype(np.float64)[:, None]
+    mean[i:j] = (csum[h] - csum[l]) / count
+    if std is not None:
+        csq = np.zeros_like(csum)
+        np.cumsum(x * x, axis=0, out=csq[1:])
+        var = (csq[h] - csq[l]) / count - mean[i:j] * mean[i:j]
+        # prefix-sum variance can dip slightly below zero by cancellation
+        block_std = np.sqrt(np.maximum(var, 0.0))
+        block_std[(h - l) == 1] = 0.0  # exact, rather than the rounding residue of the prefix sums
+        std[i:j] = block_std
+
+
+class IncrementalPooler:
+    """Segment means pooled while the frames are still being computed.
+
+    The groups of segments and their arithmetic are exactly those of
+    :func:`pool_frames`, so the result is bit for bit the same; a group is
+    pooled as soon as every frame it spans is final. Used beside a neural
+    encoder's forward passes (:mod:`chandra.encoders.overlap`).
+
+    Parameters
+    ----------
+    frame_times : np.ndarray, float64 (n_frames,)
+        Centre of every frame the encoder will produce, seconds.
+    segments : object
+        ``start``/``end`` arrays in seconds (see :func:`segment_bounds`).
+    dim : int
+        Frame dimension.
+
+    Attributes
+    ----------
+    mean : np.ndarray, float64 (n_segments, dim)
+        Filled group by group; complete when :attr:`done`.
+    """
+
+    def __init__(self, frame_times: np.ndarray, segments: Any, dim: int):
+        frame_times = np.asarray(frame_times, dtype=np.float64)
+        if frame_times.size == 0:
+            raise EncoderError("no frames to pool (signal shorter than one analysis frame?)")
+        start, end = segment_bounds(segments)
+        self.n_frames = int(frame_times.size)
+        self._bounds = (start, end)
+        self.lo, self.hi = _frame_ranges(frame_times, start, end)
+        self._groups = list(_pool_groups(self.lo, self.hi))
+        self._next = 0
+        self.mean = np.empty((start.size, int(dim)), dtype=np.float64)
+
+    def planned_for(self, segments: Any, n_frames: int) -> bool:
+        """This pooler was planned for exactly these segments and this many frames."""
+        start, end = segment_bounds(segments)
+        return (int(n_frames) == self.n_frames and np.array_equal(start, self._bounds[0])
+                and np.array_equal(end, self._bounds[1]))
+
+    @property
+    def done(self) -> bool:
+        """Every segment is pooled."""
+        return self._next >= len(self._groups)
+
+    def advance(self, frames: np.ndarray, ready: int) -> int:
+        """Pool every group whose frames lie in ``frames[:ready]`` (final); returns the groups pooled."""
+        if frames.shape[0] != self.n_frames or frames.shape[1] != self.mean.shape[1]:
+            raise EncoderError(f"frames {frames.shape} do not match the {self.n_frames} x {self.mean.shape[1]} "
+                               "frames this pooler was planned for")
+        pooled = 0
+        while self._next < len(self._groups) and self._groups[self._next][3] <= ready:
+            _pool_group(frames, self.lo, self.hi, self._groups[self._next], self.mean, None)
+            self._next += 1
+            pooled += 1
+        return pooled
