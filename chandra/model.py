@@ -747,29 +747,51 @@ def _arrays_of(model: Model) -> list[tuple[str, np.ndarray]]:
     return arrays
 
 
+#: Samples per block when audio is rounded to the 24-bit grid or encoded as FLAC.
+_AUDIO_BLOCK = 1 << 20
+
+
 def quantize_audio(y: np.ndarray) -> np.ndarray:
     """Samples rounded to the 24-bit grid (steps of 2^-23, about -138 dBFS), float32 (n,).
 
     A corpus model keeps its audio on this grid, so its FLAC members hold it
-    exactly: the model saved and loaded back has the same samples.
+    exactly: the model saved and loaded back has the same samples. Works in
+    blocks (float64 temporaries of :data:`_AUDIO_BLOCK` samples, not of the
+    whole signal).
     """
-    y64 = np.asarray(y, dtype=np.float64)
-    return (np.round(y64 * _FLAC_SCALE) / _FLAC_SCALE).astype(np.float32)
+    y = np.asarray(y)
+    out = np.empty(y.shape, dtype=np.float32)
+    flat_in, flat_out = y.reshape(-1), out.reshape(-1)
+    for a in range(0, flat_in.size, _AUDIO_BLOCK):
+        y64 = np.asarray(flat_in[a:a + _AUDIO_BLOCK], dtype=np.float64)
+        flat_out[a:a + _AUDIO_BLOCK] = np.round(y64 * _FLAC_SCALE) / _FLAC_SCALE
+    return out
 
 
 def _flac_bytes(take: np.ndarray, sample_rate: int) -> bytes | None:
-    """``take`` as a 24-bit mono FLAC stream when that holds it exactly, else None."""
+    """``take`` as a 24-bit mono FLAC stream when that holds it exactly, else None.
+
+    Checked and encoded in blocks of :data:`_AUDIO_BLOCK` samples, so the
+    temporaries are a block's, not the take's (an hour at 22 050 Hz would
+    otherwise need three 640 MB copies); the stream is the same as one
+    whole-take write.
+    """
     import soundfile as sf
 
-    scaled = np.asarray(take, dtype=np.float64) * _FLAC_SCALE
-    ints = np.round(scaled)
-    if take.size == 0 or not np.array_equal(ints, scaled) or ints.min() < -_FLAC_SCALE or ints.max() >= _FLAC_SCALE:
+    take = np.asarray(take).reshape(-1)
+    if take.size == 0:
         return None
     buffer = io.BytesIO()
     try:
-        # libsndfile maps int32 full scale onto 24 bits: pass the samples shifted up by 8.
-        sf.write(buffer, (ints.astype(np.int32) << 8).reshape(-1, 1), int(sample_rate), format="FLAC",
-                 subtype="PCM_24")
+        with sf.SoundFile(buffer, "w", samplerate=int(sample_rate), channels=1, format="FLAC",
+                          subtype="PCM_24") as out:
+            for a in range(0, take.size, _AUDIO_BLOCK):
+                scaled = np.asarray(take[a:a + _AUDIO_BLOCK], dtype=np.float64) * _FLAC_SCALE
+                ints = np.round(scaled)
+                if not np.array_equal(ints, scaled) or ints.min() < -_FLAC_SCALE or ints.max() >= _FLAC_SCALE:
+                    return None
+                # libsndfile maps int32 full scale onto 24 bits: pass the samples shifted up by 8.
+                out.write((ints.astype(np.int32) << 8).reshape(-1, 1))
     except (sf.LibsndfileError, RuntimeError, ValueError, TypeError):
         return None  # e.g. a sample rate FLAC cannot carry: the take is stored as .npy
     return buffer.getvalue()

@@ -586,10 +586,41 @@ def test_window_linear_is_the_convolution():
         conv = torch.nn.Conv1d(c_in, c_out, k, stride=stride, bias=bias)
         assert _unfoldable(conv)
         x = torch.randn(2, c_in, 101)
+        channels_last = torch.randn(2, 101, c_in).transpose(1, 2)  # what the previous WindowLinear hands on
         with torch.no_grad():
             torch.testing.assert_close(_WindowLinear(conv)(x), conv(x), rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(_WindowLinear(conv)(channels_last), conv(channels_last), rtol=1e-5,
+                                       atol=1e-5)
+    # two layers as in the feature encoder (conv, GELU, conv): the first output feeds the second as is
+    first, second = torch.nn.Conv1d(16, 24, 3, stride=2), torch.nn.Conv1d(24, 24, 2, stride=2)
+    x = torch.randn(3, 16, 257)
+    with torch.no_grad():
+        expected = second(torch.nn.functional.gelu(first(x)))
+        got = _WindowLinear(second)(torch.nn.functional.gelu(_WindowLinear(first)(x)))
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert not _unfoldable(torch.nn.Conv1d(1, 8, 10, stride=5))  # the first layer stays float
     assert not _unfoldable(torch.nn.Conv1d(32, 32, 8, padding=4, groups=4))  # positional convolution
+
+
+def test_int8_window_linear_keeps_quiet_frames():
+    """Per-window scaling: a frame 60 dB below the loudest keeps its precision after int8 quantisation."""
+    import torch
+
+    from chandra.encoders import _WindowLinear
+    from chandra.encoders.quantize import _quantize_int8
+
+    torch.manual_seed(1)
+    conv = torch.nn.Conv1d(64, 32, 3, stride=2, bias=False)
+    x = torch.randn(1, 64, 400)
+    x[:, :, 200:] *= 1e-3  # the second half 60 dB down
+    holder = torch.nn.Sequential(_WindowLinear(conv))
+    quantized, counts = _quantize_int8(holder)
+    with torch.no_grad():
+        expected, got = conv(x), quantized(x)
+    assert counts["linear"] == 1 and counts["conv_as_linear"] == 0
+    quiet = slice(101, None)  # windows entirely inside the quiet half
+    error = (got[..., quiet] - expected[..., quiet]).norm() / expected[..., quiet].norm()
+    assert error < 0.05, float(error)
 
 
 def test_int8_encoder_is_close_to_float32_and_says_so(tiny_dirs, audio16):

@@ -464,3 +464,51 @@ def test_entropy_matches_definition_on_random_tokens():
     p = p[p > 0]
     assert m["entropy_bits"] == pytest.approx(float(-(p * np.log2(p)).sum()))
     assert math.isclose(m["perplexity"], 2 ** m["entropy_bits"])
+
+
+# ---------------------------------------------------------------------------
+# K-means initialisations side by side
+
+
+@pytest.mark.parametrize("n, d, k, seed, n_init", [(300, 8, 7, 0, 4), (500, 32, 16, 11, 4), (200, 5, 64, 3, 3),
+                                                   (120, 3, 2, 9, 6), (400, 16, 33, 2, 1)])
+def test_kmeans_runs_side_by_side_are_scikit_learns_loop(n, d, k, seed, n_init):
+    """The n_init runs on two threads give scikit-learn's sequential result bit for bit."""
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_limits
+
+    from chandra import vocabulary
+
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(c, 1.0 + c % 3, size=(n // 10, d)) for c in range(10)])
+    with threadpool_limits(limits=1):
+        ref = KMeans(n_clusters=k, init="k-means++", n_init=n_init, max_iter=300, random_state=seed,
+                     algorithm="lloyd").fit(X)
+    got = vocabulary._kmeans_runs_side_by_side(X, k, n_init=n_init, max_iter=300, seed=seed, workers=2)
+    np.testing.assert_array_equal(got.cluster_centers_, ref.cluster_centers_)
+    np.testing.assert_array_equal(got.labels_, ref.labels_)
+    assert got.n_iter_ == ref.n_iter_ and got.inertia_ == ref.inertia_
+    assert vocabulary._side_by_side_is_exact()
+
+
+def test_vocabulary_is_the_same_with_runs_side_by_side(monkeypatch):
+    from chandra import vocabulary
+
+    X = np.random.default_rng(5).normal(size=(600, 24)).astype(np.float32)
+    fits = []
+    for exact in (False, True):  # False: scikit-learn's own loop
+        monkeypatch.setattr(vocabulary, "_SIDE_BY_SIDE_EXACT", exact)
+        fits.append(GestureVocabulary(n_tokens=12, random_state=4).fit(X))
+    np.testing.assert_array_equal(fits[0].cluster_centers_, fits[1].cluster_centers_)
+    np.testing.assert_array_equal(fits[0].labels_, fits[1].labels_)
+    assert fits[0].n_iter_ == fits[1].n_iter_
+
+
+def test_same_clustering_is_a_label_permutation_test():
+    from chandra.vocabulary import _same_clustering
+
+    a = np.array([0, 0, 1, 2, 2])
+    assert _same_clustering(a, np.array([2, 2, 0, 1, 1]))
+    assert not _same_clustering(a, np.array([2, 2, 0, 1, 0]))
+    # scikit-learn's rule looks one way only: a merge seen from the finer side is "the same"
+    assert _same_clustering(a, np.array([1, 1, 0, 0, 0]))

@@ -68,25 +68,39 @@ def _window_linear_class():
         values are ~1/1000 of the loudest), and a dynamically quantised
         linear map scales its input per tensor, which would round quiet
         frames to zero. Per window, every frame keeps its 8 bits.
+
+        The windows are read frame-major (a window is ``kernel`` consecutive
+        frames of ``channels`` values, so on a channels-last input it is one
+        contiguous run of memory) and the weights are ordered to match: the
+        only pass over the windows is the one that scales them. The output is
+        channels-last too (returned as a ``(batch, channels, frames)`` view),
+        so the next layer's windows need no copy either.
         """
 
         def __init__(self, conv):
             super().__init__()
             c_out, c_in, k = conv.weight.shape
-            self.kernel, self.stride = int(k), int(conv.stride[0])
+            self.kernel, self.stride, self.channels = int(k), int(conv.stride[0]), int(c_in)
             self.linear = torch.nn.Linear(c_in * k, c_out, bias=False)
             with torch.no_grad():
-                self.linear.weight.copy_(conv.weight.reshape(c_out, c_in * k))
+                # (out, in, k) -> (out, k, in): frame-major windows
+                self.linear.weight.copy_(conv.weight.permute(0, 2, 1).reshape(c_out, k * c_in))
             self.bias = None if conv.bias is None else torch.nn.Parameter(conv.bias.detach().clone())
 
         def forward(self, x):
-            batch, channels, _ = x.shape
-            windows = x.unfold(2, self.kernel, self.stride)  # (batch, channels, frames, kernel)
-            windows = windows.permute(0, 2, 1, 3).reshape(batch, windows.shape[2], channels * self.kernel)
-            scale = windows.abs().amax(dim=2, keepdim=True).clamp_min(1e-30)
-            out = self.linear(windows / scale) * scale
-            if self.bias is not None:
-                out = out + self.bias
+            frames = x.transpose(1, 2)  # (batch, time, channels)
+            if not frames.is_contiguous():
+                frames = frames.contiguous()
+            batch, time, channels = frames.shape
+            k, s = self.kernel, self.stride
+            n = (time - k) // s + 1
+            low, high = torch.aminmax(frames, dim=2)
+            peak = torch.maximum(high, low.neg())  # largest magnitude per frame, (batch, time)
+            scale = torch.nn.functional.max_pool1d(peak.unsqueeze(1), k, s).squeeze(1)[:, :n]
+            scale = scale.clamp_min(1e-30).unsqueeze(2)  # per window, (batch, n, 1)
+            windows = frames.as_strided((batch, n, k * channels), (time * channels, s * channels, 1))
+            out = self.linear(windows / scale)  # one pass: scaled windows, contiguous
+            out = out * scale if self.bias is None else torch.addcmul(self.bias, out, scale)
             return out.transpose(1, 2)
 
     return WindowLinear
