@@ -665,3 +665,31 @@ def test_play_places_a_corpus_frame_in_its_own_take(corpus):
     own, _ = _event_bounds(model, [frame], on_audio=False)  # in its own file
     assert own[0] == pytest.approx(event["t"])
     assert source_place(model, frame) == f"take2.wav {event['t']:.2f} s"
+
+
+def test_take_audio_is_rounded_and_encoded_in_blocks(monkeypatch):
+    """quantize_audio and the FLAC writer work block by block (bounded temporaries) and give
+    exactly what the whole-signal arithmetic and one whole-take write give."""
+    import io
+
+    import soundfile as sf
+
+    import chandra.model as model_module
+
+    rng = np.random.default_rng(8)
+    y = (0.3 * rng.standard_normal(50_003)).astype(np.float32)
+    whole = (np.round(y.astype(np.float64) * 2.0**23) / 2.0**23).astype(np.float32)
+    monkeypatch.setattr(model_module, "_AUDIO_BLOCK", 4096)
+    q = model_module.quantize_audio(y)
+    np.testing.assert_array_equal(q, whole)
+    flac = model_module._flac_bytes(q, 22050)
+    reference = io.BytesIO()
+    ints = np.round(q.astype(np.float64) * 2.0**23).astype(np.int32) << 8
+    sf.write(reference, ints.reshape(-1, 1), 22050, format="FLAC", subtype="PCM_24")
+    assert flac == reference.getvalue()
+    back, _ = sf.read(io.BytesIO(flac), dtype="int32")
+    np.testing.assert_array_equal(back >> 8, ints >> 8)
+    off_grid = q.copy()
+    off_grid[30_000] = np.float32(0.1)  # one sample off the 24-bit grid, in a later block: not FLAC
+    assert model_module._flac_bytes(off_grid, 22050) is None
+    assert model_module._flac_bytes(np.zeros(0, dtype=np.float32), 22050) is None
