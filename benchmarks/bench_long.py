@@ -162,7 +162,7 @@ def plot(path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    fig, ax = plt.subplots(figsize=(11, 4.8))
     print("| series | minutes | segments | total s | RTF | forward s | total/forward | peak RSS MB | signal MB | load |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for key, rows in sorted(series.items()):
@@ -186,7 +186,7 @@ def plot(path: Path) -> None:
     ax.set_ylabel("pipeline seconds (train, all stages)")
     ax.set_title("chandra train against the length of the recording")
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     FIGURE.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(FIGURE, dpi=110)
