@@ -44,11 +44,12 @@ __all__ = ["Producer", "PrecomputedFrames", "FrameFeed"]
 
 #: How much lower than its process the producer thread runs (Linux ``nice``
 #: steps; ``$CHANDRA_PRODUCER_NICE``, 0 = the same priority). The forward
-#: passes keep every core torch asked for and the producer takes what they
+#: passes keep the cores torch asked for and the producer takes what they
 #: leave: on 2 cores at equal priority the producer's 12 CPU-seconds per
 #: 10 minutes of audio cost the forward passes 10.6 s (torch's threads
-#: wait for the one that shared its core); at nice 10 they cost 1.5 s and
-#: the producer still finished half-way through the forward passes
+#: wait for the one that shared its core); at nice 10 the forward passes
+#: ran within the noise of their solo time at 10 minutes (~5 % slower at
+#: 60) and the producer still finished half-way through them
 #: (benchmarks/RESULTS.md, section 15).
 PRODUCER_NICE = 10
 
