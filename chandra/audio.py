@@ -23,9 +23,15 @@ __all__ = [
     "validate_signal",
     "summarize_signal",
     "SILENCE_PEAK",
+    "MIN_FILE_SAMPLE_RATE",
 ]
 
 SUPPORTED_EXTENSIONS = (".wav", ".flac", ".ogg", ".oga", ".opus", ".aiff", ".aif", ".mp3")
+
+#: Lowest file sample rate (Hz) a recording may have. Below it a file holds no
+#: music (nothing above 500 Hz), and resampling it is the attack: a 200 kB
+#: WAV declaring 1 Hz would decode to 9 GB at 22 050 Hz.
+MIN_FILE_SAMPLE_RATE = 1000
 
 #: Peak amplitude below which a signal counts as silence (about -80 dBFS).
 SILENCE_PEAK = 1e-4
@@ -252,6 +258,9 @@ def decode_audio(path: str | os.PathLike, *, sr: int | None = None, mono: bool =
         raise AudioError(f"{path}: cannot decode as audio ({first_line(exc)})") from exc
     with f:
         file_sr, channels, decoder_frames = int(f.samplerate), int(f.channels), int(f.frames)
+        if file_sr < MIN_FILE_SAMPLE_RATE:
+            raise AudioError(f"{path}: sample rate {file_sr} Hz is below {MIN_FILE_SAMPLE_RATE:,} Hz, too low to "
+                             f"hold music (nothing above {file_sr / 2:g} Hz); is it an audio recording?")
         # Trust the header's frame count for allocation only when it could come
         # from a file this size (otherwise the allocation itself is the attack).
         plausible = 0 <= decoder_frames * channels * 4 <= _MAX_EXPANSION * size + (1 << 20)

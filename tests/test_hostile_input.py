@@ -127,6 +127,19 @@ def test_musichal_nested_100000_levels_is_refused_within_memory(tmp_path):
     assert_refused(proc, "inspect", "nested deeper than 64 levels", "byte offset")
 
 
+@pytest.mark.parametrize("rate", [1, 999])
+def test_audio_declaring_a_tiny_sample_rate_is_refused_before_resampling(tmp_path, rate):
+    """A 200 kB WAV at 1 Hz would resample to 9 GB at 22 050 Hz: refused at its header, in one line."""
+    import soundfile as sf
+
+    path = tmp_path / "slow.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 100_000).astype(np.float32), rate,
+             subtype="PCM_16")
+    proc = run_limited("train", str(path), "-o", str(tmp_path / "m.chandra"), "--quiet")
+    assert_refused(proc, "train", f"sample rate {rate} Hz is below 1,000 Hz", "is it an audio recording?")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["slow.wav"]
+
+
 def test_model_json_nested_100000_levels_is_refused(tmp_path, good):
     text = json.dumps(document_of(good)).replace('"provenance": {', '"provenance": {"deep": '
                                                   + "[" * 100_000 + "]" * 100_000 + ", ", 1)
